@@ -1,0 +1,33 @@
+# The two set-up commands of the README: `make test` and `make demo`. Each creates .venv if it is missing.
+PYTHON ?= python3
+VENV := .venv
+STAMP := $(VENV)/.installed
+BIN := $(CURDIR)/$(VENV)/bin
+export PATH := $(BIN):$(PATH)
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+
+.PHONY: venv test test-fast demo lock clean-demo
+
+venv: $(STAMP)
+
+$(STAMP): requirements.lock
+	@$(PYTHON) -c 'import sys; sys.exit("Python 3.11+ is required, found " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements.lock
+	touch $@
+
+test: venv
+	$(VENV)/bin/python -m pytest
+
+test-fast: venv
+	$(VENV)/bin/python -m pytest -m "not slow"
+
+# Runs the pipeline offline on generated sample data in a throwaway DVC project under demo/.
+demo: venv
+	bash scripts/demo.sh demo
+
+lock: venv
+	$(VENV)/bin/pip freeze --exclude-editable | sed '1i # Every package of the virtual environment, pinned (pip freeze). `make venv` installs exactly this set.\n# Regenerate after changing pyproject.toml: make lock' > requirements.lock
+
+clean-demo:
+	rm -rf demo

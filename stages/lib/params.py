@@ -1,0 +1,191 @@
+"""Load `params.yaml` into frozen, typed dataclasses, validated on load.
+
+Every section of params.yaml is one dataclass below, and every key is required: a default hidden in
+code would be a number DVC does not track. Unknown keys, wrong types (no silent "5" -> 5) and
+out-of-range values fail with a `ParamsError` that names the file, the key and what is allowed.
+
+A stage reads its params through `for_stage(PARAMS)`, a view that allows only the keys the stage
+declares (the same list as its `params:` in dvc.yaml) and records which it read, so a test can check
+that DVC re-runs exactly the stages a change affects.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Annotated, Any
+
+import yaml
+from pydantic import AfterValidator, ConfigDict, Field, Strict, TypeAdapter, ValidationError
+from pydantic.dataclasses import dataclass
+
+from stages.lib.cli import PipelineError
+
+PARAMS_FILE = Path("params.yaml")
+
+# Named datasets that `data.source` accepts besides URLs and local archives.
+REFERENCE_DATASET = "cats_and_dogs_filtered"
+REFERENCE_URL = "https://storage.googleapis.com/mledu-datasets/cats_and_dogs_filtered.zip"
+SAMPLE_DATASET = "sample"
+ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz")
+
+
+class ParamsError(PipelineError, ValueError):
+    """params.yaml is missing, unreadable, or has a bad key or value."""
+
+
+def _check_source(value: str) -> str:
+    if value in (REFERENCE_DATASET, SAMPLE_DATASET) or re.match(r"https?://\S+$", value):
+        return value
+    if "://" not in value and value.lower().endswith(ARCHIVE_SUFFIXES):
+        return value
+    raise ValueError(
+        f"must be {REFERENCE_DATASET!r}, {SAMPLE_DATASET!r}, an http(s) URL or a local archive path ending in "
+        f"{', '.join(ARCHIVE_SUFFIXES)} (got {value!r})"
+    )
+
+
+def _check_sha256(value: str | None) -> str | None:
+    if value is not None and not re.fullmatch(r"[0-9a-fA-F]{64}", value):
+        raise ValueError(f"must be null or 64 hex digits (got {value!r})")
+    return value.lower() if value else value
+
+
+def _check_stored_size(value: int) -> int:
+    if value != 0 and not 32 <= value <= 1024:
+        raise ValueError(f"must be 0 (keep original sizes) or between 32 and 1024 pixels (got {value})")
+    return value
+
+
+Int = Annotated[int, Strict()]
+Float = Annotated[float, Strict()]
+Str = Annotated[str, Strict()]
+Seed = Annotated[int, Strict(), Field(ge=0, le=2**32 - 1)]
+
+_CONFIG = ConfigDict(extra="forbid")  # frozen comes from the decorator
+
+
+@dataclass(frozen=True, config=_CONFIG)
+class DataParams:
+    source: Annotated[Str, AfterValidator(_check_source)]
+    sha256: Annotated[Str | None, AfterValidator(_check_sha256)]  # optional pin, checked before extraction
+    max_archive_members: Annotated[Int, Field(ge=1)]  # extraction caps against archive bombs
+    max_archive_bytes: Annotated[Int, Field(ge=1)]
+    sample_train_per_class: Annotated[Int, Field(ge=2, le=100_000)]
+    sample_validation_per_class: Annotated[Int, Field(ge=2, le=100_000)]
+
+
+@dataclass(frozen=True, config=_CONFIG)
+class SplitParams:
+    test_fraction: Annotated[Float, Field(gt=0, lt=1)]
+
+
+@dataclass(frozen=True, config=_CONFIG)
+class EncodeParams:
+    image_size: Annotated[Int, AfterValidator(_check_stored_size)]  # stored square size; 0 keeps originals
+    jpeg_quality: Annotated[Int, Field(ge=50, le=100)]
+    examples_per_shard: Annotated[Int, Field(ge=1)]
+
+
+@dataclass(frozen=True, config=_CONFIG)
+class Params:
+    seed: Seed
+    data: DataParams
+    split: SplitParams
+    encode: EncodeParams
+
+
+_ADAPTER = TypeAdapter(Params)
+
+
+def _describe(error: dict[str, Any]) -> str:
+    key = ".".join(str(part) for part in error["loc"])
+    if error["type"] == "unexpected_keyword_argument":
+        return f"{key}: unknown key"
+    if error["type"] == "missing":
+        return f"{key}: missing (every key is required)"
+    message = error["msg"].removeprefix("Value error, ")
+    got = "" if "(got " in message else f" (got {error['input']!r})"
+    return f"{key}: {message}{got}"
+
+
+def parse(raw: Any, source: str = str(PARAMS_FILE)) -> Params:
+    """Validate an already-loaded mapping; errors name `source` and every bad key."""
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{source}: expected a mapping of sections, got {type(raw).__name__}")
+    try:
+        return _ADAPTER.validate_python(raw)
+    except ValidationError as exc:
+        problems = "\n  ".join(_describe(error) for error in exc.errors())
+        raise ParamsError(f"{source}: invalid parameters:\n  {problems}") from None
+
+
+def load(path: Path | str = PARAMS_FILE) -> Params:
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ParamsError(f"{path}: not found (run from the project root)") from None
+    except yaml.YAMLError as exc:
+        raise ParamsError(f"{path}: not valid YAML: {exc}") from None
+    return parse(raw, str(path))
+
+
+def all_keys(params: Params) -> set[str]:
+    """Dotted names of every leaf key, e.g. {'seed', 'split.test_fraction', ...}."""
+    return set(_flatten(dataclasses.asdict(params)))
+
+
+def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for name, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{name}."))
+        else:
+            flat[f"{prefix}{name}"] = value
+    return flat
+
+
+class UndeclaredParamError(AttributeError):
+    """A stage read a key that its PARAMS (and so its dvc.yaml `params:`) does not list."""
+
+
+class StageParams:
+    """Read-only view of `Params` that allows only declared keys and records the ones read.
+
+    Declared names are dotted leaf keys (`split.test_fraction`) or whole sections (`encode`), as in dvc.yaml.
+    """
+
+    def __init__(self, node: Any, declared: frozenset[str], read: set[str], prefix: str = "") -> None:
+        self._node, self._declared, self.read, self._prefix = node, declared, read, prefix
+
+    def _allows(self, key: str) -> bool:
+        return any(key == d or key.startswith(d + ".") for d in self._declared)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        key = self._prefix + name
+        value = getattr(self._node, name)
+        if dataclasses.is_dataclass(value):
+            if not any(self._allows(key) or d.startswith(key + ".") for d in self._declared):
+                raise UndeclaredParamError(f"stage reads section {key!r} but declares none of its keys")
+            return StageParams(value, self._declared, self.read, key + ".")
+        if not self._allows(key):
+            raise UndeclaredParamError(
+                f"stage reads {key!r} but does not declare it: add it to the stage's PARAMS and to its params: in dvc.yaml"
+            )
+        self.read.add(key)
+        return value
+
+
+def for_stage(declared: Iterable[str], path: Path | str = PARAMS_FILE) -> StageParams:
+    """Load and validate the whole file, then give the stage a view limited to `declared`."""
+    params = load(path)
+    keys = frozenset(declared)
+    unknown = [k for k in keys if not any(k == a or a.startswith(k + ".") for a in all_keys(params))]
+    if unknown:
+        raise ParamsError(f"{path}: stage declares keys that do not exist: {', '.join(sorted(unknown))}")
+    return StageParams(params, keys, set())

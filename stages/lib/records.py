@@ -1,0 +1,151 @@
+"""TFRecord shards: the writer (encode stage) and the tf.data reader (training and evaluation), side by side.
+
+Each example holds one image as RGB JPEG bytes (normalised once by the encode stage), its label index,
+its path relative to data/raw (for reports and error messages) and its stored height and width.
+Shards are named `<split>-NNNNN-of-NNNNN.tfrecord`; `meta.json` beside them lists class names,
+counts, the stored size and the shards, and is what the reader starts from.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import tensorflow as tf
+
+from stages.lib.images import encode_rgb_jpeg
+
+META_FILE = "meta.json"
+
+
+@dataclass(frozen=True)
+class Record:
+    image: bytes  # RGB JPEG
+    label: int
+    path: str
+    height: int
+    width: int
+
+
+def shard_names(split: str, num_shards: int) -> list[str]:
+    return [f"{split}-{i:05d}-of-{num_shards:05d}.tfrecord" for i in range(num_shards)]
+
+
+def serialize(record: Record) -> bytes:
+    def _bytes(value: bytes) -> tf.train.Feature:
+        return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
+
+    def _int(value: int) -> tf.train.Feature:
+        return tf.train.Feature(int64_list=tf.train.Int64List(value=[value]))
+
+    example = tf.train.Example(
+        features=tf.train.Features(
+            feature={
+                "image": _bytes(record.image),
+                "label": _int(record.label),
+                "path": _bytes(record.path.encode("utf-8")),
+                "height": _int(record.height),
+                "width": _int(record.width),
+            }
+        )
+    )
+    # Features is a protobuf map: only deterministic serialization fixes its key order, and so the bytes.
+    return example.SerializeToString(deterministic=True)
+
+
+def write_shards(records: Iterable[Record], out_dir: Path, split: str, count: int, examples_per_shard: int) -> list[str]:
+    """Write `count` records in the given order into ceil(count / examples_per_shard) contiguous shards."""
+    names = shard_names(split, max(1, -(-count // examples_per_shard)))
+    iterator = iter(records)
+    for index, name in enumerate(names):
+        size = min(examples_per_shard, count - index * examples_per_shard)
+        with tf.io.TFRecordWriter(str(out_dir / name)) as writer:
+            for record in itertools.islice(iterator, size):
+                writer.write(serialize(record))
+    return names
+
+
+def encode_rows(rows: Iterable[dict], raw_dir: Path, *, image_size: int, jpeg_quality: int) -> Iterator[Record]:
+    """Records for split-CSV rows, in row order; images are converted on a thread pool (Pillow releases the GIL)."""
+
+    def to_record(row: dict) -> Record:
+        jpeg, width, height = encode_rgb_jpeg((raw_dir / row["path"]).read_bytes(), image_size, jpeg_quality)
+        return Record(jpeg, int(row["label_index"]), row["path"], height, width)
+
+    with ThreadPoolExecutor(max_workers=os.cpu_count()) as pool:
+        yield from pool.map(to_record, rows)  # map keeps input order, so shard bytes never depend on timing
+
+
+def read_meta(records_dir: Path) -> dict:
+    path = Path(records_dir) / META_FILE
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: missing; run the encode stage first (dvc repro encode)") from None
+
+
+# ---- reader -------------------------------------------------------------------------------------
+
+_FEATURES = {
+    "image": tf.io.FixedLenFeature([], tf.string),
+    "label": tf.io.FixedLenFeature([], tf.int64),
+    "path": tf.io.FixedLenFeature([], tf.string),
+    "height": tf.io.FixedLenFeature([], tf.int64),
+    "width": tf.io.FixedLenFeature([], tf.int64),
+}
+
+
+def parse(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
+    return tf.io.parse_single_example(serialized, _FEATURES)
+
+
+def decode(features: dict[str, tf.Tensor], image_size: int, stored_size: int) -> tf.Tensor:
+    """float32 RGB image in [0, 255], image_size x image_size, the input every model in this project takes."""
+    image = tf.io.decode_jpeg(features["image"], channels=3)
+    if stored_size != image_size:  # a no-op resize still costs a copy; skip it when sizes match
+        return tf.image.resize(image, [image_size, image_size])  # bilinear, float32
+    return tf.ensure_shape(tf.cast(image, tf.float32), [image_size, image_size, 3])
+
+
+def make_dataset(
+    records_dir: Path,
+    split: str,
+    *,
+    image_size: int,
+    batch_size: int,
+    shuffle_seed: int | None = None,
+    with_paths: bool = False,
+    drop_remainder: bool = False,
+) -> tf.data.Dataset:
+    """Batches of (images, labels), or (images, labels, paths) with `with_paths`.
+
+    Pass `shuffle_seed` for the training split only: records are shuffled over the whole split (the
+    serialized bytes are small, so the buffer holds all of them) and reshuffled every epoch, seeded.
+    Without it the order is the stored order, the same on every pass.
+    """
+    meta = read_meta(records_dir)
+    if split not in meta["splits"]:
+        raise KeyError(f"{Path(records_dir) / META_FILE}: no split {split!r}; has {sorted(meta['splits'])}")
+    info = meta["splits"][split]
+    files = [str(Path(records_dir) / name) for name in info["shards"]]
+    stored_size = meta["image_size"]
+    dataset = tf.data.TFRecordDataset(files, num_parallel_reads=min(len(files), 4) if shuffle_seed is not None else None)
+    if shuffle_seed is not None:
+        dataset = dataset.shuffle(max(info["count"], 1), seed=shuffle_seed, reshuffle_each_iteration=True)
+
+    def to_example(serialized: tf.Tensor):
+        features = parse(serialized)
+        image = decode(features, image_size, stored_size)
+        label = tf.cast(features["label"], tf.int32)
+        return (image, label, features["path"]) if with_paths else (image, label)
+
+    return (
+        dataset.map(to_example, num_parallel_calls=tf.data.AUTOTUNE)
+        .batch(batch_size, drop_remainder=drop_remainder)
+        .prefetch(tf.data.AUTOTUNE)
+    )

@@ -1,0 +1,115 @@
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+import yaml
+
+from stages.lib import params
+from tests.conftest import ROOT
+
+
+def raw_params() -> dict:
+    return yaml.safe_load((ROOT / "params.yaml").read_text())
+
+
+def test_repository_params_file_is_valid():
+    p = params.load(ROOT / "params.yaml")
+    assert p.data.source == "cats_and_dogs_filtered"
+    assert p.split.test_fraction == 0.2
+    assert {"seed", "data.source", "split.test_fraction", "encode.image_size"} <= params.all_keys(p)
+
+
+def test_params_are_frozen():
+    p = params.load(ROOT / "params.yaml")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        p.split.test_fraction = 0.5  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "expected"),
+    [
+        ("seed", -1, "seed: Input should be greater than or equal to 0"),
+        ("seed", "42", "seed: Input should be a valid integer"),
+        ("seed", True, "seed: Input should be a valid integer"),
+        ("split.test_fraction", 0, "split.test_fraction: Input should be greater than 0"),
+        ("split.test_fraction", 1.0, "split.test_fraction: Input should be less than 1"),
+        ("split.test_fraction", "0.2", "split.test_fraction: Input should be a valid number"),
+        ("encode.image_size", 16, "encode.image_size: must be 0 (keep original sizes) or between 32 and 1024"),
+        ("encode.image_size", 4096, "encode.image_size: must be 0"),
+        ("encode.jpeg_quality", 101, "encode.jpeg_quality: Input should be less than or equal to 100"),
+        ("encode.examples_per_shard", 0, "encode.examples_per_shard: Input should be greater than or equal to 1"),
+        ("data.source", "imagenet", "data.source: must be 'cats_and_dogs_filtered', 'sample', an http(s) URL"),
+        ("data.source", "ftp://host/a.zip", "data.source: must be"),
+        ("data.sha256", "abc", "data.sha256: must be null or 64 hex digits"),
+        ("data.sample_train_per_class", 1, "data.sample_train_per_class: Input should be greater than or equal to 2"),
+        ("data.max_archive_bytes", 2.5, "data.max_archive_bytes: Input should be a valid integer"),
+    ],
+)
+def test_bad_value_names_key_and_rule(key: str, value, expected: str):
+    raw = raw_params()
+    section, _, leaf = key.rpartition(".")
+    (raw[section] if section else raw)[leaf] = value
+    with pytest.raises(params.ParamsError) as err:
+        params.parse(raw, "params.yaml")
+    assert expected in str(err.value)
+    assert str(err.value).startswith("params.yaml: ")
+
+
+@pytest.mark.parametrize(
+    "source", ["sample", "cats_and_dogs_filtered", "https://example.org/a.zip", "archives/x.tar.gz", "/abs/y.TGZ", "z.tar"]
+)
+def test_accepted_sources(source: str):
+    raw = raw_params()
+    raw["data"]["source"] = source
+    assert params.parse(raw).data.source == source
+
+
+def test_sha256_pin_is_normalised_to_lower_case():
+    raw = raw_params()
+    raw["data"]["sha256"] = "AB" * 32
+    assert params.parse(raw).data.sha256 == "ab" * 32
+
+
+def test_unknown_and_missing_keys_are_named():
+    raw = raw_params()
+    raw["split"]["test_fracton"] = 0.3  # a typo must not be silently ignored
+    raw["epochs"] = 3
+    del raw["encode"]["jpeg_quality"]
+    with pytest.raises(params.ParamsError) as err:
+        params.parse(raw)
+    message = str(err.value)
+    assert "split.test_fracton: unknown key" in message
+    assert "epochs: unknown key" in message
+    assert "encode.jpeg_quality: missing" in message
+
+
+def test_load_errors_name_the_file(tmp_path: Path):
+    with pytest.raises(params.ParamsError, match="nothere.yaml: not found"):
+        params.load(tmp_path / "nothere.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("seed: [1,\n")
+    with pytest.raises(params.ParamsError, match="bad.yaml: not valid YAML"):
+        params.load(bad)
+    bad.write_text("- 1\n- 2\n")
+    with pytest.raises(params.ParamsError, match="bad.yaml: expected a mapping"):
+        params.load(bad)
+
+
+def test_stage_view_allows_only_declared_keys_and_records_reads():
+    view = params.for_stage(["seed", "encode"], ROOT / "params.yaml")
+    assert view.seed == 42
+    assert view.encode.image_size == 160  # a declared section allows its leaves
+    assert view.read == {"seed", "encode.image_size"}
+    with pytest.raises(params.UndeclaredParamError, match="split"):
+        view.split.test_fraction
+    leaf_view = params.for_stage(["data.source"], ROOT / "params.yaml")
+    assert leaf_view.data.source == "cats_and_dogs_filtered"
+    with pytest.raises(params.UndeclaredParamError, match="'data.sha256' but does not declare it"):
+        leaf_view.data.sha256
+
+
+def test_stage_declaring_a_key_that_does_not_exist_fails():
+    with pytest.raises(params.ParamsError, match="split.nope"):
+        params.for_stage(["seed", "split.nope"], ROOT / "params.yaml")

@@ -1,0 +1,145 @@
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from stages import encode as encode_stage
+from stages import split as split_stage
+from stages.lib import records
+from tests.conftest import jpeg_bytes, make_raw_tree
+
+
+def set_params(project: Path, **sections) -> None:
+    import yaml
+
+    raw = yaml.safe_load((project / "params.yaml").read_text())
+    for section, values in sections.items():
+        raw[section].update(values)
+    (project / "params.yaml").write_text(yaml.safe_dump(raw))
+
+
+@pytest.fixture
+def encoded(project: Path) -> Path:
+    """A project with raw data, splits and records (32 px, 5 examples per shard)."""
+    raw = make_raw_tree(project / "data" / "raw", train_per_class=6, validation_per_class=10)
+    (raw / "train" / "cats" / "gray.jpg").write_bytes(jpeg_bytes(500, size=(64, 48), mode="L"))
+    (raw / "train" / "dogs" / "alpha.png").write_bytes(jpeg_bytes(501, size=(30, 70), mode="RGBA", fmt="PNG"))
+    set_params(project, encode={"image_size": 32, "examples_per_shard": 5})
+    split_stage.main([])
+    view = encode_stage.main([])
+    assert view.read == set(encode_stage.PARAMS)
+    return project / "data" / "tfrecords"
+
+
+def digests(folder: Path) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
+
+
+def test_serialize_round_trip():
+    record = records.Record(jpeg_bytes(1, size=(8, 8)), 1, "train/dogs/dog.1.jpg", 8, 8)
+    features = records.parse(records.serialize(record))
+    assert features["image"].numpy() == record.image
+    assert int(features["label"]) == 1 and features["path"].numpy().decode() == record.path
+    assert (int(features["height"]), int(features["width"])) == (8, 8)
+
+
+def test_meta_and_shards(encoded: Path):
+    meta = records.read_meta(encoded)
+    assert meta["class_names"] == ["cats", "dogs"]
+    assert meta["image_size"] == 32
+    train = meta["splits"]["train"]
+    assert train["count"] == 14 and train["per_class"] == {"cats": 7, "dogs": 7}
+    assert train["shards"] == ["train-00000-of-00003.tfrecord", "train-00001-of-00003.tfrecord", "train-00002-of-00003.tfrecord"]
+    assert meta["splits"]["test"]["count"] == 4 and meta["splits"]["val"]["count"] == 16
+    names = {p.name for p in encoded.iterdir()}
+    assert names == {records.META_FILE} | {s for info in meta["splits"].values() for s in info["shards"]}
+
+
+def test_dataset_round_trip_matches_the_split_csv(encoded: Path, project: Path):
+    import pandas as pd
+
+    expected = pd.read_csv(project / "data" / "splits" / "val.csv")
+    batches = list(records.make_dataset(encoded, "val", image_size=32, batch_size=6, with_paths=True))
+    assert [len(b[0]) for b in batches] == [6, 6, 4]
+    images = np.concatenate([b[0].numpy() for b in batches])
+    labels = np.concatenate([b[1].numpy() for b in batches])
+    paths = [p.decode() for b in batches for p in b[2].numpy()]
+    assert images.shape == (16, 32, 32, 3) and images.dtype == np.float32
+    assert 0 <= images.min() and images.max() <= 255 and images.std() > 10
+    assert paths == expected["path"].tolist()  # val keeps the stored (sorted) order
+    assert labels.tolist() == expected["label_index"].tolist()
+    # The stored image is the source image squashed to 32x32: compare with Pillow's own resize.
+    source = Image.open(project / "data" / "raw" / paths[0]).convert("RGB").resize((32, 32), Image.Resampling.BILINEAR)
+    assert np.abs(images[0] - np.asarray(source, np.float32)).mean() < 12  # JPEG noise only
+
+
+def test_converted_images_are_rgb_in_records(encoded: Path):
+    dataset = records.make_dataset(encoded, "train", image_size=32, batch_size=32, with_paths=True)
+    images, _, paths = next(iter(dataset))
+    by_path = dict(zip([p.decode() for p in paths.numpy()], images.numpy()))
+    assert by_path["train/cats/gray.jpg"].shape == (32, 32, 3)
+    gray = by_path["train/cats/gray.jpg"]
+    assert np.abs(gray[..., 0] - gray[..., 1]).max() < 8  # grayscale stays gray after conversion to RGB
+
+
+def test_requested_size_is_resized_in_the_pipeline(encoded: Path):
+    images, labels = next(iter(records.make_dataset(encoded, "test", image_size=48, batch_size=4)))
+    assert images.shape == (4, 48, 48, 3) and labels.shape == (4,)
+
+
+def test_train_shuffle_is_seeded_and_reshuffles_each_epoch(encoded: Path):
+    def epoch_orders(seed: int) -> list[list[str]]:
+        dataset = records.make_dataset(encoded, "train", image_size=32, batch_size=14, shuffle_seed=seed, with_paths=True)
+        return [[p.decode() for p in batch[2].numpy()] for batch in dataset.repeat(2)]
+
+    first, second = epoch_orders(3)
+    assert sorted(first) == sorted(second) and first != second
+    assert epoch_orders(3) == [first, second]
+
+
+def test_unknown_split_and_missing_meta(encoded: Path, tmp_path: Path):
+    with pytest.raises(KeyError, match="no split 'holdout'"):
+        records.make_dataset(encoded, "holdout", image_size=32, batch_size=2)
+    with pytest.raises(FileNotFoundError, match="run the encode stage first"):
+        records.read_meta(tmp_path / "nothing")
+
+
+def test_encode_is_byte_deterministic(encoded: Path, project: Path):
+    first = digests(encoded)
+    encode_stage.main([])
+    assert digests(encoded) == first
+    meta = json.loads((encoded / records.META_FILE).read_text())
+    assert meta["jpeg_quality"] == 95
+
+
+def test_train_shards_mix_classes(encoded: Path):
+    dataset = records.make_dataset(encoded, "train", image_size=32, batch_size=5)  # batch 5 = one shard, in order
+    first_shard_labels = next(iter(dataset))[1].numpy()
+    assert 0 < first_shard_labels.sum() < 5
+
+
+def test_original_size_policy_keeps_rgb_jpeg_bytes(project: Path):
+    raw = make_raw_tree(project / "data" / "raw", train_per_class=3, validation_per_class=5)
+    set_params(project, encode={"image_size": 0})
+    split_stage.main([])
+    encode_stage.main([])
+    dataset = records.make_dataset(project / "data" / "tfrecords", "test", image_size=40, batch_size=8, with_paths=True)
+    for serialized in records.tf.data.TFRecordDataset(str(project / "data" / "tfrecords" / "test-00000-of-00001.tfrecord")):
+        features = records.parse(serialized)
+        path = features["path"].numpy().decode()
+        assert features["image"].numpy() == (raw / path).read_bytes()
+    images, _, _ = next(iter(dataset))
+    assert images.shape[1:] == (40, 40, 3)
+
+
+def test_encode_without_splits_is_a_clear_error(project: Path):
+    with pytest.raises(SystemExit) as exit_info:
+        encode_stage.run(lambda: encode_stage.main([]))
+    assert "data/splits/train.csv: missing" in str(exit_info.value.code)
+    assert not (project / "data" / "tfrecords").exists()
