@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,3 +50,11 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")
     monkeypatch.chdir(tmp_path)
     return tmp_path
+
+
+def set_params(project: Path, **sections: dict) -> None:
+    """Update sections of project/params.yaml, e.g. set_params(p, data={"source": "sample"})."""
+    raw = yaml.safe_load((project / "params.yaml").read_text())
+    for section, values in sections.items():
+        raw[section].update(values)
+    (project / "params.yaml").write_text(yaml.safe_dump(raw))

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 from pathlib import Path
 
@@ -12,16 +11,7 @@ from PIL import Image
 from stages import encode as encode_stage
 from stages import split as split_stage
 from stages.lib import records
-from tests.conftest import jpeg_bytes, make_raw_tree
-
-
-def set_params(project: Path, **sections) -> None:
-    import yaml
-
-    raw = yaml.safe_load((project / "params.yaml").read_text())
-    for section, values in sections.items():
-        raw[section].update(values)
-    (project / "params.yaml").write_text(yaml.safe_dump(raw))
+from tests.conftest import jpeg_bytes, make_raw_tree, set_params
 
 
 @pytest.fixture

@@ -1,0 +1,363 @@
+"""Safe extraction of the dataset archive (.zip, .tar, .tar.gz/.tgz).
+
+The archive comes from the network or from a path the user typed, so it is treated as hostile:
+every member is checked before anything is written (no absolute paths, no '..', no links or
+device files, bounded member count and declared size), the bytes actually written are counted
+while streaming (a zip bomb may lie about its size), and on any failure the destination folder
+is removed so no half-extracted tree is left behind.
+
+Only images are extracted; everything else is skipped and counted by reason so the download
+stage can record what it left out (the reference zip carries macOS metadata and a vectorize.py).
+"""
+
+from __future__ import annotations
+
+import gzip
+import lzma
+import os
+import re
+import shutil
+import stat
+import tarfile
+import zipfile
+import zlib
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import IO, Any
+
+from stages.lib.cli import PipelineError
+
+
+# A PipelineError so that a stage reports it as one line on stderr, like any other fixable input problem.
+class ArchiveError(PipelineError):
+    """Archive refused or unreadable; message names the archive and the offending member."""
+
+
+IGNORED_NAMES = {"Thumbs.db", ".DS_Store", "desktop.ini"}
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
+
+_IGNORED_NAMES_LOWER = {name.lower() for name in IGNORED_NAMES}
+_COPY_CHUNK_BYTES = 1 << 20
+_EXTRACTED_FILE_MODE = 0o644
+# "C:/x" and "C:x" are rooted on Windows; refuse them even on posix so the archive is safe everywhere.
+_WINDOWS_DRIVE = re.compile(r"^[A-Za-z]:")
+# How the stdlib readers report a damaged archive. Plain OSError is deliberately absent: it would
+# also catch write errors (disk full) and mislabel them as a corrupt archive.
+_CORRUPT_ARCHIVE_ERRORS = (
+    zipfile.BadZipFile,
+    tarfile.TarError,
+    EOFError,
+    zlib.error,
+    lzma.LZMAError,
+    gzip.BadGzipFile,
+    NotImplementedError,  # zip compression method the stdlib cannot decode
+)
+# Leading bytes of formats that failed detection, to tell "truncated download" from "wrong file".
+_MAGIC_HINTS = {
+    b"PK\x03\x04": "it starts like a zip file, so it is probably truncated or corrupt",
+    b"\x1f\x8b": "it starts like gzip data, so it is probably a truncated .tar.gz or not a tarball",
+}
+
+
+@dataclass(frozen=True)
+class _Member:
+    """One archive entry, already checked: `path` is a safe relative posix path."""
+
+    name: str  # as stored in the archive, for error messages
+    path: str
+    is_dir: bool
+    declared_size: int  # uncompressed size the archive claims; 0 for directories
+    ignore: str | None  # ignore_reason() for files; None for directories
+    handle: Any  # ZipInfo or TarInfo, to open the member for reading
+
+
+def ignore_reason(member_path: str) -> str | None:
+    """Why a member (posix relative path) is not extracted, or None to keep it.
+
+    Reasons (short stable strings, used as keys in a manifest): "macosx" (any component is
+    __MACOSX), "hidden" (any component starts with '.'), "system_file" (basename in
+    IGNORED_NAMES, case-insensitive), "not_an_image" (suffix, case-insensitive, not in
+    IMAGE_SUFFIXES). Directories are not passed here.
+    """
+    parts = PurePosixPath(member_path).parts
+    if not parts:
+        raise ValueError("ignore_reason() needs a non-empty member path")
+    folder_reason = _ignored_folder_reason(parts)
+    if folder_reason is not None:
+        return folder_reason
+    basename = parts[-1].lower()
+    if basename in _IGNORED_NAMES_LOWER:
+        return "system_file"
+    if not basename.endswith(IMAGE_SUFFIXES):
+        return "not_an_image"
+    return None
+
+
+def _ignored_folder_reason(parts: tuple[str, ...]) -> str | None:
+    """The path-component part of ignore_reason, shared with directory entries."""
+    if "__MACOSX" in parts:
+        return "macosx"
+    if any(part.startswith(".") for part in parts):
+        return "hidden"
+    return None
+
+
+def extract_archive(archive: Path, dest: Path, *, max_members: int, max_total_bytes: int) -> dict[str, int]:
+    """Safely extract a .zip, .tar or .tar.gz/.tgz archive into `dest`, which must not exist yet.
+
+    Returns counts of ignored members by reason, e.g. {"hidden": 2, "not_an_image": 1}.
+    Raises ArchiveError if the archive is not a zip/tar, is corrupt, or holds anything unsafe
+    (see the module docstring); `dest` is then removed and nothing exists outside it.
+    Raises FileExistsError if `dest` exists (it is not ours to delete) and FileNotFoundError
+    if `archive` does not.
+    """
+    archive, dest = Path(archive), Path(dest)
+    if dest.exists():
+        raise FileExistsError(f"cannot extract {archive}: destination {dest} already exists; remove it first")
+    if not archive.is_file():
+        raise FileNotFoundError(f"archive {archive} does not exist or is not a file")
+    try:
+        return _extract_by_format(archive, dest, max_members=max_members, max_total_bytes=max_total_bytes)
+    except _CORRUPT_ARCHIVE_ERRORS as exc:
+        raise _unreadable(str(archive), exc) from exc
+
+
+def _extract_by_format(archive: Path, dest: Path, *, max_members: int, max_total_bytes: int) -> dict[str, int]:
+    # Tar is tried first: its header checksum sits at offset 0, whereas is_zipfile() accepts any
+    # file with a zip end record in its last 64 KiB, e.g. a tar whose last member is a zip.
+    if tarfile.is_tarfile(archive):
+        with tarfile.open(archive) as tar:
+            members = _tar_members(archive, tar, max_members)
+            return _extract_members(archive, members, tar.extractfile, dest, max_total_bytes)
+    if zipfile.is_zipfile(archive):
+        with zipfile.ZipFile(archive) as zf:
+            members = _zip_members(archive, zf, max_members)
+            return _extract_members(archive, members, zf.open, dest, max_total_bytes)
+    raise ArchiveError(_not_an_archive_message(archive))
+
+
+def _not_an_archive_message(archive: Path) -> str:
+    with archive.open("rb") as file:
+        head = file.read(4)
+    hint = next((text for magic, text in _MAGIC_HINTS.items() if head.startswith(magic)), None)
+    return f"{archive} is not a zip or tar archive" + (f" ({hint})" if hint else "")
+
+
+def _zip_members(archive: Path, zf: zipfile.ZipFile, max_members: int) -> list[_Member]:
+    infos = zf.infolist()
+    if len(infos) > max_members:
+        raise _too_many_members(archive, infos[max_members].filename, max_members)
+    members = []
+    for info in infos:
+        # Unix zip tools keep st_mode in the high 16 bits; 0 there means "no unix mode recorded".
+        file_type = stat.S_IFMT(info.external_attr >> 16)
+        if file_type == stat.S_IFLNK:
+            raise _refused(archive, info.filename, "it is a symlink")
+        if file_type not in (0, stat.S_IFREG, stat.S_IFDIR):
+            raise _refused(archive, info.filename, "it is not a regular file or directory")
+        if info.flag_bits & 0x1:
+            raise _refused(archive, info.filename, "it is encrypted")
+        members.append(_checked_member(archive, info.filename, info.is_dir(), info.file_size, info))
+    return members
+
+
+def _tar_members(archive: Path, tar: tarfile.TarFile, max_members: int) -> list[_Member]:
+    members = []
+    # Iterate lazily rather than getmembers(): an archive with millions of entries is refused
+    # after reading max_members + 1 headers, not after loading them all.
+    for index, info in enumerate(tar):
+        if index >= max_members:
+            raise _too_many_members(archive, info.name, max_members)
+        if info.issym():
+            raise _refused(archive, info.name, f"it is a symlink (to {info.linkname!r})")
+        if info.islnk():
+            raise _refused(archive, info.name, f"it is a hard link (to {info.linkname!r})")
+        if info.ischr() or info.isblk() or info.isfifo():
+            raise _refused(archive, info.name, "it is a device file or fifo")
+        if not (info.isreg() or info.isdir()):
+            raise _refused(archive, info.name, f"unsupported tar member type {info.type!r}")
+        members.append(_checked_member(archive, info.name, info.isdir(), info.size, info))
+    return members
+
+
+def _checked_member(archive: Path, name: str, is_dir: bool, declared_size: int, handle: Any) -> _Member:
+    path = _safe_relative_path(archive, name)
+    if is_dir:
+        return _Member(name, path, True, 0, None, handle)
+    if not path:
+        raise _refused(archive, name, "a file member needs a non-empty path")
+    return _Member(name, path, False, declared_size, ignore_reason(path), handle)
+
+
+def _safe_relative_path(archive: Path, name: str) -> str:
+    """The member's path relative to dest ('' for the root itself), or ArchiveError if it could escape."""
+    # Windows tools sometimes store backslashes; treat them as separators so '..\\x' cannot slip through.
+    unified = name.replace("\\", "/")
+    if unified.startswith("/") or _WINDOWS_DRIVE.match(unified):
+        raise _refused(archive, name, "absolute path")
+    parts = [part for part in unified.split("/") if part not in ("", ".")]
+    if ".." in parts:
+        raise _refused(archive, name, "'..' in its path would escape the destination")
+    return "/".join(parts)
+
+
+def _refused(archive: Path, member_name: str, why: str) -> ArchiveError:
+    return ArchiveError(f"{archive}: refusing member {member_name!r}: {why}")
+
+
+def _unreadable(what: str, exc: BaseException) -> ArchiveError:
+    return ArchiveError(f"cannot read {what}: corrupt or truncated archive ({type(exc).__name__}: {exc})")
+
+
+def _too_many_members(archive: Path, member_name: str, max_members: int) -> ArchiveError:
+    return ArchiveError(f"{archive}: more than max_members={max_members} members (stopped at {member_name!r})")
+
+
+def _check_declared_total(archive: Path, members: list[_Member], max_total_bytes: int) -> None:
+    """Refuse up front when what would be written adds up to more than max_total_bytes."""
+    total = 0
+    for member in members:
+        if member.is_dir or member.ignore is not None:
+            continue  # skipped members are never decompressed, so they cost nothing
+        total += member.declared_size
+        if total > max_total_bytes:
+            raise ArchiveError(
+                f"{archive}: member {member.name!r} brings the declared uncompressed size to {total} bytes, "
+                f"over max_total_bytes={max_total_bytes}"
+            )
+
+
+def _extract_members(
+    archive: Path,
+    members: list[_Member],
+    open_member: Callable[[Any], IO[bytes] | None],
+    dest: Path,
+    max_total_bytes: int,
+) -> dict[str, int]:
+    _check_declared_total(archive, members, max_total_bytes)
+    dest.mkdir(parents=True)
+    try:
+        return _write_members(archive, members, open_member, dest, max_total_bytes)
+    except BaseException:
+        # Also on KeyboardInterrupt: a partial tree must never look like a finished extraction.
+        shutil.rmtree(dest, ignore_errors=True)
+        raise
+
+
+def _write_members(
+    archive: Path,
+    members: list[_Member],
+    open_member: Callable[[Any], IO[bytes] | None],
+    dest: Path,
+    max_total_bytes: int,
+) -> dict[str, int]:
+    ignored: Counter[str] = Counter()
+    written_total = 0
+    for member in members:
+        target = _target_inside(archive, dest, member)
+        if member.is_dir:
+            # Skipped folders (__MACOSX/, .git/) are not created: an empty __MACOSX/ next to the
+            # dataset folder would break find_dataset_root's "single top-level folder" rule.
+            if member.path and _ignored_folder_reason(PurePosixPath(member.path).parts) is None:
+                _make_folder(archive, member, target)
+            continue
+        if member.ignore is not None:
+            ignored[member.ignore] += 1
+            continue
+        written_total += _write_file(archive, member, open_member, target, max_total_bytes - written_total)
+    return dict(ignored)
+
+
+def _target_inside(archive: Path, dest: Path, member: _Member) -> Path:
+    """dest / member.path, re-checked after resolution (belt and braces over _safe_relative_path)."""
+    target = dest / member.path
+    if not target.resolve().is_relative_to(dest.resolve()):
+        raise _refused(archive, member.name, f"it resolves outside {dest}")
+    return target
+
+
+def _make_folder(archive: Path, member: _Member, target: Path) -> None:
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError) as exc:
+        raise ArchiveError(f"{archive}: member {member.name!r} clashes with a file of the same path") from exc
+
+
+def _write_file(
+    archive: Path,
+    member: _Member,
+    open_member: Callable[[Any], IO[bytes] | None],
+    target: Path,
+    budget_bytes: int,
+) -> int:
+    """Write one member to `target` and return the bytes actually written."""
+    where = f"member {member.name!r} of {archive}"
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        # "x": a second member with the same path is an error, not a silent overwrite.
+        with open(target, "xb") as out:
+            source = open_member(member.handle)
+            if source is None:
+                raise ArchiveError(f"cannot read {where}: it has no data")
+            with source:
+                written = _copy_capped(
+                    source, out, declared_size=member.declared_size, budget_bytes=budget_bytes, where=where
+                )
+    except (FileExistsError, NotADirectoryError) as exc:
+        clash = f"{archive}: member {member.name!r} clashes with another member at {member.path}"
+        raise ArchiveError(clash) from exc
+    except _CORRUPT_ARCHIVE_ERRORS as exc:
+        raise _unreadable(where, exc) from exc
+    # Archive permissions are not trusted (setuid, world-writable, 0o000): images are plain files.
+    os.chmod(target, _EXTRACTED_FILE_MODE)
+    return written
+
+
+def _copy_capped(source: IO[bytes], out: IO[bytes], *, declared_size: int, budget_bytes: int, where: str) -> int:
+    """Copy in chunks, refusing as soon as the member yields more than it declared or than the budget left.
+
+    zipfile and tarfile already stop at the declared size, so this is the last line of defence
+    against a member that lies about its size. Each chunk is checked before it is written, so
+    nothing beyond either limit ever reaches the disk.
+    """
+    written = 0
+    while chunk := source.read(_COPY_CHUNK_BYTES):
+        written += len(chunk)
+        if written > declared_size:
+            raise ArchiveError(f"{where} yields more than its declared {declared_size} bytes (zip bomb?)")
+        if written > budget_bytes:
+            raise ArchiveError(f"{where} takes the extracted size over max_total_bytes")
+        out.write(chunk)
+    return written
+
+
+def find_dataset_root(tree: Path, required: tuple[str, ...] = ("train", "validation")) -> Path:
+    """The folder inside `tree` that holds all `required` subfolders.
+
+    That is `tree` itself, or its single top-level folder (cats_and_dogs_filtered.zip has one
+    top folder `cats_and_dogs_filtered/`). Otherwise ArchiveError listing what was found.
+    """
+    tree = Path(tree)
+    if _has_subfolders(tree, required):
+        return tree
+    top_folders = [entry for entry in tree.iterdir() if entry.is_dir()]
+    if len(top_folders) == 1 and _has_subfolders(top_folders[0], required):
+        return top_folders[0]
+    found = _describe_entries(tree)
+    if len(top_folders) == 1:
+        found += f"; {top_folders[0].name}/ holds: {_describe_entries(top_folders[0])}"
+    raise ArchiveError(
+        f"no dataset folder in {tree}: expected subfolders {', '.join(required)} in it "
+        f"or in its single top-level folder; found: {found}"
+    )
+
+
+def _has_subfolders(folder: Path, names: tuple[str, ...]) -> bool:
+    return all((folder / name).is_dir() for name in names)
+
+
+def _describe_entries(folder: Path) -> str:
+    names = sorted(entry.name + ("/" if entry.is_dir() else "") for entry in folder.iterdir())
+    return ", ".join(names) if names else "nothing"

@@ -1,0 +1,400 @@
+"""Tests for stages.lib.archive: crafted zip/tar archives, good and hostile, built in tmp_path."""
+
+from __future__ import annotations
+
+import io
+import os
+import stat
+import struct
+import tarfile
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from stages.lib import archive as archive_module
+from stages.lib.archive import ArchiveError, extract_archive, find_dataset_root, ignore_reason
+
+JPEG = b"\xff\xd8\xff\xe0 not really a jpeg, but the suffix is what counts"
+LIMITS = {"max_members": 100, "max_total_bytes": 1 << 20}
+
+# A dataset laid out like cats_and_dogs_filtered.zip, plus the clutter real archives carry.
+GOOD_LAYOUT = {
+    "cats_and_dogs_filtered/train/cats/cat.1.jpg": JPEG + b"1",
+    "cats_and_dogs_filtered/train/dogs/dog.1.JPG": JPEG + b"2",
+    "cats_and_dogs_filtered/validation/cats/cat.2.png": JPEG + b"3",
+    "cats_and_dogs_filtered/validation/dogs/dog.2.jpeg": JPEG + b"4",
+    "cats_and_dogs_filtered/vectorize.py": b"print('not an image')\n",
+    "cats_and_dogs_filtered/train/cats/Thumbs.db": b"thumbs",
+    "cats_and_dogs_filtered/train/.DS_Store": b"finder",
+    "__MACOSX/cats_and_dogs_filtered/train/cats/._cat.1.jpg": b"resource fork",
+    "__MACOSX/cats_and_dogs_filtered/._vectorize.py": b"resource fork",
+}
+GOOD_IMAGES = {name: data for name, data in GOOD_LAYOUT.items() if ignore_reason(name) is None}
+GOOD_IGNORED = {"macosx": 2, "hidden": 1, "system_file": 1, "not_an_image": 1}
+
+
+def write_zip(path: Path, members: dict[str, bytes], *, folders: tuple[str, ...] = ()) -> Path:
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        for folder in folders:
+            zf.mkdir(folder)
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return path
+
+
+def write_tar(path: Path, members: list[tuple[str | tarfile.TarInfo, bytes]], mode: str = "w") -> Path:
+    """Members are (name or ready TarInfo header, data); data is only attached to regular files."""
+    with tarfile.open(path, mode) as tar:
+        for header, data in members:
+            info = header if isinstance(header, tarfile.TarInfo) else tarfile.TarInfo(header)
+            if info.isreg():
+                info.size = len(data)
+            tar.addfile(info, io.BytesIO(data) if info.isreg() else None)
+    return path
+
+
+def tar_header(name: str, member_type: bytes, linkname: str = "") -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type = member_type
+    info.linkname = linkname
+    return info
+
+
+def files_under(root: Path) -> dict[str, bytes]:
+    return {path.relative_to(root).as_posix(): path.read_bytes() for path in root.rglob("*") if path.is_file()}
+
+
+def patch_zip_bytes(path: Path, patch: Callable[[bytearray, int, int], None]) -> None:
+    """Edit a single-member zip in place; `patch` gets the data and the local / central header offsets."""
+    data = bytearray(path.read_bytes())
+    patch(data, data.find(b"PK\x03\x04"), data.find(b"PK\x01\x02"))
+    path.write_bytes(bytes(data))
+
+
+def assert_refused(archive: Path, dest: Path, *message_parts: str, **limits: int) -> None:
+    """extract_archive raises ArchiveError naming the archive (and member), leaving nothing behind."""
+    with pytest.raises(ArchiveError) as caught:
+        extract_archive(archive, dest, **{**LIMITS, **limits})
+    message = str(caught.value)
+    assert str(archive) in message
+    # Look for the other parts outside the archive path: tmp_path embeds the test name.
+    rest = message.replace(str(archive), "")
+    for part in message_parts:
+        assert part in rest
+    assert not dest.exists()
+    # Nothing written anywhere else either: the archive is the only thing in tmp_path.
+    assert sorted(archive.parent.rglob("*")) == [archive]
+
+
+# --- ignore_reason ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("member_path", "reason"),
+    [
+        ("train/cats/cat.1.jpg", None),
+        ("train/dogs/DOG.2.JPEG", None),
+        ("a/b.png", None),
+        ("__MACOSX/train/cats/._cat.1.jpg", "macosx"),
+        ("__MACOSX/readme.txt", "macosx"),
+        (".DS_Store", "hidden"),
+        ("train/.thumbnails/cat.jpg", "hidden"),
+        ("train/Thumbs.db", "system_file"),
+        ("THUMBS.DB", "system_file"),
+        ("validation/Desktop.ini", "system_file"),
+        ("cats_and_dogs_filtered/vectorize.py", "not_an_image"),
+        ("cat.jpg.txt", "not_an_image"),
+        ("README", "not_an_image"),
+    ],
+)
+def test_ignore_reason(member_path: str, reason: str | None) -> None:
+    assert ignore_reason(member_path) == reason
+
+
+# --- good archives ------------------------------------------------------------------------------
+
+
+def test_good_zip_extracts_only_images_and_counts_what_it_skips(tmp_path: Path) -> None:
+    folders = ("cats_and_dogs_filtered/", "cats_and_dogs_filtered/train/", "__MACOSX/", "empty/")
+    archive = write_zip(tmp_path / "cats_and_dogs_filtered.zip", GOOD_LAYOUT, folders=folders)
+    dest = tmp_path / "out"
+
+    ignored = extract_archive(archive, dest, **LIMITS)
+
+    assert ignored == GOOD_IGNORED
+    assert files_under(dest) == GOOD_IMAGES
+    # Directory entries are created, except skipped ones: no stray __MACOSX/ next to the dataset.
+    assert sorted(path.name for path in dest.iterdir()) == ["cats_and_dogs_filtered", "empty"]
+    assert all(stat.S_IMODE(path.stat().st_mode) == 0o644 for path in dest.rglob("*") if path.is_file())
+
+
+def test_good_tar_gz_is_detected_by_content_and_ignores_archive_permissions(tmp_path: Path) -> None:
+    setuid = tarfile.TarInfo("./cats_and_dogs_filtered/train/cats/cat.3.gif")
+    setuid.mode = 0o4777
+    members = [(tar_header("./", tarfile.DIRTYPE), b"")]
+    members += [(f"./{name}", data) for name, data in GOOD_LAYOUT.items()]
+    members += [(setuid, JPEG)]
+    # Named .bin on purpose: the format comes from the bytes, not the file name.
+    archive = write_tar(tmp_path / "download.bin", members, mode="w:gz")
+    dest = tmp_path / "out"
+
+    # A strict umask would give 0o600 if the mode were left to open(); 0o644 must be set explicitly.
+    previous_umask = os.umask(0o077)
+    try:
+        ignored = extract_archive(archive, dest, **LIMITS)
+    finally:
+        os.umask(previous_umask)
+
+    assert ignored == GOOD_IGNORED
+    assert files_under(dest) == {**GOOD_IMAGES, "cats_and_dogs_filtered/train/cats/cat.3.gif": JPEG}
+    assert stat.S_IMODE((dest / "cats_and_dogs_filtered/train/cats/cat.3.gif").stat().st_mode) == 0o644
+
+
+def test_ignored_members_do_not_count_towards_the_size_cap(tmp_path: Path) -> None:
+    archive = write_zip(tmp_path / "a.zip", {"train/cat.jpg": JPEG, "vectorize.py": b"#" * 5000})
+    dest = tmp_path / "out"
+
+    ignored = extract_archive(archive, dest, max_members=10, max_total_bytes=len(JPEG))
+
+    assert ignored == {"not_an_image": 1}
+    assert files_under(dest) == {"train/cat.jpg": JPEG}
+
+
+# --- hostile or broken archives -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("member_name", "why"),
+    [
+        ("../evil.jpg", "'..'"),
+        ("a/../../evil.jpg", "'..'"),
+        ("..\\evil.jpg", "'..'"),
+        ("/ABSOLUTE/evil.jpg", "absolute path"),
+        ("C:/evil.jpg", "absolute path"),
+        ("C:evil.jpg", "absolute path"),
+        ("\\evil.jpg", "absolute path"),
+    ],
+)
+def test_zip_path_escapes_are_refused(tmp_path: Path, member_name: str, why: str) -> None:
+    # An absolute name pointing into tmp_path, so the "nothing written outside" check covers it.
+    member_name = member_name.replace("/ABSOLUTE", str(tmp_path))
+    # A good member first: refusal must not depend on the bad one coming first.
+    archive = write_zip(tmp_path / "evil.zip", {"train/ok.jpg": JPEG, member_name: JPEG})
+
+    assert_refused(archive, tmp_path / "out", repr(member_name), why)
+
+
+@pytest.mark.parametrize(
+    ("member_name", "why"),
+    [("../evil.jpg", "'..'"), ("a/../../evil.jpg", "'..'"), ("/ABSOLUTE/evil.jpg", "absolute path")],
+)
+def test_tar_path_escapes_are_refused(tmp_path: Path, member_name: str, why: str) -> None:
+    member_name = member_name.replace("/ABSOLUTE", str(tmp_path))
+    archive = write_tar(tmp_path / "evil.tar", [("train/ok.jpg", JPEG), (member_name, JPEG)])
+
+    assert_refused(archive, tmp_path / "out", repr(member_name), why)
+
+
+def test_zip_symlink_is_refused(tmp_path: Path) -> None:
+    link = zipfile.ZipInfo("train/cats/link.jpg")
+    link.create_system = 3  # unix, where st_mode lives in the high bits of external_attr
+    link.external_attr = (stat.S_IFLNK | 0o777) << 16
+    archive = tmp_path / "link.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("train/ok.jpg", JPEG)
+        zf.writestr(link, "../../evil.jpg")
+
+    assert_refused(archive, tmp_path / "out", "'train/cats/link.jpg'", "symlink")
+
+
+@pytest.mark.parametrize(
+    ("header", "why"),
+    [
+        (tar_header("train/link.jpg", tarfile.SYMTYPE, "../evil.jpg"), "symlink"),
+        (tar_header("train/hard.jpg", tarfile.LNKTYPE, "/etc/passwd"), "hard link"),
+        (tar_header("train/fifo.jpg", tarfile.FIFOTYPE), "device file or fifo"),
+        (tar_header("train/tty.jpg", tarfile.CHRTYPE), "device file or fifo"),
+        (tar_header("train/disk.jpg", tarfile.BLKTYPE), "device file or fifo"),
+    ],
+    ids=["symlink", "hardlink", "fifo", "char-device", "block-device"],
+)
+def test_tar_links_and_special_files_are_refused(tmp_path: Path, header: tarfile.TarInfo, why: str) -> None:
+    archive = write_tar(tmp_path / "special.tar", [("train/ok.jpg", JPEG), (header, b"")])
+
+    assert_refused(archive, tmp_path / "out", repr(header.name), why)
+
+
+def test_too_many_zip_members_are_refused(tmp_path: Path) -> None:
+    archive = write_zip(tmp_path / "many.zip", {f"train/{i}.jpg": JPEG for i in range(3)})
+
+    assert_refused(archive, tmp_path / "out", "max_members=2", "'train/2.jpg'", max_members=2)
+
+
+def test_too_many_tar_members_are_refused(tmp_path: Path) -> None:
+    archive = write_tar(tmp_path / "many.tar.gz", [(f"train/{i}.jpg", JPEG) for i in range(3)], mode="w:gz")
+
+    assert_refused(archive, tmp_path / "out", "max_members=2", "'train/2.jpg'", max_members=2)
+
+
+def test_declared_size_over_the_cap_is_refused_before_writing(tmp_path: Path) -> None:
+    # Each member fits; the second one takes the declared total over the cap and is named.
+    archive = write_zip(tmp_path / "big.zip", {"train/a.jpg": b"a" * 600, "train/b.jpg": b"b" * 600})
+
+    assert_refused(archive, tmp_path / "out", "'train/b.jpg'", "max_total_bytes=1000", max_total_bytes=1000)
+
+
+def test_declared_tar_size_over_the_cap_is_refused(tmp_path: Path) -> None:
+    archive = write_tar(tmp_path / "big.tar", [("train/a.jpg", b"a" * 2000)])
+
+    assert_refused(archive, tmp_path / "out", "'train/a.jpg'", "max_total_bytes=1000", max_total_bytes=1000)
+
+
+def test_zip_member_lying_about_its_size_is_refused(tmp_path: Path) -> None:
+    """A member declaring 100 bytes whose deflate stream holds 50 000.
+
+    zipfile itself stops reading at the declared file_size, so more bytes than declared never come
+    out of it: the lie surfaces as a CRC mismatch, which must end as ArchiveError with no tree left.
+    The byte-counting guard behind it is exercised in the two tests that follow.
+    """
+    archive = write_zip(tmp_path / "bomb.zip", {"train/bomb.jpg": b"\0" * 50_000})
+
+    def declare_100_bytes(data: bytearray, local: int, central: int) -> None:
+        struct.pack_into("<I", data, local + 22, 100)  # uncompressed size in the local header
+        struct.pack_into("<I", data, central + 24, 100)  # and in the central directory
+
+    patch_zip_bytes(archive, declare_100_bytes)
+
+    assert_refused(archive, tmp_path / "out", "'train/bomb.jpg'", "corrupt")
+
+
+def test_member_yielding_more_than_declared_stops_extraction(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Stand-in for a reader that does not enforce the declared size (which zipfile/tarfile do):
+    # the member declares len(JPEG) bytes but yields 3 MiB.
+    archive = write_zip(tmp_path / "liar.zip", {"train/a.jpg": JPEG, "train/b.jpg": JPEG})
+    monkeypatch.setattr(zipfile.ZipFile, "open", lambda self, info: io.BytesIO(b"x" * (3 << 20)))
+
+    assert_refused(archive, tmp_path / "out", "'train/a.jpg'", f"more than its declared {len(JPEG)} bytes")
+
+
+def test_copy_stops_when_the_running_total_passes_the_budget() -> None:
+    # Not reachable through extract_archive while declared sizes are pre-checked and enforced per
+    # member; this pins the second guard so it cannot silently rot.
+    source, out = io.BytesIO(b"x" * 3000), io.BytesIO()
+    with pytest.raises(ArchiveError, match="max_total_bytes"):
+        archive_module._copy_capped(source, out, declared_size=5000, budget_bytes=1000, where="member 'm'")
+    assert len(out.getvalue()) <= 1000
+
+
+def test_encrypted_zip_member_is_refused(tmp_path: Path) -> None:
+    archive = write_zip(tmp_path / "secret.zip", {"train/cat.jpg": JPEG})
+
+    def set_encrypted_flag(data: bytearray, local: int, central: int) -> None:
+        for flag_offset in (local + 6, central + 8):
+            (flags,) = struct.unpack_from("<H", data, flag_offset)
+            struct.pack_into("<H", data, flag_offset, flags | 0x1)
+
+    patch_zip_bytes(archive, set_encrypted_flag)
+
+    assert_refused(archive, tmp_path / "out", "'train/cat.jpg'", "encrypted")
+
+
+def test_zip_with_bad_crc_is_refused(tmp_path: Path) -> None:
+    archive = tmp_path / "crc.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_STORED) as zf:
+        zf.writestr("train/cat.jpg", JPEG)
+    data = bytearray(archive.read_bytes())
+    data[data.find(JPEG) + 5] ^= 0xFF  # flip one byte of the stored (uncompressed) data
+    archive.write_bytes(bytes(data))
+
+    assert_refused(archive, tmp_path / "out", "'train/cat.jpg'", "corrupt")
+
+
+def test_truncated_zip_is_refused_as_truncated(tmp_path: Path) -> None:
+    full = write_zip(tmp_path / "full.zip", GOOD_IMAGES).read_bytes()
+    (tmp_path / "full.zip").unlink()
+    archive = tmp_path / "cut.zip"
+    archive.write_bytes(full[: len(full) // 2])
+
+    assert_refused(archive, tmp_path / "out", "not a zip or tar archive", "truncated")
+
+
+def test_truncated_tar_gz_is_refused(tmp_path: Path) -> None:
+    # Incompressible data, so cutting the file in half really loses members, not just padding.
+    noise = bytes(range(256)) * 64
+    full = write_tar(tmp_path / "full.tgz", [(f"train/{i}.jpg", noise[i:] + noise[:i]) for i in range(20)], "w:gz")
+    data = full.read_bytes()
+    full.unlink()
+    archive = tmp_path / "cut.tgz"
+    archive.write_bytes(data[: len(data) // 2])
+
+    assert_refused(archive, tmp_path / "out", "corrupt or truncated")
+
+
+def test_text_file_is_not_an_archive(tmp_path: Path) -> None:
+    archive = tmp_path / "data.zip"
+    archive.write_text("<html>404 Not Found</html>\n")
+
+    assert_refused(archive, tmp_path / "out", "is not a zip or tar archive")
+
+
+def test_duplicate_member_is_refused_not_overwritten(tmp_path: Path) -> None:
+    archive = tmp_path / "dup.zip"
+    with zipfile.ZipFile(archive, "w") as zf, pytest.warns(UserWarning, match="Duplicate name"):
+        zf.writestr("train/cat.jpg", JPEG)
+        zf.writestr("train/cat.jpg", b"second")
+
+    assert_refused(archive, tmp_path / "out", "'train/cat.jpg'", "clashes")
+
+
+def test_existing_destination_is_left_alone(tmp_path: Path) -> None:
+    archive = write_zip(tmp_path / "a.zip", GOOD_IMAGES)
+    dest = tmp_path / "out"
+    dest.mkdir()
+    (dest / "keep.txt").write_text("mine")
+
+    with pytest.raises(FileExistsError, match="already exists"):
+        extract_archive(archive, dest, **LIMITS)
+    assert (dest / "keep.txt").read_text() == "mine"
+
+
+# --- find_dataset_root --------------------------------------------------------------------------
+
+
+def make_folders(root: Path, *names: str) -> None:
+    for name in names:
+        (root / name).mkdir(parents=True)
+
+
+def test_dataset_root_is_the_single_top_folder(tmp_path: Path) -> None:
+    make_folders(tmp_path, "cats_and_dogs_filtered/train", "cats_and_dogs_filtered/validation")
+    (tmp_path / "README.txt").write_text("a loose file next to the folder does not count")
+
+    assert find_dataset_root(tmp_path) == tmp_path / "cats_and_dogs_filtered"
+
+
+def test_dataset_root_is_the_tree_itself_when_flat(tmp_path: Path) -> None:
+    make_folders(tmp_path, "train", "validation", "test")
+
+    assert find_dataset_root(tmp_path) == tmp_path
+
+
+def test_dataset_root_missing_lists_what_was_found(tmp_path: Path) -> None:
+    make_folders(tmp_path, "data/train", "data/test")
+
+    with pytest.raises(ArchiveError) as caught:
+        find_dataset_root(tmp_path)
+    message = str(caught.value)
+    assert str(tmp_path) in message
+    assert "train, validation" in message
+    assert "data/" in message and "test/" in message
+
+
+def test_dataset_root_is_not_guessed_among_several_folders(tmp_path: Path) -> None:
+    make_folders(tmp_path, "a/train", "a/validation", "b/train", "b/validation")
+
+    with pytest.raises(ArchiveError, match="found: a/, b/"):
+        find_dataset_root(tmp_path)

@@ -1,0 +1,113 @@
+from __future__ import annotations
+
+import json
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from stages import download as download_stage
+from stages.lib import params
+from tests.conftest import make_raw_tree, set_params
+
+
+def zip_tree(tree: Path, archive: Path, top: str = "my_dataset") -> Path:
+    with zipfile.ZipFile(archive, "w") as zf:
+        for path in sorted(tree.rglob("*")):
+            if path.is_file():
+                zf.write(path, f"{top}/{path.relative_to(tree).as_posix()}")
+        zf.writestr(f"{top}/__MACOSX/._cat.jpg", b"resource fork")
+        zf.writestr(f"{top}/vectorize.py", b"print('hi')\n")
+    return archive
+
+
+def run_stage(capsys=None) -> str:
+    """Run the stage as `python -m stages.download` would; return the error line, or '' on success."""
+    try:
+        download_stage.run(lambda: download_stage.main([]))
+    except SystemExit as exc:
+        return str(exc.code)
+    return ""
+
+
+def test_local_archive_is_extracted_with_manifest(project: Path, tmp_path: Path):
+    archive = zip_tree(make_raw_tree(tmp_path / "tree", 3, 2), project / "my.zip")
+    set_params(project, data={"source": "my.zip"})
+    view = download_stage.main([])
+    assert view.read == {k for k in params.all_keys(params.load()) if k.startswith("data.")} | {"seed"}
+    raw = project / "data" / "raw"
+    assert sorted(p.name for p in raw.iterdir()) == ["manifest.json", "train", "validation"]
+    manifest = json.loads((raw / "manifest.json").read_text())
+    assert manifest["files"] == {"train/cats": 3, "train/dogs": 3, "validation/cats": 2, "validation/dogs": 2}
+    assert manifest["ignored"] == {"macosx": 1, "not_an_image": 1}
+    assert manifest["bytes"] == archive.stat().st_size and len(manifest["sha256"]) == 64
+    assert manifest["source"] == "my.zip"
+
+
+def test_sample_source_is_deterministic(project: Path):
+    set_params(project, data={"source": "sample", "sample_train_per_class": 4, "sample_validation_per_class": 3})
+    download_stage.main([])
+    raw = project / "data" / "raw"
+    first = json.loads((raw / "manifest.json").read_text())
+    files = {p.relative_to(raw): p.read_bytes() for p in raw.rglob("*") if p.is_file()}
+    assert first["ignored"] == {"not_an_image": 1, "system_file": 1}  # vectorize.py, Thumbs.db
+    download_stage.main([])
+    assert {p.relative_to(raw): p.read_bytes() for p in raw.rglob("*") if p.is_file()} == files
+
+
+def test_refused_archive_keeps_previous_output(project: Path, tmp_path: Path):
+    zip_tree(make_raw_tree(tmp_path / "tree", 2, 2), project / "good.zip")
+    set_params(project, data={"source": "good.zip"})
+    download_stage.main([])
+    raw = project / "data" / "raw"
+    before = {p.relative_to(raw): p.read_bytes() for p in raw.rglob("*") if p.is_file()}
+    with zipfile.ZipFile(project / "evil.zip", "w") as zf:
+        zf.writestr("top/train/cats/a.jpg", b"x")
+        zf.writestr("../escape.jpg", b"x")
+    set_params(project, data={"source": "evil.zip"})
+    error = run_stage()
+    assert "escape.jpg" in error
+    assert {p.relative_to(raw): p.read_bytes() for p in raw.rglob("*") if p.is_file()} == before
+    assert not (project.parent / "escape.jpg").exists()
+    assert [p.name for p in (project / "data").iterdir() if p.name.startswith(".")] == []  # no temp dirs left
+
+
+def test_archive_without_the_layout_is_refused(project: Path):
+    with zipfile.ZipFile(project / "flat.zip", "w") as zf:
+        zf.writestr("pictures/cat.jpg", b"x")
+    set_params(project, data={"source": "flat.zip"})
+    assert "train" in run_stage()
+    assert not (project / "data" / "raw").exists()
+
+
+def test_missing_local_archive_names_the_key(project: Path):
+    set_params(project, data={"source": "nowhere/data.zip"})
+    error = run_stage()
+    assert error.startswith("error: data.source: nowhere/data.zip is not a file")
+
+
+def test_sha256_pin_is_checked_before_extraction(project: Path, tmp_path: Path):
+    zip_tree(make_raw_tree(tmp_path / "tree", 2, 2), project / "my.zip")
+    set_params(project, data={"source": "my.zip", "sha256": "0" * 64})
+    error = run_stage()
+    assert "data.sha256 pins 000" in error and "my.zip" in error
+    assert not (project / "data" / "raw").exists()
+
+
+def test_unreachable_url_fails_fast_with_advice(project: Path):
+    set_params(project, data={"source": "http://127.0.0.1:9/cats_and_dogs_filtered.zip"})  # port 9: nothing listens
+    start = time.monotonic()
+    error = run_stage()
+    assert time.monotonic() - start < 15
+    assert "http://127.0.0.1:9/cats_and_dogs_filtered.zip" in error
+    assert "data.source" in error and "make demo" in error
+    assert not (project / "data" / "raw").exists()
+    assert list((project / "data" / "downloads").iterdir()) == []
+
+
+def test_reference_name_means_the_reference_url(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    asked = []
+    monkeypatch.setattr(download_stage, "download", lambda url, dest, sha256: asked.append((url, dest.name)))
+    download_stage.fetch_archive("cats_and_dogs_filtered", tmp_path, sha256=None, seed=0, sample_sizes=(2, 2))
+    assert asked == [(params.REFERENCE_URL, "cats_and_dogs_filtered.zip")]
