@@ -6,7 +6,7 @@ BIN := $(CURDIR)/$(VENV)/bin
 export PATH := $(BIN):$(PATH)
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: venv test test-fast demo lock clean-demo
+.PHONY: venv test test-fast lint demo lock clean-demo
 
 venv: $(STAMP)
 
@@ -16,8 +16,12 @@ $(STAMP): requirements.lock
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements.lock
 	touch $@
 
-test: venv
+test: venv lint
 	$(VENV)/bin/python -m pytest
+
+lint: venv
+	$(VENV)/bin/ruff check stages tests benchmarks
+	$(VENV)/bin/ruff format --check stages tests benchmarks
 
 test-fast: venv
 	$(VENV)/bin/python -m pytest -m "not slow"

@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Run the pipeline offline on generated sample data, through real dvc, in a throwaway copy of the project.
 #
-#   scripts/demo.sh DIR [STAGE...]      (make demo runs: scripts/demo.sh demo)
+#   scripts/demo.sh DIR [STAGE...] [-S key=value...]      (make demo runs: scripts/demo.sh demo)
 #
 # DIR becomes its own git + DVC project (a copy of this one's files, without data/ or models/), with
 # params.yaml switched to the `sample` source via `dvc exp run -S`, so your own workspace is untouched.
 # Afterwards try, inside DIR: dvc metrics show, dvc exp show, dvc exp run -S split.test_fraction=0.3
 set -euo pipefail
-dir=${1:?usage: scripts/demo.sh DIR [STAGE...]}
+dir=${1:?usage: scripts/demo.sh DIR [STAGE...] [-S key=value...]}
 shift
 here=$(cd "$(dirname "$0")/.." && pwd)
 
@@ -21,8 +21,10 @@ git init -q
 git add -A
 git -c user.name=demo -c user.email=demo@localhost commit -q -m "demo workspace"
 
-dvc exp run "$@" \
+# Later -S options override earlier ones, so the caller's "$@" comes last.
+dvc exp run \
   -S data.source=sample \
   -S data.sample_train_per_class=200 \
-  -S data.sample_validation_per_class=100
+  -S data.sample_validation_per_class=100 \
+  "$@"
 dvc metrics show

@@ -24,7 +24,9 @@ PARAMS = ("seed", "data")
 LAYOUT = ("train", "validation")
 
 
-def fetch_archive(source: str, downloads: Path, *, sha256: str | None, seed: int, sample_sizes: tuple[int, int]) -> Path:
+def fetch_archive(
+    source: str, downloads: Path, *, sha256: str | None, seed: int, sample_sizes: tuple[int, int]
+) -> Path:
     """Path of the archive for `source`: generated, downloaded (or reused from an earlier download), or local."""
     if source == params.SAMPLE_DATASET:
         train, validation = sample_sizes
@@ -40,14 +42,18 @@ def fetch_archive(source: str, downloads: Path, *, sha256: str | None, seed: int
     else:
         archive = Path(source)
         if not archive.is_file():
-            raise PipelineError(f"data.source: {archive} is not a file (a local archive path is relative to the project root)")
+            raise PipelineError(
+                f"data.source: {archive} is not a file (a local archive path is relative to the project root)"
+            )
     return archive
 
 
 def main(argv: list[str] | None = None) -> params.StageParams:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("data/raw"))
-    parser.add_argument("--downloads", type=Path, default=Path("data/downloads"), help="where archives are kept (not a DVC output)")
+    parser.add_argument(
+        "--downloads", type=Path, default=Path("data/downloads"), help="where archives are kept (not a DVC output)"
+    )
     parser.add_argument("--params", type=Path, default=params.PARAMS_FILE)
     args = parser.parse_args(argv)
     p = params.for_stage(PARAMS, args.params)
@@ -56,16 +62,23 @@ def main(argv: list[str] | None = None) -> params.StageParams:
 
     args.downloads.mkdir(parents=True, exist_ok=True)
     archive = fetch_archive(
-        source, args.downloads, sha256=pin, seed=p.seed,
+        source,
+        args.downloads,
+        sha256=pin,
+        seed=p.seed,
         sample_sizes=(data.sample_train_per_class, data.sample_validation_per_class),
     )
     digest = sha256_file(archive)
     if pin and digest != pin:
-        raise PipelineError(f"{archive}: sha256 is {digest}, but data.sha256 pins {pin}; delete the file or fix the pin")
+        raise PipelineError(
+            f"{archive}: sha256 is {digest}, but data.sha256 pins {pin}; delete the file or fix the pin"
+        )
 
     with atomic.replace_dir(args.out) as tmp:
         extracted = tmp / ".extracted"
-        ignored = extract_archive(archive, extracted, max_members=data.max_archive_members, max_total_bytes=data.max_archive_bytes)
+        ignored = extract_archive(
+            archive, extracted, max_members=data.max_archive_members, max_total_bytes=data.max_archive_bytes
+        )
         root = find_dataset_root(extracted, LAYOUT)
         for folder in LAYOUT:
             shutil.move(root / folder, tmp / folder)
@@ -75,7 +88,8 @@ def main(argv: list[str] | None = None) -> params.StageParams:
         shutil.rmtree(extracted)
         files = {
             folder.relative_to(tmp).as_posix(): sum(1 for f in folder.iterdir() if f.is_file())
-            for folder in sorted(tmp.glob("*/*")) if folder.is_dir()
+            for folder in sorted(tmp.glob("*/*"))
+            if folder.is_dir()
         }
         manifest = {
             "source": source,
@@ -86,8 +100,11 @@ def main(argv: list[str] | None = None) -> params.StageParams:
             "ignored": dict(sorted(ignored.items())),
         }
         atomic.write_json(tmp / "manifest.json", manifest)
-    print(f"download: {archive.name} ({manifest['bytes'] / 1e6:.1f} MB) -> {args.out}: "
-          + ", ".join(f"{k} {v}" for k, v in files.items()) + f"; ignored {sum(ignored.values())}")
+    print(
+        f"download: {archive.name} ({manifest['bytes'] / 1e6:.1f} MB) -> {args.out}: "
+        + ", ".join(f"{k} {v}" for k, v in files.items())
+        + f"; ignored {sum(ignored.values())}"
+    )
     return p
 
 

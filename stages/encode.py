@@ -46,13 +46,20 @@ def main(argv: list[str] | None = None) -> params.StageParams:
     order = np.random.default_rng(p.seed).permutation(len(frames["train"]))
     frames["train"] = frames["train"].iloc[order]
 
-    meta = {"class_names": class_names, "image_size": p.encode.image_size, "jpeg_quality": p.encode.jpeg_quality, "splits": {}}
+    meta = {
+        "class_names": class_names,
+        "image_size": p.encode.image_size,
+        "jpeg_quality": p.encode.jpeg_quality,
+        "splits": {},
+    }
     with atomic.replace_dir(args.out) as tmp:
         for split in SPLITS:
             start = time.perf_counter()
             frame = frames[split]
             rows = frame.to_dict("records")
-            encoded = records.encode_rows(rows, args.raw, image_size=p.encode.image_size, jpeg_quality=p.encode.jpeg_quality)
+            encoded = records.encode_rows(
+                rows, args.raw, image_size=p.encode.image_size, jpeg_quality=p.encode.jpeg_quality
+            )
             shards = records.write_shards(encoded, tmp, split, len(rows), p.encode.examples_per_shard)
             per_class = frame["label"].value_counts()
             meta["splits"][split] = {
@@ -62,7 +69,8 @@ def main(argv: list[str] | None = None) -> params.StageParams:
             }
             megabytes = sum((tmp / s).stat().st_size for s in shards) / 1e6
             seconds = time.perf_counter() - start
-            print(f"encode: {split}: {len(rows)} images in {len(shards)} shards, {megabytes:.1f} MB, {len(rows) / seconds:.0f} images/s")
+            rate = len(rows) / seconds
+            print(f"encode: {split}: {len(rows)} images, {len(shards)} shards, {megabytes:.1f} MB, {rate:.0f} images/s")
         atomic.write_json(tmp / records.META_FILE, meta)
     return p
 

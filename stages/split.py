@@ -1,6 +1,6 @@
 """split stage: data/raw -> data/splits/{train,val,test,skipped}.csv and metrics/data.json.
 
-    python -m stages.split
+python -m stages.split
 """
 
 from __future__ import annotations
@@ -33,7 +33,8 @@ def main(argv: list[str] | None = None) -> params.StageParams:
     atomic.write_json(args.metrics, metrics)
 
     print(
-        "split: " + ", ".join(f"{s} {metrics[f'{s}.total']}" for s in SPLITS)
+        "split: "
+        + ", ".join(f"{s} {metrics[f'{s}.total']}" for s in SPLITS)
         + f"; skipped {metrics['skipped.total']}; duplicates removed "
         + str(sum(splits.duplicates_removed.values()))
     )

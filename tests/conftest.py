@@ -26,14 +26,15 @@ def jpeg_bytes(seed: int, size: tuple[int, int] = (40, 30), mode: str = "RGB", f
     return out.getvalue()
 
 
-def make_raw_tree(root: Path, train_per_class: int = 6, validation_per_class: int = 10,
-                  classes: tuple[str, ...] = ("cats", "dogs")) -> Path:
+def make_raw_tree(
+    root: Path, train_per_class: int = 6, validation_per_class: int = 10, classes: tuple[str, ...] = ("cats", "dogs")
+) -> Path:
     """root/train/<class>/*.jpg and root/validation/<class>/*.jpg with distinct, valid images."""
     seed = 0
     for folder, count in (("train", train_per_class), ("validation", validation_per_class)):
         for name in classes:
             (root / folder / name).mkdir(parents=True, exist_ok=True)
-            for i in range(count):
+            for _ in range(count):
                 seed += 1
                 (root / folder / name / f"{name[:-1]}.{seed}.jpg").write_bytes(jpeg_bytes(seed))
     return root

@@ -269,9 +269,7 @@ def test_zip_member_lying_about_its_size_is_refused(tmp_path: Path) -> None:
     assert_refused(archive, tmp_path / "out", "'train/bomb.jpg'", "corrupt")
 
 
-def test_member_yielding_more_than_declared_stops_extraction(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_member_yielding_more_than_declared_stops_extraction(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # Stand-in for a reader that does not enforce the declared size (which zipfile/tarfile do):
     # the member declares len(JPEG) bytes but yields 3 MiB.
     archive = write_zip(tmp_path / "liar.zip", {"train/a.jpg": JPEG, "train/b.jpg": JPEG})

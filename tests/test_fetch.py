@@ -135,9 +135,7 @@ def test_download_writes_dest_and_returns_its_sha256(tmp_path: Path, serve: Call
     ],
     ids=["500", "503", "429", "truncated-body", "read-timeout"],
 )
-def test_transient_failure_is_retried(
-    tmp_path: Path, serve: Callable[..., ScriptedServer], first_reply: Reply
-) -> None:
+def test_transient_failure_is_retried(tmp_path: Path, serve: Callable[..., ScriptedServer], first_reply: Reply) -> None:
     server = serve(first_reply, Reply())
     dest = tmp_path / "archive.zip"
 
@@ -303,9 +301,7 @@ def test_dns_failure_fails_fast_with_offline_advice(tmp_path: Path, monkeypatch:
     assert list(tmp_path.iterdir()) == []
 
 
-def test_malformed_sha256_is_rejected_before_any_request(
-    tmp_path: Path, serve: Callable[..., ScriptedServer]
-) -> None:
+def test_malformed_sha256_is_rejected_before_any_request(tmp_path: Path, serve: Callable[..., ScriptedServer]) -> None:
     server = serve(Reply())
 
     with pytest.raises(ValueError, match="64 hex digits"):

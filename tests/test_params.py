@@ -58,7 +58,8 @@ def test_bad_value_names_key_and_rule(key: str, value, expected: str):
 
 
 @pytest.mark.parametrize(
-    "source", ["sample", "cats_and_dogs_filtered", "https://example.org/a.zip", "archives/x.tar.gz", "/abs/y.TGZ", "z.tar"]
+    "source",
+    ["sample", "cats_and_dogs_filtered", "https://example.org/a.zip", "archives/x.tar.gz", "/abs/y.TGZ", "z.tar"],
 )
 def test_accepted_sources(source: str):
     raw = raw_params()
@@ -103,11 +104,11 @@ def test_stage_view_allows_only_declared_keys_and_records_reads():
     assert view.encode.image_size == 160  # a declared section allows its leaves
     assert view.read == {"seed", "encode.image_size"}
     with pytest.raises(params.UndeclaredParamError, match="split"):
-        view.split.test_fraction
+        _ = view.split.test_fraction
     leaf_view = params.for_stage(["data.source"], ROOT / "params.yaml")
     assert leaf_view.data.source == "cats_and_dogs_filtered"
     with pytest.raises(params.UndeclaredParamError, match="'data.sha256' but does not declare it"):
-        leaf_view.data.sha256
+        _ = leaf_view.data.sha256
 
 
 def test_stage_declaring_a_key_that_does_not_exist_fails():

@@ -45,7 +45,11 @@ def test_meta_and_shards(encoded: Path):
     assert meta["image_size"] == 32
     train = meta["splits"]["train"]
     assert train["count"] == 14 and train["per_class"] == {"cats": 7, "dogs": 7}
-    assert train["shards"] == ["train-00000-of-00003.tfrecord", "train-00001-of-00003.tfrecord", "train-00002-of-00003.tfrecord"]
+    assert train["shards"] == [
+        "train-00000-of-00003.tfrecord",
+        "train-00001-of-00003.tfrecord",
+        "train-00002-of-00003.tfrecord",
+    ]
     assert meta["splits"]["test"]["count"] == 4 and meta["splits"]["val"]["count"] == 16
     names = {p.name for p in encoded.iterdir()}
     assert names == {records.META_FILE} | {s for info in meta["splits"].values() for s in info["shards"]}
@@ -85,7 +89,9 @@ def test_requested_size_is_resized_in_the_pipeline(encoded: Path):
 
 def test_train_shuffle_is_seeded_and_reshuffles_each_epoch(encoded: Path):
     def epoch_orders(seed: int) -> list[list[str]]:
-        dataset = records.make_dataset(encoded, "train", image_size=32, batch_size=14, shuffle_seed=seed, with_paths=True)
+        dataset = records.make_dataset(
+            encoded, "train", image_size=32, batch_size=14, shuffle_seed=seed, with_paths=True
+        )
         return [[p.decode() for p in batch[2].numpy()] for batch in dataset.repeat(2)]
 
     first, second = epoch_orders(3)
@@ -120,7 +126,9 @@ def test_original_size_policy_keeps_rgb_jpeg_bytes(project: Path):
     split_stage.main([])
     encode_stage.main([])
     dataset = records.make_dataset(project / "data" / "tfrecords", "test", image_size=40, batch_size=8, with_paths=True)
-    for serialized in records.tf.data.TFRecordDataset(str(project / "data" / "tfrecords" / "test-00000-of-00001.tfrecord")):
+    for serialized in records.tf.data.TFRecordDataset(
+        str(project / "data" / "tfrecords" / "test-00000-of-00001.tfrecord")
+    ):
         features = records.parse(serialized)
         path = features["path"].numpy().decode()
         assert features["image"].numpy() == (raw / path).read_bytes()

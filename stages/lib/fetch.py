@@ -227,14 +227,17 @@ def _stream_to_part_file(
     part = tempfile.NamedTemporaryFile(dir=dest.parent, delete=False, prefix=dest.name + ".", suffix=".part")
     part_path = Path(part.name)
     try:
-        with part, tqdm(
-            total=expected_bytes,
-            unit="B",
-            unit_scale=True,
-            unit_divisor=1024,
-            desc=dest.name,
-            disable=not progress,
-        ) as bar:
+        with (
+            part,
+            tqdm(
+                total=expected_bytes,
+                unit="B",
+                unit_scale=True,
+                unit_divisor=1024,
+                desc=dest.name,
+                disable=not progress,
+            ) as bar,
+        ):
             for chunk in response.iter_content(chunk_size=chunk_bytes):
                 part.write(chunk)
                 digest.update(chunk)

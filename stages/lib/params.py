@@ -175,7 +175,8 @@ class StageParams:
             return StageParams(value, self._declared, self.read, key + ".")
         if not self._allows(key):
             raise UndeclaredParamError(
-                f"stage reads {key!r} but does not declare it: add it to the stage's PARAMS and to its params: in dvc.yaml"
+                f"stage reads {key!r} but does not declare it: "
+                "add it to the stage's PARAMS and to its params: in dvc.yaml"
             )
         self.read.add(key)
         return value

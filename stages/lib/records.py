@@ -58,7 +58,9 @@ def serialize(record: Record) -> bytes:
     return example.SerializeToString(deterministic=True)
 
 
-def write_shards(records: Iterable[Record], out_dir: Path, split: str, count: int, examples_per_shard: int) -> list[str]:
+def write_shards(
+    records: Iterable[Record], out_dir: Path, split: str, count: int, examples_per_shard: int
+) -> list[str]:
     """Write `count` records in the given order into ceil(count / examples_per_shard) contiguous shards."""
     names = shard_names(split, max(1, -(-count // examples_per_shard)))
     iterator = iter(records)
@@ -134,7 +136,9 @@ def make_dataset(
     info = meta["splits"][split]
     files = [str(Path(records_dir) / name) for name in info["shards"]]
     stored_size = meta["image_size"]
-    dataset = tf.data.TFRecordDataset(files, num_parallel_reads=min(len(files), 4) if shuffle_seed is not None else None)
+    dataset = tf.data.TFRecordDataset(
+        files, num_parallel_reads=min(len(files), 4) if shuffle_seed is not None else None
+    )
     if shuffle_seed is not None:
         dataset = dataset.shuffle(max(info["count"], 1), seed=shuffle_seed, reshuffle_each_iteration=True)
 

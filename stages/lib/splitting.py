@@ -62,18 +62,21 @@ def find_class_names(raw_dir: Path) -> list[str]:
     for folder in (RAW_TRAIN, RAW_VALIDATION):
         root = raw_dir / folder
         if not root.is_dir():
-            raise SplitError(f"{root}: missing; expected the {RAW_TRAIN}/ and {RAW_VALIDATION}/ folders of the download stage")
+            raise SplitError(
+                f"{root}: missing; expected the {RAW_TRAIN}/ and {RAW_VALIDATION}/ folders of the download stage"
+            )
         found[folder] = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if len(found[RAW_TRAIN]) < 2:
         raise SplitError(f"{raw_dir / RAW_TRAIN}: needs at least two class folders, found {found[RAW_TRAIN]}")
     if found[RAW_TRAIN] != found[RAW_VALIDATION]:
-        raise SplitError(
-            f"{raw_dir}: class folders differ: {RAW_TRAIN}/ has {found[RAW_TRAIN]}, {RAW_VALIDATION}/ has {found[RAW_VALIDATION]}"
-        )
+        train, validation = found[RAW_TRAIN], found[RAW_VALIDATION]
+        raise SplitError(f"{raw_dir}: class folders differ: train/ has {train}, validation/ has {validation}")
     return found[RAW_TRAIN]
 
 
-def scan_folder(raw_dir: Path, folder: str, class_names: list[str], workers: int = 4) -> tuple[pd.DataFrame, pd.DataFrame]:
+def scan_folder(
+    raw_dir: Path, folder: str, class_names: list[str], workers: int = 4
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Check every file under raw_dir/folder; return (usable rows, skipped rows), paths relative to raw_dir."""
     files = sorted(p for p in (raw_dir / folder).rglob("*") if p.is_file())
     # Pillow releases the GIL while decoding, so threads give real parallelism here.
@@ -85,12 +88,16 @@ def scan_folder(raw_dir: Path, folder: str, class_names: list[str], workers: int
         parts = path.relative_to(raw_dir / folder).parts
         label = parts[0] if len(parts) > 1 and parts[0] in class_names else None
         if label is None:
-            skipped.append(dict(path=rel, reason="no_class_folder", detail="not inside a class folder", sha256=check.sha256))
+            skipped.append(
+                dict(path=rel, reason="no_class_folder", detail="not inside a class folder", sha256=check.sha256)
+            )
         elif check.skip_reason:
             skipped.append(dict(path=rel, reason=check.skip_reason, detail=check.detail, sha256=check.sha256))
         else:
             info = asdict(check)
-            rows.append(dict(path=rel, label=label, label_index=class_names.index(label), **{c: info[c] for c in COLUMNS[3:]}))
+            rows.append(
+                dict(path=rel, label=label, label_index=class_names.index(label), **{c: info[c] for c in COLUMNS[3:]})
+            )
     return pd.DataFrame(rows, columns=COLUMNS), pd.DataFrame(skipped, columns=SKIPPED_COLUMNS)
 
 
@@ -106,7 +113,9 @@ def split_validation(frame: pd.DataFrame, test_fraction: float, seed: int) -> tu
     return _sorted(frame[~is_test]), _sorted(frame[is_test])
 
 
-def remove_cross_split_duplicates(frames: dict[str, pd.DataFrame]) -> tuple[dict[str, pd.DataFrame], dict[str, int], dict[str, int]]:
+def remove_cross_split_duplicates(
+    frames: dict[str, pd.DataFrame],
+) -> tuple[dict[str, pd.DataFrame], dict[str, int], dict[str, int]]:
     """Drop rows whose bytes appear in an earlier split (train, then val, then test); count within-split repeats."""
     seen: set[str] = set()
     kept, removed, within = {}, {}, {}
