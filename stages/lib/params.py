@@ -15,10 +15,19 @@ import dataclasses
 import re
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import AfterValidator, ConfigDict, Field, Strict, TypeAdapter, ValidationError
+from pydantic import (
+    AfterValidator,
+    ConfigDict,
+    Field,
+    Strict,
+    StrictBool,
+    TypeAdapter,
+    ValidationError,
+    model_validator,
+)
 from pydantic.dataclasses import dataclass
 
 from stages.lib.cli import PipelineError
@@ -89,12 +98,86 @@ class EncodeParams:
     examples_per_shard: Annotated[Int, Field(ge=1)]
 
 
+ImageSize = Annotated[Int, Field(ge=32, le=1024)]
+Epochs = Annotated[Int, Field(ge=1, le=10_000)]
+BatchSize = Annotated[Int, Field(ge=1, le=65_536)]
+LearningRate = Annotated[Float, Field(gt=0, le=10)]
+Factor = Annotated[Float, Field(ge=0, lt=1)]  # augmentation strengths, as fractions
+
+
+@dataclass(frozen=True, config=_CONFIG)
+class AugmentParams:
+    """Keras preprocessing layers inside the model; 0 (or flip: none) leaves a layer out."""
+
+    flip: Literal["none", "horizontal", "vertical", "horizontal_and_vertical"]
+    rotation: Factor  # fraction of a full turn, as keras.layers.RandomRotation
+    zoom: Factor
+    translation: Factor
+    contrast: Factor
+    brightness: Factor
+
+
+@dataclass(frozen=True, config=_CONFIG)
+class TrainParams:
+    strategy: Literal["auto", "mirrored", "multi_worker", "none"]
+
+
+@dataclass(frozen=True, config=_CONFIG)
+class BaselineParams:
+    arch: Literal["simple_cnn", "alexnet", "vgg16", "googlenet", "resnet18"]
+    image_size: ImageSize
+    epochs: Epochs
+    batch_size: BatchSize
+    learning_rate: LearningRate
+    augment: AugmentParams
+
+
+@dataclass(frozen=True, config=_CONFIG)
+class ModelParams:
+    base: Literal["mobilenet_v2", "resnet50", "vgg16", "efficientnet_b0"]
+    weights: Annotated[Str, Field(min_length=1)]  # imagenet, none, or a path to a weights file
+    image_size: ImageSize
+    dropout: Factor
+    fine_tune_at: Annotated[Int, Field(ge=0)]  # checked against the base's layer count when the base is built
+
+
+@dataclass(frozen=True, config=_CONFIG)
+class TransferParams:
+    epochs: Epochs
+    batch_size: BatchSize
+    learning_rate: LearningRate
+    cache_features: StrictBool  # train the head on precomputed base features when augmentation is off
+    augment: AugmentParams
+
+
+@dataclass(frozen=True, config=_CONFIG)
+class FinetuneParams:
+    epochs: Epochs
+    batch_size: BatchSize
+    lr_factor: Annotated[Float, Field(gt=0, le=1)]  # fine-tuning learning rate = transfer.learning_rate x this
+
+
 @dataclass(frozen=True, config=_CONFIG)
 class Params:
     seed: Seed
     data: DataParams
     split: SplitParams
     encode: EncodeParams
+    train: TrainParams
+    baseline: BaselineParams
+    model: ModelParams
+    transfer: TransferParams
+    finetune: FinetuneParams
+
+    @model_validator(mode="after")
+    def _stored_size_covers_every_stage(self) -> Params:
+        needed = max(self.model.image_size, self.baseline.image_size)
+        if self.encode.image_size and self.encode.image_size < needed:
+            raise ValueError(
+                f"encode.image_size: {self.encode.image_size} is smaller than the largest size a stage trains at "
+                f"({needed}, model.image_size / baseline.image_size); stored images would be upscaled"
+            )
+        return self
 
 
 _ADAPTER = TypeAdapter(Params)
@@ -107,6 +190,8 @@ def _describe(error: dict[str, Any]) -> str:
     if error["type"] == "missing":
         return f"{key}: missing (every key is required)"
     message = error["msg"].removeprefix("Value error, ")
+    if not key:  # a check across sections names its keys in the message itself
+        return message
     got = "" if "(got " in message else f" (got {error['input']!r})"
     return f"{key}: {message}{got}"
 
@@ -180,6 +265,11 @@ class StageParams:
             )
         self.read.add(key)
         return value
+
+    def snapshot(self) -> dict[str, Any]:
+        """Every declared leaf and its value (for checkpoint fingerprints), without counting as a read."""
+        leaves = _flatten(dataclasses.asdict(self._node), self._prefix)
+        return {key: value for key, value in sorted(leaves.items()) if self._allows(key)}
 
 
 def for_stage(declared: Iterable[str], path: Path | str = PARAMS_FILE) -> StageParams:

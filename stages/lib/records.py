@@ -139,6 +139,8 @@ def make_dataset(
     dataset = tf.data.TFRecordDataset(
         files, num_parallel_reads=min(len(files), 4) if shuffle_seed is not None else None
     )
+    # The count is known from meta.json; telling tf.data lets Keras size its epochs (and check the files).
+    dataset = dataset.apply(tf.data.experimental.assert_cardinality(info["count"]))
     if shuffle_seed is not None:
         dataset = dataset.shuffle(max(info["count"], 1), seed=shuffle_seed, reshuffle_each_iteration=True)
 

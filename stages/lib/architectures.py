@@ -1,0 +1,349 @@
+"""Baseline CNNs trained from scratch for the binary cats-vs-dogs task, as Keras 3 functional models.
+
+Every model takes float32 RGB images in [0, 255] of shape (image_size, image_size, 3), what the input
+pipeline yields, and runs: Input -> optional `augmentation` layer (a Sequential of preprocessing layers,
+active only in training) -> `Rescaling(1/255)` -> the network -> `Dense(1)` named "logit". The output is a
+LOGIT, shape (batch, 1): train with `BinaryCrossentropy(from_logits=True)`, threshold at 0, and use
+`keras.ops.sigmoid` for probabilities. No Lambda or custom layers anywhere, so a saved model loads with
+`keras.models.load_model(path, safe_mode=True)` without custom objects. Each model is named after its arch.
+
+API
+    ARCHITECTURES[name](image_size, augmentation=None) -> keras.Model   the single-output (inference) model
+    build_baseline(arch, image_size, augmentation=None) -> keras.Model  the same, by name
+    build_baseline_for_training(arch, image_size, augmentation=None) -> TrainingModels(train, inference,
+        loss_weights): what a training stage uses. For GoogLeNet `train` has three outputs (main logit and
+        the two auxiliary logits, loss weights 1.0, 0.3, 0.3 as in the paper) and `inference` is the main
+        path alone, sharing the same layers and weights: fit `train`, then evaluate / predict / save
+        `inference` (the saved file holds no auxiliary heads). For every other arch `train is inference` and
+        `loss_weights is None`. `TrainingModels.compile(...)` and `TrainingModels.targets` (a tf.data map
+        function repeating the label once per output) hide the difference:
+
+            models = build_baseline_for_training("googlenet", 160, augmentation)
+            models.compile(keras.optimizers.Adam(1e-3), keras.losses.BinaryCrossentropy(from_logits=True),
+                           metrics=[keras.metrics.BinaryAccuracy(threshold=0.0)])
+            models.train.fit(train_ds.map(models.targets), validation_data=val_ds.map(models.targets))
+            models.inference.save("model.keras")  # main output only
+
+        (Logged metric names get the output's prefix on the 3-output model: `logit_binary_accuracy`.
+        Tracing GoogLeNet's training step takes ~25 s on 2 CPU cores, once per fit.)
+    minimum_image_size(arch) -> int: smaller sizes raise ArchitectureError (a ValueError) naming it.
+    Unknown arch names raise ArchitectureError naming the allowed names.
+
+Architectures (seed = the reference tutorials; paper = the original publication)
+    simple_cnn  Exercise 3.03's CNN: Conv2D(64, 3) + MaxPool, Conv2D(128, 3) + MaxPool, Flatten,
+                Dense(128), Dense(1). Keras defaults as in the exercise ('valid' convolutions, 2x2 pools with
+                stride 2): at 100 px 100 -> 98 -> 49 -> 47 -> 23, Flatten 23*23*128 = 67,712 features,
+                8,743,041 parameters, which is the exercise's "more than 8,700,000".
+    alexnet     the seed's AlexNet layer for layer ('valid' 11x11/4 convolution and 3x3/2 pools, 'same'
+                elsewhere, Dense 4096 / Dropout 0.5 twice). The seed resizes to 227 px (6x6x256 before
+                Flatten); at 224 px it is 5x5x256. Flatten makes the parameter count depend on image size.
+    vgg16       VGG-16 (configuration D): 13 3x3 'same' convolutions in 5 blocks (2, 2, 3, 3, 3 convs of
+                64, 128, 256, 512, 512 filters), each block ending in a 2x2/2 max pool, then the seed's head
+                Flatten, Dense 4096, Dropout 0.5, Dense 4096, Dropout 0.5. 224 px gives 7x7x512 at Flatten.
+    googlenet   GoogLeNet / Inception v1 as in the seed and the paper (table 1), with global average
+                pooling and Dropout(0.4) before the output; auxiliary classifiers after inception 4a and 4d
+                as in the paper: AveragePooling 5x5/3 ('valid': 14x14 -> 4x4 at 224 px; the seed pads
+                'same', which gives 5x5), Conv 1x1 128, Dense 1024, Dropout 0.7, Dense(1). No local response
+                normalisation (the seed has none either; Keras has no LRN layer). The inference model's
+                count does not depend on image size (global pooling); the auxiliary heads' does (Flatten).
+    resnet18    ResNet-18: 7x7/2 conv + BN + ReLU, 3x3/2 max pool, BasicBlocks [2, 2, 2, 2] of 64, 128,
+                256, 512 filters (conv3x3-BN-ReLU-conv3x3-BN + shortcut, ReLU), the first block of the last
+                three stages (conv3 to conv5) with stride 2 and a 1x1/2 projection shortcut, global average
+                pooling. Convolutions followed by BN have no bias and the projection has a BN, as in the
+                paper's option B and torchvision (the seed keeps conv biases, redundant before BN, and has no
+                BN on the projection).
+
+Minimum image size: the smallest size at which every layer gets a non-empty input, i.e. the network
+runs. simple_cnn 10, alexnet 67 ('valid' 11x11/4 conv and three 3x3/2 pools), vgg16 32 (five 2x2 pools),
+googlenet 65 (the 5x5/3 'valid' pool of the first auxiliary head needs a 5x5 map after a total stride 16).
+resnet18 pads 'same' everywhere and runs at any size: its minimum, 32 (its total stride, where the last
+stage gets a 1x1 map), is a policy rather than a shape limit; smaller images are refused as a likely mistake.
+
+Parameters, model.count_params() of the inference model (non-trainable BatchNorm statistics included),
+for one logit output. The tiny size is each arch's minimum, what tests/test_architectures.py builds and
+trains one step on; the test holds these numbers.
+
+    | arch       | size | params      | tiny size | params (tiny) |
+    |------------|------|-------------|-----------|---------------|
+    | simple_cnn | 100  | 8,743,041   | 10        | 92,289        |
+    | alexnet    | 224  | 46,751,105  | 67        | 21,585,281    |
+    | vgg16      | 224  | 134,264,641 | 32        | 33,601,345    |
+    | googlenet  | 224  | 5,974,577   | 65        | 5,974,577     |
+    | resnet18   | 224  | 11,186,625  | 32        | 11,186,625    |
+
+GoogLeNet's training model (with both auxiliary heads) has 10,306,355 parameters at 224 px and 6,374,195
+at 65 px. ResNet-18's 11,186,625 = torchvision's resnet18 with a 1-unit head (11,177,025 trainable) plus
+the 9,600 moving means and variances of its BatchNorm layers. VGG-16 at 224 px is the Keras
+applications VGG16's 14,714,688 convolution parameters plus the 4096-4096-1 head.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import numbers
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import keras
+from keras import layers
+
+from stages.lib.cli import PipelineError
+
+AUX_LOSS_WEIGHT = 0.3  # GoogLeNet paper: auxiliary losses are added with weight 0.3
+
+
+class ArchitectureError(PipelineError, ValueError):
+    """Unknown architecture name or an image size the architecture cannot take."""
+
+
+# ----------------------------------------------------------------------------------------------------------
+# What a training stage gets
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingModels:
+    """`train` is what to fit; `inference` (same weights, one logit output) is what to evaluate and save.
+
+    `loss_weights` is None when `train is inference`, else one weight per output of `train`, main first.
+    """
+
+    train: keras.Model
+    inference: keras.Model
+    loss_weights: list[float] | None
+
+    @property
+    def num_outputs(self) -> int:
+        return 1 if self.loss_weights is None else len(self.loss_weights)
+
+    def compile(self, optimizer: Any, loss: Any, metrics: Sequence[Any] = (), **kwargs: Any) -> None:
+        """Compile `train`: the same loss on every output, weighted by `loss_weights`, metrics on the main
+        output only (Keras then logs them as `logit_<metric>`). Extra keyword arguments go to compile().
+
+        A separate `inference` model is left uncompiled, so that its saved file carries no unused optimizer;
+        compile it with a loss and metrics before calling its evaluate().
+        """
+        if self.loss_weights is None:
+            self.train.compile(optimizer=optimizer, loss=loss, metrics=list(metrics), **kwargs)
+            return
+        self.train.compile(
+            optimizer=optimizer,
+            loss=[loss] * self.num_outputs,
+            loss_weights=list(self.loss_weights),
+            metrics=[list(metrics)] + [[] for _ in range(self.num_outputs - 1)],
+            **kwargs,
+        )
+
+    def targets(self, images: Any, labels: Any) -> tuple[Any, Any]:
+        """tf.data map function: (images, labels) -> the (inputs, targets) pair `train.fit` expects."""
+        return (images, labels) if self.num_outputs == 1 else (images, (labels,) * self.num_outputs)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Shared pieces
+
+
+def _inputs(arch: str, image_size: int, augmentation: keras.layers.Layer | None) -> tuple[Any, Any]:
+    """Input -> augmentation (training only) -> Rescaling to [0, 1]; returns (inputs, x)."""
+    _check_image_size(arch, image_size)
+    if augmentation is not None and not isinstance(augmentation, keras.layers.Layer):
+        raise TypeError(f"augmentation must be a keras Layer (e.g. a Sequential) or None, got {augmentation!r}")
+    inputs = keras.Input(shape=(image_size, image_size, 3), dtype="float32", name="image")
+    x = augmentation(inputs) if augmentation is not None else inputs
+    x = layers.Rescaling(1 / 255, name="rescale")(x)
+    return inputs, x
+
+
+def _logit(x: Any, name: str = "logit") -> Any:
+    return layers.Dense(1, name=name)(x)  # no activation: a logit for BinaryCrossentropy(from_logits=True)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Builders
+
+
+def simple_cnn(image_size: int, augmentation: keras.layers.Layer | None = None) -> keras.Model:
+    """Exercise 3.03's CNN; 8,743,041 parameters at 100 px (see the module docstring)."""
+    inputs, x = _inputs("simple_cnn", image_size, augmentation)
+    x = layers.Conv2D(64, 3, activation="relu")(x)
+    x = layers.MaxPooling2D()(x)
+    x = layers.Conv2D(128, 3, activation="relu")(x)
+    x = layers.MaxPooling2D()(x)
+    x = layers.Flatten()(x)
+    x = layers.Dense(128, activation="relu")(x)
+    return keras.Model(inputs, _logit(x), name="simple_cnn")
+
+
+def alexnet(image_size: int, augmentation: keras.layers.Layer | None = None) -> keras.Model:
+    """The seed's AlexNet with a binary logit; needs at least 67 px (224 px: 5x5x256 at Flatten)."""
+    inputs, x = _inputs("alexnet", image_size, augmentation)
+    x = layers.Conv2D(96, 11, strides=4, activation="relu")(x)  # 224 -> 54 ('valid', as in the seed)
+    x = layers.MaxPooling2D(3, strides=2)(x)  # -> 26
+    x = layers.Conv2D(256, 5, padding="same", activation="relu")(x)
+    x = layers.MaxPooling2D(3, strides=2)(x)  # -> 12
+    x = layers.Conv2D(384, 3, padding="same", activation="relu")(x)
+    x = layers.Conv2D(384, 3, padding="same", activation="relu")(x)
+    x = layers.Conv2D(256, 3, padding="same", activation="relu")(x)
+    x = layers.MaxPooling2D(3, strides=2)(x)  # -> 5
+    x = layers.Flatten()(x)
+    for _ in range(2):
+        x = layers.Dense(4096, activation="relu")(x)
+        x = layers.Dropout(0.5)(x)
+    return keras.Model(inputs, _logit(x), name="alexnet")
+
+
+VGG16_BLOCKS = ((2, 64), (2, 128), (3, 256), (3, 512), (3, 512))  # (convolutions, filters) per block
+
+
+def vgg16(image_size: int, augmentation: keras.layers.Layer | None = None) -> keras.Model:
+    """VGG-16: 13 convolutions in 5 blocks, the seed's 4096-4096 head with a binary logit."""
+    inputs, x = _inputs("vgg16", image_size, augmentation)
+    for block, (num_convs, filters) in enumerate(VGG16_BLOCKS, start=1):
+        for conv in range(1, num_convs + 1):
+            x = layers.Conv2D(filters, 3, padding="same", activation="relu", name=f"block{block}_conv{conv}")(x)
+        x = layers.MaxPooling2D(2, strides=2, name=f"block{block}_pool")(x)  # halves the size: 224 -> 7 after 5
+    x = layers.Flatten()(x)
+    for _ in range(2):
+        x = layers.Dense(4096, activation="relu")(x)
+        x = layers.Dropout(0.5)(x)
+    return keras.Model(inputs, _logit(x), name="vgg16")
+
+
+def _inception(x: Any, c1: int, c2: tuple[int, int], c3: tuple[int, int], c4: int, name: str) -> Any:
+    """Inception block: 1x1 | 1x1 -> 3x3 | 1x1 -> 5x5 | 3x3 max pool -> 1x1, concatenated on channels."""
+
+    def conv(y: Any, filters: int, size: int, suffix: str) -> Any:
+        return layers.Conv2D(filters, size, padding="same", activation="relu", name=f"{name}_{suffix}")(y)
+
+    p1 = conv(x, c1, 1, "1x1")
+    p2 = conv(conv(x, c2[0], 1, "3x3_reduce"), c2[1], 3, "3x3")
+    p3 = conv(conv(x, c3[0], 1, "5x5_reduce"), c3[1], 5, "5x5")
+    p4 = conv(layers.MaxPooling2D(3, strides=1, padding="same", name=f"{name}_pool")(x), c4, 1, "pool_proj")
+    return layers.Concatenate(name=name)([p1, p2, p3, p4])
+
+
+def _aux_classifier(x: Any, name: str) -> Any:
+    """GoogLeNet auxiliary head (paper section 5): 14x14x512 at 224 px -> 4x4x128 -> 1024 -> logit."""
+    x = layers.AveragePooling2D(5, strides=3, name=f"{name}_pool")(x)
+    x = layers.Conv2D(128, 1, activation="relu", name=f"{name}_conv")(x)
+    x = layers.Flatten(name=f"{name}_flatten")(x)
+    x = layers.Dense(1024, activation="relu", name=f"{name}_fc")(x)
+    x = layers.Dropout(0.7, name=f"{name}_dropout")(x)
+    return _logit(x, name=f"{name}_logit")
+
+
+def _googlenet(image_size: int, augmentation: keras.layers.Layer | None, with_aux: bool) -> TrainingModels:
+    inputs, x = _inputs("googlenet", image_size, augmentation)
+    # Stem; every layer pads 'same', so sizes are ceil(size / stride): 224 -> 112 -> 56 -> 56 -> 28.
+    x = layers.Conv2D(64, 7, strides=2, padding="same", activation="relu", name="conv1_7x7")(x)
+    x = layers.MaxPooling2D(3, strides=2, padding="same", name="pool1")(x)
+    x = layers.Conv2D(64, 1, activation="relu", name="conv2_3x3_reduce")(x)
+    x = layers.Conv2D(192, 3, padding="same", activation="relu", name="conv2_3x3")(x)
+    x = layers.MaxPooling2D(3, strides=2, padding="same", name="pool2")(x)
+    x = _inception(x, 64, (96, 128), (16, 32), 32, "inception_3a")  # 28x28x256
+    x = _inception(x, 128, (128, 192), (32, 96), 64, "inception_3b")  # 28x28x480
+    x = layers.MaxPooling2D(3, strides=2, padding="same", name="pool3")(x)
+    x = _inception(x, 192, (96, 208), (16, 48), 64, "inception_4a")  # 14x14x512
+    aux1 = _aux_classifier(x, "aux1") if with_aux else None
+    x = _inception(x, 160, (112, 224), (24, 64), 64, "inception_4b")
+    x = _inception(x, 128, (128, 256), (24, 64), 64, "inception_4c")
+    x = _inception(x, 112, (144, 288), (32, 64), 64, "inception_4d")  # 14x14x528
+    aux2 = _aux_classifier(x, "aux2") if with_aux else None
+    x = _inception(x, 256, (160, 320), (32, 128), 128, "inception_4e")  # 14x14x832
+    x = layers.MaxPooling2D(3, strides=2, padding="same", name="pool4")(x)
+    x = _inception(x, 256, (160, 320), (32, 128), 128, "inception_5a")
+    x = _inception(x, 384, (192, 384), (48, 128), 128, "inception_5b")  # 7x7x1024
+    x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    x = layers.Dropout(0.4, name="dropout")(x)
+    logit = _logit(x)
+    inference = keras.Model(inputs, logit, name="googlenet")
+    if not with_aux:
+        return TrainingModels(inference, inference, None)
+    # Same input and layers, two more outputs: training it trains `inference`'s weights.
+    train = keras.Model(inputs, [logit, aux1, aux2], name="googlenet_with_aux")
+    return TrainingModels(train, inference, [1.0, AUX_LOSS_WEIGHT, AUX_LOSS_WEIGHT])
+
+
+def googlenet(image_size: int, augmentation: keras.layers.Layer | None = None) -> keras.Model:
+    """GoogLeNet's inference model (main output only). Train through build_baseline_for_training."""
+    return _googlenet(image_size, augmentation, with_aux=False).inference
+
+
+def _basic_block(x: Any, filters: int, strides: int, name: str) -> Any:
+    """ResNet BasicBlock: conv3x3-BN-ReLU-conv3x3-BN plus shortcut, then ReLU."""
+    shortcut = x
+    if strides != 1 or x.shape[-1] != filters:  # projection shortcut to the new size and width
+        shortcut = layers.Conv2D(filters, 1, strides=strides, use_bias=False, name=f"{name}_proj")(x)
+        shortcut = layers.BatchNormalization(name=f"{name}_proj_bn")(shortcut)
+    x = layers.Conv2D(filters, 3, strides=strides, padding="same", use_bias=False, name=f"{name}_conv1")(x)
+    x = layers.BatchNormalization(name=f"{name}_bn1")(x)
+    x = layers.ReLU(name=f"{name}_relu1")(x)
+    x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv2")(x)
+    x = layers.BatchNormalization(name=f"{name}_bn2")(x)
+    x = layers.Add(name=f"{name}_add")([x, shortcut])
+    return layers.ReLU(name=f"{name}_out")(x)
+
+
+def resnet18(image_size: int, augmentation: keras.layers.Layer | None = None) -> keras.Model:
+    """ResNet-18 with BatchNorm: BasicBlocks [2, 2, 2, 2], global average pooling, a binary logit."""
+    inputs, x = _inputs("resnet18", image_size, augmentation)
+    x = layers.Conv2D(64, 7, strides=2, padding="same", use_bias=False, name="conv1")(x)  # 224 -> 112
+    x = layers.BatchNormalization(name="conv1_bn")(x)
+    x = layers.ReLU(name="conv1_relu")(x)
+    x = layers.MaxPooling2D(3, strides=2, padding="same", name="pool1")(x)  # -> 56
+    for stage, filters in enumerate((64, 128, 256, 512), start=2):
+        for block in range(2):
+            strides = 2 if block == 0 and stage > 2 else 1  # stages 3-5 halve the size: 56 -> 28 -> 14 -> 7
+            x = _basic_block(x, filters, strides, name=f"conv{stage}_block{block + 1}")
+    x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    return keras.Model(inputs, _logit(x), name="resnet18")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Registry
+
+
+ARCHITECTURES: dict[str, Callable[..., keras.Model]] = {
+    "simple_cnn": simple_cnn,
+    "alexnet": alexnet,
+    "vgg16": vgg16,
+    "googlenet": googlenet,
+    "resnet18": resnet18,
+}
+
+# Smallest image size each builder accepts; derivations in the module docstring.
+_MINIMUM_IMAGE_SIZE = {"simple_cnn": 10, "alexnet": 67, "vgg16": 32, "googlenet": 65, "resnet18": 32}
+
+
+def _check_arch(arch: str) -> None:
+    if arch not in ARCHITECTURES:
+        raise ArchitectureError(f"unknown architecture {arch!r}; allowed: {', '.join(ARCHITECTURES)}")
+
+
+def minimum_image_size(arch: str) -> int:
+    _check_arch(arch)
+    return _MINIMUM_IMAGE_SIZE[arch]
+
+
+def _check_image_size(arch: str, image_size: int) -> None:
+    if isinstance(image_size, bool) or not isinstance(image_size, numbers.Integral):
+        raise ArchitectureError(f"{arch}: image_size must be an integer number of pixels, got {image_size!r}")
+    minimum = minimum_image_size(arch)
+    if image_size < minimum:
+        raise ArchitectureError(f"{arch} needs images of at least {minimum}x{minimum} px, got {image_size}")
+
+
+def build_baseline(arch: str, image_size: int, augmentation: keras.layers.Layer | None = None) -> keras.Model:
+    """The single-output model of `arch`: what is evaluated, used for prediction and saved."""
+    _check_arch(arch)
+    return ARCHITECTURES[arch](image_size, augmentation)
+
+
+def build_baseline_for_training(
+    arch: str, image_size: int, augmentation: keras.layers.Layer | None = None
+) -> TrainingModels:
+    """The model to train and the model to evaluate/save; different only for GoogLeNet (auxiliary heads)."""
+    _check_arch(arch)
+    if arch == "googlenet":
+        return _googlenet(image_size, augmentation, with_aux=True)
+    model = ARCHITECTURES[arch](image_size, augmentation)
+    return TrainingModels(model, model, None)

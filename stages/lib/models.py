@@ -1,0 +1,189 @@
+"""Pretrained bases, the transfer model built on them, fine-tuning, and the augmentation layers.
+
+The transfer model (the reference recipe):
+
+    Input (S, S, 3) float32 in [0, 255]
+      -> augmentation (Keras preprocessing layers; identity at inference)
+      -> the base's own preprocessing, as Keras layers (no Lambda, so models load with safe_mode=True)
+      -> base (ImageNet weights, frozen; wrapped in InferenceMode so BatchNorm stays in inference mode)
+      -> GlobalAveragePooling2D -> Dropout -> Dense(1) logit
+
+With MobileNetV2 at 160 px: 2,259,265 parameters, 1,281 trainable (the Dense head).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+
+from stages.lib.cli import PipelineError
+
+BASE_LAYER_NAME = "base"
+FEATURES_LAYER_NAME = "features"  # the pooled base output, what the cached-features path trains on
+HEAD_LAYER_NAMES = ("dropout", "logits")
+
+
+class ModelError(PipelineError):
+    pass
+
+
+@keras.saving.register_keras_serializable(package="catsdogs")
+class CaffePreprocess(keras.layers.Layer):
+    """RGB [0, 255] -> BGR minus the ImageNet channel means: what ResNet50 and VGG16 weights expect."""
+
+    MEAN_BGR = (103.939, 116.779, 123.68)
+
+    def call(self, inputs):
+        return inputs[..., ::-1] - keras.ops.convert_to_tensor(self.MEAN_BGR, dtype=inputs.dtype)
+
+
+@keras.saving.register_keras_serializable(package="catsdogs")
+class InferenceMode(keras.layers.Layer):
+    """Calls the wrapped model with training=False, whatever mode the outer model runs in.
+
+    In Keras 3 a Functional model passes its own `training` flag to every layer it calls, replacing a
+    `training=False` written in the graph (keras-team/keras#20285): `fit` would put the base's
+    BatchNorm layers in training mode as soon as they are unfrozen. This layer's call takes no
+    `training` argument, so nothing overrides the one it passes on.
+    """
+
+    def __init__(self, layer: keras.layers.Layer, **kwargs):
+        super().__init__(**kwargs)
+        self.layer = layer
+
+    def call(self, inputs):
+        return self.layer(inputs, training=False)
+
+    def compute_output_shape(self, input_shape):
+        return self.layer.compute_output_shape(input_shape)
+
+    def get_config(self):
+        return {**super().get_config(), "layer": keras.saving.serialize_keras_object(self.layer)}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(keras.saving.deserialize_keras_object(config.pop("layer")), **config)
+
+
+@dataclass(frozen=True)
+class Base:
+    constructor: str  # attribute of keras.applications
+    weights_url: str  # directory of the no-top ImageNet weights files
+    min_size: int
+
+    def weights_file(self, image_size: int) -> str:
+        """The file name keras.applications looks for in $KERAS_HOME/models/ for this size."""
+        if self.constructor == "MobileNetV2":
+            rows = image_size if image_size in (96, 128, 160, 192, 224) else 224  # Keras' own rule
+            return f"mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_{rows}_no_top.h5"
+        return {
+            "ResNet50": "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
+            "VGG16": "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5",
+            "EfficientNetB0": "efficientnetb0_notop.h5",
+        }[self.constructor]
+
+    def preprocessing(self) -> keras.layers.Layer:
+        if self.constructor == "MobileNetV2":
+            return keras.layers.Rescaling(1 / 127.5, offset=-1.0, name="preprocess")  # [-1, 1]
+        if self.constructor in ("ResNet50", "VGG16"):
+            return CaffePreprocess(name="preprocess")
+        return keras.layers.Identity(name="preprocess")  # EfficientNet rescales inside the model
+
+
+BASES = {
+    "mobilenet_v2": Base(
+        "MobileNetV2", "https://storage.googleapis.com/tensorflow/keras-applications/mobilenet_v2/", 32
+    ),
+    "resnet50": Base("ResNet50", "https://storage.googleapis.com/tensorflow/keras-applications/resnet/", 32),
+    "vgg16": Base("VGG16", "https://storage.googleapis.com/tensorflow/keras-applications/vgg16/", 32),
+    "efficientnet_b0": Base("EfficientNetB0", "https://storage.googleapis.com/keras-applications/", 32),
+}
+
+
+def keras_models_dir() -> Path:
+    """Where keras.applications caches weights: $KERAS_HOME/models, default ~/.keras/models."""
+    return Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")).expanduser() / "models"
+
+
+def resolve_weights(base_name: str, weights: str, image_size: int) -> str | None:
+    """What to pass as `weights=` to keras.applications: "imagenet" (file present), None, or a file path.
+
+    For "imagenet" the file is fetched into Keras' cache with the project's downloader first (short
+    timeouts), so an offline machine fails in seconds with instructions instead of hanging in Keras.
+    """
+    if weights == "none":
+        return None
+    if weights != "imagenet":
+        path = Path(weights)
+        if not path.is_file():
+            raise ModelError(f"model.weights: {weights} is not a file (use imagenet, none, or a weights file path)")
+        return str(path)
+    base = BASES[base_name]
+    name = base.weights_file(image_size)
+    target = keras_models_dir() / name
+    if not target.is_file():
+        from stages.lib.fetch import DownloadError, download
+
+        try:
+            download(base.weights_url + name, target, retries=1)
+        except DownloadError as exc:
+            raise ModelError(
+                f"model.weights: imagenet needs {name} in {target.parent} and it could not be downloaded "
+                f"({exc.args[0].split(':')[0]}). Copy the file there (or set KERAS_HOME), set model.weights "
+                "to the path of a weights file, or use model.weights: none to train from random weights."
+            ) from None
+    return "imagenet"
+
+
+def build_base(base_name: str, image_size: int, weights: str | None) -> keras.Model:
+    if base_name not in BASES:
+        raise ModelError(f"model.base: unknown base {base_name!r}; choose one of {', '.join(BASES)}")
+    base = BASES[base_name]
+    constructor = getattr(keras.applications, base.constructor)
+    explicit_file = weights not in (None, "imagenet")
+    model = constructor(
+        input_shape=(image_size, image_size, 3),
+        include_top=False,
+        weights=None if explicit_file else weights,
+    )
+    if explicit_file:
+        try:
+            model.load_weights(weights)  # Keras 3 .weights.h5 or the legacy no-top .h5 of keras.applications
+        except Exception as exc:  # noqa: BLE001  (h5py and Keras raise many types for a wrong file)
+            raise ModelError(f"model.weights: cannot load {weights} into {base_name}: {exc}") from None
+    return model
+
+
+def build_transfer_model(
+    base: keras.Model, image_size: int, dropout: float, augmentation: keras.Sequential | None, base_name: str
+) -> keras.Model:
+    base.trainable = False
+    inputs = keras.Input((image_size, image_size, 3), name="image")
+    x = augmentation(inputs) if augmentation is not None and augmentation.layers else inputs
+    x = BASES[base_name].preprocessing()(x)
+    x = InferenceMode(base, name=BASE_LAYER_NAME)(x)  # BatchNorm in inference mode, also when fine-tuning
+    x = keras.layers.GlobalAveragePooling2D(name=FEATURES_LAYER_NAME)(x)
+    x = keras.layers.Dropout(dropout, name="dropout")(x)
+    outputs = keras.layers.Dense(1, name="logits")(x)
+    return keras.Model(inputs, outputs, name=f"transfer_{base_name}")
+
+
+def base_of(model: keras.Model) -> keras.Model:
+    return model.get_layer(BASE_LAYER_NAME).layer
+
+
+def unfreeze_from(model: keras.Model, fine_tune_at: int) -> None:
+    """Make the base trainable from layer `fine_tune_at` on; the head stays trainable."""
+    base = base_of(model)
+    count = len(base.layers)
+    if not 0 <= fine_tune_at < count:
+        raise ModelError(
+            f"model.fine_tune_at: {fine_tune_at} is past the base's layers; "
+            f"{base.name} has {count} layers, so allowed values are 0 to {count - 1}"
+        )
+    base.trainable = True
+    for layer in base.layers[:fine_tune_at]:
+        layer.trainable = False

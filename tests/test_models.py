@@ -1,0 +1,120 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from stages.lib import augment, models, training
+from stages.lib.params import AugmentParams
+
+NO_AUGMENT = AugmentParams(flip="none", rotation=0.0, zoom=0.0, translation=0.0, contrast=0.0, brightness=0.0)
+
+
+def transfer_model(size: int = 160, base: str = "mobilenet_v2", layers: AugmentParams = NO_AUGMENT) -> keras.Model:
+    augmentation = augment.build_augmentation(layers, seed=0)
+    return models.build_transfer_model(models.build_base(base, size, None), size, 0.2, augmentation, base)
+
+
+@pytest.fixture(scope="module")
+def reference_model() -> keras.Model:
+    return transfer_model()
+
+
+def test_reference_parameter_counts(reference_model: keras.Model):
+    assert training.count_params(reference_model) == {"params.total": 2_259_265, "params.trainable": 1_281}
+    assert len(models.base_of(reference_model).layers) == 154
+
+
+def test_fine_tune_counts_at_layer_100(reference_model: keras.Model, tmp_path: Path):
+    reference_model.save(tmp_path / "t.keras")
+    model = keras.models.load_model(tmp_path / "t.keras", safe_mode=True)
+    models.unfreeze_from(model, 100)
+    assert training.count_params(model) == {"params.total": 2_259_265, "params.trainable": 1_862_721}
+    assert len(model.trainable_variables) == 56
+
+
+def test_fine_tune_step_keeps_batchnorm_statistics_and_frozen_layers(tmp_path: Path):
+    model = transfer_model(size=96)
+    models.unfreeze_from(model, 100)
+    model.compile(keras.optimizers.RMSprop(1e-3), keras.losses.BinaryCrossentropy(from_logits=True))
+    base = models.base_of(model)
+    moving = [w for w in base.weights if "moving" in w.path]
+    frozen = [w for layer in base.layers[:100] for w in layer.weights]
+    unfrozen = [w for layer in base.layers[100:] for w in layer.trainable_weights]
+    before = {id(w): w.numpy().copy() for w in moving + frozen + unfrozen}
+    images = np.random.default_rng(0).uniform(0, 255, (4, 96, 96, 3)).astype("float32")
+    model.train_on_batch(images, np.array([0, 1, 0, 1], "float32"))
+    assert moving and all(np.array_equal(before[id(w)], w.numpy()) for w in moving)
+    assert frozen and all(np.array_equal(before[id(w)], w.numpy()) for w in frozen)
+    assert any(not np.array_equal(before[id(w)], w.numpy()) for w in unfrozen)  # and the step did train
+
+
+def test_fine_tune_at_past_the_last_layer_names_the_range(reference_model: keras.Model):
+    with pytest.raises(models.ModelError, match=r"model.fine_tune_at: 154 .* allowed values are 0 to 153"):
+        models.unfreeze_from(reference_model, 154)
+
+
+def test_unknown_base_is_named():
+    with pytest.raises(models.ModelError, match="model.base: unknown base 'inception'"):
+        models.build_base("inception", 96, None)
+
+
+@pytest.mark.parametrize("base", ["resnet50", "vgg16", "efficientnet_b0"])
+def test_other_bases_round_trip_with_safe_mode(base: str, tmp_path: Path):
+    model = transfer_model(size=32, base=base)
+    images = np.random.default_rng(1).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
+    model.save(tmp_path / "m.keras")
+    loaded = keras.models.load_model(tmp_path / "m.keras", safe_mode=True)
+    np.testing.assert_allclose(loaded.predict(images, verbose=0), model.predict(images, verbose=0), rtol=1e-5)
+    assert training.count_params(loaded)["params.trainable"] == training.count_params(model)["params.trainable"]
+
+
+def test_weights_none_and_missing_file():
+    assert models.resolve_weights("mobilenet_v2", "none", 160) is None
+    with pytest.raises(models.ModelError, match="model.weights: nowhere.h5 is not a file"):
+        models.resolve_weights("mobilenet_v2", "nowhere.h5", 160)
+
+
+def test_imagenet_offline_names_the_file_and_where_to_put_it(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    closed = models.Base("MobileNetV2", "http://127.0.0.1:9/", 32)  # nothing listens on port 9
+    monkeypatch.setitem(models.BASES, "mobilenet_v2", closed)
+    with pytest.raises(models.ModelError) as err:
+        models.resolve_weights("mobilenet_v2", "imagenet", 160)
+    message = str(err.value)
+    assert "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_160_no_top.h5" in message
+    assert str(tmp_path / "keras" / "models") in message and "model.weights: none" in message
+
+
+def test_imagenet_uses_a_cached_file_without_network(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    cached = tmp_path / "models" / models.BASES["mobilenet_v2"].weights_file(100)  # 100 px -> the 224 file
+    assert cached.name.endswith("_1.0_224_no_top.h5")
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(b"placeholder")
+    assert models.resolve_weights("mobilenet_v2", "imagenet", 100) == "imagenet"
+
+
+def test_weights_file_path_loads_those_weights(tmp_path: Path):
+    source = models.build_base("mobilenet_v2", 96, None)
+    source.save_weights(tmp_path / "base.weights.h5")
+    path = models.resolve_weights("mobilenet_v2", str(tmp_path / "base.weights.h5"), 96)
+    loaded = models.build_base("mobilenet_v2", 96, path)
+    assert all(np.array_equal(a, b) for a, b in zip(source.get_weights(), loaded.get_weights()))
+    (tmp_path / "bad.h5").write_bytes(b"not hdf5")
+    with pytest.raises(models.ModelError, match="cannot load .*bad.h5 into mobilenet_v2"):
+        models.build_base("mobilenet_v2", 96, str(tmp_path / "bad.h5"))
+
+
+def test_augmentation_layers_follow_params_and_are_off_at_inference():
+    assert augment.is_identity(augment.build_augmentation(NO_AUGMENT, seed=0))
+    every = AugmentParams(flip="horizontal", rotation=0.1, zoom=0.1, translation=0.1, contrast=0.1, brightness=0.1)
+    augmentation = augment.build_augmentation(every, seed=0)
+    assert [type(layer).__name__ for layer in augmentation.layers] == [
+        "RandomFlip", "RandomRotation", "RandomZoom", "RandomTranslation", "RandomContrast", "RandomBrightness"
+    ]  # fmt: skip
+    images = np.random.default_rng(2).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
+    np.testing.assert_array_equal(augmentation(images, training=False), images)
+    assert not np.allclose(augmentation(images, training=True), images)
