@@ -59,3 +59,40 @@ def set_params(project: Path, **sections: dict) -> None:
     for section, values in sections.items():
         raw[section].update(values)
     (project / "params.yaml").write_text(yaml.safe_dump(raw))
+
+
+TINY_TRAINING = {
+    "encode": {"image_size": 32, "examples_per_shard": 8},
+    "baseline": {"image_size": 32, "epochs": 2, "batch_size": 8},
+    "model": {"weights": "none", "image_size": 32},
+    "transfer": {"epochs": 2, "batch_size": 8},
+    "finetune": {"epochs": 2, "batch_size": 8},
+}
+
+
+def build_encoded_project(root: Path, **overrides: dict) -> Path:
+    """root/ with params.yaml (tiny training settings), data/raw, data/splits and data/tfrecords at 32 px."""
+    from stages import encode, split
+
+    root.mkdir(parents=True, exist_ok=True)
+    shutil.copy(ROOT / "params.yaml", root / "params.yaml")
+    set_params(root, **TINY_TRAINING)
+    if overrides:
+        set_params(root, **overrides)
+    make_raw_tree(root / "data" / "raw", train_per_class=8, validation_per_class=6)
+    common = ["--params", str(root / "params.yaml"), "--raw", str(root / "data" / "raw")]
+    split.main([*common, "--out", str(root / "data" / "splits"), "--metrics", str(root / "metrics" / "data.json")])
+    encode.main([*common, "--splits", str(root / "data" / "splits"), "--out", str(root / "data" / "tfrecords")])
+    return root
+
+
+def stage_args(root: Path, stage: str) -> list[str]:
+    """The output arguments of a training stage, all inside root/."""
+    return [
+        "--params", str(root / "params.yaml"),
+        "--records", str(root / "data" / "tfrecords"),
+        "--model", str(root / "models" / f"{stage}.keras"),
+        "--logs", str(root / "dvclive" / stage),
+        "--metrics", str(root / "metrics" / f"{stage}.json"),
+        "--checkpoints", str(root / "models" / "checkpoints" / stage),
+    ]  # fmt: skip

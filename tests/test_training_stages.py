@@ -1,0 +1,147 @@
+"""The baseline, transfer and finetune stages on a tiny encoded project (32 px, random weights)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import keras
+import pytest
+
+from stages import baseline, finetune, transfer
+from stages.lib import params
+from tests.conftest import ROOT, build_encoded_project, set_params, stage_args
+
+
+def declared_leaves(stage_params: tuple[str, ...], path: Path) -> set[str]:
+    keys = params.all_keys(params.load(path))
+    return {k for k in keys if any(k == d or k.startswith(d + ".") for d in stage_params)}
+
+
+def steps(root: Path, stage: str) -> list[int]:
+    lines = (root / "dvclive" / stage / "plots" / "metrics" / "val_accuracy.tsv").read_text().splitlines()[1:]
+    return [int(line.split("\t")[0]) for line in lines]
+
+
+def run_cli(module, argv: list[str]) -> str:
+    """Run a stage as its __main__ does; return the one-line error, or '' on success."""
+    try:
+        module.run(lambda: module.main(argv))
+    except SystemExit as exc:
+        return str(exc.code)
+    return ""
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = build_encoded_project(tmp_path_factory.mktemp("stages"))
+    for module, name in ((transfer, "transfer"), (finetune, "finetune")):
+        argv = stage_args(root, name)
+        if name == "finetune":
+            argv += ["--transfer-model", str(root / "models" / "transfer.keras")]
+        view = module.main(argv)
+        assert view.read == declared_leaves(module.PARAMS, root / "params.yaml")
+    return root
+
+
+def test_transfer_writes_model_logs_and_flat_metrics(trained: Path):
+    metrics = json.loads((trained / "metrics" / "transfer.json").read_text())
+    assert list(metrics) == sorted(metrics)
+    assert metrics["epochs"] == 2 and metrics["cached_features"] == 0  # the default augmentation is on
+    assert {"train.loss", "train.accuracy", "val.loss", "val.accuracy", "seconds", "images_per_second"} <= set(metrics)
+    assert metrics["params.trainable"] == 1_281
+    assert steps(trained, "transfer") == [0, 1]
+    model = keras.models.load_model(trained / "models" / "transfer.keras", safe_mode=True)
+    assert [layer.name for layer in model.layers][1] == "augmentation"
+    assert not (trained / "models" / "checkpoints" / "transfer").exists()
+
+
+def test_finetune_continues_the_epoch_count(trained: Path):
+    metrics = json.loads((trained / "metrics" / "finetune.json").read_text())
+    assert steps(trained, "finetune") == [2, 3]
+    assert metrics["epochs"] == 2
+    # MobileNetV2 from layer 100 at 32 px: the same layers as at 160 px, so the same trainable counts.
+    assert metrics["params.trainable"] == 1_862_721 and metrics["trainable_variables"] == 56
+    lr = (trained / "dvclive" / "finetune" / "plots" / "metrics" / "learning_rate.tsv").read_text().split()[-1]
+    assert float(lr) == pytest.approx(3e-5)
+
+
+def test_finetune_rejects_a_layer_past_the_base(trained: Path, tmp_path: Path):
+    params_file = tmp_path / "params.yaml"
+    params_file.write_text((trained / "params.yaml").read_text())
+    set_params(tmp_path, model={"fine_tune_at": 500})
+    argv = stage_args(trained, "finetune") + ["--params", str(params_file), "--model", str(tmp_path / "f.keras")]
+    argv += ["--transfer-model", str(trained / "models" / "transfer.keras")]
+    error = run_cli(finetune, argv)
+    assert error == (
+        "error: model.fine_tune_at: 500 is past the base's layers; "
+        "mobilenetv2_1.00_32 has 154 layers, so allowed values are 0 to 153"
+    )
+    assert not (tmp_path / "f.keras").exists()
+
+
+def test_transfer_with_a_missing_weights_file_is_one_line(trained: Path, tmp_path: Path):
+    (tmp_path / "params.yaml").write_text((trained / "params.yaml").read_text())
+    set_params(tmp_path, model={"weights": "weights/missing.h5"})
+    argv = stage_args(trained, "transfer") + ["--params", str(tmp_path / "params.yaml")]
+    argv += ["--model", str(tmp_path / "t.keras")]
+    assert run_cli(transfer, argv).startswith("error: model.weights: weights/missing.h5 is not a file")
+    assert not (tmp_path / "t.keras").exists()
+
+
+def test_transfer_trains_on_cached_features_when_augmentation_is_off(tmp_path: Path):
+    off = dict(flip="none", rotation=0.0, zoom=0.0, translation=0.0, contrast=0.0, brightness=0.0)
+    root = build_encoded_project(tmp_path, transfer={"epochs": 2, "batch_size": 8, "augment": off})
+    transfer.main(stage_args(root, "transfer"))
+    metrics = json.loads((root / "metrics" / "transfer.json").read_text())
+    assert metrics["cached_features"] == 1 and metrics["features_seconds"] >= 0
+    assert metrics["params.trainable"] == 1_281 and steps(root, "transfer") == [0, 1]
+    model = keras.models.load_model(root / "models" / "transfer.keras", safe_mode=True)
+    assert "augmentation" not in [layer.name for layer in model.layers]
+
+
+@pytest.mark.parametrize("arch", ["simple_cnn", "googlenet"])
+def test_baseline_trains_and_saves_the_main_output(arch: str, tmp_path: Path):
+    size = 32 if arch == "simple_cnn" else 65  # GoogLeNet's smallest input
+    root = build_encoded_project(
+        tmp_path, encode={"image_size": size}, baseline={"arch": arch, "image_size": size, "epochs": 1}
+    )
+    view = baseline.main(stage_args(root, "baseline"))
+    assert view.read == declared_leaves(baseline.PARAMS, root / "params.yaml")
+    metrics = json.loads((root / "metrics" / "baseline.json").read_text())
+    assert metrics["epochs"] == 1 and 0 <= metrics["val.accuracy"] <= 1 and metrics["val.loss"] > 0
+    model = keras.models.load_model(root / "models" / "baseline.keras", safe_mode=True)
+    assert len(model.outputs) == 1 and model.output_shape == (None, 1)
+    assert steps(root, "baseline") == [0]
+
+
+@pytest.mark.slow
+def test_killed_stage_resumes_from_its_last_epoch(tmp_path: Path):
+    root = build_encoded_project(tmp_path, transfer={"epochs": 6, "batch_size": 4})
+    argv = [sys.executable, "-m", "stages.transfer", *stage_args(root, "transfer")]
+    state = root / "models" / "checkpoints" / "transfer" / "state.json"
+    proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None:
+        if state.exists() and json.loads(state.read_text())["next_epoch"] >= 2:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "training finished before it could be killed:\n" + proc.stdout.read()
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done_before = json.loads(state.read_text())["next_epoch"]
+    assert 2 <= done_before < 6
+    assert not (root / "models" / "transfer.keras").exists()
+
+    rerun = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert f"resuming from the checkpoint of epoch {done_before}" in rerun.stdout
+    assert f"Epoch {done_before + 1}/6" in rerun.stdout and "Epoch 1/6" not in rerun.stdout
+    assert steps(root, "transfer") == [0, 1, 2, 3, 4, 5]
+    assert json.loads((root / "metrics" / "transfer.json").read_text())["epochs"] == 6
+    assert (root / "models" / "transfer.keras").exists() and not state.exists()
