@@ -21,10 +21,19 @@ git init -q
 git add -A
 git -c user.name=demo -c user.email=demo@localhost commit -q -m "demo workspace"
 
+# Offline settings: generated data, no ImageNet weights (they cannot be downloaded here, so transfer and
+# fine-tuning start from random weights and stay near chance), smaller images and fewer epochs.
 # Later -S options override earlier ones, so the caller's "$@" comes last.
 dvc exp run \
   -S data.source=sample \
   -S data.sample_train_per_class=200 \
   -S data.sample_validation_per_class=100 \
+  -S encode.image_size=96 \
+  -S baseline.image_size=96 \
+  -S baseline.epochs=8 \
+  -S model.weights=none \
+  -S model.image_size=96 \
+  -S transfer.epochs=3 \
+  -S finetune.epochs=3 \
   "$@"
 dvc metrics show
