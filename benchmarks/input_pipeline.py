@@ -17,13 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
-import stages  # noqa: F401  (quiet TensorFlow logs)
+from benchmarks.common import encode, prepare_raw
 from stages.lib import records
-from stages.lib.archive import extract_archive, find_dataset_root
-from stages.lib.sample_data import write_sample_archive
-from stages.lib.splitting import make_splits
 
 BATCH = 32
 SIZE = 160
@@ -40,24 +35,6 @@ def images_per_second(dataset, epochs: int) -> float:
     return best
 
 
-def encode_train(frame, raw: Path, out: Path, image_size: int) -> tuple[float, float]:
-    """Encode the train split into `out`; return (seconds, megabytes)."""
-    out.mkdir(parents=True)
-    rows = frame.iloc[np.random.default_rng(0).permutation(len(frame))].to_dict("records")
-    start = time.perf_counter()
-    encoded = records.encode_rows(rows, raw, image_size=image_size, jpeg_quality=95)
-    shards = records.write_shards(encoded, out, "train", len(rows), 500)
-    seconds = time.perf_counter() - start
-    meta = {
-        "class_names": ["cats", "dogs"],
-        "image_size": image_size,
-        "jpeg_quality": 95,
-        "splits": {"train": {"count": len(rows), "shards": shards}},
-    }
-    (out / records.META_FILE).write_text(__import__("json").dumps(meta))
-    return seconds, sum((out / s).stat().st_size for s in shards) / 1e6
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--train-per-class", type=int, default=1000)
@@ -68,24 +45,20 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        start = time.perf_counter()
-        write_sample_archive(tmp / "sample.zip", seed=0, train_per_class=args.train_per_class, validation_per_class=10)
-        extract_archive(tmp / "sample.zip", tmp / "x", max_members=10**6, max_total_bytes=10**10)
-        raw = find_dataset_root(tmp / "x")
-        train = make_splits(raw, test_fraction=0.2, seed=0).frames["train"]
-        print(
-            f"data: {len(train)} train images generated, extracted and checked in {time.perf_counter() - start:.1f} s; "
-            f"mean size {train['width'].mean():.0f}x{train['height'].mean():.0f} px; {os.cpu_count()} CPU cores"
-        )
+        raw, frames = prepare_raw(tmp, args.train_per_class)
+        train = frames["train"]
+        size_note = f"{train['width'].mean():.0f}x{train['height'].mean():.0f}"
+        print(f"train: {len(train)} images, mean size {size_note} px; {os.cpu_count()} CPU cores")
 
+        count = sum(len(f) for f in frames.values())
         for label, stored in (("records stored at 160 px", SIZE), ("records at original size", 0)):
-            seconds, megabytes = encode_train(train, raw, tmp / f"records-{stored}", stored)
-            dataset = records.make_dataset(
-                tmp / f"records-{stored}", "train", image_size=SIZE, batch_size=BATCH, shuffle_seed=0
-            )
+            out = tmp / f"records-{stored}"
+            seconds = encode(raw, frames, out, stored)
+            megabytes = sum(p.stat().st_size for p in out.glob("train-*")) / 1e6
+            dataset = records.make_dataset(out, "train", image_size=SIZE, batch_size=BATCH, shuffle_seed=0)
             rate = images_per_second(dataset, args.epochs)
             print(
-                f"{label:28s}: encode {len(train) / seconds:6.0f} images/s, {megabytes:6.1f} MB on disk, "
+                f"{label:28s}: encode {count / seconds:6.0f} images/s, train split {megabytes:6.1f} MB on disk, "
                 f"pipeline at {SIZE} px {rate:6.0f} images/s"
             )
 

@@ -114,3 +114,38 @@ def test_stage_view_allows_only_declared_keys_and_records_reads():
 def test_stage_declaring_a_key_that_does_not_exist_fails():
     with pytest.raises(params.ParamsError, match="split.nope"):
         params.for_stage(["seed", "split.nope"], ROOT / "params.yaml")
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "expected"),
+    [
+        ("model.base", "inception", "params.yaml: model.base: Input should be 'mobilenet_v2', 'resnet50', 'vgg16' or"),
+        ("baseline.arch", "lenet", "params.yaml: baseline.arch: Input should be 'simple_cnn', 'alexnet'"),
+        ("train.strategy", "tpu", "params.yaml: train.strategy: Input should be 'auto', 'mirrored'"),
+        ("transfer.augment", {"flip": "diagonal"}, "params.yaml: transfer.augment.flip: Input should be 'none'"),
+        ("model.fine_tune_at", -1, "params.yaml: model.fine_tune_at: Input should be greater than or equal to 0"),
+        ("transfer.epochs", 0, "params.yaml: transfer.epochs: Input should be greater than or equal to 1"),
+        ("finetune.lr_factor", 0, "params.yaml: finetune.lr_factor: Input should be greater than 0"),
+        ("transfer.cache_features", "yes", "params.yaml: transfer.cache_features: Input should be a valid boolean"),
+    ],
+)
+def test_training_params_errors_are_one_line(key: str, value, expected: str):
+    raw = raw_params()
+    section, _, leaf = key.rpartition(".")
+    target = raw
+    for part in section.split("."):
+        target = target[part]
+    target[leaf] = value if not isinstance(value, dict) else {**target[leaf], **value}
+    with pytest.raises(params.ParamsError) as err:
+        params.parse(raw, "params.yaml")
+    assert str(err.value).startswith(expected)
+    assert "\n" not in str(err.value)
+
+
+def test_stored_size_must_cover_every_training_size():
+    raw = raw_params()
+    raw["encode"]["image_size"] = 128  # model.image_size is 160
+    with pytest.raises(params.ParamsError, match="encode.image_size: 128 is smaller than .* \\(160"):
+        params.parse(raw)
+    raw["encode"]["image_size"] = 0  # originals: resized in the pipeline, always large enough
+    assert params.parse(raw).encode.image_size == 0

@@ -127,13 +127,14 @@ def resolve_weights(base_name: str, weights: str, image_size: int) -> str | None
     if not target.is_file():
         from stages.lib.fetch import DownloadError, download
 
+        url = base.weights_url + name
         try:
-            download(base.weights_url + name, target, retries=1)
-        except DownloadError as exc:
+            download(url, target, retries=1)
+        except DownloadError:
             raise ModelError(
-                f"model.weights: imagenet needs {name} in {target.parent} and it could not be downloaded "
-                f"({exc.args[0].split(':')[0]}). Copy the file there (or set KERAS_HOME), set model.weights "
-                "to the path of a weights file, or use model.weights: none to train from random weights."
+                f"model.weights: imagenet needs {name} in {target.parent}, and it could not be downloaded from "
+                f"{url}. Copy the file there (or set KERAS_HOME), set model.weights to the path of a weights "
+                "file, or use model.weights: none to train from random weights."
             ) from None
     return "imagenet"
 

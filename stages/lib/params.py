@@ -203,8 +203,11 @@ def parse(raw: Any, source: str = str(PARAMS_FILE)) -> Params:
     try:
         return _ADAPTER.validate_python(raw)
     except ValidationError as exc:
-        problems = "\n  ".join(_describe(error) for error in exc.errors())
-        raise ParamsError(f"{source}: invalid parameters:\n  {problems}") from None
+        problems = [_describe(error) for error in exc.errors()]
+        if len(problems) == 1:
+            raise ParamsError(f"{source}: {problems[0]}") from None
+        listing = "\n  ".join(problems)
+        raise ParamsError(f"{source}: {len(problems)} invalid parameters:\n  {listing}") from None
 
 
 def load(path: Path | str = PARAMS_FILE) -> Params:

@@ -1,0 +1,48 @@
+"""Data for the benchmarks: the sample dataset, generated, extracted, split and encoded with the project's code."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+import stages  # noqa: F401  (quiet TensorFlow logs)
+from stages.lib import atomic, records
+from stages.lib.archive import extract_archive, find_dataset_root
+from stages.lib.sample_data import write_sample_archive
+from stages.lib.splitting import SPLITS, make_splits
+
+
+def prepare_raw(
+    tmp: Path, train_per_class: int, validation_per_class: int = 10
+) -> tuple[Path, dict[str, pd.DataFrame]]:
+    """Generate and extract the sample archive, then split it: (raw folder, split frames)."""
+    start = time.perf_counter()
+    write_sample_archive(
+        tmp / "sample.zip", seed=0, train_per_class=train_per_class, validation_per_class=validation_per_class
+    )
+    extract_archive(tmp / "sample.zip", tmp / "extracted", max_members=10**6, max_total_bytes=10**10)
+    raw = find_dataset_root(tmp / "extracted")
+    frames = make_splits(raw, test_fraction=0.2, seed=0).frames
+    count = sum(len(f) for f in frames.values())
+    print(f"data: {count} sample images generated, extracted and checked in {time.perf_counter() - start:.1f} s")
+    return raw, frames
+
+
+def encode(raw: Path, frames: dict[str, pd.DataFrame], out: Path, image_size: int) -> float:
+    """Encode every split as the encode stage does (train in a seeded order); return seconds spent."""
+    out.mkdir(parents=True)
+    start = time.perf_counter()
+    meta = {"class_names": ["cats", "dogs"], "image_size": image_size, "jpeg_quality": 95, "splits": {}}
+    for split in SPLITS:
+        frame = frames[split]
+        if split == "train":
+            frame = frame.iloc[np.random.default_rng(0).permutation(len(frame))]
+        rows = frame.to_dict("records")
+        encoded = records.encode_rows(rows, raw, image_size=image_size, jpeg_quality=95)
+        shards = records.write_shards(encoded, out, split, len(rows), 500)
+        meta["splits"][split] = {"count": len(rows), "shards": shards}
+    atomic.write_json(out / records.META_FILE, meta)
+    return time.perf_counter() - start
