@@ -17,7 +17,7 @@ from stages.lib import atomic, augment, params, records, training
 from stages.lib.architectures import build_baseline_for_training
 from stages.lib.cli import run
 
-PARAMS = ("seed", "train.strategy", "baseline")
+PARAMS = ("seed", "train.strategy", "train.cache_images", "baseline")
 
 
 def main(argv: list[str] | None = None) -> params.StageParams:
@@ -42,6 +42,7 @@ def main(argv: list[str] | None = None) -> params.StageParams:
 
     training.set_seeds(seed)
     strategy = training.make_strategy(p.train.strategy)
+    cache = p.train.cache_images
     meta = records.read_meta(args.records)
     with strategy.scope():
         augmentation = augment.build_augmentation(b.augment, seed)
@@ -52,8 +53,10 @@ def main(argv: list[str] | None = None) -> params.StageParams:
             metrics=[keras.metrics.BinaryAccuracy(threshold=0.0, name="accuracy")],
         )
     # GoogLeNet trains with two auxiliary outputs: `targets` repeats the label for each of them.
-    train = records.make_dataset(args.records, "train", image_size=size, batch_size=batch_size, shuffle_seed=seed)
-    val = records.make_dataset(args.records, "val", image_size=size, batch_size=batch_size)
+    train = records.make_dataset(
+        args.records, "train", image_size=size, batch_size=batch_size, shuffle_seed=seed, cache=cache
+    )
+    val = records.make_dataset(args.records, "val", image_size=size, batch_size=batch_size, cache=cache)
     result = training.fit_resumable(
         lambda: built.train,
         train.map(built.targets),

@@ -17,7 +17,15 @@ import keras
 from stages.lib import atomic, models, params, records, training
 from stages.lib.cli import PipelineError, run
 
-PARAMS = ("seed", "train.strategy", "model.fine_tune_at", "transfer.epochs", "transfer.learning_rate", "finetune")
+PARAMS = (
+    "seed",
+    "train.strategy",
+    "train.cache_images",
+    "model.fine_tune_at",
+    "transfer.epochs",
+    "transfer.learning_rate",
+    "finetune",
+)
 
 
 def main(argv: list[str] | None = None) -> params.StageParams:
@@ -39,6 +47,7 @@ def main(argv: list[str] | None = None) -> params.StageParams:
         raise PipelineError(f"{args.transfer_model}: missing; run the transfer stage first (dvc repro transfer)")
     training.set_seeds(seed)
     strategy = training.make_strategy(p.train.strategy)
+    cache = p.train.cache_images
     with strategy.scope():
         model = keras.models.load_model(args.transfer_model, safe_mode=True)
         models.unfreeze_from(model, fine_tune_at)
@@ -49,8 +58,10 @@ def main(argv: list[str] | None = None) -> params.StageParams:
         )
     size = model.input_shape[1]  # whatever size the transfer stage trained at
     meta = records.read_meta(args.records)
-    train = records.make_dataset(args.records, "train", image_size=size, batch_size=batch_size, shuffle_seed=seed)
-    val = records.make_dataset(args.records, "val", image_size=size, batch_size=batch_size)
+    train = records.make_dataset(
+        args.records, "train", image_size=size, batch_size=batch_size, shuffle_seed=seed, cache=cache
+    )
+    val = records.make_dataset(args.records, "val", image_size=size, batch_size=batch_size, cache=cache)
     key = training.fingerprint(
         stage="finetune", params=p.snapshot(), meta=meta, parent=training.file_sha256(args.transfer_model)
     )

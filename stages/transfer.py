@@ -21,7 +21,16 @@ import tensorflow as tf
 from stages.lib import atomic, augment, models, params, records, training
 from stages.lib.cli import run
 
-PARAMS = ("seed", "train.strategy", "model.base", "model.weights", "model.image_size", "model.dropout", "transfer")
+PARAMS = (
+    "seed",
+    "train.strategy",
+    "train.cache_images",
+    "model.base",
+    "model.weights",
+    "model.image_size",
+    "model.dropout",
+    "transfer",
+)
 
 
 def compile_model(model: keras.Model, learning_rate: float) -> keras.Model:
@@ -54,14 +63,17 @@ def main(argv: list[str] | None = None) -> params.StageParams:
     p = params.for_stage(PARAMS, args.params)
     seed, base_name, size, dropout = p.seed, p.model.base, p.model.image_size, p.model.dropout
     t = p.transfer
-    epochs, batch_size, learning_rate, cache = t.epochs, t.batch_size, t.learning_rate, t.cache_features
+    epochs, batch_size, learning_rate, cache_features = t.epochs, t.batch_size, t.learning_rate, t.cache_features
 
     training.set_seeds(seed)
     strategy = training.make_strategy(p.train.strategy)
+    cache = p.train.cache_images
     weights = models.resolve_weights(base_name, p.model.weights, size)
     meta = records.read_meta(args.records)
-    train = records.make_dataset(args.records, "train", image_size=size, batch_size=batch_size, shuffle_seed=seed)
-    val = records.make_dataset(args.records, "val", image_size=size, batch_size=batch_size)
+    train = records.make_dataset(
+        args.records, "train", image_size=size, batch_size=batch_size, shuffle_seed=seed, cache=cache
+    )
+    val = records.make_dataset(args.records, "val", image_size=size, batch_size=batch_size, cache=cache)
     with strategy.scope():
         augmentation = augment.build_augmentation(t.augment, seed)
         base = models.build_base(base_name, size, weights)
@@ -77,7 +89,7 @@ def main(argv: list[str] | None = None) -> params.StageParams:
         strategy=strategy,
     )
 
-    extra: dict[str, float] = {"cached_features": int(cache and augment.is_identity(augmentation))}
+    extra: dict[str, float] = {"cached_features": int(cache_features and augment.is_identity(augmentation))}
     if extra["cached_features"]:
         start = time.perf_counter()
         feature_model = keras.Model(model.input, model.get_layer(models.FEATURES_LAYER_NAME).output)

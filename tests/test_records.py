@@ -20,7 +20,12 @@ def encoded(project: Path) -> Path:
     raw = make_raw_tree(project / "data" / "raw", train_per_class=6, validation_per_class=10)
     (raw / "train" / "cats" / "gray.jpg").write_bytes(jpeg_bytes(500, size=(64, 48), mode="L"))
     (raw / "train" / "dogs" / "alpha.png").write_bytes(jpeg_bytes(501, size=(30, 70), mode="RGBA", fmt="PNG"))
-    set_params(project, encode={"image_size": 32, "examples_per_shard": 5})
+    set_params(
+        project,
+        encode={"image_size": 32, "examples_per_shard": 5},
+        model={"image_size": 32},
+        baseline={"image_size": 32},
+    )
     split_stage.main([])
     view = encode_stage.main([])
     assert view.read == set(encode_stage.PARAMS)
@@ -87,10 +92,11 @@ def test_requested_size_is_resized_in_the_pipeline(encoded: Path):
     assert images.shape == (4, 48, 48, 3) and labels.shape == (4,)
 
 
-def test_train_shuffle_is_seeded_and_reshuffles_each_epoch(encoded: Path):
+@pytest.mark.parametrize("cache", [False, True])
+def test_train_shuffle_is_seeded_and_reshuffles_each_epoch(encoded: Path, cache: bool):
     def epoch_orders(seed: int) -> list[list[str]]:
         dataset = records.make_dataset(
-            encoded, "train", image_size=32, batch_size=14, shuffle_seed=seed, with_paths=True
+            encoded, "train", image_size=32, batch_size=14, shuffle_seed=seed, with_paths=True, cache=cache
         )
         return [[p.decode() for p in batch[2].numpy()] for batch in dataset.repeat(2)]
 
@@ -141,3 +147,15 @@ def test_encode_without_splits_is_a_clear_error(project: Path):
         encode_stage.run(lambda: encode_stage.main([]))
     assert "data/splits/train.csv: missing" in str(exit_info.value.code)
     assert not (project / "data" / "tfrecords").exists()
+
+
+def test_cached_images_equal_decoded_images(encoded: Path):
+    def by_path(cache: bool) -> dict[str, np.ndarray]:
+        dataset = records.make_dataset(encoded, "val", image_size=24, batch_size=16, with_paths=True, cache=cache)
+        images, _, paths = next(iter(dataset))
+        return dict(zip([p.decode() for p in paths.numpy()], images.numpy()))
+
+    plain, cached = by_path(False), by_path(True)
+    assert plain.keys() == cached.keys()
+    assert all(np.array_equal(plain[k], cached[k]) for k in plain)
+    assert all(np.array_equal(v, np.round(v)) for v in plain.values())  # 8-bit values after the resize

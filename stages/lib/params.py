@@ -120,6 +120,7 @@ class AugmentParams:
 @dataclass(frozen=True, config=_CONFIG)
 class TrainParams:
     strategy: Literal["auto", "mirrored", "multi_worker", "none"]
+    cache_images: StrictBool  # keep decoded train/val images in memory after the first epoch
 
 
 @dataclass(frozen=True, config=_CONFIG)
@@ -158,6 +159,17 @@ class FinetuneParams:
 
 
 @dataclass(frozen=True, config=_CONFIG)
+class EvaluateParams:
+    threshold: Annotated[Float, Field(gt=0, lt=1)]  # decision threshold on the probability
+    batch_size: BatchSize
+
+
+@dataclass(frozen=True, config=_CONFIG)
+class ReportParams:
+    grid_images: Annotated[Int, Field(ge=1, le=100)]  # test images shown with their predictions
+
+
+@dataclass(frozen=True, config=_CONFIG)
 class Params:
     seed: Seed
     data: DataParams
@@ -168,6 +180,8 @@ class Params:
     model: ModelParams
     transfer: TransferParams
     finetune: FinetuneParams
+    evaluate: EvaluateParams
+    report: ReportParams
 
     @model_validator(mode="after")
     def _stored_size_covers_every_stage(self) -> Params:
