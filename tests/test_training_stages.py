@@ -145,3 +145,15 @@ def test_killed_stage_resumes_from_its_last_epoch(tmp_path: Path):
     assert steps(root, "transfer") == [0, 1, 2, 3, 4, 5]
     assert json.loads((root / "metrics" / "transfer.json").read_text())["epochs"] == 6
     assert (root / "models" / "transfer.keras").exists() and not state.exists()
+
+
+def test_same_inputs_give_bit_identical_training(tmp_path: Path):
+    root = build_encoded_project(tmp_path, baseline={"epochs": 2})
+    weights = []
+    for run in ("first", "second"):
+        args = stage_args(root, "baseline") + ["--model", str(root / f"{run}.keras"), "--logs", str(root / run)]
+        baseline.main(args)
+        weights.append(keras.models.load_model(root / f"{run}.keras", safe_mode=True).get_weights())
+    assert all((a == b).all() for a, b in zip(*weights))
+    first, second = ((root / run / "plots" / "metrics" / "loss.tsv").read_text() for run in ("first", "second"))
+    assert first == second
