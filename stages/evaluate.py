@@ -16,7 +16,13 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from stages.lib import atomic, evaluation, params, records
+from stages.lib import (
+    atomic,
+    evaluation,
+    layers,  # noqa: F401  (registers the custom layers that load_model needs)
+    params,
+    records,
+)
 from stages.lib.cli import PipelineError, run
 
 PARAMS = ("evaluate.threshold", "evaluate.batch_size")

@@ -19,7 +19,8 @@ PREDICTION_COLUMNS = ["path", "label", "probability", "predicted"]
 
 
 def sigmoid(logits: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-logits))
+    """Probabilities in float64 (JSON writers and scikit-learn's curves take plain floats)."""
+    return 1.0 / (1.0 + np.exp(-np.asarray(logits, dtype=np.float64)))
 
 
 def _finite_or_none(value: float) -> float | None:

@@ -1,7 +1,8 @@
 """Open, check and normalise image files with Pillow.
 
 The split stage calls `check_image` on every file once (a full decode, not just a header read), and
-the encode stage calls `encode_rgb_jpeg` to store each kept image as an RGB JPEG of a fixed size.
+the encode stage calls `encode_rgb_jpeg` to store each kept image as an RGB JPEG of a fixed size, and
+the predict CLI calls `load_for_model` to turn any image file into a model input.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import hashlib
 import io
 from dataclasses import dataclass
 
+import numpy as np
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 # Why a file was skipped; metrics/data.json reports every reason, zero or not.
@@ -76,3 +78,26 @@ def encode_rgb_jpeg(data: bytes, size: int, quality: int) -> tuple[bytes, int, i
         out = io.BytesIO()
         image.save(out, format="JPEG", quality=quality, optimize=False, progressive=False, subsampling="4:2:0")
         return out.getvalue(), image.width, image.height
+
+
+def load_for_model(data: bytes, size: int) -> np.ndarray:
+    """float32 RGB in [0, 255], size x size x 3: the input every model here takes, from any file Pillow reads.
+
+    Normalised as the encode stage does it (EXIF orientation applied, `to_rgb`, squashed to a square with
+    the same BILINEAR resize), but straight to the model's size, without the stored JPEG in between.
+    A file that is not a readable image raises ValueError with a one-line reason.
+    """
+    if not data:
+        raise ValueError("zero-byte file")
+    try:
+        with Image.open(io.BytesIO(data)) as original:
+            original.load()  # a full decode: a truncated file fails here instead of coming out half grey
+            image = to_rgb(ImageOps.exif_transpose(original))
+            image = image.resize((size, size), Image.Resampling.BILINEAR)
+            return np.asarray(image, dtype=np.float32)
+    except UnidentifiedImageError:
+        raise ValueError("not an image (no format Pillow can read)") from None
+    except Image.DecompressionBombError as exc:
+        raise ValueError(str(exc)) from None
+    except (OSError, SyntaxError) as exc:  # truncated or corrupt data
+        raise ValueError(str(exc) or type(exc).__name__) from None

@@ -1,0 +1,266 @@
+"""The report stage on a small hand-made input tree (no training): markdown, figures, selection, errors."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from PIL import Image
+
+from stages import report as report_stage
+from stages.lib import report
+from stages.lib.cli import PipelineError
+from tests.conftest import ROOT, jpeg_bytes, set_params
+
+CLASSES = ["cats", "dogs"]
+TRANSFER_EPOCHS, FINETUNE_EPOCHS, BASELINE_EPOCHS = 3, 2, 4
+# The fine-tuned model's test predictions: (path, label, probability); threshold 0.5.
+# Mistakes: cat.3 (p 0.9, confident), dog.6 (p 0.4, hesitant).
+PREDICTIONS = [
+    ("validation/cats/cat.1.jpg", 0, 0.1),
+    ("validation/cats/cat.2.jpg", 0, 0.2),
+    ("validation/cats/cat.3.jpg", 0, 0.9),
+    ("validation/cats/cat.4.jpg", 0, 0.3),
+    ("validation/dogs/dog.5.jpg", 1, 0.8),
+    ("validation/dogs/dog.6.jpg", 1, 0.4),
+    ("validation/dogs/dog.7.jpg", 1, 0.7),
+    ("validation/dogs/dog.8.jpg", 1, 0.95),
+]
+# Distinctive numbers, so the table can be checked for them.
+SCORES = {
+    "baseline": {"accuracy": 0.625, "f1": 0.5714, "roc_auc": 0.6875},
+    "transfer": {"accuracy": 0.6251, "f1": 0.6667, "roc_auc": None},  # null: shown as n/a, no ROC file read
+    "finetune": {"accuracy": 0.75, "f1": 0.75, "roc_auc": 0.8125},
+}
+TRAINING = {
+    "baseline": {"params.total": 8743041, "params.trainable": 8743041, "seconds": 12.3, "val.accuracy": 0.5625},
+    "transfer": {"params.total": 2259265, "params.trainable": 1281, "seconds": 45.6, "val.accuracy": 0.6875},
+    "finetune": {"params.total": 2259265, "params.trainable": 1862721, "seconds": 78.9, "val.accuracy": 0.8125},
+}
+
+
+def write_json(path: Path, data: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2, sort_keys=True))
+
+
+def write_curves(folder: Path, steps: range) -> None:
+    """dvclive's layout: one TSV per metric, header `step\\t<name>`."""
+    (folder / "plots" / "metrics").mkdir(parents=True)
+    for name in ("loss", "accuracy", "val_loss", "val_accuracy", "learning_rate"):
+        rows = [f"{s}\t{(0.9 - 0.05 * s) if 'loss' in name else (0.5 + 0.04 * s)}" for s in steps]
+        (folder / "plots" / "metrics" / f"{name}.tsv").write_text("\n".join([f"step\t{name}", *rows]) + "\n")
+
+
+def eval_scores() -> dict:
+    out: dict = {"threshold": 0.5}
+    for model, scores in SCORES.items():
+        out |= {f"{model}.{k}": v for k, v in scores.items()}
+        out |= {f"{model}.precision": 0.75, f"{model}.recall": 0.75, f"{model}.average_precision": 0.8}
+        out |= {f"{model}.log_loss": 0.5, f"{model}.test_images": len(PREDICTIONS)}
+        out |= {f"{model}.confusion.{k}": v for k, v in {"tn": 3, "fp": 1, "fn": 1, "tp": 3}.items()}
+        out |= {f"{model}.{c}.{k}": 0.75 for c in CLASSES for k in ("precision", "recall")}
+    return out
+
+
+def data_counts() -> dict:
+    out = {"classes": 2, "skipped.total": 2, "skipped.truncated": 1, "skipped.empty": 1, "skipped.decode_error": 0}
+    for split, per_class in (("train", 10), ("val", 6), ("test", 4)):
+        out |= {f"{split}.cats": per_class, f"{split}.dogs": per_class, f"{split}.total": 2 * per_class}
+        out |= {f"duplicates_removed.{split}": int(split == "val"), f"duplicates_within.{split}": 0}
+    return out
+
+
+def build_inputs(root: Path, source: str = "sample", weights: str = "none") -> Path:
+    """A consistent project tree with every input of the report stage, written by hand."""
+    root.mkdir(parents=True, exist_ok=True)
+    shutil.copy(ROOT / "params.yaml", root / "params.yaml")
+    set_params(root, data={"source": source}, model={"weights": weights}, report={"grid_images": 6})
+    raw = root / "data" / "raw"
+    for index, (path, _, _) in enumerate(PREDICTIONS):
+        (raw / path).parent.mkdir(parents=True, exist_ok=True)
+        (raw / path).write_bytes(jpeg_bytes(index, size=(48, 36)))
+    write_json(
+        raw / "manifest.json",
+        {"source": source, "archive": "a.zip", "bytes": 123456, "sha256": "ab" * 32, "files": {}, "ignored": {}},
+    )
+    write_json(root / "data" / "tfrecords" / "meta.json", {"class_names": CLASSES, "image_size": 160, "splits": {}})
+    write_json(root / "metrics" / "data.json", data_counts())
+    write_json(root / "metrics" / "eval.json", eval_scores())
+    steps = {"baseline": range(BASELINE_EPOCHS), "transfer": range(TRANSFER_EPOCHS)}
+    steps["finetune"] = range(TRANSFER_EPOCHS, TRANSFER_EPOCHS + FINETUNE_EPOCHS)  # continues transfer's epochs
+    for model, numbers in TRAINING.items():
+        write_json(root / "metrics" / f"{model}.json", numbers | {"epochs": len(steps[model]), "train.loss": 0.4})
+        write_curves(root / "dvclive" / model, steps[model])
+        folder = root / "evaluation" / model
+        (folder / "plots" / "sklearn").mkdir(parents=True)
+        frame = pd.DataFrame(PREDICTIONS, columns=["path", "label", "probability"])
+        frame["predicted"] = (frame["probability"] >= 0.5).astype(int)
+        frame.to_csv(folder / "predictions.csv", index=False)
+        if SCORES[model]["roc_auc"] is not None:
+            roc = [{"fpr": f, "tpr": t, "threshold": 1 - f} for f, t in ((0, 0), (0, 0.5), (0.25, 0.75), (1, 1))]
+            write_json(folder / "plots" / "sklearn" / "roc.json", {"roc": roc})
+    return root
+
+
+def argv(root: Path) -> list[str]:
+    return [
+        "--params", str(root / "params.yaml"),
+        "--metrics", str(root / "metrics"),
+        "--dvclive", str(root / "dvclive"),
+        "--evaluation", str(root / "evaluation"),
+        "--records", str(root / "data" / "tfrecords"),
+        "--raw", str(root / "data" / "raw"),
+        "--out", str(root / "reports"),
+    ]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = build_inputs(tmp_path_factory.mktemp("report"))
+    view = report_stage.main(argv(root))
+    assert view.read == {"report.grid_images"}
+    return root
+
+
+def markdown(root: Path) -> str:
+    return (root / "reports" / "report.md").read_text()
+
+
+def test_every_referenced_figure_is_a_png(rendered: Path):
+    figures = report.referenced_figures(markdown(rendered))
+    assert len(figures) == 5
+    for figure in figures:
+        assert not Path(figure).is_absolute() and figure.startswith("figures/")
+        with Image.open(rendered / "reports" / figure) as image:
+            assert image.format == "PNG" and image.width >= 300 and image.height >= 300
+    on_disk = {p.relative_to(rendered / "reports").as_posix() for p in (rendered / "reports").rglob("*.png")}
+    assert on_disk == set(figures)
+
+
+def test_model_table_holds_this_runs_numbers_and_labelled_reference(rendered: Path):
+    text = markdown(rendered)
+    rows = {m: next(line for line in text.splitlines() if line.startswith(f"| {m} (")) for m in report.MODELS}
+    for model, scores in SCORES.items():
+        for value in scores.values():
+            assert (f" {value:.4f} " if value is not None else " n/a ") in rows[model]
+        assert f" {TRAINING[model]['params.total']:,} " in rows[model]
+        assert f" {TRAINING[model]['params.trainable']:,} " in rows[model]
+        assert f" {TRAINING[model]['seconds']:.1f} " in rows[model]
+        assert f" {TRAINING[model]['val.accuracy']:.4f} " in rows[model]
+    assert "reference figure (NOT this run)" in text
+    assert "0.9765" in rows["transfer"] and "0.979" in rows["finetune"] and "0.71" in rows["baseline"]
+    assert "not from this run" in text
+
+
+def test_sample_data_and_random_weights_are_called_not_comparable(rendered: Path):
+    text = markdown(rendered)
+    assert "Not comparable with the reference figures" in text
+    assert "data source `sample`" in text and "model weights `none`" in text
+
+
+def test_notice_names_only_what_differs():
+    assert "Not comparable" not in report.comparability_notice("cats_and_dogs_filtered", "imagenet")
+    weights_only = report.comparability_notice("cats_and_dogs_filtered", "none")
+    assert "Not comparable" in weights_only and "data source" not in weights_only
+    assert "data source `my.zip`" in report.comparability_notice("my.zip", "imagenet")
+    # README's offline route: the reference zip downloaded elsewhere and set as a local source.
+    assert "Not comparable" not in report.comparability_notice("downloads/cats_and_dogs_filtered.zip", "imagenet")
+    assert "Not comparable" in report.comparability_notice("https://x.org/cats_and_dogs_filtered_v2.zip", "imagenet")
+
+
+def test_dataset_and_provenance_sections(rendered: Path):
+    text = markdown(rendered)
+    assert "| test | 4 | 4 | 8 | 0 | 0 |" in text and "| val | 6 | 6 | 12 | 1 | 0 |" in text
+    assert "| `truncated` | 1 |" in text and "decode_error" not in text  # zero reasons are left out
+    assert "ab" * 32 in text and "- seed: 42" in text
+    assert "grid_images: 6" in text  # params.yaml itself
+    assert "git commit: unknown (not a git repository)" in text
+    assert "| `keras` |" in text and "| `tensorflow` |" in text
+    assert "6 of 8 test images, 2 of them mistakes (2 mistakes in all)" in text
+
+
+def test_running_twice_gives_the_same_markdown(rendered: Path):
+    first = markdown(rendered)
+    report_stage.main(argv(rendered))
+    assert markdown(rendered) == first
+
+
+def test_continued_run_numbers_epochs_from_one_and_marks_fine_tuning():
+    transfer = pd.DataFrame({"step": range(10), "loss": 1.0, "accuracy": 0.5, "val_loss": 1.0, "val_accuracy": 0.5})
+    finetune = transfer.assign(step=range(10, 20))
+    run = report.continue_run(transfer, finetune)
+    assert run.curves["epoch"].tolist() == list(range(1, 21))
+    assert run.finetune_starts_at == 10.5 and run.transfer_epochs == 10
+    assert list(run.curves.columns) == ["epoch", *report.CURVE_METRICS]
+
+
+def test_continued_run_refuses_logs_that_overlap():
+    transfer = pd.DataFrame({"step": range(3), "loss": 1.0, "accuracy": 0.5, "val_loss": 1.0, "val_accuracy": 0.5})
+    with pytest.raises(PipelineError, match="re-run the finetune stage"):
+        report.continue_run(transfer, transfer)
+
+
+def predictions(rows: list[tuple[str, int, float]]) -> pd.DataFrame:
+    frame = pd.DataFrame(rows, columns=["path", "label", "probability"])
+    return frame.assign(predicted=(frame["probability"] >= 0.5).astype(int))
+
+
+def test_grid_shows_mistakes_first_most_confident_first_then_spread_correct_ones():
+    chosen = report.select_grid(predictions(PREDICTIONS[::-1]), 4)  # input order does not matter
+    assert chosen["path"].tolist() == [
+        "validation/cats/cat.3.jpg",  # wrong with 0.90 for dogs
+        "validation/dogs/dog.6.jpg",  # wrong with 0.60 for cats
+        "validation/cats/cat.1.jpg",  # first and last of the six correct ones, by path
+        "validation/dogs/dog.8.jpg",
+    ]
+    assert chosen["mistake"].tolist() == [True, True, False, False]
+    assert chosen["confidence"].round(2).tolist() == [0.9, 0.6, 0.9, 0.95]
+
+
+def test_grid_caps_mistakes_at_half_unless_too_few_correct():
+    all_wrong_but_one = predictions([(f"x{i}.jpg", 0, 0.9) for i in range(9)] + [("y.jpg", 0, 0.1)])
+    chosen = report.select_grid(all_wrong_but_one, 4)
+    assert chosen["mistake"].tolist() == [True, True, True, False]  # only one correct image to show
+    assert report.select_grid(predictions(PREDICTIONS), 100)["path"].nunique() == len(PREDICTIONS)
+    mostly_right = predictions([(f"x{i}.jpg", 1, 0.9) for i in range(10)] + [("y.jpg", 0, 0.7), ("z.jpg", 0, 0.8)])
+    assert report.select_grid(mostly_right, 6)["mistake"].tolist() == [True, True, False, False, False, False]
+
+
+@pytest.mark.parametrize(
+    ("relative", "stage"),
+    [
+        ("metrics/eval.json", "evaluate"),
+        ("metrics/data.json", "split"),
+        ("data/raw/manifest.json", "download"),
+        ("dvclive/finetune/plots/metrics/val_loss.tsv", "finetune"),
+        ("evaluation/finetune/plots/sklearn/roc.json", "evaluate"),
+        ("data/raw/validation/cats/cat.3.jpg", "download"),  # an image the grid shows
+    ],
+)
+def test_a_missing_input_names_the_file_and_its_stage(tmp_path: Path, relative: str, stage: str):
+    root = build_inputs(tmp_path / "project")
+    (root / relative).unlink()
+    with pytest.raises(PipelineError) as error:
+        report_stage.main(argv(root))
+    assert str(root / relative) in str(error.value) and f"dvc repro {stage}" in str(error.value)
+    assert not (root / "reports").exists()  # nothing half-written
+
+
+def test_git_commit_and_dirty_state(tmp_path: Path):
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed")
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@localhost"]
+    (tmp_path / "a.txt").write_text("1")
+    for command in (["init", "-q"], ["add", "a.txt"], ["commit", "-q", "-m", "x"]):
+        subprocess.run(git + command, cwd=tmp_path, check=True)
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=tmp_path, capture_output=True, text=True).stdout.strip()
+    assert report.git_state(tmp_path) == (head, False)
+    (tmp_path / "untracked.txt").write_text("outputs do not count")
+    assert report.git_state(tmp_path) == (head, False)
+    (tmp_path / "a.txt").write_text("2")
+    assert report.git_state(tmp_path) == (head, True)
