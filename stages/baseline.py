@@ -22,11 +22,7 @@ PARAMS = ("seed", "train.strategy", "train.cache_images", "baseline")
 
 def main(argv: list[str] | None = None) -> params.StageParams:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--records", type=Path, default=Path("data/tfrecords"))
-    parser.add_argument("--model", type=Path, default=Path("models/baseline.keras"))
-    parser.add_argument("--logs", type=Path, default=Path("dvclive/baseline"))
-    parser.add_argument("--metrics", type=Path, default=Path("metrics/baseline.json"))
-    parser.add_argument("--checkpoints", type=Path, default=Path("models/checkpoints/baseline"))
+    training.add_stage_arguments(parser, "baseline")
     parser.add_argument("--params", type=Path, default=params.PARAMS_FILE)
     args = parser.parse_args(argv)
     p = params.for_stage(PARAMS, args.params)
@@ -49,8 +45,8 @@ def main(argv: list[str] | None = None) -> params.StageParams:
         built = build_baseline_for_training(arch, size, None if augment.is_identity(augmentation) else augmentation)
         built.compile(
             keras.optimizers.Adam(learning_rate),
-            keras.losses.BinaryCrossentropy(from_logits=True),
-            metrics=[keras.metrics.BinaryAccuracy(threshold=0.0, name="accuracy")],
+            training.logit_loss(),
+            metrics=training.logit_metrics(),
         )
     # GoogLeNet trains with two auxiliary outputs: `targets` repeats the label for each of them.
     train = records.make_dataset(

@@ -30,12 +30,7 @@ PARAMS = (
 
 def main(argv: list[str] | None = None) -> params.StageParams:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--records", type=Path, default=Path("data/tfrecords"))
-    parser.add_argument("--transfer-model", type=Path, default=Path("models/transfer.keras"))
-    parser.add_argument("--model", type=Path, default=Path("models/finetune.keras"))
-    parser.add_argument("--logs", type=Path, default=Path("dvclive/finetune"))
-    parser.add_argument("--metrics", type=Path, default=Path("metrics/finetune.json"))
-    parser.add_argument("--checkpoints", type=Path, default=Path("models/checkpoints/finetune"))
+    training.add_stage_arguments(parser, "finetune")
     parser.add_argument("--params", type=Path, default=params.PARAMS_FILE)
     args = parser.parse_args(argv)
     p = params.for_stage(PARAMS, args.params)
@@ -53,8 +48,8 @@ def main(argv: list[str] | None = None) -> params.StageParams:
         models.unfreeze_from(model, fine_tune_at)
         model.compile(
             optimizer=keras.optimizers.RMSprop(learning_rate),
-            loss=keras.losses.BinaryCrossentropy(from_logits=True),
-            metrics=[keras.metrics.BinaryAccuracy(threshold=0.0, name="accuracy")],
+            loss=training.logit_loss(),
+            metrics=training.logit_metrics(),
         )
     size = model.input_shape[1]  # whatever size the transfer stage trained at
     meta = records.read_meta(args.records)

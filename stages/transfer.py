@@ -36,8 +36,8 @@ PARAMS = (
 def compile_model(model: keras.Model, learning_rate: float) -> keras.Model:
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate),
-        loss=keras.losses.BinaryCrossentropy(from_logits=True),
-        metrics=[keras.metrics.BinaryAccuracy(threshold=0.0, name="accuracy")],  # threshold on the logit
+        loss=training.logit_loss(),
+        metrics=training.logit_metrics(),
     )
     return model
 
@@ -53,11 +53,7 @@ def cached_features(feature_model: keras.Model, dataset: tf.data.Dataset) -> tup
 
 def main(argv: list[str] | None = None) -> params.StageParams:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--records", type=Path, default=Path("data/tfrecords"))
-    parser.add_argument("--model", type=Path, default=Path("models/transfer.keras"))
-    parser.add_argument("--logs", type=Path, default=Path("dvclive/transfer"))
-    parser.add_argument("--metrics", type=Path, default=Path("metrics/transfer.json"))
-    parser.add_argument("--checkpoints", type=Path, default=Path("models/checkpoints/transfer"))
+    training.add_stage_arguments(parser, "transfer")
     parser.add_argument("--params", type=Path, default=params.PARAMS_FILE)
     args = parser.parse_args(argv)
     p = params.for_stage(PARAMS, args.params)

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import math
@@ -37,6 +38,23 @@ LOGGED = ("loss", "accuracy", "val_loss", "val_accuracy")
 
 class TrainingError(PipelineError):
     pass
+
+
+def add_stage_arguments(parser: argparse.ArgumentParser, stage: str) -> None:
+    """The input and output paths every training stage takes, defaulting to the pipeline's layout."""
+    parser.add_argument("--records", type=Path, default=Path("data/tfrecords"))
+    parser.add_argument("--model", type=Path, default=Path(f"models/{stage}.keras"))
+    parser.add_argument("--logs", type=Path, default=Path(f"dvclive/{stage}"))
+    parser.add_argument("--metrics", type=Path, default=Path(f"metrics/{stage}.json"))
+    parser.add_argument("--checkpoints", type=Path, default=Path(f"models/checkpoints/{stage}"))
+
+
+def logit_loss() -> keras.losses.Loss:
+    return keras.losses.BinaryCrossentropy(from_logits=True)
+
+
+def logit_metrics() -> list[keras.metrics.Metric]:
+    return [keras.metrics.BinaryAccuracy(threshold=0.0, name="accuracy")]  # threshold on the logit, i.e. p = 0.5
 
 
 def set_seeds(seed: int) -> None:
