@@ -31,6 +31,7 @@ PARAMS = (
 def main(argv: list[str] | None = None) -> params.StageParams:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     training.add_stage_arguments(parser, "finetune")
+    parser.add_argument("--transfer-model", type=Path, default=Path("models/transfer.keras"))
     parser.add_argument("--params", type=Path, default=params.PARAMS_FILE)
     args = parser.parse_args(argv)
     p = params.for_stage(PARAMS, args.params)
