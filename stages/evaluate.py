@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> params.StageParams:
             path = args.models / f"{name}.keras"
             if not path.is_file():
                 raise PipelineError(f"{path}: missing; run the {name} stage first (dvc repro {name})")
-            model = keras.models.load_model(path, safe_mode=True)
+            model = keras.models.load_model(path, safe_mode=True, compile=False)  # inference only
             paths, labels, probabilities = predict_split(model, args.records, batch_size)
             frame = evaluation.predictions_frame(paths, labels, probabilities, threshold)
             (tmp / name).mkdir()

@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> params.StageParams:
     strategy = training.make_strategy(p.train.strategy)
     cache = p.train.cache_images
     with strategy.scope():
-        model = keras.models.load_model(args.transfer_model, safe_mode=True)
+        model = keras.models.load_model(args.transfer_model, safe_mode=True, compile=False)  # recompiled below
         models.unfreeze_from(model, fine_tune_at)
         model.compile(
             optimizer=keras.optimizers.RMSprop(learning_rate),

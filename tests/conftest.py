@@ -96,3 +96,37 @@ def stage_args(root: Path, stage: str) -> list[str]:
         "--metrics", str(root / "metrics" / f"{stage}.json"),
         "--checkpoints", str(root / "models" / "checkpoints" / stage),
     ]  # fmt: skip
+
+
+def calibrated_base_weights(path: Path, size: int = 32) -> Path:
+    """MobileNetV2 weights whose BatchNorm statistics fit noise images, saved where model.weights can load them.
+
+    With model.weights: none every BatchNorm keeps mean 0 / variance 1, the signal fades through the 17 blocks
+    and the tiny model gives the same logit for every image, so no comparison of probabilities would mean
+    anything. One training-mode pass with momentum 0 over noise in [-1, 1] (MobileNetV2's input range)
+    sets each BatchNorm's moving statistics to that batch's, and the outputs differ from image to image.
+    """
+    import keras
+
+    base = keras.applications.MobileNetV2(input_shape=(size, size, 3), include_top=False, weights=None)
+    for layer in base.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.momentum = 0.0
+    noise = np.random.default_rng(0).uniform(-1, 1, (64, size, size, 3)).astype(np.float32)
+    base(noise, training=True)
+    base.save_weights(path)
+    return path
+
+
+def build_trained_project(root: Path, *, with_finetune: bool = True) -> Path:
+    """An encoded tiny project trained by the real stages for 1 epoch each: models/transfer.keras (and
+    models/finetune.keras), on calibrated random weights. The default augmentation (flip, rotation) is on."""
+    root.mkdir(parents=True, exist_ok=True)
+    weights = calibrated_base_weights(root / "base.weights.h5")
+    build_encoded_project(root, model={"weights": str(weights)}, transfer={"epochs": 1}, finetune={"epochs": 1})
+    from stages import finetune, transfer
+
+    transfer.main(stage_args(root, "transfer"))
+    if with_finetune:
+        finetune.main(stage_args(root, "finetune") + ["--transfer-model", str(root / "models" / "transfer.keras")])
+    return root

@@ -44,7 +44,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     workspace = tmp_path_factory.mktemp("e2e") / "demo"
     overrides = [arg for key, value in TINY.items() for arg in ("-S", f"{key}={value}")]
     out = sh("bash", str(ROOT / "scripts" / "demo.sh"), str(workspace), *overrides, cwd=ROOT)
-    assert ran(out) == {"download", "split", "encode", "baseline", "transfer", "finetune", "evaluate", "report"}
+    assert ran(out) == {"download", "split", "encode", "baseline", "transfer", "finetune", "evaluate", "export", "report"}
     return workspace
 
 
@@ -82,7 +82,7 @@ def test_forced_rerun_of_download_leaves_downstream_valid(demo: Path):
 
 def test_fine_tune_at_change_reruns_only_finetune(demo: Path):
     out = sh("dvc", "exp", "run", "-S", "model.fine_tune_at=120", cwd=demo)
-    assert ran(out) == {"finetune", "evaluate", "report"}  # and nothing upstream
+    assert ran(out) == {"finetune", "evaluate", "export", "report"}  # and nothing upstream
     metrics = json.loads((demo / "metrics" / "finetune.json").read_text())
     assert metrics["params.trainable"] < 1_862_721  # fewer layers unfrozen than at 100
     steps = (demo / "dvclive" / "finetune" / "plots" / "metrics" / "loss.tsv").read_text().split()[2::2]

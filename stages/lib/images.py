@@ -100,4 +100,4 @@ def load_for_model(data: bytes, size: int) -> np.ndarray:
     except Image.DecompressionBombError as exc:
         raise ValueError(str(exc)) from None
     except (OSError, SyntaxError) as exc:  # truncated or corrupt data
-        raise ValueError(str(exc) or type(exc).__name__) from None
+        raise ValueError(f"cannot decode the image: {exc or type(exc).__name__}") from None

@@ -1,0 +1,231 @@
+"""Classify image files with a trained model.
+
+    python -m stages.predict PATH... [--model models/finetune.keras] [--classes cats,dogs]
+                                     [--threshold 0.5] [--format table|csv|json]
+    catsdogs-predict PATH...         (the same, as a console script)
+
+PATHs are image files or folders. A folder is searched recursively for regular files, skipping names that
+start with "." (and hidden folders), in sorted order. Each image is read with Pillow the way the encode
+stage reads it (EXIF orientation applied, converted to RGB, squashed to the model's square input size with
+a bilinear resize), and the model runs on batches of 32 images.
+
+One row per image, in input order:
+  path          the file as given or found
+  label         the predicted class: class 1 if p_<class 1> >= --threshold, else class 0
+  probability   the model's probability of that label: p_<class 1>, or 1 - p_<class 1> for class 0
+                (with a threshold other than 0.5 it can be below 0.5)
+  p_<class 1>   the model's probability of class index 1 (sigmoid of its logit), whatever the threshold
+Class names, class 0 first, come from --classes (a comma list) or else from data/tfrecords/meta.json.
+
+A file that is not a readable image (text named .jpg, truncated, zero-byte, missing) gets one line on
+stderr, `error: <path>: <reason>`, and the other files still run. Exit status: 0 when every file was
+classified, 1 when some could not be, 2 for a usage error (bad option, missing or unloadable model, no
+class names).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import os
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from stages.lib.images import load_for_model
+
+DEFAULT_MODEL = Path("models/finetune.keras")
+DEFAULT_RECORDS = Path("data/tfrecords")
+BATCH_SIZE = 32  # images per model call
+FORMATS = ("table", "csv", "json")
+
+
+class UsageError(Exception):
+    """Bad options, no model, no class names: one line on stderr and exit status 2."""
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="catsdogs-predict", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="image files or folders")
+    parser.add_argument("--model", type=Path, default=DEFAULT_MODEL, help=f"a .keras model (default {DEFAULT_MODEL})")
+    parser.add_argument("--classes", help="class names, class 0 first, e.g. cats,dogs (default: from meta.json)")
+    parser.add_argument(
+        "--records", type=Path, default=DEFAULT_RECORDS, help=f"where meta.json is (default {DEFAULT_RECORDS})"
+    )
+    parser.add_argument("--threshold", type=float, default=0.5, help="on the probability of class 1 (default 0.5)")
+    parser.add_argument("--format", choices=FORMATS, default="table", help="output format (default table)")
+    return parser.parse_args(argv)
+
+
+def class_names(option: str | None, records_dir: Path) -> list[str]:
+    if option is not None:
+        names = [name.strip() for name in option.split(",")]
+        source = "--classes"
+    else:
+        meta = records_dir / "meta.json"
+        if not meta.is_file():
+            raise UsageError(f"{meta}: missing; pass the class names, class 0 first, e.g. --classes cats,dogs")
+        try:
+            names = list(json.loads(meta.read_text())["class_names"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise UsageError(f"{meta}: no class_names in it ({exc}); pass e.g. --classes cats,dogs") from None
+        source = str(meta)
+    if len(names) != 2 or not all(names) or names[0] == names[1]:
+        raise UsageError(f"{source}: need two distinct class names for a one-logit model, got {names}")
+    return names
+
+
+def check_model_file(path: Path) -> None:
+    if not path.is_file():
+        raise UsageError(f"{path}: missing; train it first (dvc repro finetune) or pass --model")
+
+
+def load_model(path: Path):
+    """The model for inference; a file Keras cannot load is a usage error."""
+    import keras  # here, not at the top: cli() quiets TensorFlow's C++ logging before it loads
+
+    from stages.lib import layers  # noqa: F401  (registers the custom layers the models are saved with)
+
+    try:
+        model = keras.models.load_model(path, safe_mode=True, compile=False)
+    except Exception as exc:  # noqa: BLE001  (Keras raises many types for a file that is not a model)
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UsageError(f"{path}: cannot load the model: {reason}") from None
+    size = model.input_shape[1]
+    if not isinstance(size, int) or model.output_shape[-1] != 1:
+        raise UsageError(f"{path}: expected a fixed-size image input and one logit, got {model.input_shape}")
+    return model
+
+
+def is_hidden(path: Path, folder: Path) -> bool:
+    return any(part.startswith(".") for part in path.relative_to(folder).parts)
+
+
+def expand(paths: Sequence[Path], report) -> list[Path]:
+    """Files to classify: files as given, folders as their sorted non-hidden regular files, recursively."""
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            files.extend(sorted(f for f in path.rglob("*") if f.is_file() and not is_hidden(f, path)))
+        elif path.is_file():
+            files.append(path)
+        else:
+            report(path, "no such file or directory" if not path.exists() else "not a regular file")
+    return files
+
+
+def read_image(path: Path, size: int) -> np.ndarray:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ValueError(exc.strerror or str(exc)) from None
+    return load_for_model(data, size)
+
+
+def chunks(items: Sequence, size: int) -> Iterator[Sequence]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def sigmoid(logits: np.ndarray) -> np.ndarray:
+    """In float64, without overflow warnings for large negative logits."""
+    return np.exp(-np.logaddexp(0.0, -np.asarray(logits, dtype=np.float64)))
+
+
+def predict_files(model, files: Sequence[Path], report) -> list[tuple[str, float]]:
+    """(path, probability of class 1) for every file that reads as an image; the others go to `report`."""
+    size = model.input_shape[1]
+    results: list[tuple[str, float]] = []
+    for batch in chunks(files, BATCH_SIZE):
+        names, arrays = [], []
+        for path in batch:
+            try:
+                arrays.append(read_image(path, size))
+                names.append(str(path))
+            except Exception as exc:  # noqa: BLE001  (Pillow has many ways to fail on a bad file; never stop the rest)
+                report(path, str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
+        if arrays:
+            logits = model(np.stack(arrays), training=False).numpy().reshape(-1)  # training=False: augmentation off
+            results.extend(zip(names, sigmoid(logits).tolist()))
+    return results
+
+
+def make_rows(results: Sequence[tuple[str, float]], classes: list[str], threshold: float) -> list[dict]:
+    column = f"p_{classes[1]}"
+    rows = []
+    for path, p1 in results:
+        positive = p1 >= threshold  # the same rule as the evaluate stage
+        rows.append(
+            {"path": path, "label": classes[int(positive)], "probability": p1 if positive else 1 - p1, column: p1}
+        )
+    return rows
+
+
+def render(rows: list[dict], columns: list[str], fmt: str) -> str:
+    if fmt == "json":
+        rounded = [{k: round(v, 6) if isinstance(v, float) else v for k, v in row.items()} for row in rows]
+        return json.dumps(rounded, indent=2) + "\n"
+    if fmt == "csv":
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(columns)
+        writer.writerows([[f"{v:.6f}" if isinstance(v, float) else v for v in row.values()] for row in rows])
+        return out.getvalue()
+    cells = [columns] + [[f"{v:.4f}" if isinstance(v, float) else v for v in row.values()] for row in rows]
+    widths = [max(len(str(line[i])) for line in cells) for i in range(len(columns))]
+    numeric = [isinstance(v, float) for v in rows[0].values()] if rows else [False] * len(columns)
+    lines = [
+        "  ".join(str(c).rjust(w) if num else str(c).ljust(w) for c, w, num in zip(line, widths, numeric)).rstrip()
+        for line in cells
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        args = parse_args(argv)
+    except SystemExit as exc:  # argparse has printed usage and the error (or --help)
+        return int(exc.code or 0)
+    failures = 0
+
+    def report(path: Path, reason: str) -> None:
+        nonlocal failures
+        failures += 1
+        print(f"error: {path}: {reason}", file=sys.stderr, flush=True)
+
+    try:
+        if not 0.0 <= args.threshold <= 1.0:
+            raise UsageError(f"--threshold: must be between 0 and 1 (got {args.threshold})")
+        classes = class_names(args.classes, args.records)
+        check_model_file(args.model)  # before anything slow
+        files = expand(args.paths, report)
+        model = load_model(args.model)
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    rows = make_rows(predict_files(model, files, report), classes, args.threshold)
+    sys.stdout.write(render(rows, ["path", "label", "probability", f"p_{classes[1]}"], args.format))
+    return 1 if failures else 0
+
+
+def cli() -> None:
+    """Console-script entry point (`catsdogs-predict`)."""
+    # TensorFlow's C++ start-up lines would sit between the per-file error lines on stderr.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    try:
+        code = main()
+        sys.stdout.flush()
+    except BrokenPipeError:  # `catsdogs-predict photos/ | head`: the reader left; not an error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = 0
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    cli()

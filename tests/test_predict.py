@@ -1,0 +1,218 @@
+"""The predict CLI on a tiny trained model: output formats, per-file errors, exit codes, threshold, batching."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from stages import predict
+from stages.lib import exporting
+from stages.lib.images import load_for_model
+from tests.conftest import ROOT, build_trained_project, jpeg_bytes
+
+pytestmark = pytest.mark.slow  # trains the tiny model with the real transfer stage
+
+GOOD = ["a.jpg", "b.jpg", "sub/gray.jpg", "sub/photo.png"]  # sorted order of the folder walk
+BAD = {  # name -> how its error line starts after the path, in the order the files are read
+    "notes.jpg": "not an image (no format Pillow can read)",
+    "truncated.jpg": "cannot decode the image: ",
+    "zero.jpg": "zero-byte file",
+}
+HIDDEN = [".DS_Store", ".cache/c.jpg"]
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    # The transfer model only: it has the finetune model's layers (augmentation included) and saves 10 s.
+    return build_trained_project(tmp_path_factory.mktemp("predict"), with_finetune=False)
+
+
+@pytest.fixture(scope="module")
+def model_path(project: Path) -> Path:
+    return project / "models" / "transfer.keras"
+
+
+@pytest.fixture(scope="module")
+def model(model_path: Path) -> keras.Model:
+    return exporting.load_model(model_path)
+
+
+@pytest.fixture(scope="module")
+def mixed(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Good images (RGB JPEGs, a grayscale JPEG, a PNG), bad files and hidden files, in nested folders."""
+    folder = tmp_path_factory.mktemp("mixed")
+    (folder / "sub").mkdir()
+    (folder / ".cache").mkdir()
+    (folder / "a.jpg").write_bytes(jpeg_bytes(1, size=(60, 45)))
+    (folder / "b.jpg").write_bytes(jpeg_bytes(2, size=(30, 50)))
+    (folder / "sub" / "gray.jpg").write_bytes(jpeg_bytes(3, mode="L"))
+    (folder / "sub" / "photo.png").write_bytes(jpeg_bytes(4, fmt="PNG"))
+    (folder / "notes.jpg").write_text("not a photo\n")
+    (folder / "truncated.jpg").write_bytes(jpeg_bytes(5, size=(200, 150))[:600])
+    (folder / "zero.jpg").write_bytes(b"")
+    for name in HIDDEN:
+        (folder / name).write_bytes(b"hidden")
+    return folder
+
+
+class CountingModel:
+    """The loaded model, counting its calls: tests skip the 3 s load and can see how the CLI batches."""
+
+    def __init__(self, model: keras.Model):
+        self.model, self.batches = model, []
+
+    @property
+    def input_shape(self):
+        return self.model.input_shape
+
+    def __call__(self, images, training):
+        self.batches.append(len(images))
+        return self.model(images, training=training)
+
+
+@pytest.fixture
+def counting(model: keras.Model, monkeypatch: pytest.MonkeyPatch) -> CountingModel:
+    """Stands in for the model that `--model <model_path>` loads (the file must still exist)."""
+    counting = CountingModel(model)
+    monkeypatch.setattr(predict, "load_model", lambda path: counting)
+    return counting
+
+
+def run(capsys: pytest.CaptureFixture, argv: list[str]) -> tuple[int, str, list[str]]:
+    code = predict.main(argv)
+    out, err = capsys.readouterr()
+    return code, out, err.splitlines()
+
+
+def assert_error_lines(lines: list[str], expected: list[tuple[Path, str]]) -> None:
+    """Exactly one `error: <path>: <reason>` line per expected file, in order, and no other line."""
+    assert len(lines) == len(expected), lines
+    for line, (path, reason) in zip(lines, expected):
+        assert line.startswith(f"error: {path}: {reason}"), line
+
+
+def direct_probabilities(model: keras.Model, paths: list[Path]) -> np.ndarray:
+    """The model called directly on the arrays the CLI preprocesses, in the CLI's batches: p(class 1).
+
+    Same batches, because float32 results move by ~1e-6 with the batch size (other kernel blocking).
+    """
+    size = model.input_shape[1]
+    images = np.stack([load_for_model(p.read_bytes(), size) for p in paths])
+    logits = [model(batch, training=False).numpy().reshape(-1) for batch in predict.chunks(images, predict.BATCH_SIZE)]
+    return exporting.sigmoid(np.concatenate(logits))
+
+
+def parse(out: str, fmt: str) -> list[dict]:
+    """Rows of any output format as dicts of strings and floats."""
+    if fmt == "json":
+        return json.loads(out)
+    if fmt == "csv":
+        rows = list(csv.DictReader(io.StringIO(out)))
+    else:
+        header, *lines = out.splitlines()
+        assert header.split() == ["path", "label", "probability", "p_dogs"]
+        rows = [dict(zip(header.split(), line.split())) for line in lines]
+    return [{**row, "probability": float(row["probability"]), "p_dogs": float(row["p_dogs"])} for row in rows]
+
+
+@pytest.mark.parametrize("fmt", predict.FORMATS)
+def test_mixed_folder_gives_rows_for_images_and_one_error_line_per_bad_file(
+    fmt, mixed, model, model_path, counting, capsys
+):
+    missing = mixed / "missing.jpg"
+    argv = [str(mixed), str(mixed / "a.jpg"), str(missing), "--model", str(model_path), "--classes", "cats,dogs"]
+    argv += ["--format", fmt]
+    code, out, err = run(capsys, argv)
+    assert code == 1
+    assert_error_lines(err, [(missing, "no such file or directory")] + [(mixed / n, r) for n, r in BAD.items()])
+    rows = parse(out, fmt)
+    paths = [mixed / name for name in GOOD] + [mixed / "a.jpg"]
+    assert [row["path"] for row in rows] == [str(p) for p in paths]  # hidden files skipped, folder sorted
+    expected = direct_probabilities(model, paths)
+    decimals = 4 if fmt == "table" else 6
+    # Half a unit of the printed decimals, plus float32 noise between calls.
+    assert [row["p_dogs"] for row in rows] == pytest.approx(expected, abs=10**-decimals)
+    for row in rows:
+        assert row["label"] == ("dogs" if row["p_dogs"] >= 0.5 else "cats")
+        assert row["probability"] == pytest.approx(
+            row["p_dogs"] if row["label"] == "dogs" else 1 - row["p_dogs"], abs=1.1 * 10**-decimals
+        )
+    assert counting.batches == [len(paths)]  # one model call for the whole (small) input
+
+
+def test_all_good_exits_0_batches_by_32_and_reads_classes_from_meta(
+    project, model, model_path, counting, capsys, tmp_path
+):
+    for i in range(40):
+        (tmp_path / f"img{i:02d}.jpg").write_bytes(jpeg_bytes(100 + i, size=(50 + i, 40)))
+    argv = [str(tmp_path), "--model", str(model_path), "--records", str(project / "data" / "tfrecords")]
+    argv += ["--format", "json"]
+    code, out, err = run(capsys, argv)
+    assert code == 0 and err == []
+    rows = json.loads(out)
+    assert list(rows[0]) == ["path", "label", "probability", "p_dogs"]  # class names from meta.json
+    expected = direct_probabilities(model, sorted(tmp_path.glob("*.jpg")))
+    assert [row["p_dogs"] for row in rows] == pytest.approx(expected, abs=2e-6)  # 6 decimals + float32 noise
+    assert counting.batches == [32, 8]
+    assert expected.std() > 0.05  # different images get different probabilities: the comparison means something
+
+
+def test_label_follows_the_threshold(mixed, model, model_path, counting, capsys):
+    paths = [mixed / name for name in GOOD]
+    probabilities = direct_probabilities(model, paths)
+    threshold = float(np.median(probabilities))  # half the images on each side
+    argv = [*map(str, paths), "--model", str(model_path), "--classes", "cats,dogs", "--format", "csv"]
+    argv += ["--threshold", f"{threshold}"]
+    code, out, _ = run(capsys, argv)
+    assert code == 0
+    labels = [row["label"] for row in parse(out, "csv")]
+    assert labels == ["dogs" if p >= threshold else "cats" for p in probabilities]
+    assert set(labels) == {"cats", "dogs"}
+
+
+def test_missing_model_is_exit_2_and_one_line(mixed, tmp_path, capsys):
+    code, out, err = run(capsys, [str(mixed), "--model", str(tmp_path / "finetune.keras"), "--classes", "cats,dogs"])
+    assert code == 2 and out == ""
+    assert err == [
+        f"error: {tmp_path / 'finetune.keras'}: missing; train it first (dvc repro finetune) or pass --model"
+    ]
+
+
+def test_a_file_that_is_not_a_model_is_exit_2_and_one_line(mixed, tmp_path, capsys):
+    (tmp_path / "broken.keras").write_text("not a model")
+    code, out, err = run(capsys, [str(mixed), "--model", str(tmp_path / "broken.keras"), "--classes", "a,b"])
+    assert code == 2 and out == "" and len(err) == 1
+    assert err[0].startswith(f"error: {tmp_path / 'broken.keras'}: cannot load the model: ")
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--records", "nowhere"], "error: nowhere/meta.json: missing; pass the class names"),
+        (["--classes", "cats"], "error: --classes: need two distinct class names"),
+        (["--classes", "cats,dogs", "--threshold", "1.5"], "error: --threshold: must be between 0 and 1"),
+    ],
+)
+def test_usage_errors_are_exit_2_and_one_line(mixed, model_path, capsys, options, message):
+    code, out, err = run(capsys, [str(mixed), "--model", str(model_path), *options])
+    assert code == 2 and out == "" and len(err) == 1 and err[0].startswith(message)
+
+
+def test_as_a_command_stderr_holds_only_the_error_lines(mixed, model_path, tmp_path):
+    """The real entry point in a fresh process: model loading, TensorFlow's logging, exit status."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("TF_CPP_MIN_LOG_LEVEL", None)  # cli() sets it
+    argv = [sys.executable, "-m", "stages.predict", str(mixed), "--model", str(model_path), "--classes", "cats,dogs"]
+    done = subprocess.run(argv + ["--format", "json"], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert done.returncode == 1
+    assert_error_lines(done.stderr.splitlines(), [(mixed / n, r) for n, r in BAD.items()])  # nothing else, no traceback
+    assert [row["path"] for row in json.loads(done.stdout)] == [str(mixed / name) for name in GOOD]
