@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.conftest import ROOT
 
@@ -44,7 +45,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     workspace = tmp_path_factory.mktemp("e2e") / "demo"
     overrides = [arg for key, value in TINY.items() for arg in ("-S", f"{key}={value}")]
     out = sh("bash", str(ROOT / "scripts" / "demo.sh"), str(workspace), *overrides, cwd=ROOT)
-    assert ran(out) == {"download", "split", "encode", "baseline", "transfer", "finetune", "evaluate", "export", "report"}
+    assert ran(out) == set(yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"])  # every stage
     return workspace
 
 
