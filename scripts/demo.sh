@@ -5,7 +5,7 @@
 #
 # DIR becomes its own git + DVC project (a copy of this one's files, without data/ or models/), with
 # params.yaml switched to the `sample` source via `dvc exp run -S`, so your own workspace is untouched.
-# Afterwards try, inside DIR: dvc metrics show, dvc exp show, dvc exp run -S split.test_fraction=0.3
+# Afterwards try, inside DIR: dvc metrics show, dvc plots show, dvc exp show, dvc exp run -S model.fine_tune_at=120
 set -euo pipefail
 dir=${1:?usage: scripts/demo.sh DIR [STAGE...] [-S key=value...]}
 shift
@@ -36,4 +36,13 @@ dvc exp run \
   -S transfer.epochs=3 \
   -S finetune.epochs=3 \
   "$@"
-dvc metrics show
+
+[ -f metrics/eval.json ] || exit 0  # a run that stopped at an earlier stage
+echo
+echo "Test split, per model (all metrics: dvc metrics show; the report: $dir/reports/report.md):"
+python - <<'PY'
+import json
+m = json.load(open("metrics/eval.json"))
+for name in ("baseline", "transfer", "finetune"):
+    print(f"  {name:9s} accuracy {m[name + '.accuracy']:.3f}  f1 {m[name + '.f1']:.3f}  roc_auc {m[name + '.roc_auc']}")
+PY
