@@ -36,6 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
+from stages.lib.evaluation import sigmoid
 from stages.lib.images import load_for_model
 
 DEFAULT_MODEL = Path("models/finetune.keras")
@@ -131,11 +132,6 @@ def read_image(path: Path, size: int) -> np.ndarray:
 def chunks(items: Sequence, size: int) -> Iterator[Sequence]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
-
-
-def sigmoid(logits: np.ndarray) -> np.ndarray:
-    """In float64, without overflow warnings for large negative logits."""
-    return np.exp(-np.logaddexp(0.0, -np.asarray(logits, dtype=np.float64)))
 
 
 def predict_files(model, files: Sequence[Path], report) -> list[tuple[str, float]]:

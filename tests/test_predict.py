@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from stages import predict
-from stages.lib import exporting
+from stages.lib import evaluation, exporting
 from stages.lib.images import load_for_model
 from tests.conftest import ROOT, build_trained_project, jpeg_bytes
 
@@ -108,7 +108,7 @@ def direct_probabilities(model: keras.Model, paths: list[Path]) -> np.ndarray:
     size = model.input_shape[1]
     images = np.stack([load_for_model(p.read_bytes(), size) for p in paths])
     logits = [model(batch, training=False).numpy().reshape(-1) for batch in predict.chunks(images, predict.BATCH_SIZE)]
-    return exporting.sigmoid(np.concatenate(logits))
+    return evaluation.sigmoid(np.concatenate(logits))
 
 
 def parse(out: str, fmt: str) -> list[dict]:

@@ -19,8 +19,9 @@ PREDICTION_COLUMNS = ["path", "label", "probability", "predicted"]
 
 
 def sigmoid(logits: np.ndarray) -> np.ndarray:
-    """Probabilities in float64 (JSON writers and scikit-learn's curves take plain floats)."""
-    return 1.0 / (1.0 + np.exp(-np.asarray(logits, dtype=np.float64)))
+    """Probabilities from logits, in float64 (JSON writers and scikit-learn's curves take plain floats),
+    without overflow warnings for large negative logits."""
+    return np.exp(-np.logaddexp(0.0, -np.asarray(logits, dtype=np.float64)))
 
 
 def _finite_or_none(value: float) -> float | None:

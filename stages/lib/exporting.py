@@ -24,6 +24,7 @@ import tensorflow as tf
 
 from stages.lib import layers  # noqa: F401  (registers InferenceMode and CaffePreprocess for load_model)
 from stages.lib.cli import PipelineError
+from stages.lib.evaluation import sigmoid
 
 SIGNATURE = "serving_default"
 INPUT = "image"
@@ -50,11 +51,6 @@ class ExportError(PipelineError):
 def load_model(path: Path) -> keras.Model:
     """The trained model for inference (no optimizer state needed)."""
     return keras.models.load_model(path, safe_mode=True, compile=False)
-
-
-def sigmoid(logits: np.ndarray) -> np.ndarray:
-    """In float64, and without overflow warnings for large negative logits."""
-    return np.exp(-np.logaddexp(0.0, -np.asarray(logits, dtype=np.float64)))
 
 
 def keras_predictor(model: keras.Model) -> Predictor:
