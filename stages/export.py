@@ -44,10 +44,7 @@ def main(argv: list[str] | None = None) -> params.StageParams:
 
     if not args.model.is_file():
         raise PipelineError(f"{args.model}: missing; run the finetune stage first (dvc repro finetune)")
-    try:
-        meta = records.read_meta(args.records)
-    except FileNotFoundError as exc:
-        raise PipelineError(str(exc)) from None
+    meta = records.read_meta(args.records)
     if not meta["splits"].get("test", {}).get("count"):
         raise PipelineError(f"{args.records}: the test split is empty; nothing to check the exports against")
 

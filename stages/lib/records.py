@@ -18,6 +18,7 @@ from pathlib import Path
 
 import tensorflow as tf
 
+from stages.lib.cli import PipelineError
 from stages.lib.images import encode_rgb_jpeg
 
 META_FILE = "meta.json"
@@ -84,12 +85,16 @@ def encode_rows(rows: Iterable[dict], raw_dir: Path, *, image_size: int, jpeg_qu
         yield from pool.map(to_record, rows)  # map keeps input order, so shard bytes never depend on timing
 
 
+class RecordsMissing(PipelineError, FileNotFoundError):
+    """No encoded records where a stage looks for them: a user error, reported in one line."""
+
+
 def read_meta(records_dir: Path) -> dict:
     path = Path(records_dir) / META_FILE
     try:
         return json.loads(path.read_text())
     except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: missing; run the encode stage first (dvc repro encode)") from None
+        raise RecordsMissing(f"{path}: missing; run the encode stage first (dvc repro encode)") from None
 
 
 # ---- reader -------------------------------------------------------------------------------------
