@@ -16,6 +16,7 @@ import keras
 
 from stages.lib import atomic, models, params, records, training
 from stages.lib.cli import PipelineError, run
+from stages.lib.fetch import sha256_file
 
 PARAMS = (
     "seed",
@@ -59,7 +60,7 @@ def main(argv: list[str] | None = None) -> params.StageParams:
     )
     val = records.make_dataset(args.records, "val", image_size=size, batch_size=batch_size, cache=cache)
     key = training.fingerprint(
-        stage="finetune", params=p.snapshot(), meta=meta, parent=training.file_sha256(args.transfer_model)
+        stage="finetune", params=p.snapshot(), meta=meta, parent=sha256_file(args.transfer_model)
     )
     result = training.fit_resumable(
         lambda: model,

@@ -83,14 +83,6 @@ def fingerprint(**parts: object) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def save_model(model: keras.Model, path: Path) -> None:
     """Atomic `model.save`: Keras needs the .keras suffix, so the temporary name keeps it."""
     path = Path(path)
