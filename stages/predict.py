@@ -82,6 +82,12 @@ def class_names(option: str | None, records_dir: Path) -> list[str]:
     return names
 
 
+def first_line(exc: Exception) -> str:
+    """An error in one line: the first line of its message, or its type when it has none."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def check_model_file(path: Path) -> None:
     if not path.is_file():
         raise UsageError(f"{path}: missing; train it first (dvc repro finetune) or pass --model")
@@ -96,8 +102,7 @@ def load_model(path: Path):
     try:
         model = keras.models.load_model(path, safe_mode=True, compile=False)
     except Exception as exc:  # noqa: BLE001  (Keras raises many types for a file that is not a model)
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UsageError(f"{path}: cannot load the model: {reason}") from None
+        raise UsageError(f"{path}: cannot load the model: {first_line(exc)}") from None
     size = model.input_shape[1]
     if not isinstance(size, int) or model.output_shape[-1] != 1:
         raise UsageError(f"{path}: expected a fixed-size image input and one logit, got {model.input_shape}")
@@ -145,7 +150,7 @@ def predict_files(model, files: Sequence[Path], report) -> list[tuple[str, float
                 arrays.append(read_image(path, size))
                 names.append(str(path))
             except Exception as exc:  # noqa: BLE001  (Pillow has many ways to fail on a bad file; never stop the rest)
-                report(path, str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
+                report(path, first_line(exc))
         if arrays:
             logits = model(np.stack(arrays), training=False).numpy().reshape(-1)  # training=False: augmentation off
             results.extend(zip(names, sigmoid(logits).tolist()))
