@@ -6,7 +6,7 @@ BIN := $(CURDIR)/$(VENV)/bin
 export PATH := $(BIN):$(PATH)
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: venv test test-fast lint demo lock clean-demo
+.PHONY: venv venv-gpu test test-fast lint demo lock clean-demo
 
 venv: $(STAMP)
 
@@ -17,6 +17,12 @@ $(STAMP): requirements.lock pyproject.toml
 	# The project itself, editable, for the catsdogs-predict command (setuptools comes with the venv).
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	touch $@
+
+# A GPU machine: the same venv with TensorFlow's CUDA build (its `and-cuda` extra) in place of tensorflow-cpu.
+TF_VERSION := $(shell sed -n 's/^tensorflow[-_]cpu==//p' requirements.lock)
+venv-gpu: venv
+	$(VENV)/bin/pip uninstall --quiet --yes tensorflow-cpu
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check 'tensorflow[and-cuda]==$(TF_VERSION)'
 
 test: venv lint
 	$(VENV)/bin/python -m pytest

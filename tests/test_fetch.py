@@ -280,6 +280,25 @@ def test_refused_connection_fails_fast_with_offline_advice(tmp_path: Path) -> No
     assert list(tmp_path.iterdir()) == []
 
 
+def test_refused_proxy_fails_fast_with_offline_advice(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    proxy = f"http://127.0.0.1:{free_port()}"
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
+        monkeypatch.setenv(name, proxy)
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    url = "http://dataset-host.example/cats_and_dogs_filtered.zip"
+
+    started = time.monotonic()
+    with pytest.raises(DownloadError) as caught:
+        download(url, tmp_path / "archive.zip", progress=False)
+
+    message = str(caught.value)
+    assert message.startswith(f"could not download {url}: cannot connect to the proxy")
+    assert "model.weights" in message and "make demo" in message
+    assert time.monotonic() - started < 1.0  # not retried with backoff
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_dns_failure_fails_fast_with_offline_advice(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     lookups: list[str] = []
 

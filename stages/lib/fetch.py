@@ -37,8 +37,9 @@ from stages.lib.cli import PipelineError
 log = logging.getLogger(__name__)
 
 OFFLINE_ADVICE = (
-    "This machine seems to be offline. Download the archive elsewhere and set data.source to its "
-    "local path in params.yaml, or run `make demo` for the offline sample data."
+    "This machine seems to be offline. Download the archive elsewhere and set data.source to its local path "
+    "in params.yaml (the ImageNet weights likewise: model.weights takes a weights file path), "
+    "or run `make demo` for the whole pipeline offline on generated sample data."
 )
 # Archives are already compressed; asking for the bytes as stored also keeps Content-Length
 # equal to the number of bytes we write, which the truncation check and progress bar rely on.
@@ -204,6 +205,11 @@ def _unreachable_reason(exc: requests.ConnectionError) -> str | None:
         return f"cannot resolve the host name ({reason.__cause__ or reason})"
     if isinstance(reason, urllib3.exceptions.NewConnectionError):
         return f"cannot connect to the server ({reason.__cause__ or reason})"
+    # HTTPS_PROXY / HTTP_PROXY set, and the proxy itself refuses or cannot be resolved: just as permanent.
+    if isinstance(reason, urllib3.exceptions.ProxyError) and isinstance(
+        reason.original_error, urllib3.exceptions.NewConnectionError
+    ):
+        return f"cannot connect to the proxy ({reason.original_error.__cause__ or reason.original_error})"
     return None
 
 
