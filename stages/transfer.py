@@ -4,6 +4,8 @@
 
 A pretrained base (model.base, model.weights), frozen and in inference mode, under a new
 GlobalAveragePooling -> Dropout -> Dense(1) head, trained on the train split and validated on val.
+With model.weights: none, the random base's BatchNorm statistics are first set from
+model.calibration_images train images (models.calibrate_batchnorm), or every image gives the same features.
 With augmentation off (and transfer.cache_features), the base's features are computed once and only
 the head is trained on them: the same model, without running the frozen base every epoch.
 """
@@ -29,6 +31,7 @@ PARAMS = (
     "model.weights",
     "model.image_size",
     "model.dropout",
+    "model.calibration_images",
     "transfer",
 )
 
@@ -40,6 +43,13 @@ def compile_model(model: keras.Model, learning_rate: float) -> keras.Model:
         metrics=training.logit_metrics(),
     )
     return model
+
+
+def calibration_batch(records_dir: Path, image_size: int, count: int, seed: int) -> tf.Tensor:
+    """`count` train images (all of them if the split is smaller), a seeded sample: the first batch of a shuffle."""
+    dataset = records.make_dataset(records_dir, "train", image_size=image_size, batch_size=count, shuffle_seed=seed)
+    images, _ = next(iter(dataset))
+    return images
 
 
 def cached_features(feature_model: keras.Model, dataset: tf.data.Dataset) -> tuple[np.ndarray, np.ndarray]:
@@ -58,6 +68,7 @@ def main(argv: list[str] | None = None) -> params.StageParams:
     args = parser.parse_args(argv)
     p = params.for_stage(PARAMS, args.params)
     seed, base_name, size, dropout = p.seed, p.model.base, p.model.image_size, p.model.dropout
+    calibration = p.model.calibration_images
     t = p.transfer
     epochs, batch_size, learning_rate, cache_features = t.epochs, t.batch_size, t.learning_rate, t.cache_features
 
@@ -73,6 +84,11 @@ def main(argv: list[str] | None = None) -> params.StageParams:
     with strategy.scope():
         augmentation = augment.build_augmentation(t.augment, seed)
         base = models.build_base(base_name, size, weights)
+        calibrated = 0
+        if weights is None and calibration:  # random weights: BatchNorm statistics from the data, not Keras' 0/1
+            images = calibration_batch(args.records, size, calibration, seed)
+            models.calibrate_batchnorm(base, models.BASES[base_name].preprocessing()(images))
+            calibrated = int(images.shape[0])
         model = compile_model(models.build_transfer_model(base, size, dropout, augmentation, base_name), learning_rate)
     key = training.fingerprint(stage="transfer", params=p.snapshot(), meta=meta)
     fit_args = dict(
@@ -85,7 +101,10 @@ def main(argv: list[str] | None = None) -> params.StageParams:
         strategy=strategy,
     )
 
-    extra: dict[str, float] = {"cached_features": int(cache_features and augment.is_identity(augmentation))}
+    extra: dict[str, float] = {
+        "cached_features": int(cache_features and augment.is_identity(augmentation)),
+        "calibration_images": calibrated,  # images that set the base's BatchNorm statistics; 0: not calibrated
+    }
     if extra["cached_features"]:
         start = time.perf_counter()
         feature_model = keras.Model(model.input, model.get_layer(models.FEATURES_LAYER_NAME).output)

@@ -101,19 +101,17 @@ def stage_args(root: Path, stage: str) -> list[str]:
 def calibrated_base_weights(path: Path, size: int = 32) -> Path:
     """MobileNetV2 weights whose BatchNorm statistics fit noise images, saved where model.weights can load them.
 
-    With model.weights: none every BatchNorm keeps mean 0 / variance 1, the signal fades through the 17 blocks
+    With Keras' initial BatchNorm statistics (mean 0 / variance 1) the signal fades through the 17 blocks
     and the tiny model gives the same logit for every image, so no comparison of probabilities would mean
-    anything. One training-mode pass with momentum 0 over noise in [-1, 1] (MobileNetV2's input range)
-    sets each BatchNorm's moving statistics to that batch's, and the outputs differ from image to image.
+    anything. models.calibrate_batchnorm over noise in [-1, 1] (MobileNetV2's input range) sets each
+    BatchNorm's moving statistics to that batch's, and the outputs differ from image to image: the same
+    calibration the transfer stage does on train images with model.weights: none, here as a fixed file.
     """
-    import keras
+    from stages.lib import models
 
-    base = keras.applications.MobileNetV2(input_shape=(size, size, 3), include_top=False, weights=None)
-    for layer in base.layers:
-        if isinstance(layer, keras.layers.BatchNormalization):
-            layer.momentum = 0.0
+    base = models.build_base("mobilenet_v2", size, None)
     noise = np.random.default_rng(0).uniform(-1, 1, (64, size, size, 3)).astype(np.float32)
-    base(noise, training=True)
+    models.calibrate_batchnorm(base, noise)
     base.save_weights(path)
     return path
 

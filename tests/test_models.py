@@ -118,3 +118,26 @@ def test_augmentation_layers_follow_params_and_are_off_at_inference():
     images = np.random.default_rng(2).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
     np.testing.assert_array_equal(augmentation(images, training=False), images)
     assert not np.allclose(augmentation(images, training=True), images)
+
+
+def pooled_features(base: keras.Model, images) -> np.ndarray:
+    return keras.ops.convert_to_numpy(keras.ops.mean(base(images, training=False), axis=(1, 2)))
+
+
+def test_calibrate_batchnorm_sets_moving_statistics_to_the_batch_and_restores_momentum():
+    base = models.build_base("mobilenet_v2", 32, None)
+    preprocess = models.BASES["mobilenet_v2"].preprocessing()
+    images = preprocess(np.random.default_rng(3).uniform(0, 255, (8, 32, 32, 3)).astype("float32"))
+    before = pooled_features(base, images[:2])
+    assert np.abs(before).max() < 1e-6  # Keras' mean 0 / variance 1: the signal has faded, all images alike
+    models.calibrate_batchnorm(base, images)
+    conv = keras.ops.convert_to_numpy(base.get_layer("Conv1")(images))  # what the first BatchNorm sees
+    first = base.get_layer("bn_Conv1")
+    np.testing.assert_allclose(first.moving_mean.numpy(), conv.mean(axis=(0, 1, 2)), atol=1e-6)
+    np.testing.assert_allclose(first.moving_variance.numpy(), conv.var(axis=(0, 1, 2)), rtol=1e-4)
+    after = pooled_features(base, images[:2])
+    assert np.abs(after[0] - after[1]).max() > 0.1  # features now differ from image to image
+    assert {layer.momentum for layer in base.layers if isinstance(layer, keras.layers.BatchNormalization)} == {0.999}
+    base.trainable = False
+    with pytest.raises(ValueError, match="frozen"):  # a frozen BatchNorm runs in inference mode: no silent no-op
+        models.calibrate_batchnorm(base, images)

@@ -124,6 +124,9 @@ def test_stage_declaring_a_key_that_does_not_exist_fails():
         ("train.strategy", "tpu", "params.yaml: train.strategy: Input should be 'auto', 'mirrored'"),
         ("transfer.augment", {"flip": "diagonal"}, "params.yaml: transfer.augment.flip: Input should be 'none'"),
         ("model.fine_tune_at", -1, "params.yaml: model.fine_tune_at: Input should be greater than or equal to 0"),
+        ("model.calibration_images", 1, "params.yaml: model.calibration_images: must be 0 (keep Keras' default"),
+        ("model.calibration_images", -2, "params.yaml: model.calibration_images: must be 0"),
+        ("model.calibration_images", 2.5, "params.yaml: model.calibration_images: Input should be a valid integer"),
         ("transfer.epochs", 0, "params.yaml: transfer.epochs: Input should be greater than or equal to 1"),
         ("finetune.lr_factor", 0, "params.yaml: finetune.lr_factor: Input should be greater than 0"),
         ("transfer.cache_features", "yes", "params.yaml: transfer.cache_features: Input should be a valid boolean"),
@@ -140,6 +143,13 @@ def test_training_params_errors_are_one_line(key: str, value, expected: str):
         params.parse(raw, "params.yaml")
     assert str(err.value).startswith(expected)
     assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("count", [0, 2, 256])
+def test_calibration_images_accepts_zero_or_at_least_two(count: int):
+    raw = raw_params()
+    raw["model"]["calibration_images"] = count
+    assert params.parse(raw).model.calibration_images == count
 
 
 def test_stored_size_must_cover_every_training_size():

@@ -14,7 +14,7 @@ import keras
 import pytest
 
 from stages import baseline, finetune, transfer
-from stages.lib import params
+from stages.lib import models, params
 from tests.conftest import ROOT, build_encoded_project, set_params, stage_args
 
 
@@ -55,6 +55,7 @@ def test_transfer_writes_model_logs_and_flat_metrics(trained: Path):
     assert metrics["epochs"] == 2 and metrics["cached_features"] == 0  # the default augmentation is on
     assert {"train.loss", "train.accuracy", "val.loss", "val.accuracy", "seconds", "images_per_second"} <= set(metrics)
     assert metrics["params.trainable"] == 1_281
+    assert metrics["calibration_images"] == 16  # weights: none: all 16 train images (fewer than asked for)
     assert steps(trained, "transfer") == [0, 1]
     model = keras.models.load_model(trained / "models" / "transfer.keras", safe_mode=True)
     assert [layer.name for layer in model.layers][1] == "augmentation"
@@ -96,13 +97,18 @@ def test_transfer_with_a_missing_weights_file_is_one_line(trained: Path, tmp_pat
 
 def test_transfer_trains_on_cached_features_when_augmentation_is_off(tmp_path: Path):
     off = dict(flip="none", rotation=0.0, zoom=0.0, translation=0.0, contrast=0.0, brightness=0.0)
-    root = build_encoded_project(tmp_path, transfer={"epochs": 2, "batch_size": 8, "augment": off})
+    root = build_encoded_project(
+        tmp_path, model={"calibration_images": 0}, transfer={"epochs": 2, "batch_size": 8, "augment": off}
+    )
     transfer.main(stage_args(root, "transfer"))
     metrics = json.loads((root / "metrics" / "transfer.json").read_text())
     assert metrics["cached_features"] == 1 and metrics["features_seconds"] >= 0
     assert metrics["params.trainable"] == 1_281 and steps(root, "transfer") == [0, 1]
     model = keras.models.load_model(root / "models" / "transfer.keras", safe_mode=True)
     assert "augmentation" not in [layer.name for layer in model.layers]
+    # calibration_images: 0 keeps Keras' initial BatchNorm statistics
+    assert metrics["calibration_images"] == 0
+    assert all(not w.numpy().any() for w in models.base_of(model).weights if "moving_mean" in w.path)
 
 
 @pytest.mark.parametrize("arch", ["simple_cnn", "googlenet"])

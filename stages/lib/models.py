@@ -121,6 +121,30 @@ def build_base(base_name: str, image_size: int, weights: str | None) -> keras.Mo
     return model
 
 
+def calibrate_batchnorm(base: keras.Model, images) -> None:
+    """Set every BatchNorm's moving mean and variance to the statistics of its inputs on `images`.
+
+    For a base with random weights (model.weights: none): Keras starts every BatchNorm at mean 0 and
+    variance 1, which fits none of MobileNetV2's layers, so the signal fades through the blocks and every
+    image gives the same features. One training-mode pass over one batch with momentum 0 replaces the moving
+    statistics by that batch's; each layer then sees inputs normalised by the earlier layers' batch statistics,
+    which are now their moving statistics, so inference normalises exactly as this pass did. Labels are not
+    used. `images` must already be preprocessed as the model preprocesses them; call this before freezing the
+    base (a frozen BatchNorm runs in inference mode and would not update).
+    """
+    if not base.trainable:
+        raise ValueError("calibrate_batchnorm: the base is frozen, so its BatchNorm layers would not update")
+    layers = [layer for layer in base.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    momenta = [layer.momentum for layer in layers]
+    for layer in layers:
+        layer.momentum = 0.0
+    try:
+        base(images, training=True)
+    finally:
+        for layer, momentum in zip(layers, momenta):
+            layer.momentum = momentum
+
+
 def build_transfer_model(
     base: keras.Model, image_size: int, dropout: float, augmentation: keras.Sequential | None, base_name: str
 ) -> keras.Model:

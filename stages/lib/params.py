@@ -68,6 +68,12 @@ def _check_stored_size(value: int) -> int:
     return value
 
 
+def _check_calibration_images(value: int) -> int:
+    if value != 0 and value < 2:  # one image has no spread across the batch to take variances from
+        raise ValueError(f"must be 0 (keep Keras' default BatchNorm statistics) or at least 2 (got {value})")
+    return value
+
+
 Int = Annotated[int, Strict()]
 Float = Annotated[float, Strict()]
 Str = Annotated[str, Strict()]
@@ -140,6 +146,8 @@ class ModelParams:
     image_size: ImageSize
     dropout: Factor
     fine_tune_at: Annotated[Int, Field(ge=0)]  # checked against the base's layer count when the base is built
+    # with weights: none, train images that set the random base's BatchNorm statistics (models.calibrate_batchnorm)
+    calibration_images: Annotated[Int, AfterValidator(_check_calibration_images)]
 
 
 @dataclass(frozen=True, config=_CONFIG)
