@@ -1,0 +1,296 @@
+"""The DVC workflow users run, end to end through real `dvc` and `git`, on tiny sample data.
+
+One module-scoped run of the demo script (every stage, a copy of the project in its own git repo) is committed;
+each test then drives `dvc` as a user would and the `project` fixture puts the commit, the workspace and the
+DVC outputs back afterwards. Covered: a full `dvc repro` and a no-op one, `dvc exp run -S` re-running only what
+depends on the param, `dvc exp show`, `dvc metrics/params/plots diff` across commits, a queued sweep, a local
+DVC remote with a fresh clone, and bad input at the workflow level.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.slow
+
+TINY = {
+    "data.sample_train_per_class": 12,
+    "data.sample_validation_per_class": 10,
+    "encode.image_size": 32,
+    "baseline.image_size": 32,
+    "baseline.epochs": 2,
+    "model.image_size": 32,
+    "model.calibration_images": 16,
+    "transfer.epochs": 2,
+    "transfer.batch_size": 8,
+    "finetune.epochs": 2,
+    "finetune.batch_size": 8,
+}
+STAGES = set(yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"])
+QUEUE_TIMEOUT_SECONDS = 600
+
+
+def run(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """A command with the test's venv first on PATH (the stages run `python -m ...`), output captured."""
+    full_env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", **(env or {})}
+    return subprocess.run(args, cwd=cwd, env=full_env, capture_output=True, text=True, timeout=900)
+
+
+def sh(*args: str, cwd: Path, env: dict[str, str] | None = None) -> str:
+    """run() that must succeed; returns stdout + stderr."""
+    done = run(*args, cwd=cwd, env=env)
+    assert done.returncode == 0, f"{' '.join(args)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    return done.stdout + done.stderr
+
+
+def fails(*args: str, cwd: Path, env: dict[str, str] | None = None) -> str:
+    """run() that must fail; returns stdout + stderr."""
+    done = run(*args, cwd=cwd, env=env)
+    assert done.returncode != 0, f"{' '.join(args)} should have failed:\n{done.stdout[-3000:]}"
+    return done.stdout + done.stderr
+
+
+def ran(output: str) -> set[str]:
+    """The stages dvc ran, from its "Running stage 'x':" lines."""
+    return {line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage '")}
+
+
+def commit(workspace: Path, message: str) -> None:
+    sh("git", "add", "-A", cwd=workspace)
+    sh("git", "-c", "user.name=test", "-c", "user.email=test@localhost", "commit", "-q", "-m", message, cwd=workspace)
+
+
+def read_json(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def locked_md5(workspace: Path, stage: str, out: str) -> str:
+    """The md5 dvc.lock records for one output of a stage."""
+    lock = yaml.safe_load((workspace / "dvc.lock").read_text())
+    return next(entry["md5"] for entry in lock["stages"][stage]["outs"] if entry["path"] == out)
+
+
+def temp_files(workspace: Path) -> list[Path]:
+    """Leftovers of atomic writes (stages/lib/atomic.py, fetch.py) outside git's and DVC's own folders."""
+    return [
+        path
+        for pattern in ("**/.*.tmp", "**/*.part")
+        for path in workspace.glob(pattern)
+        if not {".git", ".dvc"} & set(path.relative_to(workspace).parts)
+    ]
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """scripts/demo.sh (what `make demo` runs) at tiny sizes, its results committed."""
+    workspace = tmp_path_factory.mktemp("workflow") / "demo"
+    overrides = [arg for key, value in TINY.items() for arg in ("-S", f"{key}={value}")]
+    out = sh("bash", str(ROOT / "scripts" / "demo.sh"), str(workspace), *overrides, cwd=ROOT)
+    assert ran(out) == STAGES
+    commit(workspace, "tiny demo run")
+    return workspace
+
+
+@pytest.fixture
+def project(workspace: Path) -> Iterator[Path]:
+    """The committed tiny run; afterwards the same commit, workspace files and DVC outputs again."""
+    head = sh("git", "rev-parse", "HEAD", cwd=workspace).strip()
+    yield workspace
+    sh("git", "reset", "-q", "--hard", head, cwd=workspace)
+    sh("git", "clean", "-fdq", cwd=workspace)
+    sh("dvc", "checkout", "-q", "--force", cwd=workspace)
+
+
+def test_repro_runs_every_stage_and_writes_what_users_read(project: Path):
+    data = read_json(project / "metrics" / "data.json")
+    # 12 + 10 usable images per class, minus the test share; the sample's leaked copy is removed.
+    assert data["train.total"] == 24 and data["val.total"] + data["test.total"] == 20
+    assert data["skipped.total"] == 3 and data["duplicates_removed.val"] + data["duplicates_removed.test"] == 1
+    for stage in ("baseline", "transfer", "finetune"):
+        assert (project / "models" / f"{stage}.keras").is_file()
+        assert read_json(project / "metrics" / f"{stage}.json")["epochs"] == 2
+    shown = json.loads(sh("dvc", "metrics", "show", "--json", cwd=project))
+    metrics = next(iter(shown.values()))["data"]
+    assert metrics["metrics/finetune.json"]["data"] == read_json(project / "metrics" / "finetune.json")
+    evaluation = read_json(project / "metrics" / "eval.json")
+    assert all(evaluation[f"{m}.test_images"] == data["test.total"] for m in ("baseline", "transfer", "finetune"))
+    plots = sh("dvc", "plots", "show", "--json", cwd=project)
+    assert "roc" in plots and "dvclive/finetune/plots/metrics" in plots
+    assert "0.9765" in (project / "reports" / "report.md").read_text()  # the reference, beside this run
+    assert sh("git", "status", "--porcelain", cwd=project) == ""  # every output is either in git or in DVC
+
+
+def test_second_repro_runs_nothing(project: Path):
+    out = sh("dvc", "repro", cwd=project)
+    assert "Data and pipelines are up to date." in out and ran(out) == set()
+    assert "up to date" in sh("dvc", "status", cwd=project)
+    assert sh("git", "status", "--porcelain", cwd=project) == ""
+
+
+def test_forced_download_rerun_changes_no_hash_downstream(project: Path):
+    before = (project / "dvc.lock").read_text()
+    assert ran(sh("dvc", "repro", "-f", "download", cwd=project)) == {"download"}
+    assert (project / "dvc.lock").read_text() == before  # identical bytes, identical hashes
+    assert ran(sh("dvc", "repro", cwd=project)) == set()
+
+
+def test_fine_tune_at_experiment_reruns_only_what_depends_on_it(project: Path):
+    out = sh("dvc", "exp", "run", "-n", "unfreeze-120", "-S", "model.fine_tune_at=120", cwd=project)
+    assert ran(out) == {"finetune", "evaluate", "export", "report"}  # and nothing upstream
+    finetune = read_json(project / "metrics" / "finetune.json")
+    assert finetune["params.trainable"] < 1_862_721  # fewer layers unfrozen than from 100
+    steps = (project / "dvclive" / "finetune" / "plots" / "metrics" / "loss.tsv").read_text().split()[2::2]
+    assert steps == ["2", "3"]  # epochs continue after the transfer stage's two
+
+    shown = json.loads(sh("dvc", "exp", "show", "--json", cwd=project))
+    experiments = {
+        rev["name"]: rev["data"] for row in shown for exp in row.get("experiments") or [] for rev in exp["revs"]
+    }
+    data = experiments["unfreeze-120"]
+    assert data["params"]["params.yaml"]["data"]["model"]["fine_tune_at"] == 120
+    assert data["metrics"]["metrics/finetune.json"]["data"] == finetune
+    assert data["metrics"]["metrics/eval.json"]["data"] == read_json(project / "metrics" / "eval.json")
+
+
+def test_targeted_encode_experiment_runs_encode_alone(project: Path):
+    out = sh("dvc", "exp", "run", "-S", "encode.examples_per_shard=7", "encode", cwd=project)
+    assert ran(out) == {"encode"}
+    meta = read_json(project / "data" / "tfrecords" / "meta.json")
+    assert len(meta["splits"]["train"]["shards"]) == 4  # 24 images, 7 per shard
+    status = sh("dvc", "status", cwd=project)
+    assert "baseline:" in status and "transfer:" in status  # their input changed: next repro runs them
+
+
+def test_metrics_params_and_plots_diff_across_commits(project: Path, tmp_path: Path):
+    committed = {name: read_json(project / "metrics" / f"{name}.json") for name in ("transfer", "finetune", "eval")}
+    old_rate = yaml.safe_load((project / "params.yaml").read_text())["transfer"]["learning_rate"]
+    out = sh("dvc", "exp", "run", "-S", "transfer.learning_rate=0.003", cwd=project)
+    # transfer.learning_rate also sets fine-tuning's rate (x finetune.lr_factor); the baseline is untouched.
+    assert ran(out) == {"transfer", "finetune", "evaluate", "export", "report"}
+    commit(project, "transfer.learning_rate 0.003")
+
+    diff = json.loads(sh("dvc", "metrics", "diff", "HEAD~1", "--json", cwd=project))
+    assert {"metrics/transfer.json", "metrics/finetune.json"} <= set(diff)
+    assert not {"metrics/baseline.json", "metrics/data.json"} & set(diff)
+    for name in ("transfer", "finetune", "eval"):
+        now = read_json(project / "metrics" / f"{name}.json")
+        for key, change in diff.get(f"metrics/{name}.json", {}).items():
+            assert change["old"] == committed[name][key] and change["new"] == now[key] != change["old"]
+    assert "train.loss" in diff["metrics/transfer.json"] and "train.loss" in diff["metrics/finetune.json"]
+
+    params = json.loads(sh("dvc", "params", "diff", "HEAD~1", "--json", cwd=project))
+    change = params["params.yaml"].pop("transfer.learning_rate")
+    assert (change["old"], change["new"]) == (old_rate, 0.003) and params == {"params.yaml": {}}
+
+    sh("dvc", "plots", "diff", "HEAD~1", "-o", str(tmp_path / "plots"), cwd=project)
+    html = (tmp_path / "plots" / "index.html").read_text()
+    assert "ROC on the test split" in html and "dvclive/transfer/plots/metrics" in html
+
+
+def test_queued_sweep_runs_every_experiment(project: Path):
+    for at in (110, 130):
+        sh("dvc", "exp", "run", "--queue", "-n", f"sweep-{at}", "-S", f"model.fine_tune_at={at}", cwd=project)
+    sh("dvc", "queue", "start", cwd=project)
+    try:
+        deadline = time.monotonic() + QUEUE_TIMEOUT_SECONDS
+        while "Queued" in (status := sh("dvc", "queue", "status", cwd=project)) or "Running" in status:
+            assert time.monotonic() < deadline, status
+            time.sleep(2)
+    finally:
+        run("dvc", "queue", "stop", cwd=project)
+    assert status.count("Success") == 2, status + sh("dvc", "queue", "logs", "sweep-110", cwd=project)
+
+    shown = json.loads(sh("dvc", "exp", "show", "--json", cwd=project))
+    experiments = {
+        rev["name"]: rev["data"] for row in shown for exp in row.get("experiments") or [] for rev in exp["revs"]
+    }
+    trainable = {}
+    for at in (110, 130):
+        data = experiments[f"sweep-{at}"]
+        assert data["params"]["params.yaml"]["data"]["model"]["fine_tune_at"] == at
+        trainable[at] = data["metrics"]["metrics/finetune.json"]["data"]["params.trainable"]
+        assert "finetune.accuracy" in data["metrics"]["metrics/eval.json"]["data"]
+    assert 0 < trainable[130] < trainable[110] < 1_862_721  # unfreezing later trains fewer parameters
+    assert sh("git", "status", "--porcelain", cwd=project) == ""  # queued runs leave the workspace alone
+
+
+def test_remote_push_then_fresh_clone_pull_is_up_to_date(project: Path, tmp_path: Path):
+    sh("dvc", "remote", "add", "-d", "storage", str(tmp_path / "remote"), cwd=project)
+    commit(project, "a DVC remote")
+    assert "files pushed" in sh("dvc", "push", cwd=project)
+
+    clone = tmp_path / "clone"
+    sh("git", "clone", "-q", str(project), str(clone), cwd=tmp_path)
+    assert not (clone / "models").exists()
+    sh("dvc", "pull", cwd=clone)
+    assert "Data and pipelines are up to date." in sh("dvc", "status", cwd=clone)
+    for path in ("models/finetune.keras", "data/tfrecords/meta.json", "models/export/model_float32.tflite"):
+        assert (clone / path).read_bytes() == (project / path).read_bytes()
+    assert ran(sh("dvc", "repro", cwd=clone)) == set()
+
+
+def test_unknown_param_key_is_refused_by_dvc_naming_the_key(project: Path):
+    out = fails("dvc", "exp", "run", "-S", "model.fine_tune_att=5", cwd=project)
+    assert "'model.fine_tune_att'" in out.splitlines()[0] and "Traceback" not in out
+    assert ran(out) == set() and sh("git", "status", "--porcelain", cwd=project) == ""
+
+
+def test_added_param_key_is_refused_by_the_first_stage_that_runs(project: Path):
+    # `+key=value` makes dvc add the key; only report depends on the whole params.yaml, so it runs, and refuses it.
+    out = fails("dvc", "exp", "run", "-S", "+model.fine_tune_att=5", cwd=project)
+    assert ran(out) == {"report"}
+    errors = [line for line in out.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "model.fine_tune_att" in errors[0], out
+    assert "Traceback" not in out and temp_files(project) == []
+
+
+def test_invalid_value_fails_the_stage_with_one_line_and_no_output(project: Path):
+    committed_model = locked_md5(project, "finetune", "models/finetune.keras")
+    out = fails("dvc", "exp", "run", "-S", "model.fine_tune_at=-3", cwd=project)
+    assert ran(out) == {"finetune"}
+    errors = [line for line in out.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "model.fine_tune_at" in errors[0], out
+    assert "Traceback" not in out and temp_files(project) == []
+    model = project / "models" / "finetune.keras"  # dvc removes a stage's outputs before running it
+    assert not model.exists() or hashlib.md5(model.read_bytes()).hexdigest() == committed_model
+    assert not (project / "metrics" / "finetune.json").exists()
+    assert "finetune:" in sh("dvc", "status", cwd=project)  # not mistaken for a complete run
+
+
+def test_missing_archive_fails_download_naming_the_path(project: Path):
+    out = fails("dvc", "exp", "run", "-S", "data.source=archives/missing.zip", cwd=project)
+    assert ran(out) == {"download"}
+    errors = [line for line in out.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "archives/missing.zip" in errors[0], out
+    assert "Traceback" not in out and temp_files(project) == []
+    assert not (project / "data" / "raw").exists()  # dvc removed the old output; nothing new looks valid
+
+
+def test_default_repro_offline_fails_fast_naming_the_offline_options(tmp_path: Path):
+    """The committed params.yaml is the real experiment; without a network it must say what to do instead."""
+    copy = tmp_path / "project"
+    copy.mkdir()
+    files = sh("git", "ls-files", "-z", "--cached", "--others", "--exclude-standard", cwd=ROOT)
+    sh("cp", "--parents", "-t", str(copy), *[name for name in files.split("\0") if name], cwd=ROOT)
+    sh("git", "init", "-q", cwd=copy)
+    # A proxy on a closed port makes every HTTP request fail at once, also on a CI machine that is online.
+    closed = "http://127.0.0.1:9"
+    proxies = {"HTTP_PROXY": closed, "HTTPS_PROXY": closed, "http_proxy": closed, "https_proxy": closed}
+    out = fails("dvc", "repro", cwd=copy, env={**proxies, "NO_PROXY": "", "no_proxy": ""})
+    assert ran(out) == {"download"}
+    errors = [line for line in out.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1, out
+    assert "make demo" in errors[0] and "data.source" in errors[0] and "model.weights" in errors[0]
+    assert not (copy / "data" / "raw").exists() and temp_files(copy) == []
