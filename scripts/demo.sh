@@ -10,6 +10,8 @@ set -euo pipefail
 dir=${1:?usage: scripts/demo.sh DIR [STAGE...] [-S key=value...]}
 shift
 here=$(cd "$(dirname "$0")/.." && pwd)
+# The project's venv first on PATH (make demo does the same), so dvc and the stages' python are found.
+if [ -x "$here/.venv/bin/dvc" ]; then export PATH="$here/.venv/bin:$PATH"; fi
 
 # DIR is wiped first, so only a folder this script made (it holds the marker), an empty or a new one will do.
 marker=.demo-workspace
