@@ -67,6 +67,19 @@ def ran(output: str) -> set[str]:
     return {line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage '")}
 
 
+def stage_error(output: str) -> str:
+    """The one `error: ...` line a failed stage prints (stages/lib/cli.py), with no traceback anywhere."""
+    errors = [line for line in output.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "Traceback" not in output, output
+    return errors[0]
+
+
+def experiments(workspace: Path) -> dict[str, dict]:
+    """`dvc exp show --json` as experiment name -> its data (params, metrics, ...)."""
+    shown = json.loads(sh("dvc", "exp", "show", "--json", cwd=workspace))
+    return {rev["name"]: rev["data"] for row in shown for exp in row.get("experiments") or [] for rev in exp["revs"]}
+
+
 def commit(workspace: Path, message: str) -> None:
     sh("git", "add", "-A", cwd=workspace)
     sh("git", "-c", "user.name=test", "-c", "user.email=test@localhost", "commit", "-q", "-m", message, cwd=workspace)
@@ -154,11 +167,7 @@ def test_fine_tune_at_experiment_reruns_only_what_depends_on_it(project: Path):
     steps = (project / "dvclive" / "finetune" / "plots" / "metrics" / "loss.tsv").read_text().split()[2::2]
     assert steps == ["2", "3"]  # epochs continue after the transfer stage's two
 
-    shown = json.loads(sh("dvc", "exp", "show", "--json", cwd=project))
-    experiments = {
-        rev["name"]: rev["data"] for row in shown for exp in row.get("experiments") or [] for rev in exp["revs"]
-    }
-    data = experiments["unfreeze-120"]
+    data = experiments(project)["unfreeze-120"]
     assert data["params"]["params.yaml"]["data"]["model"]["fine_tune_at"] == 120
     assert data["metrics"]["metrics/finetune.json"]["data"] == finetune
     assert data["metrics"]["metrics/eval.json"]["data"] == read_json(project / "metrics" / "eval.json")
@@ -212,13 +221,10 @@ def test_queued_sweep_runs_every_experiment(project: Path):
         run("dvc", "queue", "stop", cwd=project)
     assert status.count("Success") == 2, status + sh("dvc", "queue", "logs", "sweep-30", cwd=project)
 
-    shown = json.loads(sh("dvc", "exp", "show", "--json", cwd=project))
-    experiments = {
-        rev["name"]: rev["data"] for row in shown for exp in row.get("experiments") or [] for rev in exp["revs"]
-    }
+    shown = experiments(project)
     committed = read_json(project / "metrics" / "eval.json")
     for name, threshold in sweep.items():
-        data = experiments[name]
+        data = shown[name]
         assert data["params"]["params.yaml"]["data"]["evaluate"]["threshold"] == threshold
         evaluation = data["metrics"]["metrics/eval.json"]["data"]
         assert evaluation["threshold"] == threshold  # each run's own metrics, not the workspace's
@@ -251,18 +257,14 @@ def test_added_param_key_is_refused_by_the_first_stage_that_runs(project: Path):
     # `+key=value` makes dvc add the key; only report depends on the whole params.yaml, so it runs, and refuses it.
     out = fails("dvc", "exp", "run", "-S", "+model.fine_tune_att=5", cwd=project)
     assert ran(out) == {"report"}
-    errors = [line for line in out.splitlines() if line.startswith("error: ")]
-    assert len(errors) == 1 and "model.fine_tune_att" in errors[0], out
-    assert "Traceback" not in out and temp_files(project) == []
+    assert "model.fine_tune_att" in stage_error(out) and temp_files(project) == []
 
 
 def test_invalid_value_fails_the_stage_with_one_line_and_no_output(project: Path):
     committed_model = locked_md5(project, "finetune", "models/finetune.keras")
     out = fails("dvc", "exp", "run", "-S", "model.fine_tune_at=-3", cwd=project)
     assert ran(out) == {"finetune"}
-    errors = [line for line in out.splitlines() if line.startswith("error: ")]
-    assert len(errors) == 1 and "model.fine_tune_at" in errors[0], out
-    assert "Traceback" not in out and temp_files(project) == []
+    assert "model.fine_tune_at" in stage_error(out) and temp_files(project) == []
     model = project / "models" / "finetune.keras"  # dvc removes a stage's outputs before running it
     assert not model.exists() or hashlib.md5(model.read_bytes()).hexdigest() == committed_model
     assert not (project / "metrics" / "finetune.json").exists()
@@ -272,9 +274,7 @@ def test_invalid_value_fails_the_stage_with_one_line_and_no_output(project: Path
 def test_missing_archive_fails_download_naming_the_path(project: Path):
     out = fails("dvc", "exp", "run", "-S", "data.source=archives/missing.zip", cwd=project)
     assert ran(out) == {"download"}
-    errors = [line for line in out.splitlines() if line.startswith("error: ")]
-    assert len(errors) == 1 and "archives/missing.zip" in errors[0], out
-    assert "Traceback" not in out and temp_files(project) == []
+    assert "archives/missing.zip" in stage_error(out) and temp_files(project) == []
     assert not (project / "data" / "raw").exists()  # dvc removed the old output; nothing new looks valid
 
 
@@ -283,14 +283,14 @@ def test_default_repro_offline_fails_fast_naming_the_offline_options(tmp_path: P
     copy = tmp_path / "project"
     copy.mkdir()
     files = sh("git", "ls-files", "-z", "--cached", "--others", "--exclude-standard", cwd=ROOT)
-    sh("cp", "--parents", "-t", str(copy), *[name for name in files.split("\0") if name], cwd=ROOT)
+    present = [name for name in files.split("\0") if name and (ROOT / name).exists()]  # as scripts/demo.sh copies
+    sh("cp", "--parents", "-t", str(copy), *present, cwd=ROOT)
     sh("git", "init", "-q", cwd=copy)
     # A proxy on a closed port makes every HTTP request fail at once, also on a CI machine that is online.
     closed = "http://127.0.0.1:9"
     proxies = {"HTTP_PROXY": closed, "HTTPS_PROXY": closed, "http_proxy": closed, "https_proxy": closed}
     out = fails("dvc", "repro", cwd=copy, env={**proxies, "NO_PROXY": "", "no_proxy": ""})
     assert ran(out) == {"download"}
-    errors = [line for line in out.splitlines() if line.startswith("error: ")]
-    assert len(errors) == 1, out
-    assert "make demo" in errors[0] and "data.source" in errors[0] and "model.weights" in errors[0]
+    error = stage_error(out)
+    assert "make demo" in error and "data.source" in error and "model.weights" in error
     assert not (copy / "data" / "raw").exists() and temp_files(copy) == []
