@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-import stages  # noqa: F401  (quiet TensorFlow logs)
 from stages.lib import atomic, records
 from stages.lib.archive import extract_archive, find_dataset_root
 from stages.lib.sample_data import write_sample_archive

@@ -14,8 +14,6 @@ import time
 
 import numpy as np
 
-import stages  # noqa: F401  (quiet TensorFlow logs)
-
 SIZE = 160
 
 

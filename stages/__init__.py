@@ -1,6 +1,6 @@
 """DVC pipeline stages: each module is one stage, run as `python -m stages.<name>`."""
 
-import os
+from stages.lib.runtime import quiet_tensorflow_import
 
-# TensorFlow's C++ start-up chatter (CPU feature notes, oneDNN) hides the stage's own output; errors still show.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Before any stage, predict or benchmark imports TensorFlow: its start-up lines would hide the stage's own output.
+quiet_tensorflow_import()

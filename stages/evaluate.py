@@ -22,6 +22,7 @@ from stages.lib import (
     layers,  # noqa: F401  (registers the custom layers that load_model needs)
     params,
     records,
+    runtime,
 )
 from stages.lib.cli import PipelineError, run
 
@@ -71,7 +72,7 @@ def main(argv: list[str] | None = None) -> params.StageParams:
                 f"evaluate: {name}: accuracy {model_scores['accuracy']:.4f}, f1 {model_scores['f1']:.4f}, "
                 f"roc_auc {model_scores['roc_auc']} on {len(labels)} test images"
             )
-    atomic.write_json(args.metrics, scores)
+    atomic.write_json(args.metrics, scores | runtime.machine())
     return p
 
 

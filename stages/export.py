@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from stages.lib import atomic, exporting, params, records
+from stages.lib import atomic, exporting, params, records, runtime
 from stages.lib.cli import PipelineError, run
 
 PARAMS = ()
@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> params.StageParams:
     for name in exporting.FORMATS:
         metrics[f"{name}.max_abs_diff"] = significant(differences[name])
         metrics[f"{name}.bytes"] = export.sizes[name]
-    atomic.write_json(args.metrics, metrics)
+    atomic.write_json(args.metrics, metrics | runtime.machine())
     summary = ", ".join(f"{name} {differences[name]:.2g}" for name in exporting.FORMATS)
     print(f"export: {args.out}; max |probability - Keras| on {count} test images: {summary}")
     return p

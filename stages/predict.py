@@ -95,7 +95,7 @@ def check_model_file(path: Path) -> None:
 
 def load_model(path: Path):
     """The model for inference; a file Keras cannot load is a usage error."""
-    import keras  # here, not at the top: cli() quiets TensorFlow's C++ logging before it loads
+    import keras  # here, not at the top: usage errors answer without loading TensorFlow
 
     from stages.lib import layers  # noqa: F401  (registers the custom layers the models are saved with)
 
@@ -216,9 +216,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def cli() -> None:
-    """Console-script entry point (`catsdogs-predict`)."""
-    # TensorFlow's C++ start-up lines would sit between the per-file error lines on stderr.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    """Console-script entry point (`catsdogs-predict`); importing `stages` has filtered TensorFlow's start-up lines."""
     try:
         code = main()
         sys.stdout.flush()

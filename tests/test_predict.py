@@ -207,10 +207,13 @@ def test_usage_errors_are_exit_2_and_one_line(mixed, model_path, capsys, options
     assert code == 2 and out == "" and len(err) == 1 and err[0].startswith(message)
 
 
-def test_as_a_command_stderr_holds_only_the_error_lines(mixed, model_path, tmp_path):
-    """The real entry point in a fresh process: model loading, TensorFlow's logging, exit status."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    env.pop("TF_CPP_MIN_LOG_LEVEL", None)  # cli() sets it
+@pytest.mark.parametrize("onednn", ["0", "1"])
+def test_as_a_command_stderr_holds_only_the_error_lines(mixed, model_path, tmp_path, onednn):
+    """The real entry point in a fresh process: model loading, TensorFlow's start-up lines (printed only with
+    oneDNN on, which is the default on some CPUs and not on others), exit status."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_ENABLE_ONEDNN_OPTS": onednn}
+    env.pop("TF_CPP_MIN_LOG_LEVEL", None)  # importing stages sets it
+    env.pop("PIPELINE_VERBOSE", None)
     argv = [sys.executable, "-m", "stages.predict", str(mixed), "--model", str(model_path), "--classes", "cats,dogs"]
     done = subprocess.run(argv + ["--format", "json"], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert done.returncode == 1

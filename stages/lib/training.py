@@ -28,7 +28,7 @@ import keras
 import tensorflow as tf
 from dvclive import Live
 
-from stages.lib import atomic
+from stages.lib import atomic, runtime
 from stages.lib.cli import PipelineError
 
 CHECKPOINT = "last.keras"
@@ -226,14 +226,15 @@ def fit_resumable(
 
 
 def stage_metrics(result: FitResult, params_count: dict[str, int]) -> dict[str, float | int]:
-    """Flat metrics/<stage>.json: final train/val numbers, epochs, wall time, throughput, parameter counts."""
+    """Flat metrics/<stage>.json: final train/val numbers, epochs, wall time, throughput, parameter counts,
+    and the machine configuration the numbers hold for (runtime.machine)."""
     names = {"loss": "train.loss", "accuracy": "train.accuracy", "val_loss": "val.loss", "val_accuracy": "val.accuracy"}
     out: dict[str, float | int] = {names[k]: round(v, 6) for k, v in result.final.items()}
     out.update(params_count)
     out["epochs"] = result.epochs
     out["seconds"] = round(result.seconds, 1)
     out["images_per_second"] = round(result.images_per_second, 1)
-    return out
+    return out | runtime.machine()
 
 
 def count_params(model: keras.Model) -> dict[str, int]:
