@@ -4,6 +4,7 @@ runs .ci/run, then (on pull requests) the demo pipeline and posts its report wit
 from __future__ import annotations
 
 import re
+import subprocess
 
 import yaml
 
@@ -38,3 +39,12 @@ def test_github_workflow_runs_the_tests_and_posts_the_demo_report():
     assert "make demo" in script and "demo/reports/report.md" in script
     assert "cml comment create" in script
     assert "REPO_TOKEN" in next(step for step in pipeline["steps"] if "cml comment" in step.get("run", ""))["env"]
+
+
+def test_make_test_runs_with_onednn_on_unless_told_otherwise():
+    """oneDNN on is the setting under which TensorFlow prints its start-up lines; CI (make test) runs under it, so
+    the tests on what processes print hold on every CPU. `TF_ENABLE_ONEDNN_OPTS=0 make test` runs the other one."""
+    recipe = subprocess.run(["make", "-n", "test"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    pytest_lines = [line for line in recipe.splitlines() if "-m pytest" in line]
+    assert len(pytest_lines) == 1
+    assert pytest_lines[0].startswith("TF_ENABLE_ONEDNN_OPTS=${TF_ENABLE_ONEDNN_OPTS:-1} ")
