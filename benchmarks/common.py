@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from stages.lib import atomic, records
+from stages.lib import files, records
 from stages.lib.archive import extract_archive, find_dataset_root
+from stages.lib.file_lists import SPLITS, make_splits
 from stages.lib.sample_data import write_sample_archive
-from stages.lib.splitting import SPLITS, make_splits
 
 
 def prepare_raw(
@@ -43,5 +43,5 @@ def encode(raw: Path, frames: dict[str, pd.DataFrame], out: Path, image_size: in
         encoded = records.encode_rows(rows, raw, image_size=image_size, jpeg_quality=95)
         shards = records.write_shards(encoded, out, split, len(rows), 500)
         meta["splits"][split] = {"count": len(rows), "shards": shards}
-    atomic.write_json(out / records.META_FILE, meta)
+    files.write_json(out / records.META_FILE, meta)
     return time.perf_counter() - start

@@ -32,7 +32,7 @@ NO_AUGMENT = AugmentParams("none", 0.0, 0.0, 0.0, 0.0, 0.0)
 
 def build(augment: AugmentParams, fine_tune_at: int | None) -> keras.Model:
     base = models.build_base("mobilenet_v2", SIZE, None)
-    model = models.build_transfer_model(base, SIZE, 0.2, build_augmentation(augment, 0), "mobilenet_v2")
+    model = models.build_transfer_model(base, "mobilenet_v2", SIZE, 2, 0.2, build_augmentation(augment, 0))
     if fine_tune_at is not None:
         models.unfreeze_from(model, fine_tune_at)
     optimizer = keras.optimizers.Adam(3e-4) if fine_tune_at is None else keras.optimizers.RMSprop(3e-5)

@@ -1,7 +1,5 @@
 """download stage: data.source -> data/raw/{train,validation}/<class>/ + data/raw/manifest.json.
 
-    python -m stages.download
-
 `data.source` is `cats_and_dogs_filtered` (the reference archive), `sample` (a small dataset generated
 offline from `seed`), an http(s) URL, or a local .zip / .tar / .tar.gz. Archives are extracted safely
 (no absolute paths, `..`, links or devices; size and member caps) and only the class folders are kept.
@@ -9,15 +7,14 @@ offline from `seed`), an http(s) URL, or a local .zip / .tar / .tar.gz. Archives
 
 from __future__ import annotations
 
-import argparse
 import shutil
 from pathlib import Path
 from urllib.parse import urlparse
 
-from stages.lib import atomic, params
+from stages.lib import files, params, reference
 from stages.lib.archive import extract_archive, find_dataset_root
-from stages.lib.cli import PipelineError, run
-from stages.lib.fetch import download, sha256_file
+from stages.lib.cli import PipelineError, run, stage_parser
+from stages.lib.fetch import download
 from stages.lib.sample_data import write_sample_archive
 
 PARAMS = ("seed", "data")
@@ -32,8 +29,8 @@ def fetch_archive(
         train, validation = sample_sizes
         archive = downloads / f"sample-seed{seed}-{train}x{validation}.zip"
         write_sample_archive(archive, seed=seed, train_per_class=train, validation_per_class=validation)
-    elif source == params.REFERENCE_DATASET or source.startswith(("http://", "https://")):
-        url = params.REFERENCE_URL if source == params.REFERENCE_DATASET else source
+    elif source == reference.DATASET or source.startswith(("http://", "https://")):
+        url = reference.URL if source == reference.DATASET else source
         archive = downloads / (Path(urlparse(url).path).name or "download.zip")
         if archive.exists():  # downloads are atomic, so an existing file is complete
             print(f"download: reusing {archive} (delete it to download again)")
@@ -49,12 +46,9 @@ def fetch_archive(
 
 
 def main(argv: list[str] | None = None) -> params.StageParams:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, default=Path("data/raw"))
-    parser.add_argument(
-        "--downloads", type=Path, default=Path("data/downloads"), help="where archives are kept (not a DVC output)"
-    )
-    parser.add_argument("--params", type=Path, default=params.PARAMS_FILE)
+    parser = stage_parser(__doc__)
+    parser.add_argument("--out", type=Path, required=True, help="the raw class folders to write")
+    parser.add_argument("--downloads", type=Path, required=True, help="where archives are kept (not a DVC output)")
     args = parser.parse_args(argv)
     p = params.for_stage(PARAMS, args.params)
     data = p.data
@@ -68,13 +62,13 @@ def main(argv: list[str] | None = None) -> params.StageParams:
         seed=p.seed,
         sample_sizes=(data.sample_train_per_class, data.sample_validation_per_class),
     )
-    digest = sha256_file(archive)
+    digest = files.sha256_file(archive)
     if pin and digest != pin:
         raise PipelineError(
             f"{archive}: sha256 is {digest}, but data.sha256 pins {pin}; delete the file or fix the pin"
         )
 
-    with atomic.replace_dir(args.out) as tmp:
+    with files.replace_dir(args.out) as tmp:
         extracted = tmp / ".extracted"
         ignored = extract_archive(
             archive, extracted, max_members=data.max_archive_members, max_total_bytes=data.max_archive_bytes
@@ -86,7 +80,7 @@ def main(argv: list[str] | None = None) -> params.StageParams:
         if left_over:
             ignored["outside_layout"] = ignored.get("outside_layout", 0) + left_over
         shutil.rmtree(extracted)
-        files = {
+        counts = {
             folder.relative_to(tmp).as_posix(): sum(1 for f in folder.iterdir() if f.is_file())
             for folder in sorted(tmp.glob("*/*"))
             if folder.is_dir()
@@ -96,13 +90,13 @@ def main(argv: list[str] | None = None) -> params.StageParams:
             "archive": archive.name,
             "bytes": archive.stat().st_size,
             "sha256": digest,
-            "files": files,
+            "files": counts,
             "ignored": dict(sorted(ignored.items())),
         }
-        atomic.write_json(tmp / "manifest.json", manifest)
+        files.write_json(tmp / "manifest.json", manifest)
     print(
         f"download: {archive.name} ({manifest['bytes'] / 1e6:.1f} MB) -> {args.out}: "
-        + ", ".join(f"{k} {v}" for k, v in files.items())
+        + ", ".join(f"{k} {v}" for k, v in counts.items())
         + f"; ignored {sum(ignored.values())}"
     )
     return p

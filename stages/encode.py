@@ -1,40 +1,32 @@
 """encode stage: data/splits/*.csv + data/raw -> data/tfrecords/<split>-NNNNN-of-NNNNN.tfrecord + meta.json.
 
-    python -m stages.encode
-
 Identical inputs and params give identical bytes, so an unchanged re-run leaves downstream stages alone.
 """
 
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from stages.lib import atomic, params, records
-from stages.lib.cli import PipelineError, run
-from stages.lib.splitting import SPLITS
+from stages.lib import files, params, records
+from stages.lib.cli import require, run, stage_parser
+from stages.lib.file_lists import SPLITS
 
 PARAMS = ("seed", "encode.image_size", "encode.jpeg_quality", "encode.examples_per_shard")
 
 
 def read_split(splits_dir: Path, split: str) -> pd.DataFrame:
-    path = splits_dir / f"{split}.csv"
-    try:
-        return pd.read_csv(path, dtype={"path": str, "label": str})
-    except FileNotFoundError:
-        raise PipelineError(f"{path}: missing; run the split stage first (dvc repro split)") from None
+    return pd.read_csv(require(splits_dir / f"{split}.csv", "split"), dtype={"path": str, "label": str})
 
 
 def main(argv: list[str] | None = None) -> params.StageParams:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--raw", type=Path, default=Path("data/raw"))
-    parser.add_argument("--splits", type=Path, default=Path("data/splits"))
-    parser.add_argument("--out", type=Path, default=Path("data/tfrecords"))
-    parser.add_argument("--params", type=Path, default=params.PARAMS_FILE)
+    parser = stage_parser(__doc__)
+    parser.add_argument("--raw", type=Path, required=True, help="the download stage's class folders")
+    parser.add_argument("--splits", type=Path, required=True, help="the split stage's lists")
+    parser.add_argument("--out", type=Path, required=True, help="the records folder to write")
     args = parser.parse_args(argv)
     p = params.for_stage(PARAMS, args.params)
 
@@ -52,7 +44,7 @@ def main(argv: list[str] | None = None) -> params.StageParams:
         "jpeg_quality": p.encode.jpeg_quality,
         "splits": {},
     }
-    with atomic.replace_dir(args.out) as tmp:
+    with files.replace_dir(args.out) as tmp:
         for split in SPLITS:
             start = time.perf_counter()
             frame = frames[split]
@@ -71,7 +63,7 @@ def main(argv: list[str] | None = None) -> params.StageParams:
             seconds = time.perf_counter() - start
             rate = len(rows) / seconds
             print(f"encode: {split}: {len(rows)} images, {len(shards)} shards, {megabytes:.1f} MB, {rate:.0f} images/s")
-        atomic.write_json(tmp / records.META_FILE, meta)
+        files.write_json(tmp / records.META_FILE, meta)
     return p
 
 

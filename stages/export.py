@@ -1,7 +1,5 @@
 """export stage: models/finetune.keras -> models/export/ (TF Serving SavedModel, TFLite float32 and dynamic range).
 
-    python -m stages.export
-
 models/export/ holds saved_model/1/ (a SavedModel with a `serving_default` signature: input `image`,
 float32 RGB in [0, 255] at the model's size; outputs `logit` and `probability` of class index 1),
 model_float32.tflite, model_dynamic_range.tflite (int8 weights) and labels.txt (class names by index).
@@ -12,11 +10,10 @@ by more than 1e-4 stops the stage and leaves the previous export in place.
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
-from stages.lib import atomic, exporting, params, records, runtime
-from stages.lib.cli import PipelineError, run
+from stages.lib import files, params, records, runtime, saving, serving
+from stages.lib.cli import PipelineError, run, stage_parser
 
 PARAMS = ()
 BATCH_SIZE = 64  # images per parity step; does not change any number written
@@ -33,37 +30,33 @@ def test_split_images(records_dir: Path, image_size: int):
 
 
 def main(argv: list[str] | None = None) -> params.StageParams:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", type=Path, default=Path("models/finetune.keras"))
-    parser.add_argument("--records", type=Path, default=Path("data/tfrecords"))
-    parser.add_argument("--out", type=Path, default=Path("models/export"))
-    parser.add_argument("--metrics", type=Path, default=Path("metrics/export.json"))
-    parser.add_argument("--params", type=Path, default=params.PARAMS_FILE)
+    parser = stage_parser(__doc__)
+    parser.add_argument("--model", type=Path, required=True, help="the fine-tuned model")
+    parser.add_argument("--records", type=Path, required=True, help="data/tfrecords: the test split")
+    parser.add_argument("--out", type=Path, required=True, help="the export folder to write")
+    parser.add_argument("--metrics", type=Path, required=True, help="the metrics JSON to write")
     args = parser.parse_args(argv)
     p = params.for_stage(PARAMS, args.params)  # no params of its own, but params.yaml is validated like everywhere
 
-    if not args.model.is_file():
-        raise PipelineError(f"{args.model}: missing; run the finetune stage first (dvc repro finetune)")
+    model = saving.load_model(args.model, "finetune")
     meta = records.read_meta(args.records)
     if not meta["splits"].get("test", {}).get("count"):
         raise PipelineError(f"{args.records}: the test split is empty; nothing to check the exports against")
-
-    model = exporting.load_model(args.model)
     size = model.input_shape[1]
-    with atomic.replace_dir(args.out) as tmp:
-        export = exporting.export_all(model, tmp, meta["class_names"])
-        reference = exporting.keras_predictor(model)
-        differences, count = exporting.max_abs_differences(
+    with files.replace_dir(args.out) as tmp:
+        export = serving.export_all(model, tmp, meta["class_names"])
+        reference = serving.keras_predictor(model)
+        differences, count = serving.max_abs_differences(
             reference, export.predictors, test_split_images(args.records, size)
         )
-        exporting.check_float_parity(differences)  # inside: a failure leaves the previous export in place
+        serving.check_float_parity(differences)  # inside: a failure leaves the previous export in place
 
-    metrics: dict[str, float | int] = {"test_images": count, "keras.bytes": args.model.stat().st_size}
-    for name in exporting.FORMATS:
+    metrics: dict[str, float | int | str] = {"test_images": count, "keras.bytes": args.model.stat().st_size}
+    for name in serving.FORMATS:
         metrics[f"{name}.max_abs_diff"] = significant(differences[name])
         metrics[f"{name}.bytes"] = export.sizes[name]
-    atomic.write_json(args.metrics, metrics | runtime.machine())
-    summary = ", ".join(f"{name} {differences[name]:.2g}" for name in exporting.FORMATS)
+    files.write_json(args.metrics, metrics | runtime.machine())
+    summary = ", ".join(f"{name} {differences[name]:.2g}" for name in serving.FORMATS)
     print(f"export: {args.out}; max |probability - Keras| on {count} test images: {summary}")
     return p
 

@@ -1,27 +1,26 @@
 """finetune stage: models/transfer.keras + data/tfrecords -> models/finetune.keras, dvclive/finetune/, metrics.
 
-    python -m stages.finetune
-
-Unfreezes the base of the transfer model from layer model.fine_tune_at on (BatchNorm stays in inference
-mode), recompiles with RMSprop at transfer.learning_rate x finetune.lr_factor and trains finetune.epochs
-more epochs. The epoch count continues the transfer stage's: with 10 + 10 epochs the logs show 11-20.
+Unfreezes the base of the transfer model from layer model.fine_tune_at on (null: the base's own choice,
+bases.BASES; BatchNorm stays in inference mode), recompiles with RMSprop at transfer.learning_rate x
+finetune.lr_factor and trains finetune.epochs more epochs. The epoch count continues the transfer stage's:
+with 10 + 10 epochs the logs show 11-20.
 """
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import keras
 
-from stages.lib import atomic, models, params, records, training
-from stages.lib.cli import PipelineError, run
-from stages.lib.fetch import sha256_file
+from stages.lib import files, models, params, saving, training
+from stages.lib.bases import BASES
+from stages.lib.cli import run, stage_parser
 
 PARAMS = (
     "seed",
     "train.strategy",
     "train.cache_images",
+    "model.base",
     "model.fine_tune_at",
     "transfer.epochs",
     "transfer.learning_rate",
@@ -30,55 +29,24 @@ PARAMS = (
 
 
 def main(argv: list[str] | None = None) -> params.StageParams:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    training.add_stage_arguments(parser, "finetune")
-    parser.add_argument("--transfer-model", type=Path, default=Path("models/transfer.keras"))
-    parser.add_argument("--params", type=Path, default=params.PARAMS_FILE)
+    parser = stage_parser(__doc__)
+    training.add_arguments(parser)
+    parser.add_argument("--transfer-model", type=Path, required=True, help="the transfer stage's model")
     args = parser.parse_args(argv)
     p = params.for_stage(PARAMS, args.params)
-    seed, fine_tune_at = p.seed, p.model.fine_tune_at
-    transfer_epochs, learning_rate = p.transfer.epochs, p.transfer.learning_rate * p.finetune.lr_factor
-    epochs, batch_size = p.finetune.epochs, p.finetune.batch_size
+    base, fine_tune_at, f = p.model.base, p.model.fine_tune_at, p.finetune
+    fine_tune_at = BASES[base].fine_tune_at if fine_tune_at is None else fine_tune_at
+    transfer_epochs, learning_rate = p.transfer.epochs, p.transfer.learning_rate * f.lr_factor
 
-    if not args.transfer_model.is_file():
-        raise PipelineError(f"{args.transfer_model}: missing; run the transfer stage first (dvc repro transfer)")
-    training.set_seeds(seed)
-    strategy = training.make_strategy(p.train.strategy)
-    cache = p.train.cache_images
-    with strategy.scope():
-        model = keras.models.load_model(args.transfer_model, safe_mode=True, compile=False)  # recompiled below
+    stage = training.start("finetune", args, p)
+    with stage.strategy.scope():
+        model = saving.load_model(args.transfer_model, "transfer")  # without its optimizer: recompiled below
         models.unfreeze_from(model, fine_tune_at)
-        model.compile(
-            optimizer=keras.optimizers.RMSprop(learning_rate),
-            loss=training.logit_loss(),
-            metrics=training.logit_metrics(),
-        )
-    size = model.input_shape[1]  # whatever size the transfer stage trained at
-    meta = records.read_meta(args.records)
-    train = records.make_dataset(
-        args.records, "train", image_size=size, batch_size=batch_size, shuffle_seed=seed, cache=cache
-    )
-    val = records.make_dataset(args.records, "val", image_size=size, batch_size=batch_size, cache=cache)
-    key = training.fingerprint(
-        stage="finetune", params=p.snapshot(), meta=meta, parent=sha256_file(args.transfer_model)
-    )
-    result = training.fit_resumable(
-        lambda: model,
-        train,
-        val,
-        first_epoch=transfer_epochs,
-        last_epoch=transfer_epochs + epochs,
-        train_count=meta["splits"]["train"]["count"],
-        work_dir=args.checkpoints,
-        live_dir=args.logs,
-        key=key,
-        strategy=strategy,
-    )
-    training.save_model(result.model, args.model)
-    metrics = training.stage_metrics(result, training.count_params(result.model))
-    metrics["trainable_variables"] = len(result.model.trainable_variables)
-    atomic.write_json(args.metrics, metrics)
-    print(f"finetune: val accuracy {metrics.get('val.accuracy', float('nan')):.4f} -> {args.model}")
+        stage.compile(model, keras.optimizers.RMSprop(learning_rate))
+    train, val = stage.datasets(model.input_shape[1], f.batch_size)  # the size the transfer stage trained at
+    epochs = range(transfer_epochs, transfer_epochs + f.epochs)
+    result = stage.fit(lambda: model, train, val, epochs, parent=files.sha256_file(args.transfer_model))
+    stage.finish(result.model, result, trainable_variables=len(result.model.trainable_variables))
     return p
 
 

@@ -36,7 +36,8 @@ from pathlib import Path
 
 import numpy as np
 
-from stages.lib.evaluation import sigmoid
+from stages.lib import heads
+from stages.lib.cli import first_line
 from stages.lib.images import load_for_model
 
 DEFAULT_MODEL = Path("models/finetune.keras")
@@ -82,12 +83,6 @@ def class_names(option: str | None, records_dir: Path) -> list[str]:
     return names
 
 
-def first_line(exc: Exception) -> str:
-    """An error in one line: the first line of its message, or its type when it has none."""
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
 def check_model_file(path: Path) -> None:
     if not path.is_file():
         raise UsageError(f"{path}: missing; train it first (dvc repro finetune) or pass --model")
@@ -95,14 +90,13 @@ def check_model_file(path: Path) -> None:
 
 def load_model(path: Path):
     """The model for inference; a file Keras cannot load is a usage error."""
-    import keras  # here, not at the top: usage errors answer without loading TensorFlow
-
-    from stages.lib import layers  # noqa: F401  (registers the custom layers the models are saved with)
+    from stages.lib import saving  # here, not at the top: usage errors answer without loading TensorFlow
+    from stages.lib.cli import PipelineError
 
     try:
-        model = keras.models.load_model(path, safe_mode=True, compile=False)
-    except Exception as exc:  # noqa: BLE001  (Keras raises many types for a file that is not a model)
-        raise UsageError(f"{path}: cannot load the model: {first_line(exc)}") from None
+        model = saving.load_model(path)
+    except PipelineError as exc:
+        raise UsageError(str(exc)) from None
     size = model.input_shape[1]
     if not isinstance(size, int) or model.output_shape[-1] != 1:
         raise UsageError(f"{path}: expected a fixed-size image input and one logit, got {model.input_shape}")
@@ -152,8 +146,8 @@ def predict_files(model, files: Sequence[Path], report) -> list[tuple[str, float
             except Exception as exc:  # noqa: BLE001  (Pillow has many ways to fail on a bad file; never stop the rest)
                 report(path, first_line(exc))
         if arrays:
-            logits = model(np.stack(arrays), training=False).numpy().reshape(-1)  # training=False: augmentation off
-            results.extend(zip(names, sigmoid(logits).tolist()))
+            logits = model(np.stack(arrays), training=False).numpy()  # training=False: augmentation off
+            results.extend(zip(names, heads.probabilities(logits)[:, 1].tolist()))
     return results
 
 

@@ -1,10 +1,8 @@
 """report stage: metrics, training logs, evaluation and test images -> reports/report.md + reports/figures/.
 
-    python -m stages.report
-
 One markdown file with the model table (beside reference figures from earlier experiments, labelled as
-such), training curves, confusion matrices, ROC curves, a grid of test predictions, the dataset counts
-and the provenance of the run (git commit, params.yaml, data archive hash, library versions). Figures
+such), training curves, confusion matrices, a grid of test predictions, the dataset counts and the
+provenance of the run (git commit, params.yaml, data archive hash, library versions, machine). Figures
 are linked by relative path, so reports/ reads on its own and as a pull-request comment.
 
 The whole params.yaml is read as a file, for provenance (and model.weights / data source to say whether
@@ -13,37 +11,35 @@ the reference figures apply); the only param that shapes the report is report.gr
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
-from stages.lib import atomic, params, report
-from stages.lib.cli import run
+from stages.lib import files, markdown, params
+from stages.lib.cli import run, stage_parser
+from stages.lib.provenance import provenance
 
 PARAMS = ("report.grid_images",)
 
 
 def main(argv: list[str] | None = None) -> params.StageParams:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--metrics", type=Path, default=Path("metrics"), help="data.json, <model>.json, eval.json")
-    parser.add_argument("--dvclive", type=Path, default=Path("dvclive"))
-    parser.add_argument("--evaluation", type=Path, default=Path("evaluation"))
-    parser.add_argument("--records", type=Path, default=Path("data/tfrecords"), help="for meta.json")
-    parser.add_argument("--raw", type=Path, default=Path("data/raw"), help="manifest.json and the images")
-    parser.add_argument("--out", type=Path, default=Path("reports"))
-    parser.add_argument("--params", type=Path, default=params.PARAMS_FILE)
+    parser = stage_parser(__doc__)
+    parser.add_argument("--metrics", type=Path, required=True, help="data.json, <model>.json, eval.json")
+    parser.add_argument("--dvclive", type=Path, required=True, help="the training stages' dvclive folders")
+    parser.add_argument("--evaluation", type=Path, required=True, help="the evaluate stage's per-model folders")
+    parser.add_argument("--records", type=Path, required=True, help="for meta.json")
+    parser.add_argument("--raw", type=Path, required=True, help="manifest.json and the images")
+    parser.add_argument("--out", type=Path, required=True, help="the report folder to write")
     args = parser.parse_args(argv)
     p = params.for_stage(PARAMS, args.params)
 
     # Every input is read before anything is drawn, so a missing one fails fast and names its stage.
-    inputs = report.load_inputs(
-        report.InputPaths(args.metrics, args.dvclive, args.evaluation, args.records, args.raw, args.params)
+    inputs = markdown.read_inputs(
+        markdown.InputPaths(args.metrics, args.dvclive, args.evaluation, args.records, args.raw, args.params)
     )
-    provenance = report.provenance(args.params.resolve().parent)  # git runs in the project root
-    with atomic.replace_dir(args.out) as tmp:
-        markdown = report.write_report(inputs, tmp, p.report.grid_images, provenance)
-        (tmp / "report.md").write_text(markdown)  # the folder is swapped in whole, so a plain write is enough
-    figures = report.referenced_figures(markdown)
-    print(f"report: {args.out / 'report.md'} with {len(figures)} figures")
+    run_provenance = provenance(args.params.resolve().parent)  # git runs in the project root
+    with files.replace_dir(args.out) as tmp:
+        text = markdown.write_report(inputs, tmp, p.report.grid_images, run_provenance)
+        (tmp / "report.md").write_text(text)  # the folder is swapped in whole, so a plain write is enough
+    print(f"report: {args.out / 'report.md'} with {len(markdown.referenced_figures(text))} figures")
     return p
 
 

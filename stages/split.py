@@ -1,36 +1,31 @@
-"""split stage: data/raw -> data/splits/{train,val,test,skipped}.csv and metrics/data.json.
-
-python -m stages.split
-"""
+"""split stage: data/raw -> data/splits/{train,val,test,skipped}.csv and metrics/data.json."""
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
-from stages.lib import atomic, params
-from stages.lib.cli import run
-from stages.lib.splitting import SPLITS, make_splits
+from stages.lib import files, params
+from stages.lib.cli import run, stage_parser
+from stages.lib.file_lists import SPLITS, make_splits
 
-PARAMS = ("seed", "split.test_fraction")  # keep in step with this stage's params: in dvc.yaml
+PARAMS = ("seed", "split.test_fraction")
 
 
 def main(argv: list[str] | None = None) -> params.StageParams:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--raw", type=Path, default=Path("data/raw"))
-    parser.add_argument("--out", type=Path, default=Path("data/splits"))
-    parser.add_argument("--metrics", type=Path, default=Path("metrics/data.json"))
-    parser.add_argument("--params", type=Path, default=params.PARAMS_FILE)
+    parser = stage_parser(__doc__)
+    parser.add_argument("--raw", type=Path, required=True, help="the download stage's class folders")
+    parser.add_argument("--out", type=Path, required=True, help="the folder of split lists to write")
+    parser.add_argument("--metrics", type=Path, required=True, help="the data metrics JSON to write")
     args = parser.parse_args(argv)
     p = params.for_stage(PARAMS, args.params)
 
     splits = make_splits(args.raw, test_fraction=p.split.test_fraction, seed=p.seed)
-    with atomic.replace_dir(args.out) as tmp:
+    with files.replace_dir(args.out) as tmp:
         for split in SPLITS:
             splits.frames[split].to_csv(tmp / f"{split}.csv", index=False, lineterminator="\n")
         splits.skipped.to_csv(tmp / "skipped.csv", index=False, lineterminator="\n")
     metrics = splits.metrics()
-    atomic.write_json(args.metrics, metrics)
+    files.write_json(args.metrics, metrics)
 
     print(
         "split: "

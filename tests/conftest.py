@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import shlex
 import shutil
 from pathlib import Path
 
@@ -11,7 +12,15 @@ import pytest
 import yaml
 from PIL import Image
 
+import stages  # noqa: F401  (before any test imports TensorFlow: filters its start-up lines in this process too)
+
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def dvc_args(stage: str) -> list[str]:
+    """The stage's arguments exactly as dvc.yaml's command passes them (paths relative to the project root)."""
+    command = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"][stage]["cmd"]
+    return shlex.split(command)[3:]  # after `python -m stages.<stage>`
 
 
 def jpeg_bytes(seed: int, size: tuple[int, int] = (40, 30), mode: str = "RGB", fmt: str = "JPEG") -> bytes:

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from stages import download as download_stage
-from stages.lib import params
-from tests.conftest import make_raw_tree, set_params
+from stages.lib import params, reference
+from tests.conftest import dvc_args, make_raw_tree, set_params
 
 
 def zip_tree(tree: Path, archive: Path, top: str = "my_dataset") -> Path:
@@ -25,7 +25,7 @@ def zip_tree(tree: Path, archive: Path, top: str = "my_dataset") -> Path:
 def run_stage(capsys=None) -> str:
     """Run the stage as `python -m stages.download` would; return the error line, or '' on success."""
     try:
-        download_stage.run(lambda: download_stage.main([]))
+        download_stage.run(lambda: download_stage.main(dvc_args("download")))
     except SystemExit as exc:
         return str(exc.code)
     return ""
@@ -34,7 +34,7 @@ def run_stage(capsys=None) -> str:
 def test_local_archive_is_extracted_with_manifest(project: Path, tmp_path: Path):
     archive = zip_tree(make_raw_tree(tmp_path / "tree", 3, 2), project / "my.zip")
     set_params(project, data={"source": "my.zip"})
-    view = download_stage.main([])
+    view = download_stage.main(dvc_args("download"))
     assert view.read == {k for k in params.all_keys(params.load()) if k.startswith("data.")} | {"seed"}
     raw = project / "data" / "raw"
     assert sorted(p.name for p in raw.iterdir()) == ["manifest.json", "train", "validation"]
@@ -47,19 +47,19 @@ def test_local_archive_is_extracted_with_manifest(project: Path, tmp_path: Path)
 
 def test_sample_source_is_deterministic(project: Path):
     set_params(project, data={"source": "sample", "sample_train_per_class": 4, "sample_validation_per_class": 3})
-    download_stage.main([])
+    download_stage.main(dvc_args("download"))
     raw = project / "data" / "raw"
     first = json.loads((raw / "manifest.json").read_text())
     files = {p.relative_to(raw): p.read_bytes() for p in raw.rglob("*") if p.is_file()}
     assert first["ignored"] == {"not_an_image": 1, "system_file": 1}  # vectorize.py, Thumbs.db
-    download_stage.main([])
+    download_stage.main(dvc_args("download"))
     assert {p.relative_to(raw): p.read_bytes() for p in raw.rglob("*") if p.is_file()} == files
 
 
 def test_refused_archive_keeps_previous_output(project: Path, tmp_path: Path):
     zip_tree(make_raw_tree(tmp_path / "tree", 2, 2), project / "good.zip")
     set_params(project, data={"source": "good.zip"})
-    download_stage.main([])
+    download_stage.main(dvc_args("download"))
     raw = project / "data" / "raw"
     before = {p.relative_to(raw): p.read_bytes() for p in raw.rglob("*") if p.is_file()}
     with zipfile.ZipFile(project / "evil.zip", "w") as zf:
@@ -110,4 +110,4 @@ def test_reference_name_means_the_reference_url(monkeypatch: pytest.MonkeyPatch,
     asked = []
     monkeypatch.setattr(download_stage, "download", lambda url, dest, sha256: asked.append((url, dest.name)))
     download_stage.fetch_archive("cats_and_dogs_filtered", tmp_path, sha256=None, seed=0, sample_sizes=(2, 2))
-    assert asked == [(params.REFERENCE_URL, "cats_and_dogs_filtered.zip")]
+    assert asked == [(reference.URL, "cats_and_dogs_filtered.zip")]

@@ -96,7 +96,7 @@ def locked_md5(workspace: Path, stage: str, out: str) -> str:
 
 
 def temp_files(workspace: Path) -> list[Path]:
-    """Leftovers of atomic writes (stages/lib/atomic.py, fetch.py) outside git's and DVC's own folders."""
+    """Leftovers of atomic writes (stages/lib/files.py, fetch.py) outside git's and DVC's own folders."""
     return [
         path
         for pattern in ("**/.*.tmp", "**/*.part")
@@ -140,7 +140,7 @@ def test_repro_runs_every_stage_and_writes_what_users_read(project: Path):
     evaluation = read_json(project / "metrics" / "eval.json")
     assert all(evaluation[f"{m}.test_images"] == data["test.total"] for m in ("baseline", "transfer", "finetune"))
     plots = sh("dvc", "plots", "show", "--json", cwd=project)
-    assert "roc" in plots and "dvclive/finetune/plots/metrics" in plots
+    assert all(name in plots for name in ("roc", "baseline_accuracy", "transfer_finetune_loss"))
     assert "0.9765" in (project / "reports" / "report.md").read_text()  # the reference, beside this run
     assert sh("git", "status", "--porcelain", cwd=project) == ""  # every output is either in git or in DVC
 
@@ -164,7 +164,7 @@ def test_fine_tune_at_experiment_reruns_only_what_depends_on_it(project: Path):
     assert ran(out) == {"finetune", "evaluate", "export", "report"}  # and nothing upstream
     finetune = read_json(project / "metrics" / "finetune.json")
     assert finetune["params.trainable"] < 1_862_721  # fewer layers unfrozen than from 100
-    steps = (project / "dvclive" / "finetune" / "plots" / "metrics" / "loss.tsv").read_text().split()[2::2]
+    steps = (project / "dvclive" / "finetune" / "plots" / "metrics" / "train" / "loss.tsv").read_text().split()[2::2]
     assert steps == ["2", "3"]  # epochs continue after the transfer stage's two
 
     data = experiments(project)["unfreeze-120"]
@@ -203,7 +203,7 @@ def test_metrics_params_and_plots_diff_across_commits(project: Path, tmp_path: P
 
     sh("dvc", "plots", "diff", "HEAD~1", "-o", str(tmp_path / "plots"), cwd=project)
     html = (tmp_path / "plots" / "index.html").read_text()
-    assert "ROC on the test split" in html and "dvclive/baseline/plots/metrics" in html
+    assert "ROC on the test split" in html and "baseline_accuracy" in html
 
 
 def test_queued_sweep_runs_every_experiment(project: Path):

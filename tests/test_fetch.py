@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 import requests
 
-from stages.lib.fetch import DownloadError, download, sha256_file
+from stages.lib.fetch import DownloadError, download
+from stages.lib.files import sha256_file
 
 BODY = bytes(range(256)) * 1000  # 256 kB, several chunks at the chunk size used below
 BODY_SHA256 = hashlib.sha256(BODY).hexdigest()

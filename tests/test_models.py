@@ -1,20 +1,24 @@
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
 
-from stages.lib import augment, models, training
+from stages.lib import augment, models, reference, training
+from stages.lib.bases import BASES
 from stages.lib.params import AugmentParams
 
 NO_AUGMENT = AugmentParams(flip="none", rotation=0.0, zoom=0.0, translation=0.0, contrast=0.0, brightness=0.0)
 
 
-def transfer_model(size: int = 160, base: str = "mobilenet_v2", layers: AugmentParams = NO_AUGMENT) -> keras.Model:
+def transfer_model(
+    size: int = 160, base: str = "mobilenet_v2", layers: AugmentParams = NO_AUGMENT, classes: int = 2
+) -> keras.Model:
     augmentation = augment.build_augmentation(layers, seed=0)
-    return models.build_transfer_model(models.build_base(base, size, None), size, 0.2, augmentation, base)
+    return models.build_transfer_model(models.build_base(base, size, None), base, size, classes, 0.2, augmentation)
 
 
 @pytest.fixture(scope="module")
@@ -23,16 +27,19 @@ def reference_model() -> keras.Model:
 
 
 def test_reference_parameter_counts(reference_model: keras.Model):
-    assert training.count_params(reference_model) == {"params.total": 2_259_265, "params.trainable": 1_281}
-    assert len(models.base_of(reference_model).layers) == 154
+    total, trainable = reference.PARAMS_TOTAL, reference.PARAMS_TRAINABLE_TRANSFER
+    assert training.count_params(reference_model) == {"params.total": total, "params.trainable": trainable}
+    assert (total, trainable) == (2_259_265, 1_281)  # the reference tutorial's printed summary
+    assert len(models.base_of(reference_model).layers) == BASES["mobilenet_v2"].layers
 
 
 def test_fine_tune_counts_at_layer_100(reference_model: keras.Model, tmp_path: Path):
     reference_model.save(tmp_path / "t.keras")
     model = keras.models.load_model(tmp_path / "t.keras", safe_mode=True)
-    models.unfreeze_from(model, 100)
-    assert training.count_params(model) == {"params.total": 2_259_265, "params.trainable": 1_862_721}
-    assert len(model.trainable_variables) == 56
+    models.unfreeze_from(model, BASES["mobilenet_v2"].fine_tune_at)
+    trainable = reference.PARAMS_TRAINABLE_FINETUNE_100
+    assert training.count_params(model) == {"params.total": reference.PARAMS_TOTAL, "params.trainable": trainable}
+    assert trainable == 1_862_721 and len(model.trainable_variables) == 56
 
 
 def test_fine_tune_step_keeps_batchnorm_statistics_and_frozen_layers(tmp_path: Path):
@@ -56,9 +63,10 @@ def test_fine_tune_at_past_the_last_layer_names_the_range(reference_model: keras
         models.unfreeze_from(reference_model, 154)
 
 
-def test_unknown_base_is_named():
-    with pytest.raises(models.ModelError, match="model.base: unknown base 'inception'"):
-        models.build_base("inception", 96, None)
+def test_more_than_two_classes_get_one_logit_each(tmp_path: Path):
+    model = transfer_model(size=32, classes=5)
+    assert model.output_shape == (None, 5)
+    assert training.count_params(model)["params.trainable"] == 1280 * 5 + 5  # the Dense head on 1,280 features
 
 
 @pytest.mark.parametrize("base", ["resnet50", "vgg16", "efficientnet_b0"])
@@ -79,8 +87,8 @@ def test_weights_none_and_missing_file():
 
 def test_imagenet_offline_names_the_file_and_where_to_put_it(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
-    closed = models.Base("MobileNetV2", "http://127.0.0.1:9/", 32)  # nothing listens on port 9
-    monkeypatch.setitem(models.BASES, "mobilenet_v2", closed)
+    closed = dataclasses.replace(BASES["mobilenet_v2"], weights_url="http://127.0.0.1:9/")  # nothing listens on 9
+    monkeypatch.setitem(BASES, "mobilenet_v2", closed)
     with pytest.raises(models.ModelError) as err:
         models.resolve_weights("mobilenet_v2", "imagenet", 160)
     message = str(err.value)
@@ -90,7 +98,7 @@ def test_imagenet_offline_names_the_file_and_where_to_put_it(monkeypatch: pytest
 
 def test_imagenet_uses_a_cached_file_without_network(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
-    cached = tmp_path / "models" / models.BASES["mobilenet_v2"].weights_file(100)  # 100 px -> the 224 file
+    cached = tmp_path / "models" / BASES["mobilenet_v2"].weights_file(100)  # 100 px -> the 224 file
     assert cached.name.endswith("_1.0_224_no_top.h5")
     cached.parent.mkdir(parents=True)
     cached.write_bytes(b"placeholder")
@@ -108,25 +116,13 @@ def test_weights_file_path_loads_those_weights(tmp_path: Path):
         models.build_base("mobilenet_v2", 96, str(tmp_path / "bad.h5"))
 
 
-def test_augmentation_layers_follow_params_and_are_off_at_inference():
-    assert augment.is_identity(augment.build_augmentation(NO_AUGMENT, seed=0))
-    every = AugmentParams(flip="horizontal", rotation=0.1, zoom=0.1, translation=0.1, contrast=0.1, brightness=0.1)
-    augmentation = augment.build_augmentation(every, seed=0)
-    assert [type(layer).__name__ for layer in augmentation.layers] == [
-        "RandomFlip", "RandomRotation", "RandomZoom", "RandomTranslation", "RandomContrast", "RandomBrightness"
-    ]  # fmt: skip
-    images = np.random.default_rng(2).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
-    np.testing.assert_array_equal(augmentation(images, training=False), images)
-    assert not np.allclose(augmentation(images, training=True), images)
-
-
 def pooled_features(base: keras.Model, images) -> np.ndarray:
     return keras.ops.convert_to_numpy(keras.ops.mean(base(images, training=False), axis=(1, 2)))
 
 
 def test_calibrate_batchnorm_sets_moving_statistics_to_the_batch_and_restores_momentum():
     base = models.build_base("mobilenet_v2", 32, None)
-    preprocess = models.BASES["mobilenet_v2"].preprocessing()
+    preprocess = models.preprocessing(BASES["mobilenet_v2"])
     images = preprocess(np.random.default_rng(3).uniform(0, 255, (8, 32, 32, 3)).astype("float32"))
     before = pooled_features(base, images[:2])
     assert np.abs(before).max() < 1e-6  # Keras' mean 0 / variance 1: the signal has faded, all images alike

@@ -119,8 +119,22 @@ def test_stage_declaring_a_key_that_does_not_exist_fails():
 @pytest.mark.parametrize(
     ("key", "value", "expected"),
     [
-        ("model.base", "inception", "params.yaml: model.base: Input should be 'mobilenet_v2', 'resnet50', 'vgg16' or"),
-        ("baseline.arch", "lenet", "params.yaml: baseline.arch: Input should be 'simple_cnn', 'alexnet'"),
+        (
+            "model.base",
+            "inception",
+            "params.yaml: model.base: must be one of mobilenet_v2, resnet50, vgg16, efficientnet_b0 (got 'inception')",
+        ),
+        (
+            "baseline.arch",
+            "lenet",
+            "params.yaml: baseline.arch: must be one of simple_cnn, alexnet, vgg16, googlenet, resnet18",
+        ),
+        (
+            "model.fine_tune_at",
+            154,
+            "params.yaml: model.fine_tune_at: 154 is past the base's layers; mobilenet_v2 has 154",
+        ),
+        ("model.image_size", 31, "params.yaml: model.image_size: Input should be greater than or equal to 32"),
         ("train.strategy", "tpu", "params.yaml: train.strategy: Input should be 'auto', 'mirrored'"),
         ("transfer.augment", {"flip": "diagonal"}, "params.yaml: transfer.augment.flip: Input should be 'none'"),
         ("model.fine_tune_at", -1, "params.yaml: model.fine_tune_at: Input should be greater than or equal to 0"),
@@ -159,3 +173,17 @@ def test_stored_size_must_cover_every_training_size():
         params.parse(raw)
     raw["encode"]["image_size"] = 0  # originals: resized in the pipeline, always large enough
     assert params.parse(raw).encode.image_size == 0
+
+
+def test_sizes_below_a_registered_minimum_name_the_key_and_the_minimum():
+    raw = raw_params()
+    raw["baseline"] |= {"arch": "alexnet", "image_size": 64}
+    with pytest.raises(params.ParamsError) as err:
+        params.parse(raw)
+    assert str(err.value) == "params.yaml: baseline.image_size: alexnet needs at least 67 px (got 64)"
+
+
+def test_fine_tune_at_null_means_the_base_s_own_choice():
+    raw = raw_params()
+    raw["model"]["fine_tune_at"] = None
+    assert params.parse(raw).model.fine_tune_at is None  # finetune then takes bases.BASES[base].fine_tune_at

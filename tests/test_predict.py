@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from stages import predict
-from stages.lib import evaluation, exporting
+from stages.lib import heads, saving
 from stages.lib.images import load_for_model
 from tests.conftest import ROOT, build_trained_project, jpeg_bytes
 
@@ -43,7 +43,7 @@ def model_path(project: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def model(model_path: Path) -> keras.Model:
-    return exporting.load_model(model_path)
+    return saving.load_model(model_path)
 
 
 @pytest.fixture(scope="module")
@@ -107,8 +107,8 @@ def direct_probabilities(model: keras.Model, paths: list[Path]) -> np.ndarray:
     """
     size = model.input_shape[1]
     images = np.stack([load_for_model(p.read_bytes(), size) for p in paths])
-    logits = [model(batch, training=False).numpy().reshape(-1) for batch in predict.chunks(images, predict.BATCH_SIZE)]
-    return evaluation.sigmoid(np.concatenate(logits))
+    logits = [model(batch, training=False).numpy() for batch in predict.chunks(images, predict.BATCH_SIZE)]
+    return heads.probabilities(np.concatenate(logits))[:, 1]
 
 
 def parse(out: str, fmt: str) -> list[dict]:
@@ -191,7 +191,7 @@ def test_a_file_that_is_not_a_model_is_exit_2_and_one_line(mixed, tmp_path, caps
     (tmp_path / "broken.keras").write_text("not a model")
     code, out, err = run(capsys, [str(mixed), "--model", str(tmp_path / "broken.keras"), "--classes", "a,b"])
     assert code == 2 and out == "" and len(err) == 1
-    assert err[0].startswith(f"error: {tmp_path / 'broken.keras'}: cannot load the model: ")
+    assert err[0].startswith(f"error: {tmp_path / 'broken.keras'}: cannot be loaded as a Keras model (")
 
 
 @pytest.mark.parametrize(

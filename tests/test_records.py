@@ -11,7 +11,7 @@ from PIL import Image
 from stages import encode as encode_stage
 from stages import split as split_stage
 from stages.lib import records
-from tests.conftest import jpeg_bytes, make_raw_tree, set_params
+from tests.conftest import dvc_args, jpeg_bytes, make_raw_tree, set_params
 
 
 @pytest.fixture
@@ -26,8 +26,8 @@ def encoded(project: Path) -> Path:
         model={"image_size": 32},
         baseline={"image_size": 32},
     )
-    split_stage.main([])
-    view = encode_stage.main([])
+    split_stage.main(dvc_args("split"))
+    view = encode_stage.main(dvc_args("encode"))
     assert view.read == set(encode_stage.PARAMS)
     return project / "data" / "tfrecords"
 
@@ -114,7 +114,7 @@ def test_unknown_split_and_missing_meta(encoded: Path, tmp_path: Path):
 
 def test_encode_is_byte_deterministic(encoded: Path, project: Path):
     first = digests(encoded)
-    encode_stage.main([])
+    encode_stage.main(dvc_args("encode"))
     assert digests(encoded) == first
     meta = json.loads((encoded / records.META_FILE).read_text())
     assert meta["jpeg_quality"] == 95
@@ -129,8 +129,8 @@ def test_train_shards_mix_classes(encoded: Path):
 def test_original_size_policy_keeps_rgb_jpeg_bytes(project: Path):
     raw = make_raw_tree(project / "data" / "raw", train_per_class=3, validation_per_class=5)
     set_params(project, encode={"image_size": 0})
-    split_stage.main([])
-    encode_stage.main([])
+    split_stage.main(dvc_args("split"))
+    encode_stage.main(dvc_args("encode"))
     dataset = records.make_dataset(project / "data" / "tfrecords", "test", image_size=40, batch_size=8, with_paths=True)
     for serialized in records.tf.data.TFRecordDataset(
         str(project / "data" / "tfrecords" / "test-00000-of-00001.tfrecord")
@@ -144,7 +144,7 @@ def test_original_size_policy_keeps_rgb_jpeg_bytes(project: Path):
 
 def test_encode_without_splits_is_a_clear_error(project: Path):
     with pytest.raises(SystemExit) as exit_info:
-        encode_stage.run(lambda: encode_stage.main([]))
+        encode_stage.run(lambda: encode_stage.main(dvc_args("encode")))
     assert "data/splits/train.csv: missing" in str(exit_info.value.code)
     assert not (project / "data" / "tfrecords").exists()
 

@@ -12,6 +12,7 @@ import pytest
 import tensorflow as tf
 
 from stages.lib import training
+from stages.lib.saving import save_model
 from tests.conftest import ROOT
 
 
@@ -38,13 +39,13 @@ def tiny_model(learning_rate: float = 0.05) -> keras.Model:
 
 def fit(tmp_path: Path, first: int, last: int, key: str = "k", **kwargs) -> training.FitResult:
     train, val = kwargs.pop("data", tiny_data())
-    return training.fit_resumable(
-        kwargs.pop("build", tiny_model), train, val, first_epoch=first, last_epoch=last, train_count=32,
+    return training.fit(
+        kwargs.pop("build", tiny_model), train, val, epochs=range(first, last), train_count=32,
         work_dir=tmp_path / "ckpt", live_dir=tmp_path / "live", key=key, strategy=tf.distribute.get_strategy(),
     )  # fmt: skip
 
 
-def logged_steps(live_dir: Path, name: str = "loss") -> list[int]:
+def logged_steps(live_dir: Path, name: str = "train/loss") -> list[int]:
     lines = (live_dir / "plots" / "metrics" / f"{name}.tsv").read_text().splitlines()[1:]
     return [int(line.split("\t")[0]) for line in lines]
 
@@ -53,8 +54,12 @@ def test_fit_logs_each_epoch_with_continuing_steps_and_cleans_up(tmp_path: Path)
     result = fit(tmp_path, first=3, last=6)
     assert result.epochs == 3
     assert set(result.final) == {"loss", "accuracy", "val_loss", "val_accuracy"}
-    for name in ("loss", "accuracy", "val_loss", "val_accuracy", "learning_rate"):
-        assert logged_steps(tmp_path / "live", name) == [3, 4, 5]
+    logged = sorted(
+        p.relative_to(tmp_path / "live" / "plots" / "metrics").as_posix() for p in (tmp_path / "live").rglob("*.tsv")
+    )
+    assert logged == ["eval/accuracy.tsv", "eval/loss.tsv", "train/accuracy.tsv", "train/loss.tsv"]
+    for name in logged:
+        assert logged_steps(tmp_path / "live", name.removesuffix(".tsv")) == [3, 4, 5]
     assert not (tmp_path / "ckpt").exists()  # the checkpoint goes once training completed
     assert result.images_per_second > 0 and result.seconds > 0
     assert not (tmp_path / "live" / "dvc.yaml").exists()  # dvclive never writes pipeline files
@@ -66,7 +71,7 @@ def test_matching_checkpoint_is_resumed(tmp_path: Path):
     # checkpointed. The resumed run must redo epoch 2, log it once, and not rebuild the model.
     model = tiny_model()
     model.fit(*tiny_data()[:1], epochs=1, verbose=0)  # gives the optimizer its state, as a real checkpoint has
-    training.save_model(model, tmp_path / "ckpt" / training.CHECKPOINT)
+    save_model(model, tmp_path / "ckpt" / training.CHECKPOINT)
     state = {"next_epoch": 2, "seconds": 5.0, "key": "k", "logs": {}}
     (tmp_path / "ckpt" / training.STATE).write_text(json.dumps(state))
     built = []
@@ -77,7 +82,7 @@ def test_matching_checkpoint_is_resumed(tmp_path: Path):
 
 
 def test_checkpoint_of_other_params_is_not_resumed(tmp_path: Path):
-    training.save_model(tiny_model(), tmp_path / "ckpt" / training.CHECKPOINT)
+    save_model(tiny_model(), tmp_path / "ckpt" / training.CHECKPOINT)
     (tmp_path / "ckpt" / training.STATE).write_text(json.dumps({"next_epoch": 2, "seconds": 1.0, "key": "old"}))
     built = []
     result = fit(tmp_path, 0, 2, key="new", build=lambda: built.append(1) or tiny_model())
@@ -117,7 +122,7 @@ def test_mirrored_strategy_trains_on_two_logical_cpus(tmp_path: Path):
         from test_training import tiny_data, tiny_model
         strategy = training.make_strategy("mirrored")
         train, val = tiny_data()
-        result = training.fit_resumable(tiny_model, train, val, first_epoch=0, last_epoch=2, train_count=32,
+        result = training.fit(tiny_model, train, val, epochs=range(2), train_count=32,
             work_dir={str(tmp_path / "c")!r}, live_dir={str(tmp_path / "l")!r}, key="k", strategy=strategy)
         print("replicas", strategy.num_replicas_in_sync, "epochs", result.epochs, "loss", result.final["loss"])
         """

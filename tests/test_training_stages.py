@@ -14,7 +14,7 @@ import keras
 import pytest
 
 from stages import baseline, finetune, transfer
-from stages.lib import models, params
+from stages.lib import models, params, training
 from tests.conftest import ROOT, build_encoded_project, set_params, stage_args
 
 
@@ -24,7 +24,7 @@ def declared_leaves(stage_params: tuple[str, ...], path: Path) -> set[str]:
 
 
 def steps(root: Path, stage: str) -> list[int]:
-    lines = (root / "dvclive" / stage / "plots" / "metrics" / "val_accuracy.tsv").read_text().splitlines()[1:]
+    lines = (root / "dvclive" / stage / "plots" / "metrics" / "eval" / "accuracy.tsv").read_text().splitlines()[1:]
     return [int(line.split("\t")[0]) for line in lines]
 
 
@@ -68,8 +68,8 @@ def test_finetune_continues_the_epoch_count(trained: Path):
     assert metrics["epochs"] == 2
     # MobileNetV2 from layer 100 at 32 px: the same layers as at 160 px, so the same trainable counts.
     assert metrics["params.trainable"] == 1_862_721 and metrics["trainable_variables"] == 56
-    lr = (trained / "dvclive" / "finetune" / "plots" / "metrics" / "learning_rate.tsv").read_text().split()[-1]
-    assert float(lr) == pytest.approx(3e-5)
+    model = keras.models.load_model(trained / "models" / "finetune.keras", safe_mode=True)
+    assert float(model.optimizer.learning_rate) == pytest.approx(3e-4 * 0.1)  # transfer's rate x lr_factor
 
 
 def test_finetune_rejects_a_layer_past_the_base(trained: Path, tmp_path: Path):
@@ -80,9 +80,9 @@ def test_finetune_rejects_a_layer_past_the_base(trained: Path, tmp_path: Path):
     argv += ["--transfer-model", str(trained / "models" / "transfer.keras")]
     error = run_cli(finetune, argv)
     assert error == (
-        "error: model.fine_tune_at: 500 is past the base's layers; "
-        "mobilenetv2_1.00_32 has 154 layers, so allowed values are 0 to 153"
-    )
+        "error: params.yaml: model.fine_tune_at: 500 is past the base's layers; mobilenet_v2 has 154, "
+        "so allowed values are 0 to 153 (its own choice: 100, or null for that)"
+    ).replace("params.yaml", str(params_file))
     assert not (tmp_path / "f.keras").exists()
 
 
@@ -130,7 +130,7 @@ def test_baseline_trains_and_saves_the_main_output(arch: str, tmp_path: Path):
 def test_killed_stage_resumes_from_its_last_epoch(tmp_path: Path):
     root = build_encoded_project(tmp_path, transfer={"epochs": 6, "batch_size": 4})
     argv = [sys.executable, "-m", "stages.transfer", *stage_args(root, "transfer")]
-    state = root / "models" / "checkpoints" / "transfer" / "state.json"
+    state = root / "models" / "checkpoints" / "transfer" / training.STATE
     proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and proc.poll() is None:
@@ -161,5 +161,7 @@ def test_same_inputs_give_bit_identical_training(tmp_path: Path):
         baseline.main(args)
         weights.append(keras.models.load_model(root / f"{run}.keras", safe_mode=True).get_weights())
     assert all((a == b).all() for a, b in zip(*weights))
-    first, second = ((root / run / "plots" / "metrics" / "loss.tsv").read_text() for run in ("first", "second"))
+    first, second = (
+        (root / run / "plots" / "metrics" / "train" / "loss.tsv").read_text() for run in ("first", "second")
+    )
     assert first == second

@@ -8,8 +8,11 @@ from __future__ import annotations
 import keras
 
 
-def build_augmentation(augment, seed: int) -> keras.Sequential:
-    """Keras preprocessing layers from the `augment` params; a value of 0 (or "none") leaves a layer out."""
+def build_augmentation(augment, seed: int) -> keras.Sequential | None:
+    """Keras preprocessing layers from the `augment` params, or None when every one is off (0 or "none").
+
+    Each layer has its own seed derived from `seed`, so two layers never draw the same random numbers.
+    """
     layers: list[keras.layers.Layer] = []
     if augment.flip != "none":
         layers.append(keras.layers.RandomFlip(augment.flip, seed=seed))
@@ -24,8 +27,4 @@ def build_augmentation(augment, seed: int) -> keras.Sequential:
     if augment.brightness:
         # value_range: the images are still in [0, 255] at this point, before any preprocessing.
         layers.append(keras.layers.RandomBrightness(augment.brightness, value_range=(0, 255), seed=seed + 5))
-    return keras.Sequential(layers, name="augmentation")
-
-
-def is_identity(augmentation: keras.Sequential) -> bool:
-    return not augmentation.layers
+    return keras.Sequential(layers, name="augmentation") if layers else None

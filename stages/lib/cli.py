@@ -1,13 +1,47 @@
-"""What every stage's `__main__` shares: user errors become one line on stderr and exit code 1."""
+"""What every stage's command line shares: its parser, user errors as one line on stderr and exit code 1, and the
+two messages a stage gives about its inputs (missing; unreadable), which name the stage that writes them."""
 
 from __future__ import annotations
 
+import argparse
 import sys
 from collections.abc import Callable
+from pathlib import Path
+
+PARAMS_FILE = Path("params.yaml")
 
 
 class PipelineError(Exception):
     """An error the user can fix (bad params, bad data, no network): one line, no traceback."""
+
+
+class MissingInput(PipelineError, FileNotFoundError):
+    """An input another stage writes is not there."""
+
+
+def require(path: Path, stage: str) -> Path:
+    """`path`, if it exists; else the error that says which stage writes it."""
+    if not Path(path).exists():
+        raise MissingInput(f"{path}: missing; run the {stage} stage first (dvc repro {stage})")
+    return Path(path)
+
+
+def rerun(path: Path, stage: str, problem: str) -> PipelineError:
+    """The error for an input that is there but unusable (corrupt, from another version): re-run its stage."""
+    return PipelineError(f"{path}: {problem}; re-run the {stage} stage (dvc repro {stage})")
+
+
+def first_line(exc: BaseException) -> str:
+    """An exception in one line: the first line of its message, or its type when it has none."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def stage_parser(doc: str | None) -> argparse.ArgumentParser:
+    """A stage's parser: its docstring as help, and --params. The stage adds its paths, as dvc.yaml passes them."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--params", type=Path, default=PARAMS_FILE, help=f"default {PARAMS_FILE}")
+    return parser
 
 
 def run(main: Callable[[], object]) -> None:

@@ -67,15 +67,6 @@ class _TransientError(Exception):
         self.host_unreachable = host_unreachable  # worth the offline advice if it is the last failure
 
 
-def sha256_file(path: Path, chunk_bytes: int = 1 << 20) -> str:
-    """Hex sha256 of a file, read in chunks so large archives do not fill memory."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        while chunk := file.read(chunk_bytes):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def download(
     url: str,
     dest: Path,

@@ -1,26 +1,26 @@
-"""Pretrained bases, the transfer model built on them, fine-tuning, and the augmentation layers.
-
-The transfer model (the reference recipe):
+"""The transfer model on a pretrained base (bases.BASES), its weights, and fine-tuning.
 
     Input (S, S, 3) float32 in [0, 255]
       -> augmentation (Keras preprocessing layers; identity at inference)
       -> the base's own preprocessing, as Keras layers (no Lambda, so models load with safe_mode=True)
-      -> base (ImageNet weights, frozen; wrapped in InferenceMode so BatchNorm stays in inference mode)
-      -> GlobalAveragePooling2D -> Dropout -> Dense(1) logit
+      -> base (frozen; wrapped in InferenceMode so BatchNorm stays in inference mode, also when fine-tuning)
+      -> GlobalAveragePooling2D -> Dropout -> Dense(units) logits (heads.units: 1 for two classes)
 
-With MobileNetV2 at 160 px: 2,259,265 parameters, 1,281 trainable (the Dense head).
+With MobileNetV2 at 160 px and two classes: 2,259,265 parameters, 1,281 trainable (the reference's counts,
+reference.py).
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import keras
 
-from stages.lib.cli import PipelineError
-from stages.lib.layers import CaffePreprocess, InferenceMode
+from stages.lib import heads
+from stages.lib.bases import BASES, Base
+from stages.lib.cli import PipelineError, first_line
+from stages.lib.saving import CaffePreprocess, InferenceMode
 
 BASE_LAYER_NAME = "base"
 FEATURES_LAYER_NAME = "features"  # the pooled base output, what the cached-features path trains on
@@ -31,39 +31,13 @@ class ModelError(PipelineError):
     pass
 
 
-@dataclass(frozen=True)
-class Base:
-    constructor: str  # attribute of keras.applications
-    weights_url: str  # directory of the no-top ImageNet weights files
-    min_size: int
-
-    def weights_file(self, image_size: int) -> str:
-        """The file name keras.applications looks for in $KERAS_HOME/models/ for this size."""
-        if self.constructor == "MobileNetV2":
-            rows = image_size if image_size in (96, 128, 160, 192, 224) else 224  # Keras' own rule
-            return f"mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_{rows}_no_top.h5"
-        return {
-            "ResNet50": "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
-            "VGG16": "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5",
-            "EfficientNetB0": "efficientnetb0_notop.h5",
-        }[self.constructor]
-
-    def preprocessing(self) -> keras.layers.Layer:
-        if self.constructor == "MobileNetV2":
-            return keras.layers.Rescaling(1 / 127.5, offset=-1.0, name="preprocess")  # [-1, 1]
-        if self.constructor in ("ResNet50", "VGG16"):
-            return CaffePreprocess(name="preprocess")
-        return keras.layers.Identity(name="preprocess")  # EfficientNet rescales inside the model
-
-
-BASES = {
-    "mobilenet_v2": Base(
-        "MobileNetV2", "https://storage.googleapis.com/tensorflow/keras-applications/mobilenet_v2/", 32
-    ),
-    "resnet50": Base("ResNet50", "https://storage.googleapis.com/tensorflow/keras-applications/resnet/", 32),
-    "vgg16": Base("VGG16", "https://storage.googleapis.com/tensorflow/keras-applications/vgg16/", 32),
-    "efficientnet_b0": Base("EfficientNetB0", "https://storage.googleapis.com/keras-applications/", 32),
-}
+def preprocessing(base: Base) -> keras.layers.Layer:
+    """The base's input scaling as a Keras layer, by keras.applications' preprocess_input mode."""
+    if base.preprocessing == "tf":
+        return keras.layers.Rescaling(1 / 127.5, offset=-1.0, name="preprocess")  # [-1, 1]
+    if base.preprocessing == "caffe":
+        return CaffePreprocess(name="preprocess")
+    return keras.layers.Identity(name="preprocess")  # the model rescales inside
 
 
 def keras_models_dir() -> Path:
@@ -80,15 +54,14 @@ def resolve_weights(base_name: str, weights: str, image_size: int) -> str | None
     if weights == "none":
         return None
     if weights != "imagenet":
-        path = Path(weights)
-        if not path.is_file():
+        if not Path(weights).is_file():
             raise ModelError(f"model.weights: {weights} is not a file (use imagenet, none, or a weights file path)")
-        return str(path)
+        return weights
     base = BASES[base_name]
     name = base.weights_file(image_size)
     target = keras_models_dir() / name
     if not target.is_file():
-        from stages.lib.fetch import DownloadError, download
+        from stages.lib.fetch import DownloadError, download  # transport only: see dvc.yaml's note on plumbing
 
         url = base.weights_url + name
         try:
@@ -103,21 +76,18 @@ def resolve_weights(base_name: str, weights: str, image_size: int) -> str | None
 
 
 def build_base(base_name: str, image_size: int, weights: str | None) -> keras.Model:
-    if base_name not in BASES:
-        raise ModelError(f"model.base: unknown base {base_name!r}; choose one of {', '.join(BASES)}")
+    """The base without its top, with ImageNet weights ("imagenet"), random ones (None) or a file's."""
     base = BASES[base_name]
-    constructor = getattr(keras.applications, base.constructor)
     explicit_file = weights not in (None, "imagenet")
+    constructor = getattr(keras.applications, base.keras_name)
     model = constructor(
-        input_shape=(image_size, image_size, 3),
-        include_top=False,
-        weights=None if explicit_file else weights,
+        input_shape=(image_size, image_size, 3), include_top=False, weights=None if explicit_file else weights
     )
     if explicit_file:
         try:
             model.load_weights(weights)  # Keras 3 .weights.h5 or the legacy no-top .h5 of keras.applications
         except Exception as exc:  # noqa: BLE001  (h5py and Keras raise many types for a wrong file)
-            raise ModelError(f"model.weights: cannot load {weights} into {base_name}: {exc}") from None
+            raise ModelError(f"model.weights: cannot load {weights} into {base_name}: {first_line(exc)}") from None
     return model
 
 
@@ -146,16 +116,22 @@ def calibrate_batchnorm(base: keras.Model, images) -> None:
 
 
 def build_transfer_model(
-    base: keras.Model, image_size: int, dropout: float, augmentation: keras.Sequential | None, base_name: str
+    base: keras.Model,
+    base_name: str,
+    image_size: int,
+    num_classes: int,
+    dropout: float,
+    augmentation: keras.Sequential | None = None,
 ) -> keras.Model:
+    """The frozen `base` (built by build_base) under a new head: see the module docstring."""
     base.trainable = False
     inputs = keras.Input((image_size, image_size, 3), name="image")
-    x = augmentation(inputs) if augmentation is not None and augmentation.layers else inputs
-    x = BASES[base_name].preprocessing()(x)
+    x = augmentation(inputs) if augmentation is not None else inputs
+    x = preprocessing(BASES[base_name])(x)
     x = InferenceMode(base, name=BASE_LAYER_NAME)(x)  # BatchNorm in inference mode, also when fine-tuning
     x = keras.layers.GlobalAveragePooling2D(name=FEATURES_LAYER_NAME)(x)
     x = keras.layers.Dropout(dropout, name="dropout")(x)
-    outputs = keras.layers.Dense(1, name="logits")(x)
+    outputs = keras.layers.Dense(heads.units(num_classes), name="logits")(x)
     return keras.Model(inputs, outputs, name=f"transfer_{base_name}")
 
 

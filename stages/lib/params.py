@@ -30,13 +30,12 @@ from pydantic import (
 )
 from pydantic.dataclasses import dataclass
 
-from stages.lib.cli import PipelineError
-
-PARAMS_FILE = Path("params.yaml")
+from stages.lib import reference
+from stages.lib.architectures import ARCHITECTURES
+from stages.lib.bases import BASES
+from stages.lib.cli import PARAMS_FILE, PipelineError
 
 # Named datasets that `data.source` accepts besides URLs and local archives.
-REFERENCE_DATASET = "cats_and_dogs_filtered"
-REFERENCE_URL = "https://storage.googleapis.com/mledu-datasets/cats_and_dogs_filtered.zip"
 SAMPLE_DATASET = "sample"
 ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz")
 
@@ -46,12 +45,12 @@ class ParamsError(PipelineError, ValueError):
 
 
 def _check_source(value: str) -> str:
-    if value in (REFERENCE_DATASET, SAMPLE_DATASET) or re.match(r"https?://\S+$", value):
+    if value in (reference.DATASET, SAMPLE_DATASET) or re.match(r"https?://\S+$", value):
         return value
     if "://" not in value and value.lower().endswith(ARCHIVE_SUFFIXES):
         return value
     raise ValueError(
-        f"must be {REFERENCE_DATASET!r}, {SAMPLE_DATASET!r}, an http(s) URL or a local archive path ending in "
+        f"must be {reference.DATASET!r}, {SAMPLE_DATASET!r}, an http(s) URL or a local archive path ending in "
         f"{', '.join(ARCHIVE_SUFFIXES)} (got {value!r})"
     )
 
@@ -66,6 +65,17 @@ def _check_stored_size(value: int) -> int:
     if value != 0 and not 32 <= value <= 1024:
         raise ValueError(f"must be 0 (keep original sizes) or between 32 and 1024 pixels (got {value})")
     return value
+
+
+def _in_registry(registry: dict[str, Any]):
+    """A validator that accepts the registry's names as they are when params.yaml is loaded."""
+
+    def check(value: str) -> str:
+        if value not in registry:
+            raise ValueError(f"must be one of {', '.join(registry)} (got {value!r})")
+        return value
+
+    return check
 
 
 def _check_calibration_images(value: int) -> int:
@@ -131,7 +141,7 @@ class TrainParams:
 
 @dataclass(frozen=True, config=_CONFIG)
 class BaselineParams:
-    arch: Literal["simple_cnn", "alexnet", "vgg16", "googlenet", "resnet18"]
+    arch: Annotated[Str, AfterValidator(_in_registry(ARCHITECTURES))]  # architectures.ARCHITECTURES
     image_size: ImageSize
     epochs: Epochs
     batch_size: BatchSize
@@ -141,11 +151,11 @@ class BaselineParams:
 
 @dataclass(frozen=True, config=_CONFIG)
 class ModelParams:
-    base: Literal["mobilenet_v2", "resnet50", "vgg16", "efficientnet_b0"]
+    base: Annotated[Str, AfterValidator(_in_registry(BASES))]  # bases.BASES
     weights: Annotated[Str, Field(min_length=1)]  # imagenet, none, or a path to a weights file
     image_size: ImageSize
     dropout: Factor
-    fine_tune_at: Annotated[Int, Field(ge=0)]  # checked against the base's layer count when the base is built
+    fine_tune_at: Annotated[Int, Field(ge=0)] | None  # null: the base's own (bases.BASES); checked against its layers
     # with weights: none, train images that set the random base's BatchNorm statistics (models.calibrate_batchnorm)
     calibration_images: Annotated[Int, AfterValidator(_check_calibration_images)]
 
@@ -198,6 +208,26 @@ class Params:
             raise ValueError(
                 f"encode.image_size: {self.encode.image_size} is smaller than the largest size a stage trains at "
                 f"({needed}, model.image_size / baseline.image_size); stored images would be upscaled"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _models_fit_their_registries(self) -> Params:
+        arch, base = ARCHITECTURES[self.baseline.arch], BASES[self.model.base]
+        if self.baseline.image_size < arch.min_size:
+            raise ValueError(
+                f"baseline.image_size: {self.baseline.arch} needs at least {arch.min_size} px "
+                f"(got {self.baseline.image_size})"
+            )
+        if self.model.image_size < base.min_size:
+            raise ValueError(
+                f"model.image_size: {self.model.base} needs at least {base.min_size} px (got {self.model.image_size})"
+            )
+        if self.model.fine_tune_at is not None and self.model.fine_tune_at >= base.layers:
+            raise ValueError(
+                f"model.fine_tune_at: {self.model.fine_tune_at} is past the base's layers; {self.model.base} has "
+                f"{base.layers}, so allowed values are 0 to {base.layers - 1} (its own choice: {base.fine_tune_at}, "
+                "or null for that)"
             )
         return self
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import tensorflow as tf
 
-from stages.lib.cli import PipelineError
+from stages.lib.cli import require, rerun
 from stages.lib.images import encode_rgb_jpeg
 
 META_FILE = "meta.json"
@@ -85,16 +85,12 @@ def encode_rows(rows: Iterable[dict], raw_dir: Path, *, image_size: int, jpeg_qu
         yield from pool.map(to_record, rows)  # map keeps input order, so shard bytes never depend on timing
 
 
-class RecordsMissing(PipelineError, FileNotFoundError):
-    """No encoded records where a stage looks for them: a user error, reported in one line."""
-
-
 def read_meta(records_dir: Path) -> dict:
-    path = Path(records_dir) / META_FILE
+    path = require(Path(records_dir) / META_FILE, "encode")
     try:
         return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise RecordsMissing(f"{path}: missing; run the encode stage first (dvc repro encode)") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise rerun(path, "encode", f"not valid JSON ({exc})") from None
 
 
 # ---- reader -------------------------------------------------------------------------------------

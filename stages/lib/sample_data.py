@@ -95,7 +95,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from stages.lib import atomic
+from stages.lib import files
 
 SAMPLE_TOP_FOLDER = "cats_and_dogs_sample"
 CLASS_NAMES = ("cats", "dogs")
@@ -591,4 +591,4 @@ def write_sample_archive(path: Path, *, seed: int, train_per_class: int = 200, v
     randomness from generators derived from ``seed``. Written atomically (a temporary file in the same folder, then
     ``os.replace``), so ``path`` is either absent, the old file or the complete new archive."""
     data = sample_archive_bytes(seed=seed, train_per_class=train_per_class, validation_per_class=validation_per_class)
-    atomic.write_bytes(Path(path), data)
+    files.write_bytes(Path(path), data)

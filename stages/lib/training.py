@@ -1,13 +1,20 @@
-"""Training shared by the baseline, transfer and finetune stages: strategy, seeds, resumable fit, logs.
+"""What the baseline, transfer and finetune stages share: their paths, seeds, strategy, input, a resumable `fit`
+logged by dvclive, and the summary in metrics/<stage>.json.
 
-`fit_resumable` wraps `model.fit` with what a pipeline stage needs and Keras does not do alone:
-- every finished epoch ends with an atomic checkpoint (the model with its optimizer state, and a small
-  state file: next epoch, wall time so far, and a fingerprint of the params and inputs); a stage killed
-  mid-training and run again continues from the last finished epoch if the fingerprint still matches;
-- per-epoch metrics go to dvclive (`Live(dir, dvcyaml=False)`, so dvclive never rewrites dvc.yaml: the
-  plots are declared in dvc.yaml by hand), with the epoch as the step, so fine-tuning continues the
-  transfer stage's epoch numbers;
-- a NaN or infinite loss stops training with a `TrainingError` (and no model is written).
+`fit` is `model.fit` with these callbacks, in this order at the end of each epoch:
+- `MainOutputLogs`: a model with auxiliary outputs (GoogLeNet) logs its main output under the plain names;
+- `StopOnNonFinite`: a NaN or infinite loss raises a TrainingError at once, so no model and no checkpoint is
+  written. (Keras' TerminateOnNaN only sets `stop_training`: the epoch still ends, the checkpoint below would
+  save the broken weights, and a re-run would resume from them.)
+- `dvclive.keras.DVCLiveCallback`: every logged value, per epoch, as dvclive/<stage>/plots/metrics/{train,eval}/
+  <name>.tsv with the epoch as the step; the step starts at `epochs.start`, so fine-tuning continues transfer's
+  epoch numbers;
+- `Checkpoint`: the model (with its optimizer state) and a state file, written atomically, so a stage killed
+  mid-training (even kill -9) resumes from its last finished epoch. (Keras' BackupAndRestore writes its weights
+  and epoch counter in place, one after the other: a kill between or during them leaves a truncated file or an
+  epoch trained twice; it also cannot tell a checkpoint of other params from its own, and keeps the resumed
+  epoch private, which the log trimming below needs.) A checkpoint is resumed only if its fingerprint (params
+  and inputs) matches; the logs of epochs after it are dropped first.
 """
 
 from __future__ import annotations
@@ -20,41 +27,37 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import keras
 import tensorflow as tf
 from dvclive import Live
+from dvclive.keras import DVCLiveCallback
 
-from stages.lib import atomic, runtime
+from stages.lib import files, heads, records, runtime
 from stages.lib.cli import PipelineError
+from stages.lib.params import StageParams
+from stages.lib.saving import save_model
 
 CHECKPOINT = "last.keras"
 STATE = "state.json"
-LOGGED = ("loss", "accuracy", "val_loss", "val_accuracy")
 
 
 class TrainingError(PipelineError):
     pass
 
 
-def add_stage_arguments(parser: argparse.ArgumentParser, stage: str) -> None:
-    """The input and output paths every training stage takes, defaulting to the pipeline's layout."""
-    parser.add_argument("--records", type=Path, default=Path("data/tfrecords"))
-    parser.add_argument("--model", type=Path, default=Path(f"models/{stage}.keras"))
-    parser.add_argument("--logs", type=Path, default=Path(f"dvclive/{stage}"))
-    parser.add_argument("--metrics", type=Path, default=Path(f"metrics/{stage}.json"))
-    parser.add_argument("--checkpoints", type=Path, default=Path(f"models/checkpoints/{stage}"))
-
-
-def logit_loss() -> keras.losses.Loss:
-    return keras.losses.BinaryCrossentropy(from_logits=True)
-
-
-def logit_metrics() -> list[keras.metrics.Metric]:
-    return [keras.metrics.BinaryAccuracy(threshold=0.0, name="accuracy")]  # threshold on the logit, i.e. p = 0.5
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The paths every training stage takes (dvc.yaml passes them)."""
+    for name, what in (
+        ("--records", "data/tfrecords: the encoded splits"),
+        ("--model", "the model to write (.keras)"),
+        ("--logs", "the dvclive folder"),
+        ("--metrics", "the metrics JSON to write"),
+        ("--checkpoints", "where epoch checkpoints are kept until training completes"),
+    ):
+        parser.add_argument(name, type=Path, required=True, help=what)
 
 
 def set_seeds(seed: int) -> None:
@@ -83,67 +86,63 @@ def fingerprint(**parts: object) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def save_model(model: keras.Model, path: Path) -> None:
-    """Atomic `model.save`: Keras needs the .keras suffix, so the temporary name keeps it."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.keras")
-    try:
-        model.save(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 @dataclass(frozen=True)
 class FitResult:
     model: keras.Model
-    final: dict[str, float]  # the last epoch's loss, accuracy, val_loss, val_accuracy
+    final: dict[str, float]  # the last epoch's logs: loss, val_loss and heads.METRICS, with and without val_
     epochs: int  # epochs of this stage, including any run before a resume
     seconds: float  # wall time of training, including any run before a resume
     images_per_second: float  # training throughput of this process
 
 
-class _EpochEnd(keras.callbacks.Callback):
-    """Log the epoch to dvclive, then checkpoint it; stop on a non-finite loss."""
+class MainOutputLogs(keras.callbacks.Callback):
+    """A model with auxiliary outputs logs its main output (`logit`) as logit_loss, val_logit_accuracy, ... and
+    the weighted sum of all losses as loss; replace the epoch's logs by the main output's, under the plain names
+    every other model logs."""
 
-    def __init__(self, live: Live, work_dir: Path, key: str, seconds_before: float, started: float):
-        super().__init__()
-        self.live, self.work_dir, self.key = live, work_dir, key
-        self.seconds_before, self.started = seconds_before, started
-        self.last_logs: dict[str, float] = {}
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None and any(key.startswith("logit_") for key in logs):
+            main = {k.replace("logit_", "", 1): v for k, v in logs.items() if k.startswith(("logit_", "val_logit_"))}
+            logs.clear()
+            logs.update(main)
+
+
+class StopOnNonFinite(keras.callbacks.Callback):
+    epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
 
     def on_train_batch_end(self, batch, logs=None):
         loss = (logs or {}).get("loss")
         if loss is not None and not math.isfinite(float(loss)):
             raise TrainingError(
-                f"the training loss became {float(loss)} in epoch {self.live.step + 1}, batch {batch + 1}; "
-                "no model was written. Lower the learning rate or check the input data."
+                f"the training loss became {float(loss)} in epoch {self.epoch + 1}, batch {batch + 1}; "
+                "no model was written. "
+                "Lower the learning rate or check the input data."
             )
 
     def on_epoch_end(self, epoch, logs=None):
-        logs = _main_output_logs({k: float(v) for k, v in (logs or {}).items()})
-        for name in ("loss", "val_loss"):
-            if name in logs and not math.isfinite(logs[name]):
-                raise TrainingError(f"{name} became {logs[name]} in epoch {epoch + 1}; no model was written")
-        self.live.step = epoch
-        for name in LOGGED:
-            if name in logs:
-                self.live.log_metric(name, logs[name])
-        self.live.log_metric("learning_rate", float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)))
-        self.live.make_summary()
+        for name, value in (logs or {}).items():
+            if "loss" in name and not math.isfinite(float(value)):
+                raise TrainingError(f"{name} became {float(value)} in epoch {epoch + 1}; no model was written")
+
+
+class Checkpoint(keras.callbacks.Callback):
+    """At the end of every epoch: the model, then state.json (next epoch, seconds so far, fingerprint, logs)."""
+
+    def __init__(self, work_dir: Path, key: str, seconds_before: float, logs_before: dict[str, float]):
+        super().__init__()
+        self.work_dir, self.key, self.seconds_before = work_dir, key, seconds_before
+        self.started = time.perf_counter()
+        self.last_logs = logs_before
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.last_logs = {k: float(v) for k, v in (logs or {}).items()}
         save_model(self.model, self.work_dir / CHECKPOINT)
         seconds = self.seconds_before + time.perf_counter() - self.started
-        self.last_logs = logs
-        state = {"next_epoch": epoch + 1, "seconds": seconds, "key": self.key, "logs": logs}
-        atomic.write_json(self.work_dir / STATE, state)
-
-
-def _main_output_logs(logs: dict[str, float]) -> dict[str, float]:
-    """A model with auxiliary outputs (GoogLeNet) logs its main output as `logit_loss`, `val_logit_accuracy`...;
-    report those under the plain names, so every stage logs the main output's loss and accuracy."""
-    main = {k.replace("logit_", "", 1): v for k, v in logs.items() if k.startswith(("logit_", "val_logit_"))}
-    return logs | main
+        state = {"next_epoch": epoch + 1, "seconds": seconds, "key": self.key, "logs": self.last_logs}
+        files.write_json(self.work_dir / STATE, state)
 
 
 def _read_state(work_dir: Path, key: str) -> dict | None:
@@ -155,33 +154,32 @@ def _read_state(work_dir: Path, key: str) -> dict | None:
 
 
 def _drop_logged_steps_from(live_dir: Path, first_step: int) -> None:
-    """Remove dvclive rows of epochs that are about to be run again (logged before the last checkpoint)."""
+    """Remove dvclive rows of epochs that are about to be run again (logged after the last checkpoint)."""
     for tsv in (live_dir / "plots" / "metrics").rglob("*.tsv"):
         lines = tsv.read_text().splitlines(keepends=True)
         header, rows = lines[:1], lines[1:]
         step_col = header[0].rstrip("\n").split("\t").index("step") if header else 0
         kept = [r for r in rows if int(r.split("\t")[step_col]) < first_step]
-        atomic.write_text(tsv, "".join(header + kept))
+        files.write_text(tsv, "".join(header + kept))
 
 
-def fit_resumable(
-    build: Callable[[], keras.Model],
+def fit(
+    build,
     train: tf.data.Dataset,
     val: tf.data.Dataset,
     *,
-    first_epoch: int,
-    last_epoch: int,
+    epochs: range,
     train_count: int,
     work_dir: Path,
     live_dir: Path,
     key: str,
     strategy: tf.distribute.Strategy,
 ) -> FitResult:
-    """Train epochs first_epoch..last_epoch-1 (0-based; logs show them 1-based), resuming if possible.
+    """Train the epochs in `epochs` (0-based; fine-tuning's continue transfer's), resuming if possible.
 
-    `build` returns a compiled model; it is called in the strategy's scope, unless a matching checkpoint
-    (same `key`) exists in `work_dir`, which is then loaded instead. The checkpoint is removed when
-    training completes, so a finished stage leaves only its final model (saved by the caller).
+    `build()` returns a compiled model; it is called in the strategy's scope, unless a checkpoint with the same
+    `key` is in `work_dir`, which is then loaded instead. The checkpoint is removed when training completes, so
+    a finished stage leaves only its final model (saved by the caller).
     """
     work_dir, live_dir = Path(work_dir), Path(live_dir)
     state = _read_state(work_dir, key)
@@ -193,50 +191,101 @@ def fit_resumable(
         else:
             shutil.rmtree(work_dir, ignore_errors=True)
             model = build()
-            start, seconds_before = first_epoch, 0.0
+            start, seconds_before = epochs.start, 0.0
     work_dir.mkdir(parents=True, exist_ok=True)
     resume = bool(state) and live_dir.is_dir()
     if resume:
         _drop_logged_steps_from(live_dir, start)
-    started = time.perf_counter()
+    checkpoint = Checkpoint(work_dir, key, seconds_before, state["logs"] if state else {})
     with Live(str(live_dir), resume=resume, dvcyaml=False, save_dvc_exp=False, report=None) as live:
-        epoch_end = _EpochEnd(live, work_dir, key, seconds_before, started)
-        epoch_end.last_logs = state["logs"] if state else {}
-        if start < last_epoch:
+        live.step = start
+        if start < epochs.stop:
             model.fit(
                 train,
                 validation_data=val,
                 initial_epoch=start,
                 shuffle=False,  # the datasets shuffle themselves, seeded
-                epochs=last_epoch,
-                callbacks=[epoch_end],
+                epochs=epochs.stop,
+                callbacks=[MainOutputLogs(), StopOnNonFinite(), DVCLiveCallback(live=live), checkpoint],
                 verbose=1 if sys.stdout.isatty() else 2,  # a progress bar on a terminal, one line per epoch in CI logs
             )
-    run_seconds = time.perf_counter() - started
-    epochs_now = last_epoch - start
-    final = epoch_end.last_logs
+    run_seconds = time.perf_counter() - checkpoint.started
     shutil.rmtree(work_dir, ignore_errors=True)
     return FitResult(
         model=model,
-        final={k: final[k] for k in LOGGED if k in final},
-        epochs=last_epoch - first_epoch,
+        final=checkpoint.last_logs,
+        epochs=len(epochs),
         seconds=seconds_before + run_seconds,
-        images_per_second=train_count * epochs_now / run_seconds if run_seconds > 0 else 0.0,
+        images_per_second=train_count * (epochs.stop - start) / run_seconds if run_seconds > 0 else 0.0,
     )
 
 
-def stage_metrics(result: FitResult, params_count: dict[str, int]) -> dict[str, float | int]:
-    """Flat metrics/<stage>.json: final train/val numbers, epochs, wall time, throughput, parameter counts,
-    and the machine configuration the numbers hold for (runtime.machine)."""
-    names = {"loss": "train.loss", "accuracy": "train.accuracy", "val_loss": "val.loss", "val_accuracy": "val.accuracy"}
-    out: dict[str, float | int] = {names[k]: round(v, 6) for k, v in result.final.items()}
-    out.update(params_count)
+def count_params(model: keras.Model) -> dict[str, int]:
+    trainable = sum(int(keras.ops.size(w)) for w in model.trainable_weights)
+    return {"params.total": int(model.count_params()), "params.trainable": trainable}
+
+
+def summary(result: FitResult, model: keras.Model) -> dict[str, float | int | str]:
+    """Flat metrics/<stage>.json: the last epoch's train.<name> and val.<name> (loss and heads.METRICS), epochs,
+    wall time, throughput, parameter counts of the saved model, and the machine configuration (runtime.machine)."""
+    out: dict[str, float | int | str] = {}
+    for name in ("loss", *heads.METRICS):
+        for split, key in (("train", name), ("val", f"val_{name}")):
+            if key in result.final:
+                out[f"{split}.{name}"] = round(result.final[key], 6)
+    out |= count_params(model)
     out["epochs"] = result.epochs
     out["seconds"] = round(result.seconds, 1)
     out["images_per_second"] = round(result.images_per_second, 1)
     return out | runtime.machine()
 
 
-def count_params(model: keras.Model) -> dict[str, int]:
-    trainable = sum(int(keras.ops.size(w)) for w in model.trainable_weights)
-    return {"params.total": int(model.count_params()), "params.trainable": trainable}
+@dataclass(frozen=True)
+class TrainingStage:
+    """What a training stage sets up before its model and uses after it: see `start`."""
+
+    name: str  # baseline, transfer or finetune
+    args: argparse.Namespace  # the paths of add_arguments
+    params: StageParams  # the stage's view; it declares seed, train.strategy and train.cache_images
+    strategy: tf.distribute.Strategy
+    meta: dict  # the records' meta.json
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.meta["class_names"])
+
+    def datasets(self, image_size: int, batch_size: int) -> tuple[tf.data.Dataset, tf.data.Dataset]:
+        """(train, val): train reshuffled every epoch from `seed`, val in its stored order."""
+        seed, cache, records_dir = self.params.seed, self.params.train.cache_images, self.args.records
+        train = records.make_dataset(
+            records_dir, "train", image_size=image_size, batch_size=batch_size, shuffle_seed=seed, cache=cache
+        )
+        val = records.make_dataset(records_dir, "val", image_size=image_size, batch_size=batch_size, cache=cache)
+        return train, val
+
+    def compile(self, model: keras.Model, optimizer: keras.optimizers.Optimizer) -> keras.Model:
+        model.compile(optimizer=optimizer, loss=heads.loss(self.num_classes), metrics=heads.metrics(self.num_classes))
+        return model
+
+    def fit(self, build, train: tf.data.Dataset, val: tf.data.Dataset, epochs: range, **inputs: object) -> FitResult:
+        """`fit` with this stage's paths, strategy and a fingerprint of its params, the records and `inputs`."""
+        key = fingerprint(stage=self.name, params=self.params.snapshot(), meta=self.meta, **inputs)
+        return fit(
+            build, train, val, epochs=epochs, train_count=self.meta["splits"]["train"]["count"],
+            work_dir=self.args.checkpoints, live_dir=self.args.logs, key=key, strategy=self.strategy,
+        )  # fmt: skip
+
+    def finish(self, model: keras.Model, result: FitResult, **extra: object) -> dict:
+        """Save the model, write metrics/<stage>.json (summary plus `extra`), print the stage's last line."""
+        save_model(model, self.args.model)
+        metrics = summary(result, model) | extra
+        files.write_json(self.args.metrics, metrics)
+        val_accuracy = metrics.get("val.accuracy", float("nan"))
+        print(f"{self.name}: val accuracy {val_accuracy:.4f} -> {self.args.model}")
+        return metrics
+
+
+def start(name: str, args: argparse.Namespace, params: StageParams) -> TrainingStage:
+    """Seeds, the tf.distribute strategy and the records' meta: the set-up every training stage begins with."""
+    set_seeds(params.seed)
+    return TrainingStage(name, args, params, make_strategy(params.train.strategy), records.read_meta(args.records))

@@ -1,8 +1,8 @@
-"""Scores of a binary classifier on the test split: metrics (scikit-learn) and plot data (dvclive).
+"""Scores of a classifier on the test split: metrics (scikit-learn) and plot data (dvclive).
 
-Probabilities are sigmoid(logit) of the models' single output; the positive class is class index 1
-(`dogs` in the reference data), so `precision`, `recall` and `f1` are those of that class, and the
-per-class precision and recall of both classes are reported too.
+`probabilities` are heads.probabilities of the model's logits, one column per class. With two classes the
+positive class is class index 1 (`dogs` in the reference data), so `precision`, `recall` and `f1` are those
+of that class, and the per-class precision and recall of both classes are reported too.
 """
 
 from __future__ import annotations
@@ -16,12 +16,6 @@ from dvclive import Live
 from sklearn import metrics as skm
 
 PREDICTION_COLUMNS = ["path", "label", "probability", "predicted"]
-
-
-def sigmoid(logits: np.ndarray) -> np.ndarray:
-    """Probabilities from logits, in float64 (JSON writers and scikit-learn's curves take plain floats),
-    without overflow warnings for large negative logits."""
-    return np.exp(-np.logaddexp(0.0, -np.asarray(logits, dtype=np.float64)))
 
 
 def _finite_or_none(value: float) -> float | None:

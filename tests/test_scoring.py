@@ -8,14 +8,14 @@ import pandas as pd
 import pytest
 
 from stages import evaluate, finetune, transfer
-from stages.lib import evaluation
+from stages.lib import scoring
 from tests.conftest import build_encoded_project, stage_args
 
 
 def test_score_on_a_known_case():
     labels = np.array([0, 0, 0, 1, 1, 1])
     probabilities = np.array([0.1, 0.4, 0.7, 0.6, 0.8, 0.3])
-    out = evaluation.score(labels, probabilities, 0.5, ["cats", "dogs"])
+    out = scoring.score(labels, probabilities, 0.5, ["cats", "dogs"])
     # predicted: 0 0 1 1 1 0 -> tn 2, fp 1, fn 1, tp 2
     assert (out["confusion.tn"], out["confusion.fp"], out["confusion.fn"], out["confusion.tp"]) == (2, 1, 1, 2)
     assert out["accuracy"] == pytest.approx(4 / 6, abs=1e-6)
@@ -31,12 +31,12 @@ def test_score_on_a_known_case():
 def test_threshold_moves_the_decisions():
     labels = np.array([0, 1, 1])
     probabilities = np.array([0.3, 0.35, 0.9])
-    assert evaluation.score(labels, probabilities, 0.5, ["a", "b"])["recall"] == pytest.approx(0.5)
-    assert evaluation.score(labels, probabilities, 0.2, ["a", "b"])["recall"] == 1.0
+    assert scoring.score(labels, probabilities, 0.5, ["a", "b"])["recall"] == pytest.approx(0.5)
+    assert scoring.score(labels, probabilities, 0.2, ["a", "b"])["recall"] == 1.0
 
 
 def test_single_class_gives_none_for_undefined_scores():
-    out = evaluation.score(np.array([1, 1]), np.array([0.9, 0.2]), 0.5, ["a", "b"])
+    out = scoring.score(np.array([1, 1]), np.array([0.9, 0.2]), 0.5, ["a", "b"])
     assert out["roc_auc"] is None and out["average_precision"] is None and out["accuracy"] == 0.5
 
 
@@ -70,7 +70,7 @@ def test_predictions_csv_and_plot_data(evaluated: Path, tmp_path: Path):
     test = pd.read_csv(evaluated / "data" / "splits" / "test.csv")
     for model in evaluate.MODELS:
         frame = pd.read_csv(evaluated / "evaluation" / model / "predictions.csv")
-        assert list(frame.columns) == evaluation.PREDICTION_COLUMNS
+        assert list(frame.columns) == scoring.PREDICTION_COLUMNS
         assert sorted(frame["path"]) == sorted(test["path"])
         assert frame["probability"].between(0, 1).all()
         assert (frame["predicted"] == (frame["probability"] >= 0.5)).all()

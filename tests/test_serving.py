@@ -22,7 +22,7 @@ import pytest
 import tensorflow as tf
 
 from stages import export
-from stages.lib import exporting
+from stages.lib import saving, serving
 from tests.conftest import ROOT, build_trained_project
 
 pytestmark = pytest.mark.slow  # trains the tiny model with the real stages
@@ -52,7 +52,7 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def keras_model(exported: Path) -> keras.Model:
-    return exporting.load_model(exported / "models" / "finetune.keras")
+    return saving.load_model(exported / "models" / "finetune.keras")
 
 
 def noise_images(count: int, seed: int = 1) -> np.ndarray:
@@ -96,7 +96,7 @@ def test_saved_model_reloads_and_its_signature_serves_the_same_probabilities(exp
     images = noise_images(8)
     outputs = signature(image=tf.constant(images))
     assert set(outputs) == {"logit", "probability"} and outputs["probability"].shape == (8, 1)
-    expected = exporting.keras_predictor(keras_model)(images)
+    expected = serving.keras_predictor(keras_model)(images)
     probabilities = outputs["probability"].numpy().reshape(-1)
     assert np.abs(probabilities - expected).max() <= FLOAT_TOLERANCE
     assert expected.std() > 0.05  # the images get different probabilities, so the comparison means something
@@ -111,11 +111,11 @@ def test_saved_model_reloads_and_its_signature_serves_the_same_probabilities(exp
 def test_tflite_models_agree_with_keras_on_more_images(exported, keras_model):
     out = exported / "models" / "export"
     images = noise_images(64)
-    expected = exporting.keras_predictor(keras_model)(images)
-    f32 = exporting.tflite_predictor((out / "model_float32.tflite").read_bytes())
+    expected = serving.keras_predictor(keras_model)(images)
+    f32 = serving.tflite_predictor((out / "model_float32.tflite").read_bytes())
     assert np.abs(f32(images) - expected).max() <= FLOAT_TOLERANCE
     assert np.abs(f32(images[:1]) - expected[:1]).max() <= FLOAT_TOLERANCE  # another batch size
-    dynamic = exporting.tflite_predictor((out / "model_dynamic_range.tflite").read_bytes())(images)
+    dynamic = serving.tflite_predictor((out / "model_dynamic_range.tflite").read_bytes())(images)
     assert np.abs(dynamic - expected).mean() < 0.1
     assert np.corrcoef(dynamic, expected)[0, 1] > 0.8
 
@@ -131,15 +131,15 @@ def run_cli(argv: list[str]) -> str:
 
 def test_missing_model_is_one_line_naming_it(tmp_path: Path):
     argv = ["--params", str(ROOT / "params.yaml"), "--model", str(tmp_path / "finetune.keras")]
-    argv += ["--out", str(tmp_path / "export"), "--metrics", str(tmp_path / "export.json")]
-    error = run_cli(argv)
+    argv += ["--records", str(tmp_path / "tfrecords"), "--out", str(tmp_path / "export")]
+    error = run_cli(argv + ["--metrics", str(tmp_path / "export.json")])
     assert error == f"error: {tmp_path / 'finetune.keras'}: missing; run the finetune stage first (dvc repro finetune)"
     assert not (tmp_path / "export").exists() and not (tmp_path / "export.json").exists()
 
 
 def test_a_float_format_past_the_tolerance_stops_the_stage():
-    exporting.check_float_parity({"saved_model": 1e-7, "tflite_float32": 1e-6, "tflite_dynamic_range": 0.3})
-    with pytest.raises(exporting.ExportError, match=r"tflite_float32 0\.002; allowed 0\.0001"):
-        exporting.check_float_parity({"saved_model": 1e-7, "tflite_float32": 2e-3, "tflite_dynamic_range": 0.0})
-    with pytest.raises(exporting.ExportError, match="saved_model nan"):
-        exporting.check_float_parity({"saved_model": float("nan"), "tflite_float32": 0.0, "tflite_dynamic_range": 0})
+    serving.check_float_parity({"saved_model": 1e-7, "tflite_float32": 1e-6, "tflite_dynamic_range": 0.3})
+    with pytest.raises(serving.ExportError, match=r"tflite_float32 0\.002; allowed 0\.0001"):
+        serving.check_float_parity({"saved_model": 1e-7, "tflite_float32": 2e-3, "tflite_dynamic_range": 0.0})
+    with pytest.raises(serving.ExportError, match="saved_model nan"):
+        serving.check_float_parity({"saved_model": float("nan"), "tflite_float32": 0.0, "tflite_dynamic_range": 0})

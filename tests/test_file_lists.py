@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 
 from stages import split as split_stage
-from stages.lib.splitting import SKIP_REASONS, SplitError, make_splits, split_validation
-from tests.conftest import jpeg_bytes, make_raw_tree
+from stages.lib.file_lists import SKIP_REASONS, SplitError, make_splits, split_validation
+from tests.conftest import dvc_args, jpeg_bytes, make_raw_tree
 
 
 def test_validation_is_split_stratified_by_class(raw_tree: Path):
@@ -89,7 +89,7 @@ def test_missing_raw_folder_is_a_clear_error(tmp_path: Path):
 
 def test_split_stage_writes_csvs_and_flat_sorted_metrics(project: Path):
     make_raw_tree(project / "data" / "raw")
-    view = split_stage.main([])
+    view = split_stage.main(dvc_args("split"))
     assert view.read == set(split_stage.PARAMS)
     out = project / "data" / "splits"
     assert sorted(p.name for p in out.iterdir()) == ["skipped.csv", "test.csv", "train.csv", "val.csv"]
@@ -103,7 +103,7 @@ def test_split_stage_writes_csvs_and_flat_sorted_metrics(project: Path):
     assert metrics["test.total"] == 4 and metrics["val.total"] == 16 and metrics["train.total"] == 12
     assert {f"skipped.{r}" for r in SKIP_REASONS} <= set(metrics)
     first = {p.name: p.read_bytes() for p in out.iterdir()}
-    split_stage.main([])
+    split_stage.main(dvc_args("split"))
     assert {p.name: p.read_bytes() for p in out.iterdir()} == first
     assert (project / "metrics" / "data.json").read_text() == text
 
@@ -113,7 +113,7 @@ def test_split_stage_failure_leaves_previous_output(project: Path, capsys):
     out.mkdir(parents=True)
     (out / "train.csv").write_text("old\n")
     with pytest.raises(SystemExit) as exit_info:
-        split_stage.run(lambda: split_stage.main([]))  # no data/raw: a user error, not a traceback
+        split_stage.run(lambda: split_stage.main(dvc_args("split")))  # no data/raw: a user error, not a traceback
     assert "data/raw/train: missing" in str(exit_info.value.code)
     assert (out / "train.csv").read_text() == "old\n"
     assert not (project / "metrics" / "data.json").exists()

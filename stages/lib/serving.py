@@ -22,9 +22,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from stages.lib import layers  # noqa: F401  (registers InferenceMode and CaffePreprocess for load_model)
+from stages.lib import heads
 from stages.lib.cli import PipelineError
-from stages.lib.evaluation import sigmoid
 
 SIGNATURE = "serving_default"
 INPUT = "image"
@@ -48,13 +47,8 @@ class ExportError(PipelineError):
     pass
 
 
-def load_model(path: Path) -> keras.Model:
-    """The trained model for inference (no optimizer state needed)."""
-    return keras.models.load_model(path, safe_mode=True, compile=False)
-
-
 def keras_predictor(model: keras.Model) -> Predictor:
-    return lambda images: sigmoid(model(images, training=False).numpy().reshape(-1))
+    return lambda images: heads.probabilities(model(images, training=False).numpy())[:, 1]
 
 
 def export_saved_model(model: keras.Model, path: Path) -> None:

@@ -1,12 +1,14 @@
-"""Write outputs so that a failed stage leaves nothing that looks valid.
+"""Files: written so that a failed stage leaves nothing that looks valid, and hashed.
 
 Files are written to a temporary name beside the target and renamed into place; a directory output is
-built in a temporary sibling directory and swapped in only when the stage has finished it.
+built in a temporary sibling directory and swapped in only when the stage has finished it. Both get the
+permissions of a normally created file or folder (the umask applied), not mkstemp's private 0600 / 0700.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -25,6 +27,7 @@ def write_bytes(path: Path, data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -68,3 +71,12 @@ def replace_dir(path: Path) -> Iterator[Path]:
         os.replace(path, old)
     os.replace(tmp, path)
     shutil.rmtree(old, ignore_errors=True)
+
+
+def sha256_file(path: Path, chunk_bytes: int = 1 << 20) -> str:
+    """Hex sha256 of a file, read in chunks so large archives do not fill memory."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        while chunk := file.read(chunk_bytes):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -1,0 +1,73 @@
+"""The classification head, stated once: how a model's output relates to the classes, and what training tracks.
+
+Two classes: one logit, sigmoid, binary cross-entropy (the reference tutorial, and its exact parameter counts).
+More classes: one logit per class, softmax, sparse categorical cross-entropy. Every model here outputs logits;
+class probabilities are computed from them outside the model, by `probabilities` (evaluate, export, predict).
+
+`METRICS` are the names training tracks besides the loss: compiled into every model (`metrics`), logged per
+epoch by dvclive (`train/<name>`, `eval/<name>`), summarised in metrics/<stage>.json (`train.<name>`,
+`val.<name>`) and drawn in the report. A metric added here appears in all four.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import keras
+
+METRICS = ("accuracy",)
+
+
+def units(num_classes: int) -> int:
+    """Logits a model outputs: 1 for two classes, else one per class."""
+    if num_classes < 2:
+        raise ValueError(f"a classifier needs at least two classes, got {num_classes}")
+    return 1 if num_classes == 2 else num_classes
+
+
+def loss(num_classes: int) -> keras.losses.Loss:
+    import keras  # here, not at the top: architectures.py (and through it params.py) needs units() without Keras
+
+    if units(num_classes) == 1:
+        return keras.losses.BinaryCrossentropy(from_logits=True)
+    return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+
+def metrics(num_classes: int) -> list[keras.metrics.Metric]:
+    """The Keras metrics named in METRICS, for a model with `num_classes` classes."""
+    import keras
+
+    if units(num_classes) == 1:
+        accuracy = keras.metrics.BinaryAccuracy(threshold=0.0, name="accuracy")  # logit 0 is probability 0.5
+    else:
+        accuracy = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
+    return [accuracy]  # in METRICS order (tests/test_heads.py holds the names to it)
+
+
+def probabilities(logits: np.ndarray) -> np.ndarray:
+    """Class probabilities, shape (images, classes), float64, from a model's logits (images, units).
+
+    One logit: [1 - sigmoid, sigmoid], computed without overflow for large logits of either sign.
+    Several: softmax. float64 because JSON writers and scikit-learn's curves take plain floats.
+    """
+    logits = np.asarray(logits, dtype=np.float64)
+    logits = logits.reshape(len(logits), -1)
+    if logits.shape[1] == 1:
+        positive = np.exp(-np.logaddexp(0.0, -logits[:, 0]))
+        negative = np.exp(-np.logaddexp(0.0, logits[:, 0]))
+        return np.stack([negative, positive], axis=1)
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / exp.sum(axis=1, keepdims=True)
+
+
+def predicted(probabilities: np.ndarray, threshold: float) -> np.ndarray:
+    """Class index per image: two classes, class 1 when its probability reaches `threshold`; more, the most
+    probable class (the threshold applies to the binary decision only)."""
+    probabilities = np.asarray(probabilities)
+    if probabilities.shape[1] == 2:
+        return (probabilities[:, 1] >= threshold).astype(int)
+    return probabilities.argmax(axis=1).astype(int)

@@ -1,0 +1,352 @@
+"""The report's text: what it reads (`read_inputs`), and its markdown (`render`), from a model table beside the
+reference figures to the dataset counts and the provenance of the run.
+
+Nothing in the markdown depends on the clock or on dict order: identical inputs give an identical report.md.
+Reference figures (reference.py) are quoted beside this run's numbers and labelled as such; when the run used
+other data or other weights, the report says plainly that its numbers are not comparable with them.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from stages.lib import figures, heads, reference
+from stages.lib.cli import PipelineError, require, rerun
+from stages.lib.provenance import Provenance
+
+# ---- inputs ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Metrics:
+    """A flat JSON file with the stage that writes it, so a missing key names both."""
+
+    path: Path
+    stage: str
+    values: dict[str, Any]
+
+    def __getitem__(self, key: str) -> Any:
+        try:
+            return self.values[key]
+        except KeyError:
+            raise PipelineError(
+                f"{self.path}: no {key!r}; re-run the {self.stage} stage (dvc repro {self.stage})"
+            ) from None
+
+
+def read_metrics(path: Path, stage: str) -> Metrics:
+    try:
+        values = json.loads(require(path, stage).read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise rerun(path, stage, f"not valid JSON ({exc})") from None
+    return Metrics(Path(path), stage, values)
+
+
+def read_curves(live_dir: Path, stage: str) -> pd.DataFrame:
+    """dvclive's per-epoch TSVs of one stage (train/<name>.tsv, eval/<name>.tsv), joined on `step` (0-based
+    epoch): step, then <name> and val_<name> for the loss and every metric in heads.METRICS."""
+    frame = None
+    for name in ("loss", *heads.METRICS):
+        for folder, column in (("train", name), ("eval", f"val_{name}")):
+            path = require(Path(live_dir) / "plots" / "metrics" / folder / f"{name}.tsv", stage)
+            table = pd.read_csv(path, sep="\t")
+            if not {"step", name} <= set(table.columns):
+                raise rerun(path, stage, f"expected the columns step and {name}, found {list(table.columns)}")
+            table = table[["step", name]].rename(columns={name: column})
+            frame = table if frame is None else frame.merge(table, on="step", how="outer")
+    if frame.empty:
+        raise rerun(live_dir, stage, "no epochs logged")
+    return frame.sort_values("step").reset_index(drop=True)
+
+
+@dataclass(frozen=True)
+class InputPaths:
+    metrics: Path  # data.json, <model>.json, eval.json
+    dvclive: Path  # <model>/plots/metrics/{train,eval}/*.tsv
+    evaluation: Path  # <model>/predictions.csv
+    records: Path  # meta.json (class names)
+    raw: Path  # manifest.json and the images shown in the grid
+    params: Path  # the whole params.yaml, for provenance
+
+
+@dataclass(frozen=True)
+class Inputs:
+    data: Metrics
+    training: dict[str, Metrics]
+    scores: Metrics
+    curves: dict[str, pd.DataFrame]
+    predictions: dict[str, pd.DataFrame]  # per model: path, label, probability, predicted
+    class_names: list[str]
+    manifest: Metrics
+    params_text: str
+    params: dict[str, Any]
+    raw_dir: Path
+
+
+def read_inputs(paths: InputPaths) -> Inputs:
+    """Read everything the report shows, failing early (before any figure) on the first missing input."""
+    models = reference.MODELS
+    data = read_metrics(paths.metrics / "data.json", "split")
+    manifest = read_metrics(paths.raw / "manifest.json", "download")
+    class_names = read_metrics(paths.records / "meta.json", "encode")["class_names"]
+    training = {m: read_metrics(paths.metrics / f"{m}.json", m) for m in models}
+    curves = {m: read_curves(paths.dvclive / m, m) for m in models}
+    scores = read_metrics(paths.metrics / "eval.json", "evaluate")
+    predictions = {m: pd.read_csv(require(paths.evaluation / m / "predictions.csv", "evaluate")) for m in models}
+    params_text = Path(paths.params).read_text()
+    return Inputs(
+        data=data,
+        training=training,
+        scores=scores,
+        curves=curves,
+        predictions=predictions,
+        class_names=list(class_names),
+        manifest=manifest,
+        params_text=params_text,
+        params=yaml.safe_load(params_text),
+        raw_dir=Path(paths.raw),
+    )
+
+
+# ---- markdown -------------------------------------------------------------------------------------
+
+
+def is_reference_source(source: str) -> bool:
+    """The named reference dataset, or an archive (local or URL) named like it: README's offline route is to
+    download cats_and_dogs_filtered.zip elsewhere and set it as the source. No hash is published for the zip,
+    so the name is all there is to go by."""
+    name = source.split("?")[0].rstrip("/").rsplit("/", 1)[-1]
+    return re.sub(r"\.(zip|tar|tar\.gz|tgz)$", "", name, flags=re.IGNORECASE) == reference.DATASET
+
+
+def comparability_notice(source: str, weights: str) -> str:
+    """One blockquote saying whether the reference figures apply to this run."""
+    differences = []
+    if not is_reference_source(source):
+        what = " (generated offline sample data)" if source == "sample" else ""
+        differences.append(f"data source `{source}`{what} instead of `{reference.DATASET}`")
+    if weights != reference.WEIGHTS:
+        what = " (random initialization)" if weights == "none" else ""
+        differences.append(f"model weights `{weights}`{what} instead of ImageNet")
+    if not differences:
+        return (
+            f"> This run used the reference data (`{source}`) and ImageNet weights, so the reference "
+            "figures are a fair comparison (other seeds; the reference's test images differ, see README)."
+        )
+    return (
+        "> **Not comparable with the reference figures.** This run used "
+        + " and ".join(differences)
+        + ". Its numbers show that the pipeline runs end to end; they do not say what the models reach on "
+        "the real photos with pretrained weights, and the reference figures are not what this run should reach "
+        f"(for that: `data.source: {reference.DATASET}` and `model.weights: {reference.WEIGHTS}`)."
+    )
+
+
+def _fmt(value: Any, digits: int = 4) -> str:
+    """Scores as fixed decimals; null (undefined, e.g. ROC AUC with one class) as n/a."""
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def _count(value: Any) -> str:
+    return "n/a" if value is None else f"{int(value):,}"
+
+
+def _table(header: list[str], rows: list[list[str]], align: str = "") -> list[str]:
+    """A markdown table; `align` holds one character per column, l or r (default: first l, rest r)."""
+    align = align or "l" + "r" * (len(header) - 1)
+    rule = ["---" if a == "l" else "---:" for a in align]
+    return ["| " + " | ".join(cells) + " |" for cells in [header, rule, *rows]]
+
+
+def _model_description(model: str, params: dict[str, Any]) -> str:
+    if model == "baseline":
+        return f"baseline (`{params['baseline']['arch']}`, from scratch)"
+    base = params["model"]["base"]
+    if model == "transfer":
+        return f"transfer (`{base}`, frozen base)"
+    return f"finetune (`{base}` from layer {params['model']['fine_tune_at']})"
+
+
+def models_section(inputs: Inputs) -> list[str]:
+    s, p = inputs.scores, inputs.params
+    header = ["model", "test accuracy", "F1", "ROC AUC", "parameters", "trainable", "epochs", "train time (s)"]
+    header += ["val accuracy", "reference figure (NOT this run)"]
+    rows = []
+    for m in reference.MODELS:
+        t = inputs.training[m]
+        rows.append(
+            [_model_description(m, p), _fmt(s[f"{m}.accuracy"]), _fmt(s[f"{m}.f1"]), _fmt(s[f"{m}.roc_auc"])]
+            + [_count(t["params.total"]), _count(t["params.trainable"]), _count(t["epochs"])]
+            + [_fmt(t["seconds"], 1), _fmt(t["val.accuracy"]), f"*{reference.FIGURES[m]}*"]
+        )
+    positive = inputs.class_names[1]
+    per_class = [
+        [m] + [_fmt(s[f"{m}.{c}.{k}"]) for c in inputs.class_names for k in ("precision", "recall")]
+        for m in reference.MODELS
+    ]
+    return [
+        "## Models",
+        "",
+        comparability_notice(inputs.manifest["source"], str(p["model"]["weights"])),
+        "",
+        *_table(header, rows, "l" + "r" * 8 + "l"),
+        "",
+        f"Test scores on {_count(s[f'{reference.MODELS[-1]}.test_images'])} test images at decision threshold "
+        f"{s['threshold']} on P({positive}); F1 is that of `{positive}`. Epochs and train time are each "
+        "stage's own (fine-tuning's exclude transfer's); val accuracy is the last epoch's.",
+        "",
+        "*Reference figures are from earlier experiments, not from this run:* seed 002 trained MobileNetV2 "
+        f"with ImageNet weights on the real `{reference.DATASET}` data, seed 001 the small CNN.",
+        "",
+        "Per class on the test split:",
+        "",
+        *_table(["model"] + [f"{c} {k}" for c in inputs.class_names for k in ("precision", "recall")], per_class),
+        "",
+    ]
+
+
+def dataset_section(inputs: Inputs) -> list[str]:
+    d, manifest, names = inputs.data, inputs.manifest, inputs.class_names
+    splits = [
+        [split]
+        + [_count(d[f"{split}.{c}"]) for c in names]
+        + [_count(d[f"{split}.total"]), _count(d[f"duplicates_removed.{split}"])]
+        + [_count(d[f"duplicates_within.{split}"])]
+        for split in ("train", "val", "test")
+    ]
+    reasons = sorted(k.removeprefix("skipped.") for k in d.values if k.startswith("skipped.") and k != "skipped.total")
+    skipped = [[f"`{r}`", _count(d[f"skipped.{r}"])] for r in reasons if d[f"skipped.{r}"]]
+    ignored = [[f"`{k}`", _count(v)] for k, v in sorted(manifest["ignored"].items()) if v]
+    lines = [
+        "## Dataset",
+        "",
+        f"Source `{manifest['source']}`: archive `{manifest['archive']}`, {manifest['bytes'] / 1e6:.1f} MB, "
+        f"sha256 `{manifest['sha256']}`.",
+        "",
+        *_table(["split", *names, "total", "duplicates removed", "repeats kept within split"], splits),
+        "",
+        "A file whose bytes already occur in an earlier split (train, then val, then test) is removed from the "
+        "later one; repeats inside one split are kept and counted.",
+        "",
+    ]
+    if skipped:
+        lines += [
+            f"Skipped as unusable: {_count(d['skipped.total'])} files.",
+            "",
+            *_table(["reason", "files"], skipped),
+        ]
+    else:
+        lines += ["No file was skipped as unusable."]
+    if ignored:
+        lines += ["", "Not extracted from the archive:", "", *_table(["reason", "files"], ignored)]
+    return lines + [""]
+
+
+def provenance_section(inputs: Inputs, prov: Provenance) -> list[str]:
+    versions = [[f"`{name}`", version] for name, version in prov.versions.items()]
+    machines = [
+        [
+            m,
+            {1: "on", 0: "off"}.get(t.values.get("machine.onednn"), "unknown"),
+            str(t.values.get("machine.cpu", "unknown")),
+        ]
+        + [f"`{t.values.get('machine.cpu_features', 'unknown')}`"]
+        for m, t in inputs.training.items()
+    ]
+    return [
+        "## Provenance",
+        "",
+        f"- git commit: {prov.describe_commit()}",
+        f"- seed: {inputs.params['seed']}",
+        f"- data archive sha256: `{inputs.manifest['sha256']}`",
+        f"- this report was made on: {prov.cpu} (`{' '.join(prov.cpu_features) or 'unknown'}`)",
+        "",
+        "Identical numbers hold per machine configuration (README, Determinism); each training stage recorded its own:",
+        "",
+        *_table(["stage", "oneDNN", "CPU", "CPU features"], machines, "llll"),
+        "",
+        *_table(["library", "version"], versions),
+        "",
+        "<details><summary>params.yaml</summary>",
+        "",
+        "```yaml",
+        inputs.params_text.rstrip("\n"),
+        "```",
+        "",
+        "</details>",
+        "",
+    ]
+
+
+def write_report(inputs: Inputs, out_dir: Path, grid_images: int, prov: Provenance) -> str:
+    """Draw every figure into out_dir/figures/ and return the markdown that links them."""
+    out = out_dir / "figures"
+    out.mkdir(parents=True, exist_ok=True)
+    curves = (*heads.METRICS, "loss")  # accuracy above loss, as the reference tutorial
+    continued = figures.continue_run(inputs.curves["transfer"], inputs.curves["finetune"])
+    figures.plot_curves(
+        continued.curves,
+        list(curves),
+        "Transfer learning, then fine-tuning (one continued run)",
+        out / "training_transfer_finetune.png",
+        marker=continued.finetune_starts_at,
+    )
+    baseline = inputs.curves["baseline"].assign(epoch=lambda f: f["step"] + 1)
+    arch = inputs.params["baseline"]["arch"]
+    figures.plot_curves(baseline, list(curves), f"Baseline ({arch}, from scratch)", out / "training_baseline.png")
+    matrices = {m: figures.confusion_matrix(inputs.predictions[m], len(inputs.class_names)) for m in reference.MODELS}
+    titles = {m: f"{m} (accuracy {_fmt(inputs.scores[f'{m}.accuracy'])})" for m in reference.MODELS}
+    figures.plot_confusion(matrices, titles, inputs.class_names, out / "confusion_matrices.png")
+    grid_model = reference.MODELS[-1]  # the final model's predictions
+    predictions = inputs.predictions[grid_model]
+    chosen = figures.select_grid(predictions, grid_images)
+    figures.plot_grid(chosen, inputs.raw_dir, inputs.class_names, out / "test_predictions.png")
+
+    n_mistakes = int(chosen["mistake"].sum())
+    all_mistakes = int((predictions["label"] != predictions["predicted"]).sum())
+    lines = [
+        "# Run report",
+        "",
+        *models_section(inputs),
+        "## Training curves",
+        "",
+        f"Transfer learning ({continued.transfer_epochs} epochs, frozen base) and fine-tuning "
+        f"({len(continued.curves) - continued.transfer_epochs} epochs) drawn as one run; the dashed line marks the "
+        "start of fine-tuning. `dvc plots show` draws the same logs per stage, and the ROC and precision-recall "
+        "curves of the test split.",
+        "",
+        "![Accuracy and loss of transfer learning then fine-tuning, training and validation, with a line at the "
+        "start of fine-tuning](figures/training_transfer_finetune.png)",
+        "",
+        "![Accuracy and loss of the baseline, training and validation](figures/training_baseline.png)",
+        "",
+        "## Test split",
+        "",
+        "![Confusion matrices of the three models on the test split](figures/confusion_matrices.png)",
+        "",
+        f"## Predictions of the {grid_model} model",
+        "",
+        f"{len(chosen)} of {len(predictions)} test images, {n_mistakes} of them mistakes "
+        f"({all_mistakes} mistakes in all). Chosen without randomness: up to half the grid are mistakes, the most "
+        "confident first; the rest are correct predictions spread evenly over the test images sorted by path. "
+        "Each title is the predicted class and the model's probability for it; mistakes are red, framed, "
+        "and name the true class.",
+        "",
+        "![Test images with predicted class and probability, mistakes in red](figures/test_predictions.png)",
+        "",
+        *dataset_section(inputs),
+        *provenance_section(inputs, prov),
+    ]
+    return "\n".join(lines)
+
+
+def referenced_figures(markdown: str) -> list[str]:
+    """Relative paths of the images a markdown text shows."""
+    return re.findall(r"!\[[^\]]*\]\(([^)\s]+)\)", markdown)

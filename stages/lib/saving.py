@@ -1,0 +1,79 @@
+"""Model files: the project's own Keras layers (registered, so saved models load with safe_mode=True), saving a
+model atomically, and loading one with a one-line error that names the stage to re-run.
+
+Outside the pipeline, load a saved model with `stages.lib.saving.load_model(path)`, or import this module before
+`keras.models.load_model(path)`: the transfer and fine-tuned models contain InferenceMode (and, for ResNet50 and
+VGG16 bases, CaffePreprocess), which Keras finds only once this module has registered them.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import keras
+
+from stages.lib.cli import PipelineError, first_line, require, rerun
+
+
+@keras.saving.register_keras_serializable(package="catsdogs")  # the package name is part of every saved file
+class CaffePreprocess(keras.layers.Layer):
+    """RGB [0, 255] -> BGR minus the ImageNet channel means: what ResNet50 and VGG16 weights expect."""
+
+    MEAN_BGR = (103.939, 116.779, 123.68)
+
+    def call(self, inputs):
+        return inputs[..., ::-1] - keras.ops.convert_to_tensor(self.MEAN_BGR, dtype=inputs.dtype)
+
+
+@keras.saving.register_keras_serializable(package="catsdogs")
+class InferenceMode(keras.layers.Layer):
+    """Calls the wrapped model with training=False, whatever mode the outer model runs in.
+
+    In Keras 3 a Functional model passes its own `training` flag to every layer it calls, replacing a
+    `training=False` written in the graph (keras-team/keras#20285): `fit` would put the base's
+    BatchNorm layers in training mode as soon as they are unfrozen. This layer's call takes no
+    `training` argument, so nothing overrides the one it passes on.
+    """
+
+    def __init__(self, layer: keras.layers.Layer, **kwargs):
+        super().__init__(**kwargs)
+        self.layer = layer
+
+    def call(self, inputs):
+        return self.layer(inputs, training=False)
+
+    def compute_output_shape(self, input_shape):
+        return self.layer.compute_output_shape(input_shape)
+
+    def get_config(self):
+        return {**super().get_config(), "layer": keras.saving.serialize_keras_object(self.layer)}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(keras.saving.deserialize_keras_object(config.pop("layer")), **config)
+
+
+def save_model(model: keras.Model, path: Path) -> None:
+    """Atomic `model.save`: Keras needs the .keras suffix, so the temporary name keeps it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.keras")
+    try:
+        model.save(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def load_model(path: Path, stage: str = "", *, compile: bool = False) -> keras.Model:
+    """The model in `path` (safe_mode: no code in the file runs); without its optimizer unless `compile`.
+
+    `stage` names the stage that writes the file, for the error when it is missing or cannot be read.
+    """
+    path = require(path, stage) if stage else Path(path)
+    try:
+        return keras.models.load_model(path, safe_mode=True, compile=compile)
+    except Exception as exc:  # noqa: BLE001  (Keras, h5py and zipfile raise many types for a damaged file)
+        problem = f"cannot be loaded as a Keras model ({first_line(exc)})"
+        raise (rerun(path, stage, problem) if stage else PipelineError(f"{path}: {problem}")) from None

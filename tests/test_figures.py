@@ -1,0 +1,87 @@
+"""The report's figures: the continued transfer + fine-tuning run, the grid's choice of images, confusion counts,
+and that each figure is drawn as a PNG."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from stages.lib import figures
+from stages.lib.cli import PipelineError
+from tests.conftest import jpeg_bytes
+from tests.test_markdown import PREDICTIONS
+
+
+def test_continued_run_numbers_epochs_from_one_and_marks_fine_tuning():
+    transfer = pd.DataFrame({"step": range(10), "loss": 1.0, "accuracy": 0.5, "val_loss": 1.0, "val_accuracy": 0.5})
+    finetune = transfer.assign(step=range(10, 20))
+    run = figures.continue_run(transfer, finetune)
+    assert run.curves["epoch"].tolist() == list(range(1, 21))
+    assert run.finetune_starts_at == 10.5 and run.transfer_epochs == 10
+    assert list(run.curves.columns) == ["epoch", "loss", "accuracy", "val_loss", "val_accuracy"]
+
+
+def test_continued_run_refuses_logs_that_overlap():
+    transfer = pd.DataFrame({"step": range(3), "loss": 1.0, "accuracy": 0.5, "val_loss": 1.0, "val_accuracy": 0.5})
+    with pytest.raises(PipelineError, match="re-run the finetune stage"):
+        figures.continue_run(transfer, transfer)
+
+
+def predictions(rows: list[tuple[str, int, float]]) -> pd.DataFrame:
+    frame = pd.DataFrame(rows, columns=["path", "label", "probability"])
+    return frame.assign(predicted=(frame["probability"] >= 0.5).astype(int))
+
+
+def test_grid_shows_mistakes_first_most_confident_first_then_spread_correct_ones():
+    chosen = figures.select_grid(predictions(PREDICTIONS[::-1]), 4)  # input order does not matter
+    assert chosen["path"].tolist() == [
+        "validation/cats/cat.3.jpg",  # wrong with 0.90 for dogs
+        "validation/dogs/dog.6.jpg",  # wrong with 0.60 for cats
+        "validation/cats/cat.1.jpg",  # first and last of the six correct ones, by path
+        "validation/dogs/dog.8.jpg",
+    ]
+    assert chosen["mistake"].tolist() == [True, True, False, False]
+    assert chosen["confidence"].round(2).tolist() == [0.9, 0.6, 0.9, 0.95]
+
+
+def test_grid_caps_mistakes_at_half_unless_too_few_correct():
+    all_wrong_but_one = predictions([(f"x{i}.jpg", 0, 0.9) for i in range(9)] + [("y.jpg", 0, 0.1)])
+    chosen = figures.select_grid(all_wrong_but_one, 4)
+    assert chosen["mistake"].tolist() == [True, True, True, False]  # only one correct image to show
+    assert figures.select_grid(predictions(PREDICTIONS), 100)["path"].nunique() == len(PREDICTIONS)
+    mostly_right = predictions([(f"x{i}.jpg", 1, 0.9) for i in range(10)] + [("y.jpg", 0, 0.7), ("z.jpg", 0, 0.8)])
+    assert figures.select_grid(mostly_right, 6)["mistake"].tolist() == [True, True, False, False, False, False]
+
+
+def test_confusion_matrix_counts_true_rows_and_predicted_columns():
+    frame = pd.DataFrame({"label": [0, 0, 1, 2, 2, 2], "predicted": [0, 1, 1, 2, 0, 2]})
+    assert figures.confusion_matrix(frame, 3).tolist() == [[1, 1, 0], [0, 1, 0], [1, 0, 2]]
+
+
+@pytest.mark.parametrize("classes", [2, 10, 100])
+def test_confusion_figure_is_drawn_for_any_number_of_classes(tmp_path: Path, classes: int):
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"label": rng.integers(0, classes, 500), "predicted": rng.integers(0, classes, 500)})
+    names = [f"class {i}" for i in range(classes)]
+    matrices = {m: figures.confusion_matrix(frame, classes) for m in ("a", "b")}
+    figures.plot_confusion(matrices, {"a": "a", "b": "b"}, names, tmp_path / "c.png")
+    with Image.open(tmp_path / "c.png") as image:
+        assert image.format == "PNG" and image.width >= 800
+
+
+def test_grid_is_drawn_from_the_raw_images(tmp_path: Path):
+    for index, (path, _, _) in enumerate(PREDICTIONS):
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).write_bytes(jpeg_bytes(index, size=(48, 36)))
+    frame = pd.DataFrame(PREDICTIONS, columns=["path", "label", "probability"])
+    chosen = figures.select_grid(frame.assign(predicted=(frame["probability"] >= 0.5).astype(int)), 4)
+    figures.plot_grid(chosen, tmp_path, ["cats", "dogs"], tmp_path / "grid.png")
+    with Image.open(tmp_path / "grid.png") as image:
+        assert image.format == "PNG" and image.width >= 300
+    (tmp_path / chosen["path"][0]).write_bytes(b"not an image")
+    with pytest.raises(PipelineError, match="cannot be read as an image.*re-run the download stage"):
+        figures.plot_grid(chosen, tmp_path, ["cats", "dogs"], tmp_path / "grid.png")

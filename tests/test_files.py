@@ -1,0 +1,63 @@
+"""Files written atomically (nothing half-written, normal permissions) and hashed."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from stages.lib import files
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_write_json_is_sorted_with_a_trailing_newline(tmp_path: Path):
+    files.write_json(tmp_path / "a" / "m.json", {"b": 1, "a": 2})
+    assert (tmp_path / "a" / "m.json").read_text() == '{\n  "a": 2,\n  "b": 1\n}\n'
+
+
+def test_written_files_and_folders_get_the_umask_not_mkstemps_0600(tmp_path: Path):
+    old = os.umask(0o022)
+    try:
+        files.write_text(tmp_path / "t.txt", "x")
+        with files.replace_dir(tmp_path / "out") as tmp:
+            (tmp / "f").write_text("y")
+    finally:
+        os.umask(old)
+    assert mode(tmp_path / "t.txt") == 0o644 and mode(tmp_path / "out") == 0o755
+
+
+def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    target = tmp_path / "m.json"
+    files.write_text(target, "old")
+
+    def broken_fsync(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", broken_fsync)
+    with pytest.raises(OSError):
+        files.write_text(target, "new")
+    assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["m.json"]
+
+
+def test_replace_dir_swaps_in_whole_or_not_at_all(tmp_path: Path):
+    out = tmp_path / "out"
+    with files.replace_dir(out) as tmp:
+        (tmp / "a").write_text("1")
+    with pytest.raises(RuntimeError):
+        with files.replace_dir(out) as tmp:
+            (tmp / "b").write_text("2")
+            raise RuntimeError("the stage failed")
+    assert sorted(p.name for p in out.iterdir()) == ["a"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no temporary or .old folder left
+
+
+def test_sha256_file_reads_in_chunks(tmp_path: Path):
+    data = os.urandom(3000)
+    (tmp_path / "f").write_bytes(data)
+    assert files.sha256_file(tmp_path / "f", chunk_bytes=1000) == hashlib.sha256(data).hexdigest()

@@ -1,0 +1,70 @@
+"""Model files: custom layers round-trip with safe_mode, atomic saves, one-line load errors naming the stage."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from stages.lib import saving
+from stages.lib.cli import MissingInput, PipelineError
+
+
+def wrapped_model() -> keras.Model:
+    inner = keras.Sequential([keras.Input((4, 4, 3)), keras.layers.BatchNormalization()], name="inner")
+    inputs = keras.Input((4, 4, 3))
+    x = saving.CaffePreprocess(name="preprocess")(inputs)
+    x = saving.InferenceMode(inner, name="base")(x)
+    return keras.Model(inputs, keras.layers.Dense(1)(keras.layers.Flatten()(x)))
+
+
+def test_custom_layers_round_trip_with_safe_mode(tmp_path: Path):
+    model = wrapped_model()
+    images = np.random.default_rng(0).uniform(0, 255, (2, 4, 4, 3)).astype("float32")
+    saving.save_model(model, tmp_path / "m.keras")
+    loaded = saving.load_model(tmp_path / "m.keras", "transfer")
+    np.testing.assert_allclose(loaded(images, training=False), model(images, training=False), rtol=1e-6)
+    assert [p.name for p in tmp_path.iterdir()] == ["m.keras"]  # no temporary left
+
+
+def test_caffe_preprocessing_flips_to_bgr_and_subtracts_the_means():
+    pixel = np.array([[[[10.0, 20.0, 30.0]]]], "float32")
+    out = keras.ops.convert_to_numpy(saving.CaffePreprocess()(pixel))
+    np.testing.assert_allclose(out[0, 0, 0], [30 - 103.939, 20 - 116.779, 10 - 123.68], rtol=1e-6)
+
+
+def test_inference_mode_keeps_batchnorm_statistics_in_training():
+    model = wrapped_model()
+    batchnorm = model.get_layer("base").layer.layers[0]
+    images = np.random.default_rng(1).uniform(0, 255, (8, 4, 4, 3)).astype("float32")
+    model(images, training=True)
+    assert not batchnorm.moving_mean.numpy().any()  # unchanged: the wrapped model ran in inference mode
+
+
+def test_missing_and_damaged_models_are_one_line_naming_the_stage(tmp_path: Path):
+    with pytest.raises(MissingInput, match=r"missing; run the finetune stage first \(dvc repro finetune\)"):
+        saving.load_model(tmp_path / "finetune.keras", "finetune")
+    saving.save_model(wrapped_model(), tmp_path / "finetune.keras")
+    data = (tmp_path / "finetune.keras").read_bytes()
+    (tmp_path / "finetune.keras").write_bytes(data[: len(data) // 2])  # truncated, as by a full disk
+    with pytest.raises(PipelineError) as err:
+        saving.load_model(tmp_path / "finetune.keras", "finetune")
+    message = str(err.value)
+    assert message.startswith(f"{tmp_path / 'finetune.keras'}: cannot be loaded as a Keras model (")
+    assert message.endswith("; re-run the finetune stage (dvc repro finetune)") and "\n" not in message
+
+
+def test_a_failed_save_leaves_the_previous_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    saving.save_model(wrapped_model(), tmp_path / "m.keras")
+    before = (tmp_path / "m.keras").read_bytes()
+
+    def full_disk(src, dst):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", full_disk)
+    with pytest.raises(OSError):
+        saving.save_model(wrapped_model(), tmp_path / "m.keras")
+    assert (tmp_path / "m.keras").read_bytes() == before and len(list(tmp_path.iterdir())) == 1
