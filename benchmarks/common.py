@@ -9,9 +9,10 @@ import numpy as np
 import pandas as pd
 
 from stages.lib import files, records
-from stages.lib.archive import extract_archive, find_dataset_root
+from stages.lib.archive import extract_archive
 from stages.lib.file_lists import SPLITS, make_splits
-from stages.lib.sample_data import write_sample_archive
+from stages.lib.layouts import find_layout
+from stages.lib.sample import write_sample_archive
 
 
 def prepare_raw(
@@ -23,8 +24,11 @@ def prepare_raw(
         tmp / "sample.zip", seed=0, train_per_class=train_per_class, validation_per_class=validation_per_class
     )
     extract_archive(tmp / "sample.zip", tmp / "extracted", max_members=10**6, max_total_bytes=10**10)
-    raw = find_dataset_root(tmp / "extracted")
-    frames = make_splits(raw, test_fraction=0.2, seed=0).frames
+    raw = tmp / "raw"
+    raw.mkdir()
+    for folder, source in find_layout(tmp / "extracted").folders.items():
+        source.rename(raw / folder)
+    frames = make_splits(raw, test_fraction=0.2, holdout_fraction=0.33, seed=0).frames
     count = sum(len(f) for f in frames.values())
     print(f"data: {count} sample images generated, extracted and checked in {time.perf_counter() - start:.1f} s")
     return raw, frames

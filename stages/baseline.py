@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import keras
 
-from stages.lib import architectures, augment, heads, params, training
+from stages.lib import architectures, augment, params, training
 from stages.lib.cli import run, stage_parser
 
-PARAMS = ("seed", "train.strategy", "train.cache_images", "baseline")
+PARAMS = ("seed", "train", "baseline")
 
 
 def main(argv: list[str] | None = None) -> params.StageParams:
@@ -25,15 +25,11 @@ def main(argv: list[str] | None = None) -> params.StageParams:
     with stage.strategy.scope():
         augmentation = augment.build_augmentation(b.augment, p.seed)
         models = architectures.build_for_training(b.arch, b.image_size, stage.num_classes, augmentation)
-        classes = stage.num_classes
-        models.compile(keras.optimizers.Adam(b.learning_rate), heads.loss(classes), heads.metrics(classes))
+        stage.compile(models, keras.optimizers.Adam(b.learning_rate))
     train, val = stage.datasets(b.image_size, b.batch_size)
     # GoogLeNet trains with two auxiliary outputs: `targets` repeats the label for each of them.
     result = stage.fit(lambda: models.train, train.map(models.targets), val.map(models.targets), range(b.epochs))
-    # The saved model has the main output only (no auxiliary heads), whether or not training resumed.
-    trained = result.model
-    model = trained if len(trained.outputs) == 1 else keras.Model(trained.inputs, trained.outputs[0], name=b.arch)
-    stage.finish(model, result)
+    stage.finish(architectures.main_output(result.model, b.arch), result)  # no auxiliary heads in the saved model
     return p
 
 

@@ -1,48 +1,70 @@
-"""download stage: data.source -> data/raw/{train,validation}/<class>/ + data/raw/manifest.json.
+"""download stage: data.source -> data/raw/<folder>/<class>/ + data/raw/manifest.json.
 
-`data.source` is `cats_and_dogs_filtered` (the reference archive), `sample` (a small dataset generated
-offline from `seed`), an http(s) URL, or a local .zip / .tar / .tar.gz. Archives are extracted safely
-(no absolute paths, `..`, links or devices; size and member caps) and only the class folders are kept.
+`data.source` is a named dataset (`cats_and_dogs_filtered`, the reference archive; `hotdog`; `mnist`,
+`fashion_mnist`, `cifar10`, `cifar100` through keras.datasets), `sample` (generated offline from `seed`), an
+http(s) URL, or a local .zip / .tar / .tar.gz. Archives are extracted safely (no absolute paths, `..`, links
+or devices; size and member caps); layouts.py says which folder layouts are accepted and how data/raw holds them.
 """
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 from pathlib import Path
-from urllib.parse import urlparse
+from urllib.parse import unquote, urlparse
 
-from stages.lib import files, params, reference
-from stages.lib.archive import extract_archive, find_dataset_root
+from stages.lib import files, params, sources
+from stages.lib.archive import extract_archive
 from stages.lib.cli import PipelineError, run, stage_parser
 from stages.lib.fetch import download
-from stages.lib.sample_data import write_sample_archive
+from stages.lib.layouts import find_layout
+from stages.lib.sample import write_sample_archive
 
 PARAMS = ("seed", "data")
-LAYOUT = ("train", "validation")
 
 
-def fetch_archive(
-    source: str, downloads: Path, *, sha256: str | None, seed: int, sample_sizes: tuple[int, int]
-) -> Path:
-    """Path of the archive for `source`: generated, downloaded (or reused from an earlier download), or local."""
-    if source == params.SAMPLE_DATASET:
-        train, validation = sample_sizes
-        archive = downloads / f"sample-seed{seed}-{train}x{validation}.zip"
-        write_sample_archive(archive, seed=seed, train_per_class=train, validation_per_class=validation)
-    elif source == reference.DATASET or source.startswith(("http://", "https://")):
-        url = reference.URL if source == reference.DATASET else source
-        archive = downloads / (Path(urlparse(url).path).name or "download.zip")
-        if archive.exists():  # downloads are atomic, so an existing file is complete
-            print(f"download: reusing {archive} (delete it to download again)")
-        else:
-            download(url, archive, sha256=sha256)
+def cached_download(url: str, downloads: Path, sha256: str | None) -> Path:
+    """The archive at `url`, downloaded once into `downloads`: the file name carries a hash of the URL, so another
+    URL with the same last path segment is another file, never a wrong reuse."""
+    name = Path(unquote(urlparse(url).path)).name
+    if name in ("", ".", ".."):
+        name = "download"
+    archive = downloads / f"{hashlib.sha256(url.encode()).hexdigest()[:12]}-{name}"
+    if archive.is_file() and (sha256 is None or files.sha256_file(archive) == sha256):
+        print(f"download: reusing {archive} for {url} (delete it to download again)")  # downloads are atomic
     else:
-        archive = Path(source)
-        if not archive.is_file():
-            raise PipelineError(
-                f"data.source: {archive} is not a file (a local archive path is relative to the project root)"
-            )
+        download(url, archive, sha256=sha256)
     return archive
+
+
+def fetch_archive(source: str, downloads: Path, sha256: str | None, seed: int, sample: tuple[int, int, int]) -> Path:
+    """Path of the archive for `source`: generated, downloaded (or reused from an earlier download), or local.
+    `sample`: train and validation images per class, and classes, of the generated `sample` source."""
+    if source == params.SAMPLE_DATASET:
+        train, validation, classes = sample
+        suffix = "" if classes == 2 else f"-{classes}classes"
+        archive = downloads / f"sample-seed{seed}-{train}x{validation}{suffix}.zip"
+        write_sample_archive(
+            archive, seed=seed, train_per_class=train, validation_per_class=validation, classes=classes
+        )
+        return archive
+    if source in sources.ARCHIVES or source.startswith(("http://", "https://")):
+        return cached_download(sources.ARCHIVES.get(source, source), downloads, sha256)
+    archive = Path(source)
+    if not archive.is_file():
+        raise PipelineError(
+            f"data.source: {archive} is not a file (a local archive path is relative to the project root)"
+        )
+    return archive
+
+
+def normalise_layout(extracted: Path, out: Path) -> int:
+    """Move the dataset's folders from `extracted` into `out` as data/raw holds them; return the files left out."""
+    for folder, source in find_layout(extracted).folders.items():
+        shutil.move(source, out / folder)
+    left_over = sum(1 for f in extracted.rglob("*") if f.is_file()) if extracted.exists() else 0
+    shutil.rmtree(extracted, ignore_errors=True)
+    return left_over
 
 
 def main(argv: list[str] | None = None) -> params.StageParams:
@@ -51,53 +73,42 @@ def main(argv: list[str] | None = None) -> params.StageParams:
     parser.add_argument("--downloads", type=Path, required=True, help="where archives are kept (not a DVC output)")
     args = parser.parse_args(argv)
     p = params.for_stage(PARAMS, args.params)
-    data = p.data
-    source, pin = data.source, data.sha256
-
+    data, source = p.data, p.data.source
+    # Read for every source: a change re-runs this stage whatever the source, as DVC's deps cannot depend on it.
+    sample = (data.sample_train_per_class, data.sample_validation_per_class, data.sample_classes)
     args.downloads.mkdir(parents=True, exist_ok=True)
-    archive = fetch_archive(
-        source,
-        args.downloads,
-        sha256=pin,
-        seed=p.seed,
-        sample_sizes=(data.sample_train_per_class, data.sample_validation_per_class),
-    )
-    digest = files.sha256_file(archive)
-    if pin and digest != pin:
-        raise PipelineError(
-            f"{archive}: sha256 is {digest}, but data.sha256 pins {pin}; delete the file or fix the pin"
-        )
 
     with files.replace_dir(args.out) as tmp:
         extracted = tmp / ".extracted"
-        ignored = extract_archive(
-            archive, extracted, max_members=data.max_archive_members, max_total_bytes=data.max_archive_bytes
-        )
-        root = find_dataset_root(extracted, LAYOUT)
-        for folder in LAYOUT:
-            shutil.move(root / folder, tmp / folder)
-        left_over = sum(1 for f in extracted.rglob("*") if f.is_file())  # e.g. a test/ folder beside train/
+        if source in sources.KERAS_DATASETS:
+            used = sources.fetch_keras_files(source)
+            described = {"archive": [path.name for path in used], "sha256": sources.keras_files_sha256(source)}
+            sources.write_keras_dataset(source, extracted)
+            ignored: dict[str, int] = {}
+        else:
+            archive = fetch_archive(source, args.downloads, data.sha256, p.seed, sample)
+            digest = files.sha256_file(archive)
+            if data.sha256 and digest != data.sha256:
+                raise PipelineError(
+                    f"{archive}: sha256 is {digest}, but data.sha256 pins {data.sha256}; delete the file or fix the pin"
+                )
+            described = {"archive": archive.name, "bytes": archive.stat().st_size, "sha256": digest}
+            ignored = extract_archive(
+                archive, extracted, max_members=data.max_archive_members, max_total_bytes=data.max_archive_bytes
+            )
+        left_over = normalise_layout(extracted, tmp)  # e.g. files beside the class folders
         if left_over:
             ignored["outside_layout"] = ignored.get("outside_layout", 0) + left_over
-        shutil.rmtree(extracted)
         counts = {
             folder.relative_to(tmp).as_posix(): sum(1 for f in folder.iterdir() if f.is_file())
             for folder in sorted(tmp.glob("*/*"))
             if folder.is_dir()
         }
-        manifest = {
-            "source": source,
-            "archive": archive.name,
-            "bytes": archive.stat().st_size,
-            "sha256": digest,
-            "files": counts,
-            "ignored": dict(sorted(ignored.items())),
-        }
+        manifest = {"source": source, **described, "files": counts, "ignored": dict(sorted(ignored.items()))}
         files.write_json(tmp / "manifest.json", manifest)
     print(
-        f"download: {archive.name} ({manifest['bytes'] / 1e6:.1f} MB) -> {args.out}: "
-        + ", ".join(f"{k} {v}" for k, v in counts.items())
-        + f"; ignored {sum(ignored.values())}"
+        f"download: {source} -> {args.out}: {len(counts)} class folders, {sum(counts.values())} files; "
+        f"ignored {sum(ignored.values())}"
     )
     return p
 

@@ -1,9 +1,9 @@
 """evaluate stage: every trained model on the same test split -> metrics/eval.json + evaluation/<model>/.
 
-metrics/eval.json holds flat keys (`finetune.accuracy`, `baseline.roc_auc`, ...) so `dvc metrics show`
-puts the models side by side and `dvc metrics diff` compares commits. Per model, evaluation/<model>/
-holds predictions.csv (path, label, probability, predicted) and ROC / precision-recall / confusion data
-for `dvc plots show`.
+metrics/eval.json holds flat keys (`finetune.accuracy`, `baseline.class.dogs.f1`, ...; scoring.py lists them)
+so `dvc metrics show` puts the models side by side and `dvc metrics diff` compares commits. Per model (named
+after its file), evaluation/<model>/ holds predictions.csv and confusion (and, for two classes, ROC and
+precision-recall) data for `dvc plots show`.
 """
 
 from __future__ import annotations
@@ -14,10 +14,9 @@ import keras
 import numpy as np
 
 from stages.lib import files, heads, params, records, runtime, saving, scoring
-from stages.lib.cli import run, stage_parser
-from stages.lib.reference import MODELS
+from stages.lib.cli import PipelineError, run, stage_parser
 
-PARAMS = ("evaluate.threshold", "evaluate.batch_size")
+PARAMS = ("evaluate.threshold", "evaluate.batch_size", "evaluate.top_k")
 
 
 def predict_split(model: keras.Model, records_dir: Path, batch_size: int) -> tuple[list[str], np.ndarray, np.ndarray]:
@@ -35,28 +34,33 @@ def predict_split(model: keras.Model, records_dir: Path, batch_size: int) -> tup
 def main(argv: list[str] | None = None) -> params.StageParams:
     parser = stage_parser(__doc__)
     parser.add_argument("--records", type=Path, required=True, help="data/tfrecords: the test split")
-    parser.add_argument("--models", type=Path, required=True, help=f"the folder of {', '.join(MODELS)}.keras")
+    parser.add_argument("--model", type=Path, action="append", required=True, help="a model to score (repeat)")
     parser.add_argument("--out", type=Path, required=True, help="per-model predictions and plot data")
     parser.add_argument("--metrics", type=Path, required=True, help="the metrics JSON to write")
     args = parser.parse_args(argv)
     p = params.for_stage(PARAMS, args.params)
-    threshold, batch_size = p.evaluate.threshold, p.evaluate.batch_size
+    e = p.evaluate
 
     class_names = records.read_meta(args.records)["class_names"]
-    scores: dict[str, float | int | str | None] = {"threshold": threshold}
+    scores: dict[str, float | int | str | None] = {"threshold": e.threshold}
     with files.replace_dir(args.out) as tmp:
-        for name in MODELS:
-            model = saving.load_model(args.models / f"{name}.keras", name)
-            paths, labels, probabilities = predict_split(model, args.records, batch_size)
-            positive = probabilities[:, 1]
-            frame = scoring.predictions_frame(paths, labels, positive, threshold)
+        for path in args.model:
+            name = path.stem  # models/<stage>.keras: the stage that trains it, and its name in the metrics
+            model = saving.load_model(path, name)
+            if model.output_shape[-1] != heads.units(len(class_names)):
+                raise PipelineError(
+                    f"{path}: {model.output_shape[-1]} outputs, but the records have {len(class_names)} classes "
+                    f"({heads.units(len(class_names))} outputs); re-run the {name} stage"
+                )
+            paths, labels, probabilities = predict_split(model, args.records, e.batch_size)
+            frame = scoring.predictions_frame(paths, labels, probabilities, e.threshold, class_names)
             (tmp / name).mkdir()
             frame.to_csv(tmp / name / "predictions.csv", index=False, lineterminator="\n")
-            scoring.write_plot_data(tmp / name, labels, positive, threshold)
-            model_scores = scoring.score(labels, positive, threshold, class_names)
+            scoring.write_plot_data(tmp / name, labels, probabilities, e.threshold, class_names)
+            model_scores = scoring.score(labels, probabilities, e.threshold, class_names, e.top_k)
             scores.update({f"{name}.{key}": value for key, value in model_scores.items()})
             print(
-                f"evaluate: {name}: accuracy {model_scores['accuracy']:.4f}, f1 {model_scores['f1']:.4f}, "
+                f"evaluate: {name}: accuracy {model_scores['accuracy']:.4f}, macro f1 {model_scores['macro.f1']:.4f}, "
                 f"roc_auc {model_scores['roc_auc']} on {len(labels)} test images"
             )
     files.write_json(args.metrics, scores | runtime.machine())

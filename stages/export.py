@@ -1,11 +1,11 @@
 """export stage: models/finetune.keras -> models/export/ (TF Serving SavedModel, TFLite float32 and dynamic range).
 
 models/export/ holds saved_model/1/ (a SavedModel with a `serving_default` signature: input `image`,
-float32 RGB in [0, 255] at the model's size; outputs `logit` and `probability` of class index 1),
-model_float32.tflite, model_dynamic_range.tflite (int8 weights) and labels.txt (class names by index).
-Every export runs on the whole test split next to the Keras model; metrics/export.json holds the largest
-probability difference per format, the sizes in bytes and the image count. A float32 format that differs
-by more than 1e-4 stops the stage and leaves the previous export in place.
+float32 RGB in [0, 255] at the model's size; outputs as serving.py describes), model_float32.tflite,
+model_dynamic_range.tflite (int8 weights) and labels.txt (class names by index). Every export runs on the
+whole test split next to the Keras model; metrics/export.json holds, per format, the largest probability
+difference, the share of images whose predicted class agrees with Keras' (`agreement`) and the size in
+bytes. A float32 format that differs by more than 1e-4 stops the stage and leaves the previous export in place.
 """
 
 from __future__ import annotations
@@ -45,19 +45,21 @@ def main(argv: list[str] | None = None) -> params.StageParams:
     size = model.input_shape[1]
     with files.replace_dir(args.out) as tmp:
         export = serving.export_all(model, tmp, meta["class_names"])
-        reference = serving.keras_predictor(model)
-        differences, count = serving.max_abs_differences(
-            reference, export.predictors, test_split_images(args.records, size)
+        parity = serving.compare(
+            serving.keras_predictor(model), export.predictors, test_split_images(args.records, size)
         )
-        serving.check_float_parity(differences)  # inside: a failure leaves the previous export in place
+        serving.check_float_parity(parity.max_abs_diff)  # inside: a failure leaves the previous export in place
 
-    metrics: dict[str, float | int | str] = {"test_images": count, "keras.bytes": args.model.stat().st_size}
+    metrics: dict[str, float | int | str] = {"test_images": parity.count, "keras.bytes": args.model.stat().st_size}
     for name in serving.FORMATS:
-        metrics[f"{name}.max_abs_diff"] = significant(differences[name])
+        metrics[f"{name}.max_abs_diff"] = significant(parity.max_abs_diff[name])
+        metrics[f"{name}.agreement"] = round(parity.agreement[name], 6)
         metrics[f"{name}.bytes"] = export.sizes[name]
     files.write_json(args.metrics, metrics | runtime.machine())
-    summary = ", ".join(f"{name} {differences[name]:.2g}" for name in serving.FORMATS)
-    print(f"export: {args.out}; max |probability - Keras| on {count} test images: {summary}")
+    summary = ", ".join(
+        f"{name} {parity.max_abs_diff[name]:.2g} ({parity.agreement[name]:.1%} same class)" for name in serving.FORMATS
+    )
+    print(f"export: {args.out}; max |probability - Keras| on {parity.count} test images: {summary}")
     return p
 
 

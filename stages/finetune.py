@@ -12,14 +12,13 @@ from pathlib import Path
 
 import keras
 
-from stages.lib import files, models, params, saving, training
+from stages.lib import files, heads, models, params, saving, training
 from stages.lib.bases import BASES
-from stages.lib.cli import run, stage_parser
+from stages.lib.cli import rerun, run, stage_parser
 
 PARAMS = (
     "seed",
-    "train.strategy",
-    "train.cache_images",
+    "train",
     "model.base",
     "model.fine_tune_at",
     "transfer.epochs",
@@ -41,12 +40,18 @@ def main(argv: list[str] | None = None) -> params.StageParams:
     stage = training.start("finetune", args, p)
     with stage.strategy.scope():
         model = saving.load_model(args.transfer_model, "transfer")  # without its optimizer: recompiled below
+        if model.output_shape[-1] != heads.units(stage.num_classes):
+            raise rerun(
+                args.transfer_model, "transfer", f"{model.output_shape[-1]} outputs for {stage.num_classes} classes"
+            )
         models.unfreeze_from(model, fine_tune_at)
         stage.compile(model, keras.optimizers.RMSprop(learning_rate))
     train, val = stage.datasets(model.input_shape[1], f.batch_size)  # the size the transfer stage trained at
     epochs = range(transfer_epochs, transfer_epochs + f.epochs)
     result = stage.fit(lambda: model, train, val, epochs, parent=files.sha256_file(args.transfer_model))
-    stage.finish(result.model, result, trainable_variables=len(result.model.trainable_variables))
+    stage.finish(
+        result.model, result, trainable_variables=len(result.model.trainable_variables), fine_tune_at=fine_tune_at
+    )
     return p
 
 

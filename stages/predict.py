@@ -1,7 +1,7 @@
 """Classify image files with a trained model.
 
     python -m stages.predict PATH... [--model models/finetune.keras] [--classes cats,dogs]
-                                     [--threshold 0.5] [--format table|csv|json]
+                                     [--threshold 0.5] [--top-k K] [--format table|csv|json]
     catsdogs-predict PATH...         (the same, as a console script)
 
 PATHs are image files or folders. A folder is searched recursively for regular files, skipping names that
@@ -11,11 +11,15 @@ a bilinear resize), and the model runs on batches of 32 images.
 
 One row per image, in input order:
   path          the file as given or found
-  label         the predicted class: class 1 if p_<class 1> >= --threshold, else class 0
-  probability   the model's probability of that label: p_<class 1>, or 1 - p_<class 1> for class 0
-                (with a threshold other than 0.5 it can be below 0.5)
-  p_<class 1>   the model's probability of class index 1 (sigmoid of its logit), whatever the threshold
-Class names, class 0 first, come from --classes (a comma list) or else from data/tfrecords/meta.json.
+  label         the predicted class: with two classes, class 1 if p_<class 1> >= --threshold, else class 0;
+                with more, the most probable class
+  probability   the model's probability of that label (with two classes and a threshold other than 0.5 it
+                can be below 0.5)
+  p_<class 1>   two classes only: the probability of class index 1 (sigmoid of its logit), whatever the threshold
+  label_2, probability_2, ... label_K, probability_K
+                with --top-k K: the next most probable classes and their probabilities
+Class names, class 0 first, come from --classes (a comma list) or else from data/tfrecords/meta.json; there
+must be as many as the model has classes (one logit means two classes).
 
 A file that is not a readable image (text named .jpg, truncated, zero-byte, missing) gets one line on
 stderr, `error: <path>: <reason>`, and the other files still run. Exit status: 0 when every file was
@@ -60,7 +64,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--records", type=Path, default=DEFAULT_RECORDS, help=f"where meta.json is (default {DEFAULT_RECORDS})"
     )
-    parser.add_argument("--threshold", type=float, default=0.5, help="on the probability of class 1 (default 0.5)")
+    parser.add_argument(
+        "--threshold", type=float, default=0.5, help="two classes: on the probability of class 1 (default 0.5)"
+    )
+    parser.add_argument("--top-k", type=int, default=1, help="also list the next K-1 most probable classes")
     parser.add_argument("--format", choices=FORMATS, default="table", help="output format (default table)")
     return parser.parse_args(argv)
 
@@ -78,8 +85,8 @@ def class_names(option: str | None, records_dir: Path) -> list[str]:
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise UsageError(f"{meta}: no class_names in it ({exc}); pass e.g. --classes cats,dogs") from None
         source = str(meta)
-    if len(names) != 2 or not all(names) or names[0] == names[1]:
-        raise UsageError(f"{source}: need two distinct class names for a one-logit model, got {names}")
+    if len(names) < 2 or not all(names) or len(set(names)) != len(names):
+        raise UsageError(f"{source}: need at least two distinct class names, got {names}")
     return names
 
 
@@ -88,8 +95,9 @@ def check_model_file(path: Path) -> None:
         raise UsageError(f"{path}: missing; train it first (dvc repro finetune) or pass --model")
 
 
-def load_model(path: Path):
-    """The model for inference; a file Keras cannot load is a usage error."""
+def load_model(path: Path, classes: list[str]):
+    """The model for inference; a file Keras cannot load, or one with outputs for another number of classes,
+    is a usage error."""
     from stages.lib import saving  # here, not at the top: usage errors answer without loading TensorFlow
     from stages.lib.cli import PipelineError
 
@@ -98,8 +106,12 @@ def load_model(path: Path):
     except PipelineError as exc:
         raise UsageError(str(exc)) from None
     size = model.input_shape[1]
-    if not isinstance(size, int) or model.output_shape[-1] != 1:
-        raise UsageError(f"{path}: expected a fixed-size image input and one logit, got {model.input_shape}")
+    if not isinstance(size, int) or model.output_shape[-1] != heads.units(len(classes)):
+        raise UsageError(
+            f"{path}: expected a fixed-size image input and {heads.units(len(classes))} output(s) for the "
+            f"{len(classes)} classes {', '.join(classes)}; the model has input {model.input_shape} and output "
+            f"{model.output_shape}"
+        )
     return model
 
 
@@ -133,10 +145,10 @@ def chunks(items: Sequence, size: int) -> Iterator[Sequence]:
         yield items[start : start + size]
 
 
-def predict_files(model, files: Sequence[Path], report) -> list[tuple[str, float]]:
-    """(path, probability of class 1) for every file that reads as an image; the others go to `report`."""
+def predict_files(model, files: Sequence[Path], report) -> list[tuple[str, np.ndarray]]:
+    """(path, class probabilities) for every file that reads as an image; the others go to `report`."""
     size = model.input_shape[1]
-    results: list[tuple[str, float]] = []
+    results: list[tuple[str, np.ndarray]] = []
     for batch in chunks(files, BATCH_SIZE):
         names, arrays = [], []
         for path in batch:
@@ -147,18 +159,23 @@ def predict_files(model, files: Sequence[Path], report) -> list[tuple[str, float
                 report(path, first_line(exc))
         if arrays:
             logits = model(np.stack(arrays), training=False).numpy()  # training=False: augmentation off
-            results.extend(zip(names, heads.probabilities(logits)[:, 1].tolist()))
+            results.extend(zip(names, heads.probabilities(logits)))
     return results
 
 
-def make_rows(results: Sequence[tuple[str, float]], classes: list[str], threshold: float) -> list[dict]:
-    column = f"p_{classes[1]}"
+def make_rows(
+    results: Sequence[tuple[str, np.ndarray]], classes: list[str], threshold: float, top_k: int
+) -> list[dict]:
     rows = []
-    for path, p1 in results:
-        positive = p1 >= threshold  # the same rule as the evaluate stage
-        rows.append(
-            {"path": path, "label": classes[int(positive)], "probability": p1 if positive else 1 - p1, column: p1}
-        )
+    for path, probabilities in results:
+        label = int(heads.predicted(probabilities[None, :], threshold)[0])  # the same rule as the evaluate stage
+        row = {"path": path, "label": classes[label], "probability": float(probabilities[label])}
+        if len(classes) == 2:
+            row[f"p_{classes[1]}"] = float(probabilities[1])
+        others = [i for i in np.argsort(-probabilities, kind="stable") if i != label]
+        for rank, index in enumerate(others[: top_k - 1], start=2):
+            row |= {f"label_{rank}": classes[index], f"probability_{rank}": float(probabilities[index])}
+        rows.append(row)
     return rows
 
 
@@ -198,14 +215,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not 0.0 <= args.threshold <= 1.0:
             raise UsageError(f"--threshold: must be between 0 and 1 (got {args.threshold})")
         classes = class_names(args.classes, args.records)
+        if not 1 <= args.top_k <= len(classes):
+            raise UsageError(f"--top-k: must be between 1 and the {len(classes)} classes (got {args.top_k})")
         check_model_file(args.model)  # before anything slow
         files = expand(args.paths, report)
-        model = load_model(args.model)
+        model = load_model(args.model, classes)
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    rows = make_rows(predict_files(model, files, report), classes, args.threshold)
-    sys.stdout.write(render(rows, ["path", "label", "probability", f"p_{classes[1]}"], args.format))
+    rows = make_rows(predict_files(model, files, report), classes, args.threshold, args.top_k)
+    columns = ["path", "label", "probability"] + ([f"p_{classes[1]}"] if len(classes) == 2 else [])
+    columns += [f"{name}_{rank}" for rank in range(2, args.top_k + 1) for name in ("label", "probability")]
+    sys.stdout.write(render(rows, columns, args.format))
     return 1 if failures else 0
 
 

@@ -8,7 +8,7 @@ from stages.lib import files, params
 from stages.lib.cli import run, stage_parser
 from stages.lib.file_lists import SPLITS, make_splits
 
-PARAMS = ("seed", "split.test_fraction")
+PARAMS = ("seed", "split.test_fraction", "split.holdout_fraction")
 
 
 def main(argv: list[str] | None = None) -> params.StageParams:
@@ -19,7 +19,9 @@ def main(argv: list[str] | None = None) -> params.StageParams:
     args = parser.parse_args(argv)
     p = params.for_stage(PARAMS, args.params)
 
-    splits = make_splits(args.raw, test_fraction=p.split.test_fraction, seed=p.seed)
+    splits = make_splits(
+        args.raw, test_fraction=p.split.test_fraction, holdout_fraction=p.split.holdout_fraction, seed=p.seed
+    )
     with files.replace_dir(args.out) as tmp:
         for split in SPLITS:
             splits.frames[split].to_csv(tmp / f"{split}.csv", index=False, lineterminator="\n")

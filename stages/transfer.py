@@ -22,8 +22,7 @@ from stages.lib.cli import run, stage_parser
 
 PARAMS = (
     "seed",
-    "train.strategy",
-    "train.cache_images",
+    "train",
     "model.base",
     "model.weights",
     "model.image_size",
@@ -94,7 +93,7 @@ def main(argv: list[str] | None = None) -> params.StageParams:
         def build_head() -> keras.Model:
             return stage.compile(head_on_features(model, train_x.shape[1:]), keras.optimizers.Adam(t.learning_rate))
 
-        result = stage.fit(build_head, train.batch(t.batch_size), val, range(t.epochs))
+        result = stage.fit(build_head, stage.weighted(train.batch(t.batch_size)), val, range(t.epochs))
         for name in models.HEAD_LAYER_NAMES:  # a head resumed from a checkpoint is a separate copy
             model.get_layer(name).set_weights(result.model.get_layer(name).get_weights())
     else:

@@ -45,7 +45,7 @@ def make_raw_tree(
             (root / folder / name).mkdir(parents=True, exist_ok=True)
             for _ in range(count):
                 seed += 1
-                (root / folder / name / f"{name[:-1]}.{seed}.jpg").write_bytes(jpeg_bytes(seed))
+                (root / folder / name / f"{name[:-1] or name}.{seed}.jpg").write_bytes(jpeg_bytes(seed))
     return root
 
 
@@ -79,7 +79,10 @@ TINY_TRAINING = {
 }
 
 
-def build_encoded_project(root: Path, **overrides: dict) -> Path:
+THREE_CLASSES = ("birds", "cats", "dogs")
+
+
+def build_encoded_project(root: Path, classes: tuple[str, ...] = ("cats", "dogs"), **overrides: dict) -> Path:
     """root/ with params.yaml (tiny training settings), data/raw, data/splits and data/tfrecords at 32 px."""
     from stages import encode, split
 
@@ -88,7 +91,7 @@ def build_encoded_project(root: Path, **overrides: dict) -> Path:
     set_params(root, **TINY_TRAINING)
     if overrides:
         set_params(root, **overrides)
-    make_raw_tree(root / "data" / "raw", train_per_class=8, validation_per_class=6)
+    make_raw_tree(root / "data" / "raw", train_per_class=8, validation_per_class=6, classes=classes)
     common = ["--params", str(root / "params.yaml"), "--raw", str(root / "data" / "raw")]
     split.main([*common, "--out", str(root / "data" / "splits"), "--metrics", str(root / "metrics" / "data.json")])
     encode.main([*common, "--splits", str(root / "data" / "splits"), "--out", str(root / "data" / "tfrecords")])
@@ -125,12 +128,16 @@ def calibrated_base_weights(path: Path, size: int = 32) -> Path:
     return path
 
 
-def build_trained_project(root: Path, *, with_finetune: bool = True) -> Path:
+def build_trained_project(
+    root: Path, *, with_finetune: bool = True, classes: tuple[str, ...] = ("cats", "dogs")
+) -> Path:
     """An encoded tiny project trained by the real stages for 1 epoch each: models/transfer.keras (and
     models/finetune.keras), on calibrated random weights. The default augmentation (flip, rotation) is on."""
     root.mkdir(parents=True, exist_ok=True)
     weights = calibrated_base_weights(root / "base.weights.h5")
-    build_encoded_project(root, model={"weights": str(weights)}, transfer={"epochs": 1}, finetune={"epochs": 1})
+    build_encoded_project(
+        root, classes, model={"weights": str(weights)}, transfer={"epochs": 1}, finetune={"epochs": 1}
+    )
     from stages import finetune, transfer
 
     transfer.main(stage_args(root, "transfer"))

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from stages.lib import archive as archive_module
-from stages.lib.archive import ArchiveError, extract_archive, find_dataset_root, ignore_reason
+from stages.lib.archive import ArchiveError, extract_archive, ignore_reason
 
 JPEG = b"\xff\xd8\xff\xe0 not really a jpeg, but the suffix is what counts"
 LIMITS = {"max_members": 100, "max_total_bytes": 1 << 20}
@@ -357,42 +357,3 @@ def test_existing_destination_is_left_alone(tmp_path: Path) -> None:
     with pytest.raises(FileExistsError, match="already exists"):
         extract_archive(archive, dest, **LIMITS)
     assert (dest / "keep.txt").read_text() == "mine"
-
-
-# --- find_dataset_root --------------------------------------------------------------------------
-
-
-def make_folders(root: Path, *names: str) -> None:
-    for name in names:
-        (root / name).mkdir(parents=True)
-
-
-def test_dataset_root_is_the_single_top_folder(tmp_path: Path) -> None:
-    make_folders(tmp_path, "cats_and_dogs_filtered/train", "cats_and_dogs_filtered/validation")
-    (tmp_path / "README.txt").write_text("a loose file next to the folder does not count")
-
-    assert find_dataset_root(tmp_path) == tmp_path / "cats_and_dogs_filtered"
-
-
-def test_dataset_root_is_the_tree_itself_when_flat(tmp_path: Path) -> None:
-    make_folders(tmp_path, "train", "validation", "test")
-
-    assert find_dataset_root(tmp_path) == tmp_path
-
-
-def test_dataset_root_missing_lists_what_was_found(tmp_path: Path) -> None:
-    make_folders(tmp_path, "data/train", "data/test")
-
-    with pytest.raises(ArchiveError) as caught:
-        find_dataset_root(tmp_path)
-    message = str(caught.value)
-    assert str(tmp_path) in message
-    assert "train, validation" in message
-    assert "data/" in message and "test/" in message
-
-
-def test_dataset_root_is_not_guessed_among_several_folders(tmp_path: Path) -> None:
-    make_folders(tmp_path, "a/train", "a/validation", "b/train", "b/validation")
-
-    with pytest.raises(ArchiveError, match="found: a/, b/"):
-        find_dataset_root(tmp_path)

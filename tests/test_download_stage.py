@@ -109,5 +109,33 @@ def test_unreachable_url_fails_fast_with_advice(project: Path):
 def test_reference_name_means_the_reference_url(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
     asked = []
     monkeypatch.setattr(download_stage, "download", lambda url, dest, sha256: asked.append((url, dest.name)))
-    download_stage.fetch_archive("cats_and_dogs_filtered", tmp_path, sha256=None, seed=0, sample_sizes=(2, 2))
-    assert asked == [(reference.URL, "cats_and_dogs_filtered.zip")]
+    download_stage.fetch_archive("cats_and_dogs_filtered", tmp_path, None, 0, (2, 2, 2))
+    assert [url for url, _ in asked] == [reference.URL] and asked[0][1].endswith("-cats_and_dogs_filtered.zip")
+
+
+def test_the_download_cache_is_keyed_by_the_url_not_the_file_name(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    """Two servers' dataset.zip are two files: the second URL is asked, not answered with the first's bytes."""
+    asked = []
+
+    def fake_download(url, dest, sha256):
+        asked.append(url)
+        dest.write_bytes(url.encode())
+
+    monkeypatch.setattr(download_stage, "download", fake_download)
+    first = download_stage.cached_download("https://a.example/x/dataset.zip", tmp_path, None)
+    second = download_stage.cached_download("https://b.example/y/dataset.zip", tmp_path, None)
+    again = download_stage.cached_download("https://a.example/x/dataset.zip", tmp_path, None)
+    assert asked == ["https://a.example/x/dataset.zip", "https://b.example/y/dataset.zip"]
+    assert first != second and again == first and first.read_bytes() == b"https://a.example/x/dataset.zip"
+    odd = download_stage.cached_download("https://c.example/data/..", tmp_path, None)  # no usable last segment
+    assert odd.parent == tmp_path and odd.name.endswith("-download")
+
+
+def test_a_pinned_cache_file_with_other_bytes_is_downloaded_again(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    calls = []
+    monkeypatch.setattr(download_stage, "download", lambda url, dest, sha256: calls.append(sha256))
+    cached = download_stage.cached_download("https://a.example/d.zip", tmp_path, None)
+    assert calls == [None]
+    cached.write_bytes(b"old bytes")
+    download_stage.cached_download("https://a.example/d.zip", tmp_path, "0" * 64)
+    assert calls == [None, "0" * 64]  # the pin does not match the cached file: download (and check) again

@@ -32,8 +32,11 @@ def test_continued_run_refuses_logs_that_overlap():
 
 
 def predictions(rows: list[tuple[str, int, float]]) -> pd.DataFrame:
+    """(path, label, probability of class 1) -> the predictions table of scoring.predictions_frame."""
     frame = pd.DataFrame(rows, columns=["path", "label", "probability"])
-    return frame.assign(predicted=(frame["probability"] >= 0.5).astype(int))
+    frame["predicted"] = (frame["probability"] >= 0.5).astype(int)
+    frame["confidence"] = np.where(frame["predicted"] == 1, frame["probability"], 1 - frame["probability"])
+    return frame
 
 
 def test_grid_shows_mistakes_first_most_confident_first_then_spread_correct_ones():
@@ -77,8 +80,7 @@ def test_grid_is_drawn_from_the_raw_images(tmp_path: Path):
     for index, (path, _, _) in enumerate(PREDICTIONS):
         (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / path).write_bytes(jpeg_bytes(index, size=(48, 36)))
-    frame = pd.DataFrame(PREDICTIONS, columns=["path", "label", "probability"])
-    chosen = figures.select_grid(frame.assign(predicted=(frame["probability"] >= 0.5).astype(int)), 4)
+    chosen = figures.select_grid(predictions(PREDICTIONS), 4)
     figures.plot_grid(chosen, tmp_path, ["cats", "dogs"], tmp_path / "grid.png")
     with Image.open(tmp_path / "grid.png") as image:
         assert image.format == "PNG" and image.width >= 300

@@ -13,7 +13,7 @@ from tests.conftest import dvc_args, jpeg_bytes, make_raw_tree
 
 
 def test_validation_is_split_stratified_by_class(raw_tree: Path):
-    splits = make_splits(raw_tree, test_fraction=0.2, seed=1)
+    splits = make_splits(raw_tree, test_fraction=0.2, holdout_fraction=0.33, seed=1)
     assert splits.class_names == ["cats", "dogs"]
     for split, per_class in (("train", 6), ("val", 8), ("test", 2)):
         counts = splits.frames[split]["label"].value_counts().to_dict()
@@ -25,10 +25,13 @@ def test_validation_is_split_stratified_by_class(raw_tree: Path):
 
 
 def test_split_is_deterministic_and_depends_on_the_seed(raw_tree: Path):
-    first = make_splits(raw_tree, test_fraction=0.3, seed=7).frames["test"]["path"].tolist()
-    again = make_splits(raw_tree, test_fraction=0.3, seed=7).frames["test"]["path"].tolist()
+    first = make_splits(raw_tree, test_fraction=0.3, holdout_fraction=0.33, seed=7).frames["test"]["path"].tolist()
+    again = make_splits(raw_tree, test_fraction=0.3, holdout_fraction=0.33, seed=7).frames["test"]["path"].tolist()
     assert first == again
-    others = {tuple(make_splits(raw_tree, test_fraction=0.3, seed=s).frames["test"]["path"]) for s in range(8, 14)}
+    others = {
+        tuple(make_splits(raw_tree, test_fraction=0.3, holdout_fraction=0.33, seed=s).frames["test"]["path"])
+        for s in range(8, 14)
+    }
     assert any(list(o) != first for o in others)
 
 
@@ -47,7 +50,7 @@ def test_unusable_files_are_skipped_with_reasons(raw_tree: Path):
     (raw_tree / "validation" / "stray.jpg").write_bytes(jpeg_bytes(98))
     (cats / "gray.jpg").write_bytes(jpeg_bytes(97, mode="L"))
     (cats / "alpha.png").write_bytes(jpeg_bytes(96, mode="RGBA", fmt="PNG"))
-    splits = make_splits(raw_tree, test_fraction=0.2, seed=1)
+    splits = make_splits(raw_tree, test_fraction=0.2, holdout_fraction=0.33, seed=1)
     reasons = dict(zip(splits.skipped["path"], splits.skipped["reason"]))
     assert reasons == {
         "train/cats/empty.jpg": "empty",
@@ -66,7 +69,7 @@ def test_cross_split_duplicates_are_removed_from_the_later_split(raw_tree: Path)
     train_file = sorted((raw_tree / "train" / "dogs").iterdir())[0]
     shutil.copy(train_file, raw_tree / "validation" / "dogs" / "leak.jpg")
     (raw_tree / "train" / "dogs" / "twin.jpg").write_bytes(train_file.read_bytes())
-    splits = make_splits(raw_tree, test_fraction=0.2, seed=1)
+    splits = make_splits(raw_tree, test_fraction=0.2, holdout_fraction=0.33, seed=1)
     all_rows = pd.concat(splits.frames.values())
     assert "validation/dogs/leak.jpg" not in set(all_rows["path"])
     assert splits.duplicates_removed["val"] + splits.duplicates_removed["test"] == 1
@@ -76,15 +79,93 @@ def test_cross_split_duplicates_are_removed_from_the_later_split(raw_tree: Path)
         assert set(splits.frames[earlier]["sha256"]).isdisjoint(splits.frames[later]["sha256"])
 
 
-def test_class_folders_must_match(raw_tree: Path):
+def splits_of(raw: Path, test_fraction: float = 0.2, holdout_fraction: float = 0.33):
+    return make_splits(raw, test_fraction=test_fraction, holdout_fraction=holdout_fraction, seed=1)
+
+
+def test_a_class_in_validation_but_not_in_train_is_named(raw_tree: Path):
     (raw_tree / "validation" / "birds").mkdir()
-    with pytest.raises(SplitError, match="class folders differ"):
-        make_splits(raw_tree, test_fraction=0.2, seed=1)
+    (raw_tree / "validation" / "birds" / "b.jpg").write_bytes(jpeg_bytes(99))
+    with pytest.raises(SplitError) as err:
+        splits_of(raw_tree)
+    assert str(err.value) == (
+        f"{raw_tree / 'validation'}: class 'birds' has no folder in train/; every class needs train images "
+        "(train/ has cats, dogs)"
+    )
+
+
+def test_a_class_without_usable_train_images_is_named(raw_tree: Path):
+    for image in (raw_tree / "train" / "dogs").iterdir():
+        image.write_bytes(b"")  # zero-byte: skipped
+    with pytest.raises(SplitError, match=r"raw/train: no usable image of class 'dogs'$"):
+        splits_of(raw_tree)
+
+
+def test_a_class_missing_from_validation_is_named(raw_tree: Path):
+    shutil.rmtree(raw_tree / "validation" / "dogs")
+    with pytest.raises(SplitError, match=r"raw/validation: no usable image of class 'dogs'$"):
+        splits_of(raw_tree)
+
+
+def test_one_class_is_refused(tmp_path: Path):
+    raw = make_raw_tree(tmp_path / "raw", classes=("cats",))
+    with pytest.raises(SplitError, match=r"raw/train: a classifier needs at least two class folders, found \['cats'\]"):
+        splits_of(raw)
+
+
+def test_an_empty_test_split_is_refused_before_any_training(tmp_path: Path):
+    """2 validation images per class x test_fraction 0.2 rounds to 0: refused here, not after minutes of training."""
+    raw = make_raw_tree(tmp_path / "raw", validation_per_class=2)
+    with pytest.raises(SplitError) as err:
+        splits_of(raw)
+    assert str(err.value) == (
+        f"{raw / 'validation'}: no usable image of class 'cats' in the test split: split.test_fraction 0.2 of its "
+        "validation images rounds to 0"
+    )
 
 
 def test_missing_raw_folder_is_a_clear_error(tmp_path: Path):
-    with pytest.raises(SplitError, match="train: missing"):
-        make_splits(tmp_path, test_fraction=0.2, seed=1)
+    with pytest.raises(SplitError, match="expected train/ and validation/ .*run it first \\(dvc repro download\\)"):
+        splits_of(tmp_path)
+
+
+def test_n_classes_with_any_names_get_sorted_indices(tmp_path: Path):
+    names = ("zebra crossing", "Äpfel", "cats", "42")
+    raw = make_raw_tree(tmp_path / "raw", train_per_class=3, validation_per_class=5, classes=names)
+    splits = splits_of(raw)
+    assert splits.class_names == sorted(names)
+    train = splits.frames["train"]
+    assert {(row.label, row.label_index) for row in train.itertuples()} == {(n, i) for i, n in enumerate(sorted(names))}
+    metrics = splits.metrics()
+    assert metrics["classes"] == 4 and metrics["train.Äpfel"] == 3 and metrics["imbalance.train"] == 1.0
+
+
+def test_a_dataset_s_own_test_folder_is_used_as_it_is(raw_tree: Path):
+    shutil.copytree(raw_tree / "validation", raw_tree / "test")
+    for image in (raw_tree / "test").rglob("*.jpg"):
+        image.write_bytes(jpeg_bytes(hash(image.name) % 10_000 + 50_000))  # other bytes: no duplicates
+    splits = splits_of(raw_tree)
+    assert len(splits.frames["val"]) == 20 and len(splits.frames["test"]) == 20  # nothing moved between them
+
+
+def test_a_single_folder_of_class_folders_is_held_out_stratified(tmp_path: Path):
+    raw = make_raw_tree(tmp_path / "tree", train_per_class=30, validation_per_class=0, classes=("a", "b", "c"))
+    (raw / "train").rename(tmp_path / "images")
+    shutil.rmtree(raw)
+    (tmp_path / "raw").mkdir()
+    (tmp_path / "images").rename(tmp_path / "raw" / "images")
+    splits = splits_of(tmp_path / "raw", test_fraction=0.5, holdout_fraction=0.2)
+    for split, per_class in (("train", 24), ("val", 3), ("test", 3)):
+        assert splits.frames[split]["label"].value_counts().to_dict() == dict.fromkeys("abc", per_class), split
+    again = splits_of(tmp_path / "raw", test_fraction=0.5, holdout_fraction=0.2)
+    assert again.frames["test"]["path"].tolist() == splits.frames["test"]["path"].tolist()
+
+
+def test_imbalance_is_reported(tmp_path: Path):
+    raw = make_raw_tree(tmp_path / "raw", train_per_class=4, validation_per_class=5)
+    for image in sorted((raw / "train" / "dogs").iterdir())[:3]:
+        image.unlink()
+    assert splits_of(raw).metrics()["imbalance.train"] == 4.0
 
 
 def test_split_stage_writes_csvs_and_flat_sorted_metrics(project: Path):
@@ -99,7 +180,7 @@ def test_split_stage_writes_csvs_and_flat_sorted_metrics(project: Path):
     text = (project / "metrics" / "data.json").read_text()
     metrics = json.loads(text)
     assert list(metrics) == sorted(metrics)
-    assert all(isinstance(v, int) for v in metrics.values())
+    assert all(isinstance(v, int) for k, v in metrics.items() if not k.startswith("imbalance."))
     assert metrics["test.total"] == 4 and metrics["val.total"] == 16 and metrics["train.total"] == 12
     assert {f"skipped.{r}" for r in SKIP_REASONS} <= set(metrics)
     first = {p.name: p.read_bytes() for p in out.iterdir()}
@@ -114,6 +195,6 @@ def test_split_stage_failure_leaves_previous_output(project: Path, capsys):
     (out / "train.csv").write_text("old\n")
     with pytest.raises(SystemExit) as exit_info:
         split_stage.run(lambda: split_stage.main(dvc_args("split")))  # no data/raw: a user error, not a traceback
-    assert "data/raw/train: missing" in str(exit_info.value.code)
+    assert "data/raw: expected train/ and validation/" in str(exit_info.value.code)
     assert (out / "train.csv").read_text() == "old\n"
     assert not (project / "metrics" / "data.json").exists()

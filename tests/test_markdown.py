@@ -67,6 +67,8 @@ def eval_scores() -> dict:
         out |= {f"{model}.log_loss": 0.5, f"{model}.test_images": len(PREDICTIONS)}
         out |= {f"{model}.confusion.{k}": v for k, v in {"tn": 3, "fp": 1, "fn": 1, "tp": 3}.items()}
         out |= {f"{model}.{c}.{k}": 0.75 for c in CLASSES for k in ("precision", "recall")}
+        out |= {f"{model}.class.{c}.{k}": 0.75 for c in CLASSES for k in ("precision", "recall", "f1")}
+        out |= {f"{model}.{a}.{k}": 0.7 for a in ("macro", "weighted") for k in ("precision", "recall", "f1")}
     return out
 
 
@@ -101,9 +103,13 @@ def build_inputs(root: Path, source: str = "sample", weights: str = "none") -> P
         write_curves(root / "dvclive" / model, steps[model])
         folder = root / "evaluation" / model
         folder.mkdir(parents=True)
-        frame = pd.DataFrame(PREDICTIONS, columns=["path", "label", "probability"])
-        frame["predicted"] = (frame["probability"] >= 0.5).astype(int)
-        frame.to_csv(folder / "predictions.csv", index=False)
+        frame = pd.DataFrame(PREDICTIONS, columns=["path", "label", "p_dogs"])
+        frame["predicted"] = (frame["p_dogs"] >= 0.5).astype(int)
+        frame["confidence"] = frame["p_dogs"].where(frame["predicted"] == 1, 1 - frame["p_dogs"])
+        frame["p_cats"] = 1 - frame["p_dogs"]
+        frame[["path", "label", "predicted", "confidence", "p_cats", "p_dogs"]].to_csv(
+            folder / "predictions.csv", index=False
+        )
     return root
 
 
@@ -175,7 +181,8 @@ def test_notice_names_only_what_differs():
 
 def test_dataset_and_provenance_sections(rendered: Path):
     text = markdown(rendered)
-    assert "| test | 4 | 4 | 8 | 0 | 0 |" in text and "| val | 6 | 6 | 12 | 1 | 0 |" in text
+    assert "| `cats` | 10 | 6 | 4 |" in text and "| **total** | 20 | 12 | 8 |" in text
+    assert "| val | 1 | 0 |" in text and "| test | 0 | 0 |" in text  # duplicates removed, repeats kept
     assert "| `truncated` | 1 |" in text and "decode_error" not in text  # zero reasons are left out
     assert "ab" * 32 in text and "- seed: 42" in text
     assert "grid_images: 6" in text  # params.yaml itself

@@ -9,35 +9,85 @@ import pytest
 
 from stages import evaluate, finetune, transfer
 from stages.lib import scoring
-from tests.conftest import build_encoded_project, stage_args
+from tests.conftest import build_encoded_project, dvc_args, stage_args
+
+
+def binary(p1: list[float]) -> np.ndarray:
+    p1 = np.asarray(p1, dtype=np.float64)
+    return np.stack([1 - p1, p1], axis=1)
 
 
 def test_score_on_a_known_case():
     labels = np.array([0, 0, 0, 1, 1, 1])
-    probabilities = np.array([0.1, 0.4, 0.7, 0.6, 0.8, 0.3])
-    out = scoring.score(labels, probabilities, 0.5, ["cats", "dogs"])
+    out = scoring.score(labels, binary([0.1, 0.4, 0.7, 0.6, 0.8, 0.3]), 0.5, ["cats", "dogs"], top_k=5)
     # predicted: 0 0 1 1 1 0 -> tn 2, fp 1, fn 1, tp 2
     assert (out["confusion.tn"], out["confusion.fp"], out["confusion.fn"], out["confusion.tp"]) == (2, 1, 1, 2)
     assert out["accuracy"] == pytest.approx(4 / 6, abs=1e-6)
     assert out["precision"] == pytest.approx(2 / 3, abs=1e-6) and out["recall"] == pytest.approx(2 / 3, abs=1e-6)
-    assert out["cats.precision"] == pytest.approx(2 / 3, abs=1e-6) and out["cats.recall"] == pytest.approx(
-        2 / 3, abs=1e-6
-    )
+    assert out["cats.precision"] == pytest.approx(2 / 3, abs=1e-6) == out["class.cats.precision"]
+    assert out["class.dogs.f1"] == out["f1"] and out["macro.f1"] == pytest.approx(2 / 3, abs=1e-6)
     # ROC AUC: the positive scores higher in 6 of the 9 (negative, positive) pairs.
     assert out["roc_auc"] == pytest.approx(6 / 9, abs=1e-6)
-    assert out["log_loss"] > 0 and out["test_images"] == 6
+    assert out["log_loss"] > 0 and out["test_images"] == 6 and "top_k_accuracy" not in out
+
+
+def test_binary_keys_are_those_of_older_commits_plus_the_new_ones():
+    out = scoring.score(np.array([0, 1]), binary([0.2, 0.9]), 0.5, ["cats", "dogs"], top_k=5)
+    before = {"test_images", "accuracy", "precision", "recall", "f1", "roc_auc", "average_precision", "log_loss"}
+    before |= {f"confusion.{c}" for c in ("tn", "fp", "fn", "tp")} | {f"{c}.{k}" for c in ("cats", "dogs")
+                                                                        for k in ("precision", "recall")}  # fmt: skip
+    assert before <= set(out)
 
 
 def test_threshold_moves_the_decisions():
     labels = np.array([0, 1, 1])
-    probabilities = np.array([0.3, 0.35, 0.9])
-    assert scoring.score(labels, probabilities, 0.5, ["a", "b"])["recall"] == pytest.approx(0.5)
-    assert scoring.score(labels, probabilities, 0.2, ["a", "b"])["recall"] == 1.0
+    probabilities = binary([0.3, 0.35, 0.9])
+    assert scoring.score(labels, probabilities, 0.5, ["a", "b"], 5)["recall"] == pytest.approx(0.5)
+    assert scoring.score(labels, probabilities, 0.2, ["a", "b"], 5)["recall"] == 1.0
 
 
 def test_single_class_gives_none_for_undefined_scores():
-    out = scoring.score(np.array([1, 1]), np.array([0.9, 0.2]), 0.5, ["a", "b"])
+    out = scoring.score(np.array([1, 1]), binary([0.9, 0.2]), 0.5, ["a", "b"], 5)
     assert out["roc_auc"] is None and out["average_precision"] is None and out["accuracy"] == 0.5
+
+
+def test_three_classes_on_a_known_case():
+    labels = np.array([0, 0, 1, 1, 2, 2])
+    probabilities = np.array(
+        [[0.7, 0.2, 0.1], [0.3, 0.6, 0.1], [0.1, 0.8, 0.1], [0.2, 0.5, 0.3], [0.1, 0.1, 0.8], [0.5, 0.1, 0.4]]
+    )  # argmax: 0 1 1 1 2 0 -> right on 4 of 6
+    out = scoring.score(labels, probabilities, 0.5, ["a", "b", "c"], top_k=5)
+    assert out["accuracy"] == pytest.approx(4 / 6, abs=1e-6)
+    assert out["class.a.recall"] == 0.5 and out["class.b.recall"] == 1.0 and out["class.c.recall"] == 0.5
+    assert out["class.b.precision"] == pytest.approx(2 / 3, abs=1e-6) and out["class.c.precision"] == 1.0
+    assert out["macro.recall"] == pytest.approx((0.5 + 1 + 0.5) / 3, abs=1e-6)
+    assert 0.5 < out["roc_auc"] <= 1 and out["log_loss"] > 0
+    assert not {"f1", "precision", "confusion.tp", "average_precision"} & set(out)  # two-class keys only
+
+
+def test_top_k_accuracy_above_five_classes():
+    rng = np.random.default_rng(0)
+    labels = np.arange(60) % 6
+    logits = rng.normal(size=(60, 6))
+    logits[np.arange(60), labels] += 1.0
+    probabilities = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    out = scoring.score(labels, probabilities, 0.5, [f"c{i}" for i in range(6)], top_k=3)
+    top3 = (np.argsort(-probabilities, axis=1)[:, :3] == labels[:, None]).any(axis=1).mean()
+    assert out["top_k"] == 3 and out["top_k_accuracy"] == pytest.approx(top3, abs=1e-6)
+    assert out["top_k_accuracy"] >= out["accuracy"]
+
+
+def test_predictions_table_has_a_probability_per_class():
+    frame = scoring.predictions_frame(["x", "y"], np.array([0, 2]), np.array([[0.2, 0.5, 0.3], [0.1, 0.1, 0.8]]),
+                                      0.5, ["a", "b", "c"])  # fmt: skip
+    assert list(frame.columns) == ["path", "label", "predicted", "confidence", "p_a", "p_b", "p_c"]
+    assert frame["predicted"].tolist() == [1, 2] and frame["confidence"].tolist() == [0.5, 0.8]
+
+
+def evaluate_models() -> list[str]:
+    """The models evaluate scores, as dvc.yaml passes them."""
+    args = dvc_args("evaluate")
+    return [Path(value).stem for option, value in zip(args[::2], args[1::2]) if option == "--model"]
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +98,8 @@ def evaluated(tmp_path_factory: pytest.TempPathFactory) -> Path:
     # The baseline slot holds a copy of the transfer model: evaluate only needs three model files.
     (root / "models" / "baseline.keras").write_bytes((root / "models" / "transfer.keras").read_bytes())
     argv = ["--params", str(root / "params.yaml"), "--records", str(root / "data" / "tfrecords")]
-    argv += ["--models", str(root / "models"), "--out", str(root / "evaluation")]
+    argv += [arg for m in evaluate_models() for arg in ("--model", str(root / "models" / f"{m}.keras"))]
+    argv += ["--out", str(root / "evaluation")]
     view = evaluate.main(argv + ["--metrics", str(root / "metrics" / "eval.json")])
     assert view.read == set(evaluate.PARAMS)
     return root
@@ -58,7 +109,7 @@ def test_eval_metrics_are_flat_sorted_per_model(evaluated: Path):
     metrics = json.loads((evaluated / "metrics" / "eval.json").read_text())
     test_images = json.loads((evaluated / "metrics" / "data.json").read_text())["test.total"]
     assert list(metrics) == sorted(metrics)
-    for model in evaluate.MODELS:
+    for model in evaluate_models():
         for key in ("accuracy", "precision", "recall", "f1", "roc_auc", "average_precision", "log_loss"):
             assert f"{model}.{key}" in metrics
         assert metrics[f"{model}.test_images"] == test_images == 2
@@ -68,12 +119,12 @@ def test_eval_metrics_are_flat_sorted_per_model(evaluated: Path):
 
 def test_predictions_csv_and_plot_data(evaluated: Path, tmp_path: Path):
     test = pd.read_csv(evaluated / "data" / "splits" / "test.csv")
-    for model in evaluate.MODELS:
+    for model in evaluate_models():
         frame = pd.read_csv(evaluated / "evaluation" / model / "predictions.csv")
-        assert list(frame.columns) == scoring.PREDICTION_COLUMNS
+        assert list(frame.columns) == ["path", "label", "predicted", "confidence", "p_cats", "p_dogs"]
         assert sorted(frame["path"]) == sorted(test["path"])
-        assert frame["probability"].between(0, 1).all()
-        assert (frame["predicted"] == (frame["probability"] >= 0.5)).all()
+        assert frame["p_dogs"].between(0, 1).all() and np.allclose(frame["p_cats"] + frame["p_dogs"], 1)
+        assert (frame["predicted"] == (frame["p_dogs"] >= 0.5)).all()
         plots = evaluated / "evaluation" / model / "plots" / "sklearn"
         roc = json.loads((plots / "roc.json").read_text())["roc"]
         assert roc[0]["fpr"] == 0 and roc[-1]["tpr"] == 1
@@ -83,7 +134,8 @@ def test_predictions_csv_and_plot_data(evaluated: Path, tmp_path: Path):
 
 def test_missing_model_is_a_clear_error(evaluated: Path, tmp_path: Path):
     argv = ["--params", str(evaluated / "params.yaml"), "--records", str(evaluated / "data" / "tfrecords")]
-    argv += ["--models", str(tmp_path), "--out", str(tmp_path / "evaluation"), "--metrics", str(tmp_path / "e.json")]
+    argv += [arg for m in evaluate_models() for arg in ("--model", str(tmp_path / f"{m}.keras"))]
+    argv += ["--out", str(tmp_path / "evaluation"), "--metrics", str(tmp_path / "e.json")]
     with pytest.raises(SystemExit) as exit_info:
         evaluate.run(lambda: evaluate.main(argv))
     assert "baseline.keras: missing; run the baseline stage first" in str(exit_info.value.code)

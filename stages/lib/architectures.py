@@ -129,9 +129,20 @@ class TrainingModels:
             **kwargs,
         )
 
-    def targets(self, images: Any, labels: Any) -> tuple[Any, Any]:
-        """tf.data map function: (images, labels) -> the (inputs, targets) pair `train.fit` expects."""
-        return (images, labels) if self.num_outputs == 1 else (images, (labels,) * self.num_outputs)
+    def targets(self, images: Any, labels: Any, *weights: Any) -> tuple:
+        """tf.data map function: (images, labels[, sample weights]) -> what `train.fit` expects: the labels (and
+        weights) once per output."""
+        if self.num_outputs == 1:
+            return (images, labels, *weights)
+        return (images, (labels,) * self.num_outputs, *[(w,) * self.num_outputs for w in weights])
+
+
+def main_output(trained: keras.Model, arch: str) -> keras.Model:
+    """The model to save from a trained `train` model: itself, or its main output alone (GoogLeNet). Works on a
+    model resumed from a checkpoint too, which is a copy without TrainingModels around it."""
+    import keras
+
+    return trained if len(trained.outputs) == 1 else keras.Model(trained.inputs, trained.outputs[0], name=arch)
 
 
 def _single(model: keras.Model) -> TrainingModels:
@@ -154,7 +165,7 @@ def _inputs(image_size: int, augmentation: keras.layers.Layer | None) -> tuple[A
     return inputs, x
 
 
-def _logits(x: Any, units: int, name: str = "logit") -> Any:
+def _logits(x: Any, units: int, name: str = heads.MAIN_OUTPUT) -> Any:
     from keras import layers
 
     return layers.Dense(units, name=name)(x)  # no activation: logits, as heads.loss expects

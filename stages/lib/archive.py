@@ -331,33 +331,3 @@ def _copy_capped(source: IO[bytes], out: IO[bytes], *, declared_size: int, budge
             raise ArchiveError(f"{where} takes the extracted size over max_total_bytes")
         out.write(chunk)
     return written
-
-
-def find_dataset_root(tree: Path, required: tuple[str, ...] = ("train", "validation")) -> Path:
-    """The folder inside `tree` that holds all `required` subfolders.
-
-    That is `tree` itself, or its single top-level folder (cats_and_dogs_filtered.zip has one
-    top folder `cats_and_dogs_filtered/`). Otherwise ArchiveError listing what was found.
-    """
-    tree = Path(tree)
-    if _has_subfolders(tree, required):
-        return tree
-    top_folders = [entry for entry in tree.iterdir() if entry.is_dir()]
-    if len(top_folders) == 1 and _has_subfolders(top_folders[0], required):
-        return top_folders[0]
-    found = _describe_entries(tree)
-    if len(top_folders) == 1:
-        found += f"; {top_folders[0].name}/ holds: {_describe_entries(top_folders[0])}"
-    raise ArchiveError(
-        f"no dataset folder in {tree}: expected subfolders {', '.join(required)} in it "
-        f"or in its single top-level folder; found: {found}"
-    )
-
-
-def _has_subfolders(folder: Path, names: tuple[str, ...]) -> bool:
-    return all((folder / name).is_dir() for name in names)
-
-
-def _describe_entries(folder: Path) -> str:
-    names = sorted(entry.name + ("/" if entry.is_dir() else "") for entry in folder.iterdir())
-    return ", ".join(names) if names else "nothing"

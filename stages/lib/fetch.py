@@ -67,6 +67,11 @@ class _TransientError(Exception):
         self.host_unreachable = host_unreachable  # worth the offline advice if it is the last failure
 
 
+def keras_home() -> Path:
+    """Where keras.utils.get_file caches downloads (datasets/, models/): $KERAS_HOME, default ~/.keras."""
+    return Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")).expanduser()
+
+
 def download(
     url: str,
     dest: Path,

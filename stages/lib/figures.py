@@ -51,12 +51,12 @@ def select_grid(predictions: pd.DataFrame, count: int) -> pd.DataFrame:
 
     Up to half of the grid (more when there are too few correct predictions) are mistakes, the most
     confident ones first (ties by path); the rest are correct predictions evenly spread over the test
-    images sorted by path, so both classes appear. Returns the chosen rows, mistakes first then correct
-    ones by path, with `mistake` and `confidence` (the probability of the predicted class) columns.
+    images sorted by path, so every class appears. `predictions` has path, label, predicted and confidence (the
+    probability of the predicted class), as scoring.predictions_frame writes them. Returns the chosen rows,
+    mistakes first then correct ones by path, with a `mistake` column.
     """
     frame = predictions.sort_values("path", kind="stable").reset_index(drop=True)
     frame["mistake"] = frame["label"] != frame["predicted"]
-    frame["confidence"] = np.where(frame["predicted"] == 1, frame["probability"], 1 - frame["probability"])
     count = min(count, len(frame))
     mistakes = frame[frame["mistake"]].sort_values(["confidence", "path"], ascending=[False, True], kind="stable")
     correct = frame[~frame["mistake"]]

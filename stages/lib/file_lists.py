@@ -1,9 +1,14 @@
 """Turn the raw class folders into stable train / val / test file lists.
 
-`train` stays train. `validation` is split per class into val and test with a seeded permutation, so
-the lists are fixed files, not a `take`/`skip` on a shuffled dataset (which re-draws val and test every
-epoch and leaks images between them). Every file is fully decoded once; unusable files are skipped
-with a reason, and exact duplicates across splits are removed from the later split.
+data/raw holds one of the layouts of layouts.py. `train` stays train. `validation` is split per class into val
+and test with a seeded permutation (split.test_fraction), so the lists are fixed files, not a `take`/`skip` on
+a shuffled dataset (which re-draws val and test every epoch and leaks images between them). Where the dataset
+has its own `test`, val and test are `validation` and `test` as they are. A single folder of class folders
+(`images`) first gives split.holdout_fraction of each class to `validation`, the same way.
+
+Class names are the class folders of train (or images), sorted; label indices follow that order. Every file is
+fully decoded once; unusable files are skipped with a reason, and exact duplicates across splits are removed
+from the later split. A class with no usable image in a split is an error that names the class and the split.
 """
 
 from __future__ import annotations
@@ -19,9 +24,9 @@ import pandas as pd
 from stages.lib.cli import PipelineError
 from stages.lib.images import SKIP_REASONS as IMAGE_SKIP_REASONS
 from stages.lib.images import check_image
+from stages.lib.layouts import IMAGES, TEST, TRAIN, VALIDATION
 
 SPLITS = ("train", "val", "test")  # also the order of precedence when removing duplicates
-RAW_TRAIN, RAW_VALIDATION = "train", "validation"
 COLUMNS = ["path", "label", "label_index", "sha256", "width", "height", "format", "mode"]
 SKIPPED_COLUMNS = ["path", "reason", "detail", "sha256"]
 SKIP_REASONS = IMAGE_SKIP_REASONS + ("no_class_folder",)
@@ -39,14 +44,17 @@ class Splits:
     duplicates_removed: dict[str, int]  # per split: rows dropped because an earlier split has the same bytes
     duplicates_within: dict[str, int]  # per split: rows whose bytes already occur in the same split (kept)
 
-    def metrics(self) -> dict[str, int]:
-        """Flat counts for metrics/data.json; every key is present even when zero, so diffs line up."""
-        out: dict[str, int] = {"classes": len(self.class_names)}
+    def metrics(self) -> dict[str, int | float]:
+        """Flat counts for metrics/data.json; every key is present even when zero, so diffs line up.
+        `imbalance.<split>`: the largest class's count over the smallest's (1.0: balanced)."""
+        out: dict[str, int | float] = {"classes": len(self.class_names)}
         for split in SPLITS:
             counts = self.frames[split]["label"].value_counts()
             for name in self.class_names:
                 out[f"{split}.{name}"] = int(counts.get(name, 0))
             out[f"{split}.total"] = len(self.frames[split])
+            sizes = [int(counts.get(name, 0)) for name in self.class_names]
+            out[f"imbalance.{split}"] = round(max(sizes) / max(min(sizes), 1), 3)
             out[f"duplicates_removed.{split}"] = self.duplicates_removed[split]
             out[f"duplicates_within.{split}"] = self.duplicates_within[split]
         reasons = Counter(self.skipped["reason"])
@@ -56,22 +64,29 @@ class Splits:
         return out
 
 
+def _class_folders(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
 def find_class_names(raw_dir: Path) -> list[str]:
-    """Class names are the sub-folders of train/, sorted (cats=0, dogs=1); validation/ must have the same."""
-    found = {}
-    for folder in (RAW_TRAIN, RAW_VALIDATION):
-        root = raw_dir / folder
-        if not root.is_dir():
+    """The class folders of train/ (or images/), sorted; every other folder's classes must be among them."""
+    primary = raw_dir / (IMAGES if (raw_dir / IMAGES).is_dir() else TRAIN)
+    if not primary.is_dir() or (primary.name == TRAIN and not (raw_dir / VALIDATION).is_dir()):
+        raise SplitError(
+            f"{raw_dir}: expected train/ and validation/ (or images/) as the download stage writes them; "
+            "run it first (dvc repro download)"
+        )
+    names = _class_folders(primary)
+    if len(names) < 2:
+        raise SplitError(f"{primary}: a classifier needs at least two class folders, found {names or 'none'}")
+    for folder in (VALIDATION, TEST):
+        extra = sorted(set(_class_folders(raw_dir / folder)) - set(names)) if (raw_dir / folder).is_dir() else []
+        if extra:
             raise SplitError(
-                f"{root}: missing; expected the {RAW_TRAIN}/ and {RAW_VALIDATION}/ folders of the download stage"
+                f"{raw_dir / folder}: class {extra[0]!r} has no folder in {primary.name}/; every class needs train "
+                f"images (train/ has {', '.join(names)})"
             )
-        found[folder] = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    if len(found[RAW_TRAIN]) < 2:
-        raise SplitError(f"{raw_dir / RAW_TRAIN}: needs at least two class folders, found {found[RAW_TRAIN]}")
-    if found[RAW_TRAIN] != found[RAW_VALIDATION]:
-        train, validation = found[RAW_TRAIN], found[RAW_VALIDATION]
-        raise SplitError(f"{raw_dir}: class folders differ: train/ has {train}, validation/ has {validation}")
-    return found[RAW_TRAIN]
+    return names
 
 
 def scan_folder(
@@ -102,7 +117,8 @@ def scan_folder(
 
 
 def split_validation(frame: pd.DataFrame, test_fraction: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Stratified, seeded split into (val, test): round(n * test_fraction) of each class go to test."""
+    """Stratified, seeded split into (kept, held out): round(n * test_fraction) of each class are held out, at
+    least one kept. (val, test) from validation; (train, validation) from a single folder."""
     rng = np.random.default_rng(seed)
     test_paths: list[str] = []
     for _, group in frame.sort_values("path").groupby("label_index", sort=True):
@@ -129,19 +145,37 @@ def remove_cross_split_duplicates(
     return kept, removed, within
 
 
-def make_splits(raw_dir: Path, *, test_fraction: float, seed: int) -> Splits:
+def _require_every_class(frame: pd.DataFrame, class_names: list[str], where: Path, why: str = "") -> None:
+    missing = [name for name in class_names if name not in set(frame["label"])]
+    if missing:
+        raise SplitError(f"{where}: no usable image of class {missing[0]!r}{why}")
+
+
+def make_splits(raw_dir: Path, *, test_fraction: float, holdout_fraction: float, seed: int) -> Splits:
     raw_dir = Path(raw_dir)
     class_names = find_class_names(raw_dir)
-    train, skipped_train = scan_folder(raw_dir, RAW_TRAIN, class_names)
-    validation, skipped_validation = scan_folder(raw_dir, RAW_VALIDATION, class_names)
-    for name, frame in ((RAW_TRAIN, train), (RAW_VALIDATION, validation)):
-        missing = sorted(set(class_names) - set(frame["label"]))
-        if missing:
-            raise SplitError(f"{raw_dir / name}: no usable images for class {', '.join(missing)}")
-    val, test = split_validation(validation, test_fraction, seed)
-    frames, removed, within = remove_cross_split_duplicates({"train": train, "val": val, "test": test})
-    skipped = _sorted(pd.concat([skipped_train, skipped_validation], ignore_index=True))
-    return Splits(frames, skipped, class_names, removed, within)
+    scanned, skipped = {}, []
+    for folder in (IMAGES, TRAIN, VALIDATION, TEST):
+        if (raw_dir / folder).is_dir():
+            scanned[folder], folder_skipped = scan_folder(raw_dir, folder, class_names)
+            skipped.append(folder_skipped)
+            _require_every_class(scanned[folder], class_names, raw_dir / folder)
+    if IMAGES in scanned:
+        scanned[TRAIN], scanned[VALIDATION] = split_validation(scanned[IMAGES], holdout_fraction, seed + 1)
+        held_out = f" in validation: split.holdout_fraction {holdout_fraction} of its images rounds to 0"
+        _require_every_class(scanned[VALIDATION], class_names, raw_dir / IMAGES, held_out)
+    if TEST in scanned:  # the dataset's own test folder
+        val, test = scanned[VALIDATION], scanned[TEST]
+    else:
+        val, test = split_validation(scanned[VALIDATION], test_fraction, seed)
+        why = f" in the test split: split.test_fraction {test_fraction} of its validation images rounds to 0"
+        _require_every_class(test, class_names, raw_dir / VALIDATION, why)
+    frames, removed, within = remove_cross_split_duplicates({"train": scanned[TRAIN], "val": val, "test": test})
+    for split, frame in frames.items():
+        _require_every_class(
+            frame, class_names, raw_dir, f" left in the {split} split once duplicates of earlier splits were removed"
+        )
+    return Splits(frames, _sorted(pd.concat(skipped, ignore_index=True)), class_names, removed, within)
 
 
 def _sorted(frame: pd.DataFrame) -> pd.DataFrame:

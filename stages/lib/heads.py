@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     import keras
 
 METRICS = ("accuracy",)
+MAIN_OUTPUT = "logit"  # the baseline CNNs' output layer; a model with more outputs logs its metrics as logit_<name>
 
 
 def units(num_classes: int) -> int:

@@ -165,72 +165,128 @@ def _table(header: list[str], rows: list[list[str]], align: str = "") -> list[st
     return ["| " + " | ".join(cells) + " |" for cells in [header, rule, *rows]]
 
 
-def _model_description(model: str, params: dict[str, Any]) -> str:
+def _model_description(model: str, params: dict[str, Any], training: Metrics) -> str:
     if model == "baseline":
         return f"baseline (`{params['baseline']['arch']}`, from scratch)"
     base = params["model"]["base"]
     if model == "transfer":
         return f"transfer (`{base}`, frozen base)"
-    return f"finetune (`{base}` from layer {params['model']['fine_tune_at']})"
+    return f"finetune (`{base}` from layer {training.values.get('fine_tune_at', params['model']['fine_tune_at'])})"
 
 
 def models_section(inputs: Inputs) -> list[str]:
-    s, p = inputs.scores, inputs.params
-    header = ["model", "test accuracy", "F1", "ROC AUC", "parameters", "trainable", "epochs", "train time (s)"]
-    header += ["val accuracy", "reference figure (NOT this run)"]
+    s, p, names = inputs.scores, inputs.params, inputs.class_names
+    binary = len(names) == 2
+    header = ["model", "test accuracy", "F1" if binary else "macro F1", "ROC AUC"]
+    header += ["parameters", "trainable", "epochs", "train time (s)", "val accuracy", "reference figure (NOT this run)"]
     rows = []
     for m in reference.MODELS:
         t = inputs.training[m]
         rows.append(
-            [_model_description(m, p), _fmt(s[f"{m}.accuracy"]), _fmt(s[f"{m}.f1"]), _fmt(s[f"{m}.roc_auc"])]
-            + [_count(t["params.total"]), _count(t["params.trainable"]), _count(t["epochs"])]
+            [_model_description(m, p, t), _fmt(s[f"{m}.accuracy"]), _fmt(s[f"{m}.{'f1' if binary else 'macro.f1'}"])]
+            + [_fmt(s[f"{m}.roc_auc"]), _count(t["params.total"]), _count(t["params.trainable"]), _count(t["epochs"])]
             + [_fmt(t["seconds"], 1), _fmt(t["val.accuracy"]), f"*{reference.FIGURES[m]}*"]
         )
-    positive = inputs.class_names[1]
-    per_class = [
-        [m] + [_fmt(s[f"{m}.{c}.{k}"]) for c in inputs.class_names for k in ("precision", "recall")]
-        for m in reference.MODELS
-    ]
-    return [
+    if binary:
+        scores_note = (
+            f"at decision threshold {s['threshold']} on P({names[1]}); F1 is that of `{names[1]}`, ROC AUC ranks by "
+            f"P({names[1]})"
+        )
+    else:
+        scores_note = "(the most probable class is the prediction); ROC AUC is one-vs-rest, averaged over the classes"
+        if f"{reference.MODELS[-1]}.top_k_accuracy" in s.values:
+            k = s[f"{reference.MODELS[-1]}.top_k"]
+            header.insert(2, f"top-{k} accuracy")
+            for row, m in zip(rows, reference.MODELS):
+                row.insert(2, _fmt(s[f"{m}.top_k_accuracy"]))
+    per_class = [[f"`{c}`"] + [_fmt(s[f"{m}.class.{c}.{k}"]) for m in reference.MODELS for k in ("recall", "f1")]
+                 for c in names]  # fmt: skip
+    per_class_header = ["class"] + [f"{m} {k}" for m in reference.MODELS for k in ("recall", "f1")]
+    lines = [
         "## Models",
         "",
         comparability_notice(inputs.manifest["source"], str(p["model"]["weights"])),
         "",
-        *_table(header, rows, "l" + "r" * 8 + "l"),
+        *_table(header, rows, "l" + "r" * (len(header) - 2) + "l"),
         "",
-        f"Test scores on {_count(s[f'{reference.MODELS[-1]}.test_images'])} test images at decision threshold "
-        f"{s['threshold']} on P({positive}); F1 is that of `{positive}`. Epochs and train time are each "
-        "stage's own (fine-tuning's exclude transfer's); val accuracy is the last epoch's.",
+        f"Test scores on {_count(s[f'{reference.MODELS[-1]}.test_images'])} test images {scores_note}. Epochs "
+        "and train time are each stage's own (fine-tuning's exclude transfer's); val accuracy is the last epoch's.",
         "",
         "*Reference figures are from earlier experiments, not from this run:* seed 002 trained MobileNetV2 "
-        f"with ImageNet weights on the real `{reference.DATASET}` data, seed 001 the small CNN.",
-        "",
-        "Per class on the test split:",
-        "",
-        *_table(["model"] + [f"{c} {k}" for c in inputs.class_names for k in ("precision", "recall")], per_class),
+        f"with ImageNet weights on the real `{reference.DATASET}` data (two classes), seed 001 the small CNN.",
         "",
     ]
+    table = _table(per_class_header, per_class)
+    if len(names) > 20:  # a long table reads better folded
+        return lines + [f"<details><summary>Per class on the test split ({len(names)} classes)</summary>", "",
+                        *table, "", "</details>", ""]  # fmt: skip
+    return lines + ["Per class on the test split:", "", *table, ""]
+
+
+def most_confused(predictions: pd.DataFrame, class_names: list[str], count: int = 5) -> list[tuple[str, str, int]]:
+    """The `count` most frequent (true class, predicted class) mistakes, most frequent first (ties by names)."""
+    wrong = predictions[predictions["label"] != predictions["predicted"]]
+    pairs = wrong.groupby(["label", "predicted"]).size().reset_index(name="n")
+    pairs["true"] = [class_names[i] for i in pairs["label"]]
+    pairs["predicted_as"] = [class_names[i] for i in pairs["predicted"]]
+    pairs = pairs.sort_values(["n", "true", "predicted_as"], ascending=[False, True, True], kind="stable")
+    return [(row.true, row.predicted_as, int(row.n)) for row in pairs.head(count).itertuples()]
+
+
+def confusions_section(inputs: Inputs) -> list[str]:
+    lines = [
+        "## Test split",
+        "",
+        "![Confusion matrices of the three models on the test split, rows the true class, coloured by the share of "
+        "the row](figures/confusion_matrices.png)",
+        "",
+    ]
+    final = reference.MODELS[-1]
+    pairs = most_confused(inputs.predictions[final], inputs.class_names)
+    if pairs:
+        rows = [[f"`{true}`", f"`{predicted}`", _count(n)] for true, predicted, n in pairs]
+        lines += [f"Most confused by the {final} model:", "", *_table(["true class", "predicted as", "images"], rows)]
+        lines += [""]
+    return lines
 
 
 def dataset_section(inputs: Inputs) -> list[str]:
     d, manifest, names = inputs.data, inputs.manifest, inputs.class_names
-    splits = [
-        [split]
-        + [_count(d[f"{split}.{c}"]) for c in names]
-        + [_count(d[f"{split}.total"]), _count(d[f"duplicates_removed.{split}"])]
-        + [_count(d[f"duplicates_within.{split}"])]
+    per_class = [[f"`{c}`"] + [_count(d[f"{split}.{c}"]) for split in ("train", "val", "test")] for c in names]
+    per_class.append(["**total**"] + [_count(d[f"{split}.total"]) for split in ("train", "val", "test")])
+    duplicates = [
+        [split, _count(d[f"duplicates_removed.{split}"]), _count(d[f"duplicates_within.{split}"])]
         for split in ("train", "val", "test")
     ]
     reasons = sorted(k.removeprefix("skipped.") for k in d.values if k.startswith("skipped.") and k != "skipped.total")
     skipped = [[f"`{r}`", _count(d[f"skipped.{r}"])] for r in reasons if d[f"skipped.{r}"]]
     ignored = [[f"`{k}`", _count(v)] for k, v in sorted(manifest["ignored"].items()) if v]
+    archive = manifest.values.get("archive")
+    size = f", {manifest.values['bytes'] / 1e6:.1f} MB" if "bytes" in manifest.values else ""
+    sha256 = manifest["sha256"]
+    digest = (
+        f"sha256 `{sha256}`"
+        if isinstance(sha256, str)
+        else "files " + ", ".join(f"`{k}` sha256 `{v}`" for k, v in sha256.items())
+    )
+    counts = _table(["class", "train", "val", "test"], per_class)
+    imbalance = d.values.get("imbalance.train")
     lines = [
         "## Dataset",
         "",
-        f"Source `{manifest['source']}`: archive `{manifest['archive']}`, {manifest['bytes'] / 1e6:.1f} MB, "
-        f"sha256 `{manifest['sha256']}`.",
+        f"Source `{manifest['source']}`: `{archive}`{size}, {digest}.",
         "",
-        *_table(["split", *names, "total", "duplicates removed", "repeats kept within split"], splits),
+        f"{len(names)} classes"
+        + (f"; the largest train class has {imbalance}x the images of the smallest" if imbalance else "")
+        + ".",
+        "",
+        *(
+            counts
+            if len(names) <= 20
+            else ["<details><summary>Images per class and split</summary>", "", *counts, "", "</details>"]
+        ),
+        "",
+        *_table(["split", "duplicates removed", "repeats kept within split"], duplicates),
         "",
         "A file whose bytes already occur in an earlier split (train, then val, then test) is removed from the "
         "later one; repeats inside one split are kept and counted.",
@@ -265,7 +321,7 @@ def provenance_section(inputs: Inputs, prov: Provenance) -> list[str]:
         "",
         f"- git commit: {prov.describe_commit()}",
         f"- seed: {inputs.params['seed']}",
-        f"- data archive sha256: `{inputs.manifest['sha256']}`",
+        f"- data sha256: `{inputs.manifest['sha256']}`",
         f"- this report was made on: {prov.cpu} (`{' '.join(prov.cpu_features) or 'unknown'}`)",
         "",
         "Identical numbers hold per machine configuration (README, Determinism); each training stage recorded its own:",
@@ -327,10 +383,7 @@ def write_report(inputs: Inputs, out_dir: Path, grid_images: int, prov: Provenan
         "",
         "![Accuracy and loss of the baseline, training and validation](figures/training_baseline.png)",
         "",
-        "## Test split",
-        "",
-        "![Confusion matrices of the three models on the test split](figures/confusion_matrices.png)",
-        "",
+        *confusions_section(inputs),
         f"## Predictions of the {grid_model} model",
         "",
         f"{len(chosen)} of {len(predictions)} test images, {n_mistakes} of them mistakes "

@@ -12,7 +12,6 @@ reference.py).
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import keras
@@ -40,11 +39,6 @@ def preprocessing(base: Base) -> keras.layers.Layer:
     return keras.layers.Identity(name="preprocess")  # the model rescales inside
 
 
-def keras_models_dir() -> Path:
-    """Where keras.applications caches weights: $KERAS_HOME/models, default ~/.keras/models."""
-    return Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")).expanduser() / "models"
-
-
 def resolve_weights(base_name: str, weights: str, image_size: int) -> str | None:
     """What to pass as `weights=` to keras.applications: "imagenet" (file present), None, or a file path.
 
@@ -59,10 +53,10 @@ def resolve_weights(base_name: str, weights: str, image_size: int) -> str | None
         return weights
     base = BASES[base_name]
     name = base.weights_file(image_size)
-    target = keras_models_dir() / name
-    if not target.is_file():
-        from stages.lib.fetch import DownloadError, download  # transport only: see dvc.yaml's note on plumbing
+    from stages.lib.fetch import DownloadError, download, keras_home  # transport only: see dvc.yaml on plumbing
 
+    target = keras_home() / "models" / name
+    if not target.is_file():
         url = base.weights_url + name
         try:
             download(url, target, retries=1)

@@ -30,10 +30,13 @@ from pydantic import (
 )
 from pydantic.dataclasses import dataclass
 
-from stages.lib import reference
+from stages.lib import sources
 from stages.lib.architectures import ARCHITECTURES
 from stages.lib.bases import BASES
 from stages.lib.cli import PARAMS_FILE, PipelineError
+from stages.lib.sample.drawing import ANIMALS
+
+MAX_SAMPLE_CLASSES = len(ANIMALS)
 
 # Named datasets that `data.source` accepts besides URLs and local archives.
 SAMPLE_DATASET = "sample"
@@ -45,13 +48,13 @@ class ParamsError(PipelineError, ValueError):
 
 
 def _check_source(value: str) -> str:
-    if value in (reference.DATASET, SAMPLE_DATASET) or re.match(r"https?://\S+$", value):
+    if value in (*sources.NAMES, SAMPLE_DATASET) or re.match(r"https?://\S+$", value):
         return value
     if "://" not in value and value.lower().endswith(ARCHIVE_SUFFIXES):
         return value
     raise ValueError(
-        f"must be {reference.DATASET!r}, {SAMPLE_DATASET!r}, an http(s) URL or a local archive path ending in "
-        f"{', '.join(ARCHIVE_SUFFIXES)} (got {value!r})"
+        f"must be a named dataset ({', '.join(sources.NAMES)}), {SAMPLE_DATASET!r}, an http(s) URL or a local "
+        f"archive path ending in {', '.join(ARCHIVE_SUFFIXES)} (got {value!r})"
     )
 
 
@@ -100,11 +103,13 @@ class DataParams:
     max_archive_bytes: Annotated[Int, Field(ge=1)]
     sample_train_per_class: Annotated[Int, Field(ge=2, le=100_000)]
     sample_validation_per_class: Annotated[Int, Field(ge=2, le=100_000)]
+    sample_classes: Annotated[Int, Field(ge=2, le=MAX_SAMPLE_CLASSES)]  # the first N of sample.drawing.ANIMALS
 
 
 @dataclass(frozen=True, config=_CONFIG)
 class SplitParams:
-    test_fraction: Annotated[Float, Field(gt=0, lt=1)]
+    test_fraction: Annotated[Float, Field(gt=0, lt=1)]  # share of the held-out images that become the test set
+    holdout_fraction: Annotated[Float, Field(gt=0, lt=1)]  # single-folder datasets: share held out from training
 
 
 @dataclass(frozen=True, config=_CONFIG)
@@ -137,6 +142,7 @@ class AugmentParams:
 class TrainParams:
     strategy: Literal["auto", "mirrored", "multi_worker", "none"]
     cache_images: StrictBool  # keep decoded train/val images in memory after the first epoch
+    class_weight: Literal["none", "balanced"]  # balanced: n / (classes x count of the image's class)
 
 
 @dataclass(frozen=True, config=_CONFIG)
@@ -178,8 +184,9 @@ class FinetuneParams:
 
 @dataclass(frozen=True, config=_CONFIG)
 class EvaluateParams:
-    threshold: Annotated[Float, Field(gt=0, lt=1)]  # decision threshold on the probability
+    threshold: Annotated[Float, Field(gt=0, lt=1)]  # two classes: decision threshold on the probability of class 1
     batch_size: BatchSize
+    top_k: Annotated[Int, Field(ge=2)]  # more than 5 classes: top-k accuracy
 
 
 @dataclass(frozen=True, config=_CONFIG)

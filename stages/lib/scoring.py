@@ -1,8 +1,12 @@
-"""Scores of a classifier on the test split: metrics (scikit-learn) and plot data (dvclive).
+"""Scores of a classifier on the test split: metrics (scikit-learn), the predictions table and plot data (dvclive).
 
-`probabilities` are heads.probabilities of the model's logits, one column per class. With two classes the
-positive class is class index 1 (`dogs` in the reference data), so `precision`, `recall` and `f1` are those
-of that class, and the per-class precision and recall of both classes are reported too.
+`probabilities` are heads.probabilities of a model's logits, one column per class, and the decisions are
+heads.predicted of them. Every model gets, as flat keys: `test_images`, `accuracy`, `log_loss`, `roc_auc` (two
+classes: of class 1; more: one-vs-rest, macro), `macro.*` and `weighted.*` precision / recall / f1, and per class
+`class.<name>.precision|recall|f1`. More than five classes add `top_k_accuracy` (k = evaluate.top_k, `top_k`).
+Two classes keep the keys they had before there were more, so `dvc metrics diff` lines up with older commits:
+`precision`, `recall`, `f1` (of class index 1, `dogs` in the reference data), `average_precision`,
+`confusion.tn|fp|fn|tp`, and `<name>.precision|recall` (the same numbers as `class.<name>.*`).
 """
 
 from __future__ import annotations
@@ -15,62 +19,87 @@ import pandas as pd
 from dvclive import Live
 from sklearn import metrics as skm
 
-PREDICTION_COLUMNS = ["path", "label", "probability", "predicted"]
+from stages.lib import heads
+
+TOP_K_ABOVE = 5  # classes; with fewer, top-k accuracy says little
 
 
-def _finite_or_none(value: float) -> float | None:
+def _value(value: float) -> float | None:
     return round(float(value), 6) if math.isfinite(value) else None
 
 
-def score(labels: np.ndarray, probabilities: np.ndarray, threshold: float, class_names: list[str]) -> dict:
-    """Flat metrics of one model: accuracy, precision, recall, f1, roc_auc, average_precision, log_loss,
-    confusion counts and per-class precision/recall. Undefined values (one class only) are None."""
+def score(
+    labels: np.ndarray, probabilities: np.ndarray, threshold: float, class_names: list[str], top_k: int
+) -> dict[str, float | int | None]:
+    """Flat metrics of one model (see the module docstring). Undefined values (a class absent) are None."""
     labels = np.asarray(labels).astype(int)
-    predicted = (np.asarray(probabilities) >= threshold).astype(int)
-    both = len(np.unique(labels)) == 2
-    tn, fp, fn, tp = skm.confusion_matrix(labels, predicted, labels=[0, 1]).ravel()
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    predicted = heads.predicted(probabilities, threshold)
+    indices = list(range(len(class_names)))
+    binary = len(class_names) == 2
+    every_class = len(np.unique(labels)) == len(class_names)
     out: dict[str, float | int | None] = {
         "test_images": len(labels),
-        "accuracy": _finite_or_none(skm.accuracy_score(labels, predicted)),
-        "precision": _finite_or_none(skm.precision_score(labels, predicted, zero_division=0)),
-        "recall": _finite_or_none(skm.recall_score(labels, predicted, zero_division=0)),
-        "f1": _finite_or_none(skm.f1_score(labels, predicted, zero_division=0)),
-        "roc_auc": _finite_or_none(skm.roc_auc_score(labels, probabilities)) if both else None,
-        "average_precision": _finite_or_none(skm.average_precision_score(labels, probabilities)) if both else None,
-        "log_loss": _finite_or_none(skm.log_loss(labels, probabilities, labels=[0, 1])),
-        "confusion.tn": int(tn),
-        "confusion.fp": int(fp),
-        "confusion.fn": int(fn),
-        "confusion.tp": int(tp),
+        "accuracy": _value(skm.accuracy_score(labels, predicted)),
+        "log_loss": _value(skm.log_loss(labels, probabilities, labels=indices)),
+        "roc_auc": None,
     }
-    precision, recall, _, _ = skm.precision_recall_fscore_support(labels, predicted, labels=[0, 1], zero_division=0)
+    if every_class:
+        ranked = probabilities[:, 1] if binary else probabilities
+        out["roc_auc"] = _value(skm.roc_auc_score(labels, ranked, multi_class="ovr", average="macro", labels=indices))
+    for average in ("macro", "weighted"):
+        p, r, f, _ = skm.precision_recall_fscore_support(
+            labels, predicted, labels=indices, average=average, zero_division=0
+        )
+        out |= {f"{average}.precision": _value(p), f"{average}.recall": _value(r), f"{average}.f1": _value(f)}
+    p, r, f, _ = skm.precision_recall_fscore_support(labels, predicted, labels=indices, zero_division=0)
     for index, name in enumerate(class_names):
-        out[f"{name}.precision"] = _finite_or_none(precision[index])
-        out[f"{name}.recall"] = _finite_or_none(recall[index])
+        out |= {f"class.{name}.precision": _value(p[index]), f"class.{name}.recall": _value(r[index])}
+        out[f"class.{name}.f1"] = _value(f[index])
+    if len(class_names) > TOP_K_ABOVE:
+        k = min(top_k, len(class_names) - 1)
+        out["top_k"] = k
+        out["top_k_accuracy"] = _value(skm.top_k_accuracy_score(labels, probabilities, k=k, labels=indices))
+    if binary:
+        tn, fp, fn, tp = skm.confusion_matrix(labels, predicted, labels=indices).ravel()
+        out |= {"precision": _value(p[1]), "recall": _value(r[1]), "f1": _value(f[1])}
+        ap = skm.average_precision_score(labels, probabilities[:, 1]) if every_class else math.nan
+        out["average_precision"] = _value(ap)
+        out |= {"confusion.tn": int(tn), "confusion.fp": int(fp), "confusion.fn": int(fn), "confusion.tp": int(tp)}
+        for index, name in enumerate(class_names):
+            out |= {f"{name}.precision": _value(p[index]), f"{name}.recall": _value(r[index])}
     return out
 
 
 def predictions_frame(
-    paths: list[str], labels: np.ndarray, probabilities: np.ndarray, threshold: float
+    paths: list[str], labels: np.ndarray, probabilities: np.ndarray, threshold: float, class_names: list[str]
 ) -> pd.DataFrame:
-    return pd.DataFrame(
+    """One row per test image: path, label and predicted (class indices), confidence (the probability of the
+    predicted class), then p_<class> for every class."""
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    predicted = heads.predicted(probabilities, threshold)
+    frame = pd.DataFrame(
         {
             "path": paths,
             "label": np.asarray(labels).astype(int),
-            "probability": np.round(np.asarray(probabilities, dtype=float), 6),
-            "predicted": (np.asarray(probabilities) >= threshold).astype(int),
-        },
-        columns=PREDICTION_COLUMNS,
+            "predicted": predicted,
+            "confidence": np.round(probabilities[np.arange(len(predicted)), predicted], 6),
+        }
     )
+    for index, name in enumerate(class_names):
+        frame[f"p_{name}"] = np.round(probabilities[:, index], 6)
+    return frame
 
 
-def write_plot_data(folder: Path, labels: np.ndarray, probabilities: np.ndarray, threshold: float) -> None:
-    """ROC, precision-recall and confusion data in dvclive's format under folder/plots/sklearn/, for the
-    `dvc plots` declared in dvc.yaml (dvcyaml=False: dvclive never edits dvc.yaml)."""
+def write_plot_data(folder: Path, labels: np.ndarray, probabilities: np.ndarray, threshold: float, class_names) -> None:
+    """Plot data in dvclive's format under folder/plots/sklearn/, for the `dvc plots` declared in dvc.yaml
+    (dvcyaml=False: dvclive never edits dvc.yaml): the confusion matrix by class name, and for two classes
+    the ROC and precision-recall curves of class 1."""
     labels = np.asarray(labels).astype(int)
-    predicted = (np.asarray(probabilities) >= threshold).astype(int)
+    predicted = heads.predicted(np.asarray(probabilities), threshold)
+    names = np.asarray(class_names, dtype=object)
     with Live(str(folder), dvcyaml=False, save_dvc_exp=False, report=None) as live:
-        if len(np.unique(labels)) == 2:
-            live.log_sklearn_plot("roc", labels, probabilities)
-            live.log_sklearn_plot("precision_recall", labels, probabilities)
-        live.log_sklearn_plot("confusion_matrix", labels, predicted)
+        if len(class_names) == 2 and len(np.unique(labels)) == 2:
+            live.log_sklearn_plot("roc", labels, np.asarray(probabilities)[:, 1])
+            live.log_sklearn_plot("precision_recall", labels, np.asarray(probabilities)[:, 1])
+        live.log_sklearn_plot("confusion_matrix", names[labels].tolist(), names[predicted].tolist())

@@ -1,8 +1,9 @@
 """Serving exports of a trained model: a SavedModel for TF Serving and TFLite (float32, dynamic range).
 
 Every export has one signature, `serving_default`: input `image` (float32 RGB in [0, 255], N x S x S x 3,
-the Keras model's own input) and outputs `logit` and `probability` (sigmoid of the logit; the probability
-of class index 1, whose name is on line 2 of labels.txt), each N x 1.
+the Keras model's own input). Outputs, for two classes: `logit` and `probability` (sigmoid of the logit; the
+probability of class index 1, whose name is on line 2 of labels.txt), each N x 1; for more classes: `logits`
+and `probabilities` (softmax), each N x classes, in the order of labels.txt.
 
 The model is traced with `training=False`. Keras 3.15's `model.export(path, format="tf_saved_model")`
 traces `model.__call__` without it, and the random preprocessing layers default to training=True: the
@@ -40,7 +41,7 @@ FORMATS = ("saved_model", *TFLITE_FILES)
 FLOAT_FORMATS = ("saved_model", "tflite_float32")
 FLOAT_TOLERANCE = 1e-4
 
-Predictor = Callable[[np.ndarray], np.ndarray]  # images N x S x S x 3 -> probabilities of class 1, shape (N,)
+Predictor = Callable[[np.ndarray], np.ndarray]  # images N x S x S x 3 -> class probabilities, N x classes
 
 
 class ExportError(PipelineError):
@@ -48,15 +49,29 @@ class ExportError(PipelineError):
 
 
 def keras_predictor(model: keras.Model) -> Predictor:
-    return lambda images: heads.probabilities(model(images, training=False).numpy())[:, 1]
+    return lambda images: heads.probabilities(model(images, training=False).numpy())
+
+
+def _outputs(logits: tf.Tensor) -> dict[str, tf.Tensor]:
+    """The signature's outputs (module docstring) from the model's logits."""
+    if logits.shape[-1] == 1:
+        return {"logit": logits, "probability": tf.sigmoid(logits)}
+    return {"logits": logits, "probabilities": tf.nn.softmax(logits)}
+
+
+def _class_probabilities(outputs) -> np.ndarray:
+    """N x classes probabilities from a signature's outputs, whichever head the model has."""
+    if "probability" in outputs:
+        positive = np.asarray(outputs["probability"], np.float64).reshape(-1)
+        return np.stack([1 - positive, positive], axis=1)
+    return np.asarray(outputs["probabilities"], np.float64)
 
 
 def export_saved_model(model: keras.Model, path: Path) -> None:
     size = model.input_shape[1]
 
     def serve(image):
-        logit = model(image, training=False)  # augmentation off, Dropout off: see the module docstring
-        return {"logit": logit, "probability": tf.sigmoid(logit)}
+        return _outputs(model(image, training=False))  # augmentation off, Dropout off: see the module docstring
 
     archive = keras.export.ExportArchive()
     # No archive.track(model): the endpoint's variables are tracked anyway, and track() stores every weight a
@@ -105,13 +120,13 @@ def tflite_interpreter(content: bytes):
 def tflite_predictor(content: bytes) -> Predictor:
     runner = tflite_interpreter(content).get_signature_runner(SIGNATURE)
     # The signature runner resizes the batch dimension to each call's input.
-    return lambda images: np.asarray(runner(**{INPUT: images})["probability"], np.float64).reshape(-1)
+    return lambda images: _class_probabilities(runner(**{INPUT: images}))
 
 
 def saved_model_predictor(path: Path) -> Predictor:
     signature = tf.saved_model.load(str(path)).signatures[SIGNATURE]
-    return lambda images: (
-        signature(**{INPUT: tf.constant(images)})["probability"].numpy().astype(np.float64).reshape(-1)
+    return lambda images: _class_probabilities(
+        {name: value.numpy() for name, value in signature(**{INPUT: tf.constant(images)}).items()}
     )
 
 
@@ -140,19 +155,27 @@ def export_all(model: keras.Model, out_dir: Path, class_names: list[str]) -> Exp
     return Export(predictors, sizes)
 
 
-def max_abs_differences(
-    reference: Predictor, predictors: dict[str, Predictor], batches
-) -> tuple[dict[str, float], int]:
-    """Largest |probability - reference probability| per format over all images in `batches`, and the count."""
+@dataclass(frozen=True)
+class Parity:
+    max_abs_diff: dict[str, float]  # per format: the largest |probability - Keras' probability|, any class
+    agreement: dict[str, float]  # per format: the share of images whose most probable class is Keras' own
+    count: int  # images compared
+
+
+def compare(reference: Predictor, predictors: dict[str, Predictor], batches) -> Parity:
+    """Every format against the Keras model on all images in `batches`."""
     worst = dict.fromkeys(predictors, 0.0)
+    agreeing = dict.fromkeys(predictors, 0)
     count = 0
     for images in batches:
         images = np.asarray(images, np.float32)
         expected = reference(images)
         for name, predict in predictors.items():
-            worst[name] = max(worst[name], float(np.abs(predict(images) - expected).max()))
+            got = predict(images)
+            worst[name] = max(worst[name], float(np.abs(got - expected).max()))
+            agreeing[name] += int((got.argmax(axis=1) == expected.argmax(axis=1)).sum())
         count += len(images)
-    return worst, count
+    return Parity(worst, {name: agreeing[name] / max(count, 1) for name in predictors}, count)
 
 
 def check_float_parity(differences: dict[str, float]) -> None:

@@ -27,10 +27,12 @@ import os
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import keras
+import numpy as np
 import tensorflow as tf
 from dvclive import Live
 from dvclive.keras import DVCLiveCallback
@@ -96,13 +98,14 @@ class FitResult:
 
 
 class MainOutputLogs(keras.callbacks.Callback):
-    """A model with auxiliary outputs logs its main output (`logit`) as logit_loss, val_logit_accuracy, ... and
-    the weighted sum of all losses as loss; replace the epoch's logs by the main output's, under the plain names
-    every other model logs."""
+    """A model with auxiliary outputs logs its main output (heads.MAIN_OUTPUT) as logit_loss, val_logit_accuracy,
+    ... and the weighted sum of all losses as loss; replace the epoch's logs by the main output's, under the plain
+    names every other model logs. It edits the logs dict Keras passes on, so it must come first in `callbacks`."""
 
     def on_epoch_end(self, epoch, logs=None):
-        if logs is not None and any(key.startswith("logit_") for key in logs):
-            main = {k.replace("logit_", "", 1): v for k, v in logs.items() if k.startswith(("logit_", "val_logit_"))}
+        prefix = f"{heads.MAIN_OUTPUT}_"
+        if logs is not None and any(key.startswith(prefix) for key in logs):
+            main = {k.replace(prefix, "", 1): v for k, v in logs.items() if k.startswith((prefix, f"val_{prefix}"))}
             logs.clear()
             logs.update(main)
 
@@ -164,7 +167,7 @@ def _drop_logged_steps_from(live_dir: Path, first_step: int) -> None:
 
 
 def fit(
-    build,
+    build: Callable[[], keras.Model],
     train: tf.data.Dataset,
     val: tf.data.Dataset,
     *,
@@ -246,7 +249,7 @@ class TrainingStage:
 
     name: str  # baseline, transfer or finetune
     args: argparse.Namespace  # the paths of add_arguments
-    params: StageParams  # the stage's view; it declares seed, train.strategy and train.cache_images
+    params: StageParams  # the stage's view; it declares seed and train
     strategy: tf.distribute.Strategy
     meta: dict  # the records' meta.json
 
@@ -254,16 +257,35 @@ class TrainingStage:
     def num_classes(self) -> int:
         return len(self.meta["class_names"])
 
+    def class_weights(self) -> np.ndarray | None:
+        """train.class_weight: balanced gives class c the weight n / (classes x n_c) (scikit-learn's "balanced"),
+        so every class weighs as much in the loss as it would in a balanced train split; none gives None."""
+        if self.params.train.class_weight == "none":
+            return None
+        per_class = self.meta["splits"]["train"]["per_class"]
+        counts = np.array([per_class[name] for name in self.meta["class_names"]], dtype=np.float64)
+        return counts.sum() / (len(counts) * counts)
+
+    def weighted(self, train: tf.data.Dataset) -> tf.data.Dataset:
+        """Batches of (x, labels) -> (x, labels, sample weights) under train.class_weight: balanced."""
+        weights = self.class_weights()
+        if weights is None:
+            return train
+        table = tf.constant(weights, tf.float32)
+        return train.map(lambda x, labels: (x, labels, tf.gather(table, tf.cast(labels, tf.int32))))
+
     def datasets(self, image_size: int, batch_size: int) -> tuple[tf.data.Dataset, tf.data.Dataset]:
-        """(train, val): train reshuffled every epoch from `seed`, val in its stored order."""
+        """(train, val): train reshuffled every epoch from `seed` (with sample weights under train.class_weight:
+        balanced), val in its stored order."""
         seed, cache, records_dir = self.params.seed, self.params.train.cache_images, self.args.records
         train = records.make_dataset(
             records_dir, "train", image_size=image_size, batch_size=batch_size, shuffle_seed=seed, cache=cache
         )
         val = records.make_dataset(records_dir, "val", image_size=image_size, batch_size=batch_size, cache=cache)
-        return train, val
+        return self.weighted(train), val
 
-    def compile(self, model: keras.Model, optimizer: keras.optimizers.Optimizer) -> keras.Model:
+    def compile(self, model, optimizer: keras.optimizers.Optimizer):
+        """`model` (a keras.Model or architectures.TrainingModels) compiled with heads' loss and metrics."""
         model.compile(optimizer=optimizer, loss=heads.loss(self.num_classes), metrics=heads.metrics(self.num_classes))
         return model
 

@@ -13,20 +13,21 @@ import numpy as np
 import pytest
 from PIL import Image, UnidentifiedImageError
 
-from stages.lib import sample_data
-from stages.lib.sample_data import (
-    CLASS_NAMES,
+from stages.lib import sample as sample_data
+from stages.lib.sample import (
+    MAX_CLASSES,
     SAMPLE_TOP_FOLDER,
-    draw_animal,
     draw_sample_image,
     image_rng,
     plan_sample_archive,
     sample_archive_bytes,
     write_sample_archive,
 )
+from stages.lib.sample.drawing import ANIMALS, draw_animal
 
 TOP = SAMPLE_TOP_FOLDER
 SMALL = {"train_per_class": 8, "validation_per_class": 4}
+CLASS_NAMES = ("cats", "dogs")  # the default two classes
 FOLDERS = [(split, name) for split in ("train", "validation") for name in CLASS_NAMES]
 NAME_RE = re.compile(r"^(cat|dog)\.(\d+)\.(jpg|png)$")
 
@@ -340,3 +341,49 @@ def test_both_classes_share_the_size_distribution(stats_sample) -> None:
             own = sides[labels == label]
             assert own.min() < 200 and own.max() > 450  # both classes span the whole 150..500 range
         assert abs(np.median(sides[labels == 0]) - np.median(sides[labels == 1])) < 60
+
+
+def test_two_classes_are_byte_identical_to_the_cats_and_dogs_sample_before_more_classes_existed():
+    """sha256 of the archives the generator wrote before it had classes beyond cats and dogs (commit 6eac343):
+    adding classes changed no byte of the default sample, so earlier runs' data and dvc.lock hashes still hold."""
+    before = {
+        (0, 3, 2): "cfcbc4608aa0b34645beb9692a4285b933a6e03d0e8755f002e59ac7104556d1",
+        (42, 5, 4): "99b222f36ab26629ac81f776322fadd748988c0924164b0ccca7ed703b62e38b",
+    }
+    for (seed, train, validation), digest in before.items():
+        data = sample_archive_bytes(seed=seed, train_per_class=train, validation_per_class=validation, classes=2)
+        assert sha256(data) == digest
+
+
+def test_more_classes_add_clean_class_folders_after_cats_and_dogs():
+    members = read_members(sample_archive_bytes(seed=3, train_per_class=3, validation_per_class=2, classes=4))
+    folders = Counter(tuple(name.split("/")[1:3]) for name in members if name.count("/") == 3)
+    assert sorted({name for _, name in folders}) == ["bears", "cats", "dogs", "rabbits"]
+    for split, count in (("train", 3), ("validation", 2)):
+        for name in ("rabbits", "bears"):  # no dirt in the added classes: exactly the requested images
+            assert folders[(split, name)] == count
+            folder = f"{TOP}/{split}/{name}/"
+            assert all(
+                Image.open(io.BytesIO(data)).format == "JPEG" for n, data in members.items() if n.startswith(folder)
+            )
+    # The cats and dogs of a 4-class archive are those of the 2-class archive, byte for byte.
+    two = read_members(sample_archive_bytes(seed=3, train_per_class=3, validation_per_class=2, classes=2))
+    assert {k: v for k, v in members.items() if "/cats/" in k or "/dogs/" in k} == {
+        k: v for k, v in two.items() if "/cats/" in k or "/dogs/" in k
+    }
+
+
+def test_every_class_draws_differently_shaped_animals():
+    """Each class's drawing differs from every other's on the same generator: the class decides the shape."""
+    drawn = [
+        np.asarray(draw_animal(np.random.default_rng(11), i, 120, 120), dtype=np.int16) for i in range(MAX_CLASSES)
+    ]
+    for i in range(MAX_CLASSES):
+        for j in range(i + 1, MAX_CLASSES):
+            assert np.abs(drawn[i] - drawn[j]).mean() > 1.0, (ANIMALS[i].name, ANIMALS[j].name)
+
+
+@pytest.mark.parametrize("classes", [1, MAX_CLASSES + 1, True, 2.0])
+def test_class_count_out_of_range_is_refused(classes):
+    with pytest.raises(ValueError, match="classes must be an int from 2 to"):
+        plan_sample_archive(seed=0, classes=classes)

@@ -1,0 +1,85 @@
+"""The folder layouts a dataset comes in, and the one data/raw holds after the download stage.
+
+Accepted, in the extracted archive itself or in its single top folder (cats_and_dogs_filtered.zip has one):
+- `train/` + `validation/` (or `val/`, `valid/`), optionally `test/` beside them: each of class folders;
+- `train/` + `test/` (the hot-dog archive): `test/` is then the held-out folder the split stage divides into
+  val and test, as it does with `validation/`;
+- a single folder of class folders (`<class>/<image>`), which the split stage divides by split.holdout_fraction.
+Folder names are matched without regard to case.
+
+data/raw then holds `train/`, `validation/` and, where the dataset had both, `test/`; or `images/` for a single
+folder of class folders. The split stage reads that (file_lists.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from stages.lib.cli import PipelineError
+
+TRAIN, VALIDATION, TEST, IMAGES = "train", "validation", "test", "images"
+ALIASES = {"train": TRAIN, "validation": VALIDATION, "val": VALIDATION, "valid": VALIDATION, "test": TEST}
+
+
+class LayoutError(PipelineError):
+    pass
+
+
+@dataclass(frozen=True)
+class Layout:
+    folders: dict[str, Path]  # data/raw folder name -> the folder of class folders it is made from
+
+
+def _subfolders(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def _split_folders(folder: Path) -> dict[str, Path] | None:
+    """train + validation [+ test], or train + test (as validation); None if `folder` is not such a root."""
+    roles: dict[str, Path] = {}
+    for sub in _subfolders(folder):
+        role = ALIASES.get(sub.name.lower())
+        if role in roles:
+            raise LayoutError(f"{folder}: both {roles[role].name}/ and {sub.name}/ would be the {role} folder")
+        if role:
+            roles[role] = sub
+    if TRAIN not in roles or not ({VALIDATION, TEST} & set(roles)):
+        return None
+    if VALIDATION not in roles:  # train + test: the held-out folder is test/
+        roles[VALIDATION] = roles.pop(TEST)
+    return roles
+
+
+def _is_class_folders(folder: Path) -> bool:
+    """At least two subfolders, each holding files of its own (not only folders), and no split names among them."""
+    subs = _subfolders(folder)
+    if len(subs) < 2 or any(sub.name.lower() in ALIASES for sub in subs):
+        return False
+    return all(any(p.is_file() for p in sub.iterdir()) for sub in subs)
+
+
+def find_layout(tree: Path) -> Layout:
+    """The layout of the extracted dataset in `tree` (or in its single top folder); LayoutError says what was found."""
+    tree = Path(tree)
+    candidates = [tree]
+    tops = _subfolders(tree)
+    if len(tops) == 1:
+        candidates.append(tops[0])
+    for candidate in candidates:
+        roles = _split_folders(candidate)
+        if roles:
+            return Layout(roles)
+    for candidate in candidates:
+        if _is_class_folders(candidate):
+            return Layout({IMAGES: candidate})
+    found = _describe(tree) + (f"; {tops[0].name}/ holds: {_describe(tops[0])}" if len(tops) == 1 else "")
+    raise LayoutError(
+        f"no dataset folder in {tree}: expected train/ with validation/ (or val/, or test/), or one folder of class "
+        f"folders, in it or in its single top-level folder; found: {found}"
+    )
+
+
+def _describe(folder: Path) -> str:
+    names = sorted(entry.name + ("/" if entry.is_dir() else "") for entry in folder.iterdir())
+    return ", ".join(names[:20]) + (f", ... ({len(names)} entries)" if len(names) > 20 else "") if names else "nothing"

@@ -1,0 +1,73 @@
+"""The folder layouts a dataset may come in, found in the extracted tree or its single top folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from stages.lib.layouts import LayoutError, find_layout
+
+
+def make_tree(root: Path, *files: str) -> Path:
+    for name in files:
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(b"x")
+    return root
+
+
+def folders(tree: Path) -> dict[str, str]:
+    return {role: path.relative_to(tree).as_posix() for role, path in find_layout(tree).folders.items()}
+
+
+def test_train_and_validation_in_the_single_top_folder(tmp_path: Path):
+    make_tree(tmp_path, "cats_and_dogs_filtered/train/cats/1.jpg", "cats_and_dogs_filtered/validation/cats/2.jpg")
+    (tmp_path / "README.txt").write_text("a loose file next to the folder does not count")
+    assert folders(tmp_path) == {
+        "train": "cats_and_dogs_filtered/train",
+        "validation": "cats_and_dogs_filtered/validation",
+    }
+
+
+@pytest.mark.parametrize("held_out", ["val", "Valid", "VALIDATION"])
+def test_validation_goes_by_other_names(tmp_path: Path, held_out: str):
+    make_tree(tmp_path, "Train/a/1.jpg", f"{held_out}/a/2.jpg")
+    assert folders(tmp_path) == {"train": "Train", "validation": held_out}
+
+
+def test_train_and_test_make_test_the_held_out_folder(tmp_path: Path):
+    """The hot-dog archive: hotdog/train and hotdog/test; the split stage divides test/ into val and test."""
+    make_tree(tmp_path, "hotdog/train/hotdog/1.png", "hotdog/test/hotdog/2.png")
+    assert folders(tmp_path) == {"train": "hotdog/train", "validation": "hotdog/test"}
+
+
+def test_train_validation_and_test_are_kept_apart(tmp_path: Path):
+    make_tree(tmp_path, "train/a/1.jpg", "val/a/2.jpg", "test/a/3.jpg")
+    assert folders(tmp_path) == {"train": "train", "validation": "val", "test": "test"}
+
+
+def test_a_single_folder_of_class_folders(tmp_path: Path):
+    make_tree(tmp_path, "flowers/daisy/1.jpg", "flowers/rose/2.jpg", "flowers/tulip/3.jpg")
+    assert folders(tmp_path) == {"images": "flowers"}
+    flat = make_tree(tmp_path / "flat", "daisy/1.jpg", "rose/2.jpg")
+    assert folders(flat) == {"images": "."}
+
+
+def test_two_folders_for_one_role_are_refused(tmp_path: Path):
+    make_tree(tmp_path, "train/a/1.jpg", "val/a/2.jpg", "validation/a/3.jpg")
+    with pytest.raises(LayoutError, match="both val/ and validation/ would be the validation folder"):
+        find_layout(tmp_path)
+
+
+def test_nothing_recognisable_lists_what_was_found(tmp_path: Path):
+    make_tree(tmp_path, "data/train/a/1.jpg", "data/extra/a/2.jpg", "notes.txt")
+    with pytest.raises(LayoutError) as err:
+        find_layout(tmp_path)
+    message = str(err.value)
+    assert str(tmp_path) in message and "found: data/, notes.txt" in message
+
+
+def test_several_top_folders_are_not_guessed_among(tmp_path: Path):
+    make_tree(tmp_path, "a/train/x/1.jpg", "a/validation/x/2.jpg", "b/train/x/3.jpg", "b/validation/x/4.jpg")
+    with pytest.raises(LayoutError, match="found: a/, b/"):
+        find_layout(tmp_path)

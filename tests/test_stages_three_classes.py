@@ -1,0 +1,134 @@
+"""Every stage with three classes, as dvc.yaml runs them (its commands' arguments), on the `sample` source with
+data.sample_classes=3 (cats, dogs, rabbits) at tiny sizes. The two-class runs are in each stage's own tests."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from stages import baseline, download, encode, evaluate, export, finetune, predict, report, split, transfer
+from stages.lib import heads, markdown, saving
+from tests.conftest import ROOT, calibrated_base_weights, dvc_args, set_params
+
+pytestmark = pytest.mark.slow  # trains three tiny models with the real stages
+
+CLASSES = ["cats", "dogs", "rabbits"]
+
+
+def read(root: Path, relative: str):
+    return json.loads((root / relative).read_text())
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    root = tmp_path_factory.mktemp("three")
+    (root / "params.yaml").write_text((ROOT / "params.yaml").read_text())
+    weights = calibrated_base_weights(root / "base.weights.h5")
+    set_params(
+        root,
+        data={"source": "sample", "sample_classes": 3, "sample_train_per_class": 8, "sample_validation_per_class": 10},
+        encode={"image_size": 32, "examples_per_shard": 8},
+        baseline={"image_size": 32, "epochs": 2, "batch_size": 8},
+        model={"weights": str(weights), "image_size": 32},
+        transfer={"epochs": 1, "batch_size": 8},
+        finetune={"epochs": 1, "batch_size": 8},
+        train={"class_weight": "balanced"},
+    )
+    before = Path.cwd()
+    os.chdir(root)
+    try:
+        for stage in (download, split, encode, baseline, transfer, finetune, evaluate, export, report):
+            stage.main(dvc_args(stage.__name__.rsplit(".", 1)[1]))
+        yield root
+    finally:
+        os.chdir(before)
+
+
+def test_data_stages_keep_three_classes_with_sorted_indices(project: Path):
+    data = read(project, "metrics/data.json")
+    assert data["classes"] == 3 and [data[f"train.{name}"] for name in CLASSES] == [8, 8, 8]
+    assert data["imbalance.train"] == 1.0
+    assert read(project, "data/tfrecords/meta.json")["class_names"] == CLASSES
+
+
+@pytest.mark.parametrize("stage", ["baseline", "transfer", "finetune"])
+def test_every_model_has_one_logit_per_class(project: Path, stage: str):
+    model = saving.load_model(project / "models" / f"{stage}.keras")
+    assert model.output_shape == (None, 3)
+    metrics = read(project, f"metrics/{stage}.json")
+    assert 0 <= metrics["val.accuracy"] <= 1 and np.isfinite(metrics["train.loss"])
+    if stage == "transfer":
+        assert metrics["params.trainable"] == 1280 * 3 + 3  # the Dense head on MobileNetV2's 1,280 features
+
+
+def test_evaluate_scores_every_class(project: Path):
+    scores = read(project, "metrics/eval.json")
+    test = pd.read_csv(project / "data" / "splits" / "test.csv")
+    for model in ("baseline", "transfer", "finetune"):
+        assert scores[f"{model}.test_images"] == len(test) == 6
+        for name in CLASSES:
+            assert 0 <= scores[f"{model}.class.{name}.f1"] <= 1
+        for key in ("accuracy", "macro.f1", "weighted.f1", "log_loss", "roc_auc"):
+            assert scores[f"{model}.{key}"] is not None
+        assert f"{model}.confusion.tp" not in scores and f"{model}.f1" not in scores  # two-class keys only
+        frame = pd.read_csv(project / "evaluation" / model / "predictions.csv")
+        assert list(frame.columns) == ["path", "label", "predicted", "confidence", *[f"p_{c}" for c in CLASSES]]
+        assert np.allclose(frame[[f"p_{c}" for c in CLASSES]].sum(axis=1), 1.0, atol=1e-5)
+        assert (frame["predicted"] == frame[[f"p_{c}" for c in CLASSES]].to_numpy().argmax(axis=1)).all()
+    confusion = json.loads(
+        (project / "evaluation" / "finetune" / "plots" / "sklearn" / "confusion_matrix.json").read_text()
+    )
+    assert {row["actual"] for row in confusion} <= set(CLASSES)
+
+
+def test_export_serves_probabilities_for_every_class(project: Path):
+    metrics = read(project, "metrics/export.json")
+    assert metrics["saved_model.max_abs_diff"] <= 1e-4 and metrics["saved_model.agreement"] == 1.0
+    assert (project / "models" / "export" / "labels.txt").read_text() == "cats\ndogs\nrabbits\n"
+    import tensorflow as tf
+
+    signature = tf.saved_model.load(str(project / "models" / "export" / "saved_model" / "1")).signatures[
+        "serving_default"
+    ]
+    outputs = signature(image=tf.zeros((2, 32, 32, 3)))
+    assert set(outputs) == {"logits", "probabilities"} and outputs["probabilities"].shape == (2, 3)
+
+
+def test_predict_gives_the_label_and_the_top_k(project: Path, capsys: pytest.CaptureFixture):
+    image = project / "data" / "raw" / "validation" / "rabbits"
+    path = sorted(image.iterdir())[0]
+    model = project / "models" / "finetune.keras"
+    code = predict.main([str(path), "--model", str(model), "--records", str(project / "data" / "tfrecords"),
+                         "--top-k", "3", "--format", "json"])  # fmt: skip
+    assert code == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert set(row) == {"path", "label", "probability", "label_2", "probability_2", "label_3", "probability_3"}
+    assert {row["label"], row["label_2"], row["label_3"]} == set(CLASSES)
+    assert row["probability"] >= row["probability_2"] >= row["probability_3"]
+    assert row["probability"] + row["probability_2"] + row["probability_3"] == pytest.approx(1, abs=1e-5)
+    loaded = saving.load_model(model)
+    probabilities = heads.probabilities(loaded(predict.read_image(path, 32)[None], training=False).numpy())[0]
+    assert row["label"] == CLASSES[int(probabilities.argmax())]
+    assert predict.main([str(path), "--model", str(model), "--classes", "cats,dogs"]) == 2  # 2 names, 3 outputs
+    (error,) = capsys.readouterr().err.splitlines()
+    assert error.startswith(f"error: {model}: expected a fixed-size image input and 1 output(s) for the 2 classes")
+
+
+def test_report_shows_the_three_by_three_confusion_and_per_class_scores(project: Path):
+    text = (project / "reports" / "report.md").read_text()
+    for name in CLASSES:
+        assert f"| `{name}` |" in text
+    assert "macro F1" in text and "one-vs-rest" in text
+    assert "figures/confusion_matrices.png" in text
+    with Image.open(project / "reports" / "figures" / "confusion_matrices.png") as image:
+        assert image.width >= 800
+    assert set(markdown.referenced_figures(text)) == {
+        p.relative_to(project / "reports").as_posix() for p in (project / "reports").rglob("*.png")
+    }
