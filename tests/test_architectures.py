@@ -14,11 +14,12 @@ from stages.lib import architectures
 from stages.lib.architectures import ARCHITECTURES, AUX_LOSS_WEIGHT, VGG16_BLOCKS
 
 
-def build_baseline(arch, size, augmentation=None):
+def build(arch, size, augmentation=None):
+    """The inference model for two classes (one logit), as the baseline stage builds it for cats vs dogs."""
     return architectures.build(arch, size, 2, augmentation)
 
 
-def build_baseline_for_training(arch, size, augmentation=None):
+def build_for_training(arch, size, augmentation=None):
     return architectures.build_for_training(arch, size, 2, augmentation)
 
 
@@ -75,7 +76,7 @@ def test_registry_lists_the_five_architectures():
 def test_builds_at_its_minimum_size_and_trains_one_step(arch):
     keras.utils.set_random_seed(0)
     size, params = TINY[arch]
-    models = build_baseline_for_training(arch, size)
+    models = build_for_training(arch, size)
     model = models.inference
     assert model.name == arch
     assert model.input_shape == (None, size, size, 3)
@@ -100,7 +101,7 @@ def test_builds_at_its_minimum_size_and_trains_one_step(arch):
 @pytest.mark.parametrize("arch", ARCHS)
 def test_output_is_a_logit_from_a_plain_dense_1(arch):
     size = TINY[arch][0]
-    model = build_baseline(arch, size)
+    model = build(arch, size)
     (head,) = [layer for layer in model.layers if layer.output is model.outputs[0]]
     assert isinstance(head, keras.layers.Dense) and head.units == 1
     assert head.get_config()["activation"] == "linear"
@@ -112,7 +113,7 @@ def test_output_is_a_logit_from_a_plain_dense_1(arch):
 @pytest.mark.parametrize("arch", [a for a in ARCHS if a != "vgg16"])
 def test_parameter_count_at_the_documented_size(arch):
     size, params = FULL[arch]
-    assert build_baseline(arch, size).count_params() == params
+    assert build(arch, size).count_params() == params
 
 
 def test_vgg16_count_at_224_follows_from_the_tiny_model():
@@ -124,13 +125,13 @@ def test_vgg16_count_at_224_follows_from_the_tiny_model():
 
 @pytest.mark.parametrize("size", sorted(GOOGLENET_WITH_AUX))
 def test_googlenet_training_model_counts_include_both_aux_heads(size):
-    models = build_baseline_for_training("googlenet", size)
+    models = build_for_training("googlenet", size)
     assert models.train.count_params() == GOOGLENET_WITH_AUX[size]
     assert models.inference.count_params() == TINY["googlenet"][1]
     assert models.train.output_names == ["logit", "aux1_logit", "aux2_logit"]
 
 
-@pytest.mark.parametrize("call", [build_baseline, build_baseline_for_training])
+@pytest.mark.parametrize("call", [build, build_for_training])
 def test_unknown_arch_names_the_allowed_ones(call):
     with pytest.raises(ValueError, match="'lenet'.*allowed: simple_cnn, alexnet, vgg16, googlenet, resnet18"):
         call("lenet", 224)
@@ -139,11 +140,11 @@ def test_unknown_arch_names_the_allowed_ones(call):
 @pytest.mark.parametrize("arch", ARCHS)
 def test_too_small_image_names_the_minimum(arch):
     minimum = minimum_image_size(arch)
-    for build in (build_baseline, build_baseline_for_training):
+    for builder in (build, build_for_training):
         with pytest.raises(
             ValueError, match=f"{arch} needs images of at least {minimum}x{minimum} px, got {minimum - 1}"
         ):
-            build(arch, minimum - 1)
+            builder(arch, minimum - 1)
 
 
 @pytest.mark.parametrize("arch", ["simple_cnn", "googlenet"])
@@ -151,7 +152,7 @@ def test_inference_model_round_trips_through_keras_file_in_safe_mode(arch, tmp_p
     keras.utils.set_random_seed(1)
     size = TINY[arch][0]
     augmentation = keras.Sequential([keras.layers.RandomFlip("horizontal")], name="augmentation")
-    models = build_baseline_for_training(arch, size, augmentation)
+    models = build_for_training(arch, size, augmentation)
     x = images(4, size, seed=1)
     before = predict(models.inference, x)
     compile_for_one_step(models, learning_rate=1e-3)
@@ -173,8 +174,8 @@ def test_augmentation_is_in_the_model_and_inactive_at_inference():
     keras.utils.set_random_seed(2)
     size = 16
     augmentation = keras.Sequential([keras.layers.RandomFlip("horizontal", seed=3)], name="augmentation")
-    model = build_baseline("simple_cnn", size, augmentation)
-    plain = build_baseline("simple_cnn", size)
+    model = build("simple_cnn", size, augmentation)
+    plain = build("simple_cnn", size)
     plain.set_weights(model.get_weights())
     assert model.layers[1] is augmentation and isinstance(model.layers[2], keras.layers.Rescaling)
 
@@ -188,4 +189,12 @@ def test_augmentation_is_in_the_model_and_inactive_at_inference():
 
 def test_augmentation_must_be_a_layer():
     with pytest.raises(TypeError, match="augmentation must be a keras Layer"):
-        build_baseline("simple_cnn", 16, augmentation="flip")
+        build("simple_cnn", 16, augmentation="flip")
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_more_classes_give_one_logit_each(arch):
+    size = TINY[arch][0]
+    models = architectures.build_for_training(arch, size, 7)
+    assert models.inference.output_shape == (None, 7)
+    assert all(output.shape[-1] == 7 for output in models.train.outputs)  # GoogLeNet's auxiliary heads too

@@ -294,3 +294,17 @@ def test_default_repro_offline_fails_fast_naming_the_offline_options(tmp_path: P
     error = stage_error(out)
     assert "make demo" in error and "data.source" in error and "model.weights" in error
     assert not (copy / "data" / "raw").exists() and temp_files(copy) == []
+
+
+def test_four_class_sample_runs_every_stage_with_four_logits(project: Path):
+    """The N-class path through real dvc: one param turns the two-class sample into four classes."""
+    out = sh("dvc", "exp", "run", "-S", "data.sample_classes=4", cwd=project)
+    assert ran(out) == STAGES
+    names = ["bears", "cats", "dogs", "rabbits"]
+    assert read_json(project / "data" / "tfrecords" / "meta.json")["class_names"] == names
+    evaluation = read_json(project / "metrics" / "eval.json")
+    assert all(f"finetune.class.{name}.f1" in evaluation for name in names)
+    report = (project / "reports" / "report.md").read_text()
+    assert all(f"| `{name}` |" in report for name in names) and "macro F1" in report
+    export = read_json(project / "metrics" / "export.json")
+    assert export["saved_model.agreement"] == 1.0 and export["saved_model.max_abs_diff"] <= 1e-4

@@ -149,3 +149,15 @@ def test_predict_defaults_are_the_pipeline_outputs():
 def test_dvc_config_is_quiet():
     config = (ROOT / ".dvc" / "config").read_text()
     assert "analytics = false" in config and "check_update = false" in config
+
+
+@pytest.mark.parametrize("group", [("baseline",), ("transfer", "finetune")])
+def test_every_logged_metric_is_plotted_train_beside_val(group: tuple[str, ...]):
+    """heads.METRICS and the loss: dvclive logs them per stage and split; dvc.yaml draws each on one chart with
+    train and val (transfer and fine-tuning together, as one continued run)."""
+    from stages.lib import heads
+
+    charts = [next(iter(plot.values()))["y"] for plot in yaml.safe_load((ROOT / "dvc.yaml").read_text())["plots"]]
+    for name in ("loss", *heads.METRICS):
+        wanted = {f"dvclive/{s}/plots/metrics/{split}/{name}.tsv" for s in group for split in ("train", "eval")}
+        assert any(isinstance(y, dict) and wanted <= set(y) for y in charts), f"no chart of {name} for {group}"

@@ -19,7 +19,7 @@ from tests.test_markdown import PREDICTIONS
 def test_continued_run_numbers_epochs_from_one_and_marks_fine_tuning():
     transfer = pd.DataFrame({"step": range(10), "loss": 1.0, "accuracy": 0.5, "val_loss": 1.0, "val_accuracy": 0.5})
     finetune = transfer.assign(step=range(10, 20))
-    run = figures.continue_run(transfer, finetune)
+    run = figures.continue_run(transfer, finetune, Path("dvclive/finetune"))
     assert run.curves["epoch"].tolist() == list(range(1, 21))
     assert run.finetune_starts_at == 10.5 and run.transfer_epochs == 10
     assert list(run.curves.columns) == ["epoch", "loss", "accuracy", "val_loss", "val_accuracy"]
@@ -28,7 +28,7 @@ def test_continued_run_numbers_epochs_from_one_and_marks_fine_tuning():
 def test_continued_run_refuses_logs_that_overlap():
     transfer = pd.DataFrame({"step": range(3), "loss": 1.0, "accuracy": 0.5, "val_loss": 1.0, "val_accuracy": 0.5})
     with pytest.raises(PipelineError, match="re-run the finetune stage"):
-        figures.continue_run(transfer, transfer)
+        figures.continue_run(transfer, transfer, Path("dvclive/finetune"))
 
 
 def predictions(rows: list[tuple[str, int, float]]) -> pd.DataFrame:

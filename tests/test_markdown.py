@@ -33,7 +33,7 @@ PREDICTIONS = [
 # Distinctive numbers, so the table can be checked for them.
 SCORES = {
     "baseline": {"accuracy": 0.625, "f1": 0.5714, "roc_auc": 0.6875},
-    "transfer": {"accuracy": 0.6251, "f1": 0.6667, "roc_auc": None},  # null: shown as n/a, no ROC file read
+    "transfer": {"accuracy": 0.6251, "f1": 0.6667, "roc_auc": None},  # null (one class in the test split): shown as n/a
     "finetune": {"accuracy": 0.75, "f1": 0.75, "roc_auc": 0.8125},
 }
 TRAINING = {

@@ -83,7 +83,7 @@ class CountingModel:
 def counting(model: keras.Model, monkeypatch: pytest.MonkeyPatch) -> CountingModel:
     """Stands in for the model that `--model <model_path>` loads (the file must still exist)."""
     counting = CountingModel(model)
-    monkeypatch.setattr(predict, "load_model", lambda path: counting)
+    monkeypatch.setattr(predict, "load_model", lambda path, classes: counting)
     return counting
 
 
@@ -198,7 +198,7 @@ def test_a_file_that_is_not_a_model_is_exit_2_and_one_line(mixed, tmp_path, caps
     ("options", "message"),
     [
         (["--records", "nowhere"], "error: nowhere/meta.json: missing; pass the class names"),
-        (["--classes", "cats"], "error: --classes: need two distinct class names"),
+        (["--classes", "cats"], "error: --classes: need at least two distinct class names"),
         (["--classes", "cats,dogs", "--threshold", "1.5"], "error: --threshold: must be between 0 and 1"),
     ],
 )

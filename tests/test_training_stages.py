@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import signal
@@ -11,11 +12,12 @@ import time
 from pathlib import Path
 
 import keras
+import numpy as np
 import pytest
 
 from stages import baseline, finetune, transfer
 from stages.lib import models, params, training
-from tests.conftest import ROOT, build_encoded_project, set_params, stage_args
+from tests.conftest import ROOT, build_encoded_project, dvc_args, set_params, stage_args
 
 
 def declared_leaves(stage_params: tuple[str, ...], path: Path) -> set[str]:
@@ -165,3 +167,53 @@ def test_same_inputs_give_bit_identical_training(tmp_path: Path):
         (root / run / "plots" / "metrics" / "train" / "loss.tsv").read_text() for run in ("first", "second")
     )
     assert first == second
+
+
+def test_ten_classes_never_train_a_single_logit_model(tmp_path: Path):
+    names = tuple(f"class {i}" for i in range(10))
+    root = build_encoded_project(tmp_path, names, baseline={"epochs": 1})
+    baseline.main(stage_args(root, "baseline"))
+    model = keras.models.load_model(root / "models" / "baseline.keras", safe_mode=True)
+    assert model.output_shape == (None, 10)
+    assert isinstance(model.loss, keras.losses.SparseCategoricalCrossentropy)
+    assert json.loads((root / "metrics" / "baseline.json").read_text())["val.accuracy"] <= 1
+
+
+def test_class_weight_balanced_weighs_each_class_as_if_the_split_were_balanced(tmp_path: Path):
+    root = build_encoded_project(tmp_path, baseline={"epochs": 1})
+    meta = json.loads((root / "data" / "tfrecords" / "meta.json").read_text())
+    meta["splits"]["train"]["per_class"] = {"cats": 30, "dogs": 10}
+    args = argparse.Namespace(records=root / "data" / "tfrecords")
+    view = params.for_stage(baseline.PARAMS, root / "params.yaml")
+    stage = training.TrainingStage("baseline", args, view, None, meta)
+    assert stage.class_weights() is None  # train.class_weight: none
+    set_params(root, train={"class_weight": "balanced"})
+    view = params.for_stage(baseline.PARAMS, root / "params.yaml")
+    weights = training.TrainingStage("baseline", args, view, None, meta).class_weights()
+    assert weights.tolist() == pytest.approx([40 / (2 * 30), 40 / (2 * 10)])  # n / (classes x n_c)
+
+
+def test_balanced_weights_change_what_the_baseline_learns(tmp_path: Path):
+    """Class weights reach the loss: one epoch on an imbalanced split ends with other weights than without."""
+    root = build_encoded_project(tmp_path, baseline={"epochs": 1})
+    for image in sorted((root / "data" / "raw" / "train" / "dogs").iterdir())[:5]:
+        image.unlink()  # 8 cats, 3 dogs
+    from stages import encode, split
+
+    split.main(dvc_args_in(root, "split"))
+    encode.main(dvc_args_in(root, "encode"))
+    trained = {}
+    for weighting in ("none", "balanced"):
+        set_params(root, train={"class_weight": weighting})
+        argv = stage_args(root, "baseline") + ["--model", str(root / f"{weighting}.keras")]
+        baseline.main(argv + ["--logs", str(root / weighting)])
+        trained[weighting] = keras.models.load_model(root / f"{weighting}.keras", safe_mode=True).get_weights()
+    assert any(not np.allclose(a, b) for a, b in zip(trained["none"], trained["balanced"]))
+
+
+def dvc_args_in(root: Path, stage: str) -> list[str]:
+    """dvc.yaml's arguments of a data stage with its paths inside root/."""
+    args = dvc_args(stage)
+    return ["--params", str(root / "params.yaml")] + [
+        value if value.startswith("--") else str(root / value) for value in args
+    ]

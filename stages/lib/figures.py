@@ -19,7 +19,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from PIL import Image, ImageOps
 
-from stages.lib.cli import PipelineError, require, rerun
+from stages.lib.cli import require, rerun
 
 GRID_THUMBNAIL = 192  # pixels; the grid cells are ~2 inches at 100 dpi
 DPI = 100
@@ -32,14 +32,16 @@ class ContinuedRun:
     transfer_epochs: int
 
 
-def continue_run(transfer: pd.DataFrame, finetune: pd.DataFrame) -> ContinuedRun:
+def continue_run(transfer: pd.DataFrame, finetune: pd.DataFrame, finetune_logs: Path) -> ContinuedRun:
     """Transfer and fine-tuning as one run: fine-tuning's steps continue transfer's (0-9, then 10-19), so
     the x axis is step + 1 and the marker sits halfway between the two phases (10.5)."""
     last_transfer, first_finetune = int(transfer["step"].max()), int(finetune["step"].min())
     if first_finetune <= last_transfer:
-        raise PipelineError(
-            f"fine-tuning logs start at step {first_finetune}, not after transfer's last step {last_transfer}: "
-            "the logs are from different runs; re-run the finetune stage (dvc repro finetune)"
+        raise rerun(
+            finetune_logs,
+            "finetune",
+            f"its logs start at step {first_finetune}, not after transfer's last step {last_transfer}, so they come "
+            "from another run than transfer's",
         )
     curves = pd.concat([transfer, finetune], ignore_index=True)
     curves.insert(0, "epoch", curves.pop("step") + 1)

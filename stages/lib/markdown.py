@@ -18,7 +18,7 @@ import pandas as pd
 import yaml
 
 from stages.lib import figures, heads, reference
-from stages.lib.cli import PipelineError, require, rerun
+from stages.lib.cli import require, rerun
 from stages.lib.provenance import Provenance
 
 # ---- inputs ---------------------------------------------------------------------------------------
@@ -36,9 +36,7 @@ class Metrics:
         try:
             return self.values[key]
         except KeyError:
-            raise PipelineError(
-                f"{self.path}: no {key!r}; re-run the {self.stage} stage (dvc repro {self.stage})"
-            ) from None
+            raise rerun(self.path, self.stage, f"no {key!r}") from None
 
 
 def read_metrics(path: Path, stage: str) -> Metrics:
@@ -82,6 +80,7 @@ class Inputs:
     training: dict[str, Metrics]
     scores: Metrics
     curves: dict[str, pd.DataFrame]
+    logs: dict[str, Path]  # per model: its stage's dvclive folder, where `curves` come from
     predictions: dict[str, pd.DataFrame]  # per model: path, label, probability, predicted
     class_names: list[str]
     manifest: Metrics
@@ -106,6 +105,7 @@ def read_inputs(paths: InputPaths) -> Inputs:
         training=training,
         scores=scores,
         curves=curves,
+        logs={m: paths.dvclive / m for m in models},
         predictions=predictions,
         class_names=list(class_names),
         manifest=manifest,
@@ -346,7 +346,7 @@ def write_report(inputs: Inputs, out_dir: Path, grid_images: int, prov: Provenan
     out = out_dir / "figures"
     out.mkdir(parents=True, exist_ok=True)
     curves = (*heads.METRICS, "loss")  # accuracy above loss, as the reference tutorial
-    continued = figures.continue_run(inputs.curves["transfer"], inputs.curves["finetune"])
+    continued = figures.continue_run(inputs.curves["transfer"], inputs.curves["finetune"], inputs.logs["finetune"])
     figures.plot_curves(
         continued.curves,
         list(curves),
