@@ -187,3 +187,14 @@ def test_fine_tune_at_null_means_the_base_s_own_choice():
     raw = raw_params()
     raw["model"]["fine_tune_at"] = None
     assert params.parse(raw).model.fine_tune_at is None  # finetune then takes bases.BASES[base].fine_tune_at
+
+
+def test_a_baseline_may_train_below_32_px_down_to_its_architecture_s_minimum():
+    """MNIST's 28 px images: simple_cnn needs 10 px; pretrained bases keep their 32 px floor."""
+    raw = raw_params()
+    raw["encode"]["image_size"] = 0
+    raw["baseline"]["image_size"] = 28
+    assert params.parse(raw).baseline.image_size == 28
+    raw["model"]["image_size"] = 28
+    with pytest.raises(params.ParamsError, match="model.image_size: Input should be greater than or equal to 32"):
+        params.parse(raw)

@@ -148,7 +148,7 @@ class TrainParams:
 @dataclass(frozen=True, config=_CONFIG)
 class BaselineParams:
     arch: Annotated[Str, AfterValidator(_in_registry(ARCHITECTURES))]  # architectures.ARCHITECTURES
-    image_size: ImageSize
+    image_size: Annotated[Int, Field(ge=1, le=1024)]  # at least the arch's minimum: checked in Params below
     epochs: Epochs
     batch_size: BatchSize
     learning_rate: LearningRate
