@@ -29,8 +29,8 @@ test: venv lint
 	TF_ENABLE_ONEDNN_OPTS=$${TF_ENABLE_ONEDNN_OPTS:-1} $(VENV)/bin/python -m pytest
 
 lint: venv
-	$(VENV)/bin/ruff check stages tests benchmarks
-	$(VENV)/bin/ruff format --check stages tests benchmarks
+	$(VENV)/bin/ruff check stages tests benchmarks scripts
+	$(VENV)/bin/ruff format --check stages tests benchmarks scripts
 
 test-fast: venv
 	TF_ENABLE_ONEDNN_OPTS=$${TF_ENABLE_ONEDNN_OPTS:-1} $(VENV)/bin/python -m pytest -m "not slow"
