@@ -37,7 +37,7 @@ test-fast: venv
 
 # Runs the pipeline offline on generated sample data in a throwaway DVC project under demo/.
 demo: venv
-	bash scripts/demo.sh demo
+	bash scripts/demo.sh $(DEMO_ARGS) demo
 
 lock: venv
 	$(VENV)/bin/pip freeze --exclude-editable | sed '1i # Every package of the virtual environment, pinned (pip freeze). `make venv` installs exactly this set.\n# Regenerate after changing pyproject.toml: make lock' > requirements.lock

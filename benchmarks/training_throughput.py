@@ -23,7 +23,6 @@ from benchmarks.common import encode, prepare_raw
 from stages.lib import models, records
 from stages.lib.augment import build_augmentation
 from stages.lib.params import AugmentParams
-from stages.transfer import cached_features
 
 SIZE, BATCH = 160, 32
 REFERENCE_AUGMENT = AugmentParams("horizontal", 0.1, 0.0, 0.0, 0.0, 0.0)
@@ -94,8 +93,8 @@ def main() -> None:
         val = records.make_dataset(tmp / "records", "val", image_size=SIZE, batch_size=BATCH)
         start = time.perf_counter()
         features = keras.Model(model.input, model.get_layer(models.FEATURES_LAYER_NAME).output)
-        train_x, train_y = cached_features(features, in_memory)  # the transfer stage's own function
-        val_x, val_y = cached_features(features, val)
+        train_x, train_y = models.features(features, in_memory)  # the transfer stage's own function
+        val_x, val_y = models.features(features, val)
         head_in = keras.Input(train_x.shape[1:])
         head = keras.Model(head_in, model.get_layer("logits")(model.get_layer("dropout")(head_in)))
         head.compile(keras.optimizers.Adam(3e-4), keras.losses.BinaryCrossentropy(from_logits=True))

@@ -1,23 +1,61 @@
 #!/usr/bin/env bash
-# Run the pipeline offline on generated sample data, through real dvc, in a throwaway copy of the project.
-#
-#   scripts/demo.sh DIR [STAGE...] [-S key=value...]      (make demo runs: scripts/demo.sh demo)
-#
-# DIR becomes its own git + DVC project (a copy of this one's files, without data/ or models/), with
-# params.yaml switched to the `sample` source via `dvc exp run -S`, so your own workspace is untouched.
-# Afterwards try, inside DIR: dvc metrics show, dvc plots show, dvc exp show, dvc exp run -S model.fine_tune_at=120
+# Run the pipeline offline on generated sample data, through real dvc, in a copy of the project.
 set -euo pipefail
-dir=${1:?usage: scripts/demo.sh DIR [STAGE...] [-S key=value...]}
+
+usage() {
+  cat <<'EOF'
+usage: scripts/demo.sh [--fresh] DIR [STAGE...] [-S key=value...]      (make demo runs: scripts/demo.sh demo)
+
+Makes DIR a copy of this project (its committed and new files; not data/, models/, .venv/) with a git + DVC
+history of its own, sets the demo's params (below, then yours: later -S win), runs `dvc repro [STAGE...]` and
+commits the result. Your own params.yaml, data/ and models/ are not touched. Inside DIR afterwards:
+
+  dvc exp run -S model.fine_tune_at=120      an experiment on top of the demo run
+  dvc exp diff; dvc metrics diff; dvc params diff; dvc plots diff      it against the demo run
+
+DIR must be new, empty, or an earlier demo workspace. One holding your own work (experiments, commits or
+changes of yours) is kept unless --fresh says to replace it.
+EOF
+}
+
+fresh=0
+case "${1:-}" in
+  -h | --help) usage; exit 0 ;;
+  --fresh) fresh=1; shift ;;
+esac
+if [ $# -lt 1 ] || [[ "$1" == -* ]]; then usage >&2; exit 2; fi
+dir=$1
 shift
+targets=()
+overrides=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    -S) overrides+=("${2:?-S needs key=value}"); shift 2 ;;
+    -S*) overrides+=("${1#-S}"); shift ;;
+    *) targets+=("$1"); shift ;;
+  esac
+done
 here=$(cd "$(dirname "$0")/.." && pwd)
 # The project's venv first on PATH (make demo does the same), so dvc and the stages' python are found.
 if [ -x "$here/.venv/bin/dvc" ]; then export PATH="$here/.venv/bin:$PATH"; fi
 
-# DIR is wiped first, so only a folder this script made (it holds the marker), an empty or a new one will do.
 marker=.demo-workspace
-if [ -e "$dir" ] && [ -n "$(ls -A "$dir")" ] && [ ! -e "$dir/$marker" ]; then
-  echo "error: $dir exists and is not a demo workspace made by this script (no $marker in it); choose another DIR" >&2
-  exit 2
+if [ -e "$dir" ] && [ -n "$(ls -A "$dir")" ]; then
+  if [ ! -e "$dir/$marker" ]; then
+    echo "error: $dir exists and is not a demo workspace made by this script (no $marker in it); choose another DIR" >&2
+    exit 2
+  fi
+  # The user's work in an earlier demo workspace: commits after the demo run, experiments, uncommitted changes.
+  own=""
+  commits=$(git -C "$dir" rev-list --count HEAD 2>/dev/null || echo 0)
+  [ "$commits" -gt 2 ] && own+=" $((commits - 2)) commit(s) after the demo run;"
+  experiments=$(cd "$dir" && dvc exp list --name-only 2>/dev/null | grep -c . || true)
+  [ "$experiments" -gt 0 ] && own+=" $experiments experiment(s);"
+  [ -n "$(git -C "$dir" status --porcelain --untracked-files=no 2>/dev/null)" ] && own+=" uncommitted changes;"
+  if [ -n "$own" ] && [ "$fresh" = 0 ]; then
+    echo "error: $dir holds your work:$own kept. Compare in it (cd $dir; dvc exp show), choose another DIR, or replace it: scripts/demo.sh --fresh $dir (make demo DEMO_ARGS=--fresh)" >&2
+    exit 2
+  fi
 fi
 rm -rf "$dir"
 mkdir -p "$dir"
@@ -31,31 +69,32 @@ cd "$dest"
 git init -q
 touch "$marker"
 echo "/$marker" >> .git/info/exclude
-git add -A
-git -c user.name=demo -c user.email=demo@localhost commit -q -m "demo workspace"
+commit() { git add -A && git -c user.name=demo -c user.email=demo@localhost commit -q -m "$1"; }
+commit "demo workspace"
 
-# Offline settings: generated data and no ImageNet weights (they cannot be downloaded here), smaller images.
-# From random weights (BatchNorm statistics calibrated on train images, model.calibration_images) the frozen
-# base's features hardly separate the classes: transfer stays near chance, and fine-tuning, which trains the
-# top of the base, learns a little (README, "The demo"). Augmentation is off because with it neither learns
-# within these epochs, and off it lets transfer train the head on cached features. 250 validation images per
-# class give a 100-image test split. Later -S options override earlier ones, so the caller's "$@" comes last.
-dvc exp run \
-  -S data.source=sample \
-  -S data.sample_train_per_class=200 \
-  -S data.sample_validation_per_class=250 \
-  -S encode.image_size=96 \
-  -S baseline.image_size=96 \
-  -S baseline.epochs=8 \
-  -S model.weights=none \
-  -S model.image_size=96 \
-  -S transfer.augment.flip=none \
-  -S transfer.augment.rotation=0.0 \
-  -S transfer.epochs=20 \
-  -S transfer.learning_rate=0.001 \
-  -S finetune.epochs=10 \
-  -S finetune.lr_factor=0.3 \
-  "$@"
+# Offline settings: generated data (two classes, cats and dogs), no ImageNet weights (they cannot be downloaded
+# here), smaller images. Set with DVC's own -S logic (hydra overrides), then `dvc repro`: the first run of a
+# fresh project through `dvc exp run` prints a "No file hash info found" warning per output.
+demo_params=(
+  data.source=sample
+  data.sample_train_per_class=200
+  data.sample_validation_per_class=250
+  encode.image_size=96
+  baseline.image_size=96
+  baseline.epochs=8
+  model.weights=none
+  model.image_size=96
+  transfer.augment.flip=none
+  transfer.augment.rotation=0.0
+  transfer.epochs=20
+  transfer.learning_rate=0.001
+  finetune.epochs=10
+  finetune.lr_factor=0.3
+)
+python -c 'import sys; from dvc.utils.hydra import apply_overrides; apply_overrides("params.yaml", sys.argv[1:])' \
+  "${demo_params[@]}" "${overrides[@]}"
+dvc repro "${targets[@]}"
+commit "demo run"
 
 [ -f metrics/eval.json ] || exit 0  # a run that stopped at an earlier stage
 echo

@@ -6,9 +6,13 @@ No network means no ImageNet, so the demo gets a pretrained base the way transfe
 on a larger *source* task, then transfer it to the small target. The source task is the sample generator's eight
 animals that are not the demo's target (rabbits, bears, mice, birds, frogs, pigs, foxes, fish: never a cat or a
 dog, and drawn from their own generators, so no target image either). The base is keras.applications' MobileNetV2
-(random start) at the demo's image size, under GlobalAveragePooling + Dense(8), trained with augmentation;
-its BatchNorm layers use momentum 0.99 instead of Keras' 0.999, so that their moving statistics keep up with the
-few thousand steps of this training (with 0.999 the inference-mode accuracy stays at chance).
+(random start) at the demo's image size, under GlobalAveragePooling + Dense(8), trained with augmentation.
+
+BatchNorm: in a network trained from scratch for a few thousand steps the weights move faster than the moving
+statistics follow (measured here: train accuracy 0.79, inference-mode accuracy on held-out images at chance,
+0.12, after 4 epochs, with momentum 0.99). So once training ends, the moving statistics are set from the final
+weights (models.calibrate_batchnorm, on --calibration-images train images), and the held-out accuracy is then
+measured in inference mode, as the transfer stage will use the base.
 
 Writes the base's weights (a .weights.h5 that `model.weights` takes) and beside it <name>.json: the source task,
 its images, the settings, per-epoch accuracy on the source's held-out images, the seconds it took, the
@@ -28,7 +32,7 @@ import numpy as np
 from PIL import Image
 
 import stages  # noqa: F401  (quiet TensorFlow start-up)
-from stages.lib import files, provenance, runtime
+from stages.lib import files, models, provenance, runtime
 from stages.lib.sample import image_rng
 from stages.lib.sample.drawing import ANIMALS
 
@@ -82,6 +86,9 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--learning-rate", type=float, default=2e-3)
     parser.add_argument("--momentum", type=float, default=0.99, help="BatchNorm momentum while pretraining")
+    parser.add_argument(
+        "--calibration-images", type=int, default=512, help="train images that set BatchNorm's statistics"
+    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
@@ -109,11 +116,18 @@ def main() -> None:
     history = model.fit(
         images[train].astype("float32"),
         labels[train],
-        validation_data=(images[held_out].astype("float32"), labels[held_out]),
         batch_size=args.batch_size,
         epochs=args.epochs,
         shuffle=True,
         verbose=2,
+    )
+    before = model.evaluate(images[held_out].astype("float32"), labels[held_out], verbose=0, return_dict=True)
+    calibration = images[train[: args.calibration_images]].astype("float32") / 127.5 - 1.0  # the base's input
+    models.calibrate_batchnorm(base, calibration)
+    after = model.evaluate(images[held_out].astype("float32"), labels[held_out], verbose=0, return_dict=True)
+    print(
+        f"held-out accuracy in inference mode: {before['accuracy']:.4f} before, {after['accuracy']:.4f} after "
+        "setting BatchNorm's statistics from the final weights"
     )
     seconds = time.perf_counter() - started
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -133,8 +147,9 @@ def main() -> None:
             f"{SOURCE_SEED_OFFSET} from --seed {args.seed}",
         },
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-        "held_out_accuracy": [round(v, 4) for v in history.history["val_accuracy"]],
-        "train_accuracy": [round(v, 4) for v in history.history["accuracy"]],
+        "train_accuracy_by_epoch": [round(v, 4) for v in history.history["accuracy"]],
+        "held_out_accuracy": round(after["accuracy"], 4),
+        "held_out_accuracy_before_batchnorm_calibration": round(before["accuracy"], 4),
         "seconds": round(seconds, 1),
         "machine": runtime.machine(),
         "versions": provenance.library_versions(),
@@ -143,7 +158,6 @@ def main() -> None:
     }
     files.write_json(args.out.with_suffix("").with_suffix(".json"), described)
     print(json.dumps({k: described[k] for k in ("weights", "sha256", "seconds")}))
-    print(f"held-out accuracy by epoch: {described['held_out_accuracy']}")
 
 
 if __name__ == "__main__":

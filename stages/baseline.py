@@ -6,20 +6,20 @@ baseline.image_size, resized from the stored records in the input pipeline.
 
 from __future__ import annotations
 
-import keras
-
-from stages.lib import architectures, augment, params, training
-from stages.lib.cli import run, stage_parser
+from stages.lib import params
+from stages.lib.cli import run, training_parser
 
 PARAMS = ("seed", "train", "baseline")
 
 
 def main(argv: list[str] | None = None) -> params.StageParams:
-    parser = stage_parser(__doc__)
-    training.add_arguments(parser)
-    args = parser.parse_args(argv)
+    args = training_parser(__doc__).parse_args(argv)
     p = params.for_stage(PARAMS, args.params)
     b = p.baseline
+    # TensorFlow only now: --help, a bad argument or a bad param answer in a second, not after its 4-5 s import.
+    import keras
+
+    from stages.lib import architectures, augment, training
 
     stage = training.start("baseline", args, p)
     with stage.strategy.scope():

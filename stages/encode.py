@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from stages.lib import files, params, records
+from stages.lib import files, params
 from stages.lib.cli import require, run, stage_parser
 from stages.lib.file_lists import SPLITS
 
@@ -29,6 +29,7 @@ def main(argv: list[str] | None = None) -> params.StageParams:
     parser.add_argument("--out", type=Path, required=True, help="the records folder to write")
     args = parser.parse_args(argv)
     p = params.for_stage(PARAMS, args.params)
+    from stages.lib import records  # TensorFlow only now: --help and a bad param answer in a second
 
     frames = {split: read_split(args.splits, split) for split in SPLITS}
     labels = frames["train"][["label_index", "label"]].drop_duplicates().sort_values("label_index")

@@ -10,17 +10,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import keras
 import numpy as np
 
-from stages.lib import files, heads, params, records, runtime, saving, scoring
+from stages.lib import files, params
 from stages.lib.cli import PipelineError, run, stage_parser
 
 PARAMS = ("evaluate.threshold", "evaluate.batch_size", "evaluate.top_k")
 
 
-def predict_split(model: keras.Model, records_dir: Path, batch_size: int) -> tuple[list[str], np.ndarray, np.ndarray]:
+def predict_split(model, records_dir: Path, batch_size: int) -> tuple[list[str], np.ndarray, np.ndarray]:
     """(paths, labels, class probabilities) over the test split, at the model's own input size."""
+    from stages.lib import heads, records
+
     size = model.input_shape[1]
     dataset = records.make_dataset(records_dir, "test", image_size=size, batch_size=batch_size, with_paths=True)
     paths, labels, logits = [], [], []
@@ -40,6 +41,8 @@ def main(argv: list[str] | None = None) -> params.StageParams:
     args = parser.parse_args(argv)
     p = params.for_stage(PARAMS, args.params)
     e = p.evaluate
+    # TensorFlow only now: --help, a bad argument or a bad param answer in a second, not after its 4-5 s import.
+    from stages.lib import heads, records, runtime, saving, scoring
 
     class_names = records.read_meta(args.records)["class_names"]
     scores: dict[str, float | int | str | None] = {"threshold": e.threshold}

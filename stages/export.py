@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from stages.lib import files, params, records, runtime, saving, serving
+from stages.lib import files, params
 from stages.lib.cli import PipelineError, run, stage_parser
 
 PARAMS = ()
@@ -25,6 +25,8 @@ def significant(value: float) -> float:
 
 
 def test_split_images(records_dir: Path, image_size: int):
+    from stages.lib import records
+
     dataset = records.make_dataset(records_dir, "test", image_size=image_size, batch_size=BATCH_SIZE, with_paths=True)
     return (images.numpy() for images, _labels, _paths in dataset)
 
@@ -37,6 +39,8 @@ def main(argv: list[str] | None = None) -> params.StageParams:
     parser.add_argument("--metrics", type=Path, required=True, help="the metrics JSON to write")
     args = parser.parse_args(argv)
     p = params.for_stage(PARAMS, args.params)  # no params of its own, but params.yaml is validated like everywhere
+    # TensorFlow only now: --help, a bad argument or a bad param answer in a second, not after its 4-5 s import.
+    from stages.lib import records, runtime, saving, serving
 
     model = saving.load_model(args.model, "finetune")
     meta = records.read_meta(args.records)

@@ -10,11 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import keras
-
-from stages.lib import files, heads, models, params, saving, training
-from stages.lib.bases import BASES
-from stages.lib.cli import rerun, run, stage_parser
+from stages.lib import params
+from stages.lib.cli import rerun, run, training_parser
 
 PARAMS = (
     "seed",
@@ -28,12 +25,17 @@ PARAMS = (
 
 
 def main(argv: list[str] | None = None) -> params.StageParams:
-    parser = stage_parser(__doc__)
-    training.add_arguments(parser)
+    parser = training_parser(__doc__)
     parser.add_argument("--transfer-model", type=Path, required=True, help="the transfer stage's model")
     args = parser.parse_args(argv)
     p = params.for_stage(PARAMS, args.params)
     base, fine_tune_at, f = p.model.base, p.model.fine_tune_at, p.finetune
+    # TensorFlow only now: --help, a bad argument or a bad param answer in a second, not after its 4-5 s import.
+    import keras
+
+    from stages.lib import files, heads, models, saving, training
+    from stages.lib.bases import BASES
+
     fine_tune_at = BASES[base].fine_tune_at if fine_tune_at is None else fine_tune_at
     transfer_epochs, learning_rate = p.transfer.epochs, p.transfer.learning_rate * f.lr_factor
 

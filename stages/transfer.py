@@ -12,13 +12,8 @@ from __future__ import annotations
 
 import time
 
-import keras
-import numpy as np
-import tensorflow as tf
-
-from stages.lib import augment, models, params, records, training
-from stages.lib.bases import BASES
-from stages.lib.cli import run, stage_parser
+from stages.lib import params
+from stages.lib.cli import run, training_parser
 
 PARAMS = (
     "seed",
@@ -32,38 +27,17 @@ PARAMS = (
 )
 
 
-def calibration_batch(records_dir, image_size: int, count: int, seed: int) -> tf.Tensor:
-    """`count` train images (all of them if the split is smaller), a seeded sample: the first batch of a shuffle."""
-    dataset = records.make_dataset(records_dir, "train", image_size=image_size, batch_size=count, shuffle_seed=seed)
-    images, _ = next(iter(dataset))
-    return images
-
-
-def cached_features(feature_model: keras.Model, dataset: tf.data.Dataset) -> tuple[np.ndarray, np.ndarray]:
-    """Run the frozen base once over an unshuffled split: (features, labels)."""
-    features, labels = [], []
-    for images, batch_labels in dataset:
-        features.append(feature_model(images, training=False).numpy())
-        labels.append(batch_labels.numpy())
-    return np.concatenate(features), np.concatenate(labels)
-
-
-def head_on_features(model: keras.Model, features_shape: tuple[int, ...]) -> keras.Model:
-    """The transfer model's own head layers on a features input: training it trains `model`'s head."""
-    head_input = keras.Input(features_shape, name="features")
-    head_output = head_input
-    for name in models.HEAD_LAYER_NAMES:
-        head_output = model.get_layer(name)(head_output)
-    return keras.Model(head_input, head_output, name="head")
-
-
 def main(argv: list[str] | None = None) -> params.StageParams:
-    parser = stage_parser(__doc__)
-    training.add_arguments(parser)
-    args = parser.parse_args(argv)
+    args = training_parser(__doc__).parse_args(argv)
     p = params.for_stage(PARAMS, args.params)
     m, t = p.model, p.transfer
     size, seed = m.image_size, p.seed
+    # TensorFlow only now: --help, a bad argument or a bad param answer in a second, not after its 4-5 s import.
+    import keras
+    import tensorflow as tf
+
+    from stages.lib import augment, models, records, training
+    from stages.lib.bases import BASES
 
     weights = models.resolve_weights(m.base, m.weights, size)
     stage = training.start("transfer", args, p)
@@ -73,7 +47,11 @@ def main(argv: list[str] | None = None) -> params.StageParams:
         augmentation = augment.build_augmentation(t.augment, seed)
         base = models.build_base(m.base, size, weights)
         if weights is None and m.calibration_images:  # random weights: BatchNorm statistics from the data
-            images = calibration_batch(args.records, size, m.calibration_images, seed)
+            # The first batch of a seeded shuffle: a sample of the train images (all, if the split is smaller).
+            shuffled = records.make_dataset(
+                args.records, "train", image_size=size, batch_size=m.calibration_images, shuffle_seed=seed
+            )
+            images, _ = next(iter(shuffled))
             models.calibrate_batchnorm(base, models.preprocessing(BASES[m.base])(images))
             calibrated = int(images.shape[0])
         model = models.build_transfer_model(base, m.base, size, stage.num_classes, m.dropout, augmentation)
@@ -84,14 +62,15 @@ def main(argv: list[str] | None = None) -> params.StageParams:
         start = time.perf_counter()
         feature_model = keras.Model(model.input, model.get_layer(models.FEATURES_LAYER_NAME).output)
         plain_train = records.make_dataset(args.records, "train", image_size=size, batch_size=t.batch_size)
-        train_x, train_y = cached_features(feature_model, plain_train)
-        val_x, val_y = cached_features(feature_model, val)
+        train_x, train_y = models.features(feature_model, plain_train)
+        val_x, val_y = models.features(feature_model, val)
         extra["features_seconds"] = round(time.perf_counter() - start, 1)
         train = tf.data.Dataset.from_tensor_slices((train_x, train_y)).shuffle(len(train_x), seed=seed)
         val = tf.data.Dataset.from_tensor_slices((val_x, val_y)).batch(t.batch_size)
 
         def build_head() -> keras.Model:
-            return stage.compile(head_on_features(model, train_x.shape[1:]), keras.optimizers.Adam(t.learning_rate))
+            head = models.head_on_features(model, train_x.shape[1:])
+            return stage.compile(head, keras.optimizers.Adam(t.learning_rate))
 
         result = stage.fit(build_head, stage.weighted(train.batch(t.batch_size)), val, range(t.epochs))
         for name in models.HEAD_LAYER_NAMES:  # a head resumed from a checkpoint is a separate copy

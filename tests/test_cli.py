@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from stages.lib import cli
+from tests.conftest import ROOT
 
 
 def test_a_pipeline_error_exits_1_with_one_error_line():
@@ -44,3 +47,22 @@ def test_stage_parser_takes_params_and_the_docstring():
     parser = cli.stage_parser("the stage's recipe")
     assert parser.description == "the stage's recipe"
     assert parser.parse_args([]).params == Path("params.yaml")
+
+
+@pytest.mark.parametrize(
+    "stage", ["download", "split", "encode", "baseline", "transfer", "finetune", "evaluate", "export", "report"]
+)
+def test_help_answers_without_importing_tensorflow(stage: str):
+    """--help (and a bad argument) need the parser only: no stage loads TensorFlow (4-5 s) to print its usage."""
+    code = (
+        "import runpy, sys\n"
+        f"sys.argv = ['stages.{stage}', '--help']\n"
+        "try:\n"
+        f"    runpy.run_module('stages.{stage}', run_name='__main__')\n"
+        "except SystemExit as exit_:\n"
+        "    assert exit_.code == 0, exit_.code\n"
+        "print('tensorflow' in sys.modules, 'keras' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "usage:" in done.stdout and done.stdout.split()[-2:] == ["False", "False"]

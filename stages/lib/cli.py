@@ -44,6 +44,20 @@ def stage_parser(doc: str | None) -> argparse.ArgumentParser:
     return parser
 
 
+def training_parser(doc: str | None) -> argparse.ArgumentParser:
+    """stage_parser with the paths every training stage takes."""
+    parser = stage_parser(doc)
+    for name, what in (
+        ("--records", "data/tfrecords: the encoded splits"),
+        ("--model", "the model to write (.keras)"),
+        ("--logs", "the dvclive folder"),
+        ("--metrics", "the metrics JSON to write"),
+        ("--checkpoints", "where epoch checkpoints are kept until training completes"),
+    ):
+        parser.add_argument(name, type=Path, required=True, help=what)
+    return parser
+
+
 def run(main: Callable[[], object]) -> None:
     try:
         main()

@@ -15,6 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import keras
+import numpy as np
 
 from stages.lib import heads
 from stages.lib.bases import BASES, Base
@@ -145,3 +146,21 @@ def unfreeze_from(model: keras.Model, fine_tune_at: int) -> None:
     base.trainable = True
     for layer in base.layers[:fine_tune_at]:
         layer.trainable = False
+
+
+def features(feature_model: keras.Model, dataset) -> tuple[np.ndarray, np.ndarray]:
+    """Run a frozen base once over an unshuffled split of (images, labels) batches: (features, labels)."""
+    found, labels = [], []
+    for images, batch_labels in dataset:
+        found.append(feature_model(images, training=False).numpy())
+        labels.append(batch_labels.numpy())
+    return np.concatenate(found), np.concatenate(labels)
+
+
+def head_on_features(model: keras.Model, features_shape: tuple[int, ...]) -> keras.Model:
+    """The transfer model's own head layers on a features input: training it trains `model`'s head."""
+    head_input = keras.Input(features_shape, name="features")
+    head_output = head_input
+    for name in HEAD_LAYER_NAMES:
+        head_output = model.get_layer(name)(head_output)
+    return keras.Model(head_input, head_output, name="head")

@@ -50,18 +50,6 @@ class TrainingError(PipelineError):
     pass
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The paths every training stage takes (dvc.yaml passes them)."""
-    for name, what in (
-        ("--records", "data/tfrecords: the encoded splits"),
-        ("--model", "the model to write (.keras)"),
-        ("--logs", "the dvclive folder"),
-        ("--metrics", "the metrics JSON to write"),
-        ("--checkpoints", "where epoch checkpoints are kept until training completes"),
-    ):
-        parser.add_argument(name, type=Path, required=True, help=what)
-
-
 def set_seeds(seed: int) -> None:
     """Python, NumPy and TensorFlow seeds, and deterministic TF ops (cheap on CPU)."""
     keras.utils.set_random_seed(seed)
@@ -248,7 +236,7 @@ class TrainingStage:
     """What a training stage sets up before its model and uses after it: see `start`."""
 
     name: str  # baseline, transfer or finetune
-    args: argparse.Namespace  # the paths of add_arguments
+    args: argparse.Namespace  # the paths of cli.training_parser
     params: StageParams  # the stage's view; it declares seed and train
     strategy: tf.distribute.Strategy
     meta: dict  # the records' meta.json
