@@ -82,7 +82,7 @@ def main() -> None:
     parser.add_argument("--held-out-fraction", type=float, default=0.1)
     parser.add_argument("--size", type=int, default=96)
     parser.add_argument("--alpha", type=float, default=1.0, help="MobileNetV2 width; the registry's base is 1.0")
-    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--learning-rate", type=float, default=2e-3)
     parser.add_argument("--momentum", type=float, default=0.99, help="BatchNorm momentum while pretraining")

@@ -15,7 +15,7 @@ from pathlib import Path
 from stages.lib import files, params
 from stages.lib.cli import PipelineError, run, stage_parser
 
-PARAMS = ()
+PARAMS = ("export.min_agreement",)
 BATCH_SIZE = 64  # images per parity step; does not change any number written
 
 
@@ -38,7 +38,8 @@ def main(argv: list[str] | None = None) -> params.StageParams:
     parser.add_argument("--out", type=Path, required=True, help="the export folder to write")
     parser.add_argument("--metrics", type=Path, required=True, help="the metrics JSON to write")
     args = parser.parse_args(argv)
-    p = params.for_stage(PARAMS, args.params)  # no params of its own, but params.yaml is validated like everywhere
+    p = params.for_stage(PARAMS, args.params)
+    min_agreement = p.export.min_agreement
     # TensorFlow only now: --help, a bad argument or a bad param answer in a second, not after its 4-5 s import.
     from stages.lib import records, runtime, saving, serving
 
@@ -55,15 +56,21 @@ def main(argv: list[str] | None = None) -> params.StageParams:
         serving.check_float_parity(parity.max_abs_diff)  # inside: a failure leaves the previous export in place
 
     metrics: dict[str, float | int | str] = {"test_images": parity.count, "keras.bytes": args.model.stat().st_size}
+    metrics["min_agreement"] = min_agreement
     for name in serving.FORMATS:
         metrics[f"{name}.max_abs_diff"] = significant(parity.max_abs_diff[name])
         metrics[f"{name}.agreement"] = round(parity.agreement[name], 6)
+        metrics[f"{name}.flagged"] = int(parity.agreement[name] < min_agreement)  # the report says why
         metrics[f"{name}.bytes"] = export.sizes[name]
     files.write_json(args.metrics, metrics | runtime.machine())
     summary = ", ".join(
         f"{name} {parity.max_abs_diff[name]:.2g} ({parity.agreement[name]:.1%} same class)" for name in serving.FORMATS
     )
     print(f"export: {args.out}; max |probability - Keras| on {parity.count} test images: {summary}")
+    for name in serving.FORMATS:
+        if metrics[f"{name}.flagged"]:
+            print(f"export: warning: {name} predicts the Keras model's class on {parity.agreement[name]:.1%} of the "
+                  f"test images, below export.min_agreement {min_agreement:.0%}")  # fmt: skip
     return p
 
 

@@ -78,7 +78,8 @@ def main(argv: list[str] | None = None) -> params.StageParams:
     else:
         result = stage.fit(lambda: model, train, val, range(t.epochs))
         model = result.model
-    stage.finish(model, result, calibration_images=calibrated, **extra)
+    sha256 = models.weights_sha256(m.base, weights, size)  # what the report checks comparability with
+    stage.finish(model, result, calibration_images=calibrated, **extra, **{"weights.sha256": sha256})
     return p
 
 

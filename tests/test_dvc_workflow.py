@@ -105,14 +105,17 @@ def temp_files(workspace: Path) -> list[Path]:
     ]
 
 
+DEMO_OUTPUT: dict[str, str] = {}
+
+
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """scripts/demo.sh (what `make demo` runs) at tiny sizes, its results committed."""
+    """scripts/demo.sh (what `make demo` runs) at tiny sizes; it commits its run."""
     workspace = tmp_path_factory.mktemp("workflow") / "demo"
     overrides = [arg for key, value in TINY.items() for arg in ("-S", f"{key}={value}")]
     out = sh("bash", str(ROOT / "scripts" / "demo.sh"), str(workspace), *overrides, cwd=ROOT)
     assert ran(out) == STAGES
-    commit(workspace, "tiny demo run")
+    DEMO_OUTPUT["out"] = out
     return workspace
 
 
@@ -124,6 +127,50 @@ def project(workspace: Path) -> Iterator[Path]:
     sh("git", "reset", "-q", "--hard", head, cwd=workspace)
     sh("git", "clean", "-fdq", cwd=workspace)
     sh("dvc", "checkout", "-q", "--force", cwd=workspace)
+
+
+def test_the_demo_is_quiet_and_leaves_a_two_commit_history(project: Path):
+    """No TensorFlow start-up lines, no DVC hash-info warnings; the project, then the demo's run, committed."""
+    out = DEMO_OUTPUT["out"]
+    for noise in ("absl::InitializeLog", "oneDNN custom operations", "cpu_feature_guard", "No file hash info"):
+        assert noise not in out
+    assert sh("git", "log", "--format=%s", cwd=project).split("\n")[:2] == ["demo run", "demo workspace"]
+    assert sh("git", "status", "--porcelain", cwd=project) == ""
+
+
+def test_comparisons_work_right_after_the_demo(project: Path, tmp_path: Path):
+    """The README's commands after `make demo`: an experiment, then it against the demo's committed run."""
+    sh("dvc", "exp", "run", "-S", "model.fine_tune_at=120", cwd=project)
+    exp_diff = json.loads(sh("dvc", "exp", "diff", "--json", cwd=project))
+    assert exp_diff["params"]["params.yaml"]["model.fine_tune_at"] == {"old": 100, "new": 120, "diff": 20}
+    assert "metrics/finetune.json" in exp_diff["metrics"]
+    metrics = json.loads(sh("dvc", "metrics", "diff", "--json", cwd=project))
+    assert (
+        metrics["metrics/finetune.json"]["params.trainable"]["new"]
+        < metrics["metrics/finetune.json"]["params.trainable"]["old"]
+    )
+    params = json.loads(sh("dvc", "params", "diff", "--json", cwd=project))
+    assert params == {"params.yaml": {"model.fine_tune_at": {"old": 100, "new": 120, "diff": 20}}}
+    sh("dvc", "plots", "diff", "-o", str(tmp_path / "plots"), cwd=project)
+    html = (tmp_path / "plots" / "index.html").read_text()
+    assert "transfer_finetune_accuracy" in html and "vegaEmbed" in html
+    assert "cdn.jsdelivr" not in html and "<script src=" not in html  # offline: the libraries are in the page
+    keep = r"Experiment|(baseline|transfer|finetune)\.accuracy$|model\.(base|weights|fine_tune_at)"
+    table = sh("dvc", "exp", "show", "--md", "--drop", ".*", "--keep", keep, cwd=project)
+    header = table.splitlines()[0]
+    for column in ("baseline.accuracy", "finetune.accuracy", "model.fine_tune_at"):
+        assert column in header
+    assert header.count("|") <= 10  # the columns people compare, not ~190
+
+
+def test_demo_sh_keeps_a_workspace_with_your_experiments_unless_told(project: Path):
+    sh("dvc", "exp", "run", "-S", "evaluate.threshold=0.4", cwd=project)
+    refused = run("bash", str(ROOT / "scripts" / "demo.sh"), str(project), cwd=ROOT)
+    assert refused.returncode == 2
+    assert "holds your work" in refused.stderr and "experiment(s)" in refused.stderr and "--fresh" in refused.stderr
+    assert (project / "metrics" / "eval.json").exists()  # nothing was wiped
+    help_text = sh("bash", str(ROOT / "scripts" / "demo.sh"), "--help", cwd=ROOT)
+    assert help_text.startswith("usage: scripts/demo.sh [--fresh] DIR")
 
 
 def test_repro_runs_every_stage_and_writes_what_users_read(project: Path):

@@ -96,10 +96,18 @@ def build_inputs(root: Path, source: str = "sample", weights: str = "none") -> P
     write_json(root / "data" / "tfrecords" / "meta.json", {"class_names": CLASSES, "image_size": 160, "splits": {}})
     write_json(root / "metrics" / "data.json", data_counts())
     write_json(root / "metrics" / "eval.json", eval_scores())
+    export = {"test_images": 8, "keras.bytes": 17_000_000, "min_agreement": 0.95}
+    for name, agreement in (("saved_model", 1.0), ("tflite_float32", 1.0), ("tflite_dynamic_range", 0.875)):
+        export |= {f"{name}.agreement": agreement, f"{name}.flagged": int(agreement < 0.95)}
+        export |= {f"{name}.bytes": 2_500_000, f"{name}.max_abs_diff": 0.05 if agreement < 1 else 2e-7}
+    write_json(root / "metrics" / "export.json", export)
     steps = {"baseline": range(BASELINE_EPOCHS), "transfer": range(TRANSFER_EPOCHS)}
     steps["finetune"] = range(TRANSFER_EPOCHS, TRANSFER_EPOCHS + FINETUNE_EPOCHS)  # continues transfer's epochs
     for model, numbers in TRAINING.items():
-        write_json(root / "metrics" / f"{model}.json", numbers | {"epochs": len(steps[model]), "train.loss": 0.4})
+        numbers = numbers | {"epochs": len(steps[model]), "train.loss": 0.4}
+        if model == "transfer":
+            numbers["weights.sha256"] = "none" if weights == "none" else "ef" * 32
+        write_json(root / "metrics" / f"{model}.json", numbers)
         write_curves(root / "dvclive" / model, steps[model])
         folder = root / "evaluation" / model
         folder.mkdir(parents=True)
@@ -166,17 +174,42 @@ def test_model_table_holds_this_runs_numbers_and_labelled_reference(rendered: Pa
 def test_sample_data_and_random_weights_are_called_not_comparable(rendered: Path):
     text = markdown(rendered)
     assert "Not comparable with the reference figures" in text
-    assert "data source `sample`" in text and "model weights `none`" in text
+    assert "data from `sample`" in text and "random weights" in text
 
 
-def test_notice_names_only_what_differs():
-    assert "Not comparable" not in report.comparability_notice("cats_and_dogs_filtered", "imagenet")
-    weights_only = report.comparability_notice("cats_and_dogs_filtered", "none")
-    assert "Not comparable" in weights_only and "data source" not in weights_only
-    assert "data source `my.zip`" in report.comparability_notice("my.zip", "imagenet")
-    # README's offline route: the reference zip downloaded elsewhere and set as a local source.
-    assert "Not comparable" not in report.comparability_notice("downloads/cats_and_dogs_filtered.zip", "imagenet")
-    assert "Not comparable" in report.comparability_notice("https://x.org/cats_and_dogs_filtered_v2.zip", "imagenet")
+def manifest(source: str, files: dict, sha256: str = "ab" * 32) -> report.Metrics:
+    return report.Metrics(
+        Path("data/raw/manifest.json"), "download", {"source": source, "files": files, "sha256": sha256}
+    )
+
+
+REAL_COUNTS = dict(reference.DATA_FILES)
+
+
+def test_comparability_is_judged_by_content_not_by_names(monkeypatch: pytest.MonkeyPatch):
+    # A 180-image zip named like the reference, with random weights: not comparable, whatever its name.
+    fake = manifest("archives/cats_and_dogs_filtered.zip", {"train/cats": 50, "train/dogs": 50, "validation/cats": 40})
+    notice = report.comparability_notice(fake, "none", "mobilenet_v2", 160)
+    assert "Not comparable" in notice and "not the reference archive's 3000 images" in notice and "random" in notice
+    # The reference's counts under any name, ImageNet's base and size: unknown while the reference hashes are not
+    # recorded, and named so, with this run's hashes to record.
+    real = manifest("my_download.zip", REAL_COUNTS, sha256="cd" * 32)
+    notice = report.comparability_notice(real, "ef" * 32, "mobilenet_v2", 160)
+    assert notice.startswith("> **Comparability with the reference figures unknown:**")
+    assert "cd" * 32 in notice and "ef" * 32 in notice
+    monkeypatch.setattr(reference, "DATA_SHA256", "cd" * 32)
+    monkeypatch.setattr(reference, "WEIGHTS_SHA256", "ef" * 32)
+    assert "fair comparison" in report.comparability_notice(real, "ef" * 32, "mobilenet_v2", 160)
+    other = report.comparability_notice(real, "00" * 32, "mobilenet_v2", 160)
+    assert "Not comparable" in other and "other weights than ImageNet's" in other
+    assert "`resnet50` at 160 px" in report.comparability_notice(real, "ef" * 32, "resnet50", 160)
+
+
+def test_export_section_flags_a_format_below_the_minimum_agreement(rendered: Path):
+    text = markdown(rendered)
+    assert "## Export" in text and "| `tflite_dynamic_range` | 2.5 MB | 0.05 | 87.5% **below the minimum** |" in text
+    assert "| `saved_model` | 2.5 MB | 2e-07 | 100.0% |" in text
+    assert "Flagged: `tflite_dynamic_range`" in text
 
 
 def test_dataset_and_provenance_sections(rendered: Path):

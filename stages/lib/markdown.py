@@ -79,6 +79,7 @@ class Inputs:
     data: Metrics
     training: dict[str, Metrics]
     scores: Metrics
+    export: Metrics
     curves: dict[str, pd.DataFrame]
     logs: dict[str, Path]  # per model: its stage's dvclive folder, where `curves` come from
     predictions: dict[str, pd.DataFrame]  # per model: path, label, probability, predicted
@@ -98,12 +99,14 @@ def read_inputs(paths: InputPaths) -> Inputs:
     training = {m: read_metrics(paths.metrics / f"{m}.json", m) for m in models}
     curves = {m: read_curves(paths.dvclive / m, m) for m in models}
     scores = read_metrics(paths.metrics / "eval.json", "evaluate")
+    export = read_metrics(paths.metrics / "export.json", "export")
     predictions = {m: pd.read_csv(require(paths.evaluation / m / "predictions.csv", "evaluate")) for m in models}
     params_text = Path(paths.params).read_text()
     return Inputs(
         data=data,
         training=training,
         scores=scores,
+        export=export,
         curves=curves,
         logs={m: paths.dvclive / m for m in models},
         predictions=predictions,
@@ -118,35 +121,70 @@ def read_inputs(paths: InputPaths) -> Inputs:
 # ---- markdown -------------------------------------------------------------------------------------
 
 
-def is_reference_source(source: str) -> bool:
-    """The named reference dataset, or an archive (local or URL) named like it: README's offline route is to
-    download cats_and_dogs_filtered.zip elsewhere and set it as the source. No hash is published for the zip,
-    so the name is all there is to go by."""
-    name = source.split("?")[0].rstrip("/").rsplit("/", 1)[-1]
-    return re.sub(r"\.(zip|tar|tar\.gz|tgz)$", "", name, flags=re.IGNORECASE) == reference.DATASET
-
-
-def comparability_notice(source: str, weights: str) -> str:
-    """One blockquote saying whether the reference figures apply to this run."""
-    differences = []
-    if not is_reference_source(source):
-        what = " (generated offline sample data)" if source == "sample" else ""
-        differences.append(f"data source `{source}`{what} instead of `{reference.DATASET}`")
-    if weights != reference.WEIGHTS:
-        what = " (random initialization)" if weights == "none" else ""
-        differences.append(f"model weights `{weights}`{what} instead of ImageNet")
-    if not differences:
+def comparability_notice(manifest: Metrics, weights_sha256: str, base: str, image_size: int) -> str:
+    """One blockquote saying whether the reference figures apply to this run, judged by content (the archive's
+    class folder counts and sha256, the weights' sha256, the base), never by a file name."""
+    differs, unknown = [], []
+    files = manifest.values.get("files")
+    if files != reference.DATA_FILES:
+        total = sum(reference.DATA_FILES.values())
+        differs.append(f"data from `{manifest['source']}`, not the reference archive's {total} images")
+    elif reference.DATA_SHA256 is None:
+        unknown.append(f"the data has the reference's file counts; its sha256 `{manifest['sha256']}` cannot be checked")
+    elif manifest["sha256"] != reference.DATA_SHA256:
+        differs.append("data with the reference's file counts but another sha256")
+    if weights_sha256 == "none":
+        differs.append("random weights (`model.weights: none`), not ImageNet's")
+    elif (base, image_size) != (reference.BASE, reference.IMAGE_SIZE):
+        differs.append(f"the base `{base}` at {image_size} px, not `{reference.BASE}` at {reference.IMAGE_SIZE} px")
+    elif reference.WEIGHTS_SHA256 is None:
+        unknown.append(f"the weights' sha256 `{weights_sha256}` cannot be checked")
+    elif weights_sha256 != reference.WEIGHTS_SHA256:
+        differs.append("other weights than ImageNet's (another sha256)")
+    if differs:
         return (
-            f"> This run used the reference data (`{source}`) and ImageNet weights, so the reference "
-            "figures are a fair comparison (other seeds; the reference's test images differ, see README)."
+            "> **Not comparable with the reference figures.** This run used " + "; ".join(differs) + ". Its numbers "
+            "do not say what the models reach on the real photos with ImageNet weights, and the reference figures "
+            "are not what this run should reach."
+        )
+    if unknown:
+        return (
+            "> **Comparability with the reference figures unknown:** "
+            + "; ".join(unknown)
+            + ", because the reference's are not recorded yet (`stages/lib/reference.py`). If these are the real "
+            "files, record them there; the figures are then a fair comparison."
         )
     return (
-        "> **Not comparable with the reference figures.** This run used "
-        + " and ".join(differences)
-        + ". Its numbers show that the pipeline runs end to end; they do not say what the models reach on "
-        "the real photos with pretrained weights, and the reference figures are not what this run should reach "
-        f"(for that: `data.source: {reference.DATASET}` and `model.weights: {reference.WEIGHTS}`)."
+        "> This run used the reference archive and ImageNet weights (checked by sha256), so the reference figures "
+        "are a fair comparison (other seeds; the reference's test images differ, see README)."
     )
+
+
+def base_origin(params: dict[str, Any], weights_sha256: str) -> list[str]:
+    """Where the transfer base's weights came from, from the description a pretraining script wrote beside them
+    (scripts/pretrain_base.py), if there is one and it describes these very bytes."""
+    weights = str(params["model"]["weights"])
+    if weights in ("imagenet", "none"):
+        return []
+    described = Path(weights).with_suffix("").with_suffix(".json")
+    try:
+        about = json.loads(described.read_text())
+    except (OSError, ValueError):
+        return [
+            f"The base starts from the weights file `{weights}` (sha256 `{weights_sha256}`), described nowhere.",
+            "",
+        ]
+    if about.get("sha256") != weights_sha256:
+        return [f"`{described}` describes other bytes than the weights this run used (sha256 `{weights_sha256}`).", ""]
+    task = about["source_task"]
+    classes, never = ", ".join(task["classes"]), ", ".join(task["excluded_target_classes"])
+    return [
+        f"The base is `{weights}`: {about['base']}, pretrained by `scripts/pretrain_base.py` on a source task of "
+        f"{len(task['classes'])} other classes ({classes}; never {never}), {task['train_images']:,} images, "
+        f"{about['settings']['epochs']} epochs, {about['seconds'] / 60:.0f} min; {about['held_out_accuracy']:.1%} "
+        f"accuracy on {task['held_out_images']:,} held-out source images. sha256 `{weights_sha256}`.",
+        "",
+    ]
 
 
 def _fmt(value: Any, digits: int = 4) -> str:
@@ -176,6 +214,7 @@ def _model_description(model: str, params: dict[str, Any], training: Metrics) ->
 
 def models_section(inputs: Inputs) -> list[str]:
     s, p, names = inputs.scores, inputs.params, inputs.class_names
+    weights_sha256 = str(inputs.training["transfer"].values.get("weights.sha256", "unknown"))
     binary = len(names) == 2
     header = ["model", "test accuracy", "F1" if binary else "macro F1", "ROC AUC"]
     header += ["parameters", "trainable", "epochs", "train time (s)", "val accuracy", "reference figure (NOT this run)"]
@@ -205,8 +244,9 @@ def models_section(inputs: Inputs) -> list[str]:
     lines = [
         "## Models",
         "",
-        comparability_notice(inputs.manifest["source"], str(p["model"]["weights"])),
+        comparability_notice(inputs.manifest, weights_sha256, p["model"]["base"], p["model"]["image_size"]),
         "",
+        *base_origin(p, weights_sha256),
         *_table(header, rows, "l" + "r" * (len(header) - 2) + "l"),
         "",
         f"Test scores on {_count(s[f'{reference.MODELS[-1]}.test_images'])} test images {scores_note}. Epochs "
@@ -247,6 +287,38 @@ def confusions_section(inputs: Inputs) -> list[str]:
         rows = [[f"`{true}`", f"`{predicted}`", _count(n)] for true, predicted, n in pairs]
         lines += [f"Most confused by the {final} model:", "", *_table(["true class", "predicted as", "images"], rows)]
         lines += [""]
+    return lines
+
+
+def export_section(inputs: Inputs) -> list[str]:
+    """The exported formats against the Keras model on the test split: how close, how often the same class."""
+    e = inputs.export
+    rows, flagged = [], []
+    for name in ("saved_model", "tflite_float32", "tflite_dynamic_range"):
+        mark = ""
+        if e[f"{name}.flagged"]:
+            flagged.append(name)
+            mark = " **below the minimum**"
+        rows.append([f"`{name}`", f"{e[f'{name}.bytes'] / 1e6:.1f} MB", f"{e[f'{name}.max_abs_diff']:.2g}",
+                     f"{e[f'{name}.agreement']:.1%}{mark}"])  # fmt: skip
+    keras_mb = e["keras.bytes"] / 1e6
+    lines = [
+        "## Export",
+        "",
+        f"The {reference.MODELS[-1]} model (`.keras`, {keras_mb:.1f} MB) exported for serving, each format run on "
+        f"the {_count(e['test_images'])} test images beside it. Agreement is the share of images on which the "
+        f"format predicts the same class as the Keras model (`export.min_agreement` {e['min_agreement']:.0%}).",
+        "",
+        *_table(["format", "size", "max probability difference", "agreement"], rows),
+        "",
+    ]
+    if flagged:
+        names = ", ".join(f"`{name}`" for name in flagged)
+        lines += [
+            f"Flagged: {names} changes the predicted class of more test images than `export.min_agreement` allows; "
+            "serve a float32 format, or check it on real data.",
+            "",
+        ]
     return lines
 
 
@@ -394,6 +466,7 @@ def write_report(inputs: Inputs, out_dir: Path, grid_images: int, prov: Provenan
         "",
         "![Test images with predicted class and probability, mistakes in red](figures/test_predictions.png)",
         "",
+        *export_section(inputs),
         *dataset_section(inputs),
         *provenance_section(inputs, prov),
     ]

@@ -70,6 +70,18 @@ def resolve_weights(base_name: str, weights: str, image_size: int) -> str | None
     return "imagenet"
 
 
+def weights_sha256(base_name: str, weights: str | None, image_size: int) -> str:
+    """sha256 of the weights file a base starts from (resolve_weights' answer), or "none" for random weights."""
+    from stages.lib.fetch import keras_home
+    from stages.lib.files import sha256_file
+
+    if weights is None:
+        return "none"
+    if weights == "imagenet":
+        return sha256_file(keras_home() / "models" / BASES[base_name].weights_file(image_size))
+    return sha256_file(weights)
+
+
 def build_base(base_name: str, image_size: int, weights: str | None) -> keras.Model:
     """The base without its top, with ImageNet weights ("imagenet"), random ones (None) or a file's."""
     base = BASES[base_name]

@@ -190,6 +190,11 @@ class EvaluateParams:
 
 
 @dataclass(frozen=True, config=_CONFIG)
+class ExportParams:
+    min_agreement: Annotated[Float, Field(ge=0, le=1)]  # below: the format is flagged (it still exports)
+
+
+@dataclass(frozen=True, config=_CONFIG)
 class ReportParams:
     grid_images: Annotated[Int, Field(ge=1, le=100)]  # test images shown with their predictions
 
@@ -206,6 +211,7 @@ class Params:
     transfer: TransferParams
     finetune: FinetuneParams
     evaluate: EvaluateParams
+    export: ExportParams
     report: ReportParams
 
     @model_validator(mode="after")

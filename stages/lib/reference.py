@@ -14,6 +14,14 @@ from stages.lib.sources import REFERENCE as DATASET  # the name data.source take
 URL = ARCHIVES[DATASET]
 WEIGHTS = "imagenet"
 BASE = "mobilenet_v2"
+IMAGE_SIZE = 160
+# What the report checks a run's data and weights against before it calls the figures below comparable (names
+# prove nothing: any zip can be called cats_and_dogs_filtered.zip). Files per class folder of the archive:
+DATA_FILES = {"train/cats": 1000, "train/dogs": 1000, "validation/cats": 500, "validation/dogs": 500}
+# sha256 of the archive and of Keras' MobileNetV2 160 px no-top weights file. Not recorded yet: no machine of this
+# project could download them. Copy them from the manifest and metrics/transfer.json of a run on the real files.
+DATA_SHA256: str | None = None
+WEIGHTS_SHA256: str | None = None
 
 MODELS = ("baseline", "transfer", "finetune")  # the experiment's three models, in the order of every table
 # Earlier experiments, quoted for orientation only: never results of a run of this pipeline.
