@@ -71,6 +71,7 @@ touch "$marker"
 echo "/$marker" >> .git/info/exclude
 commit() { git add -A && git -c user.name=demo -c user.email=demo@localhost commit -q -m "$1"; }
 commit "demo workspace"
+dvc config --local core.autostage true  # dvc stages dvc.lock itself, instead of a hint to `git add` it (not committed)
 
 # Offline settings: generated data (two classes, cats and dogs; 2x500 validation images, so the test split has
 # 200), 96 px images, and instead of ImageNet's weights (no network) a MobileNetV2 pretrained here on eight other
