@@ -46,7 +46,7 @@ def export_args(root: Path) -> list[str]:
 def exported(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = build_trained_project(tmp_path_factory.mktemp("export"))
     view = export.main(export_args(root))
-    assert view.read == set()
+    assert view.read == {"export.min_agreement"}
     return root
 
 
@@ -83,6 +83,11 @@ def test_metrics_are_flat_sorted_and_within_tolerance(exported: Path):
     assert metrics["saved_model.max_abs_diff"] <= FLOAT_TOLERANCE
     assert metrics["tflite_float32.max_abs_diff"] <= FLOAT_TOLERANCE
     assert 0 < metrics["tflite_dynamic_range.max_abs_diff"] <= DYNAMIC_RANGE_TOLERANCE  # > 0: it is quantized
+    assert metrics["min_agreement"] == 0.95
+    for name in ("saved_model", "tflite_float32", "tflite_dynamic_range"):
+        assert 0 <= metrics[f"{name}.agreement"] <= 1
+        assert metrics[f"{name}.flagged"] == int(metrics[f"{name}.agreement"] < 0.95)
+    assert metrics["saved_model.agreement"] == metrics["tflite_float32.agreement"] == 1.0
 
 
 def test_the_exported_model_had_augmentation_to_switch_off(keras_model: keras.Model):
