@@ -58,10 +58,11 @@ def fetch_archive(source: str, downloads: Path, sha256: str | None, seed: int, s
     return archive
 
 
-def normalise_layout(extracted: Path, out: Path) -> int:
-    """Move the dataset's folders from `extracted` into `out` as data/raw holds them; return the files left out."""
-    for folder, source in find_layout(extracted).folders.items():
-        shutil.move(source, out / folder)
+def normalise_layout(extracted: Path, out: Path, source: str) -> int:
+    """Move the dataset's folders from `extracted` into `out` as data/raw holds them; return the files left out.
+    Errors name `source`, the archive or dataset: `extracted` is a temporary folder gone after the stage."""
+    for folder, found in find_layout(extracted, source).folders.items():
+        shutil.move(found, out / folder)
     left_over = sum(1 for f in extracted.rglob("*") if f.is_file()) if extracted.exists() else 0
     shutil.rmtree(extracted, ignore_errors=True)
     return left_over
@@ -96,7 +97,8 @@ def main(argv: list[str] | None = None) -> params.StageParams:
             ignored = extract_archive(
                 archive, extracted, max_members=data.max_archive_members, max_total_bytes=data.max_archive_bytes
             )
-        left_over = normalise_layout(extracted, tmp)  # e.g. files beside the class folders
+        origin = source if source in sources.KERAS_DATASETS else str(archive)
+        left_over = normalise_layout(extracted, tmp, origin)  # e.g. files beside the class folders
         if left_over:
             ignored["outside_layout"] = ignored.get("outside_layout", 0) + left_over
         counts = {

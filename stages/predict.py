@@ -179,6 +179,14 @@ def make_rows(
     return rows
 
 
+def escaped(text: str) -> str:
+    """`text` with control characters as escapes (\\n, \\r, \\t, \\x..): a file name holding a newline must not
+    split a table row or an error line in two. CSV quotes such names and JSON escapes them already."""
+    if not any(ord(char) < 0x20 or ord(char) == 0x7F for char in text):
+        return text
+    return text.encode("unicode_escape").decode("ascii") if text.isascii() else repr(text)[1:-1]
+
+
 def render(rows: list[dict], columns: list[str], fmt: str) -> str:
     if fmt == "json":
         rounded = [{k: round(v, 6) if isinstance(v, float) else v for k, v in row.items()} for row in rows]
@@ -189,7 +197,7 @@ def render(rows: list[dict], columns: list[str], fmt: str) -> str:
         writer.writerow(columns)
         writer.writerows([[f"{v:.6f}" if isinstance(v, float) else v for v in row.values()] for row in rows])
         return out.getvalue()
-    cells = [columns] + [[f"{v:.4f}" if isinstance(v, float) else v for v in row.values()] for row in rows]
+    cells = [columns] + [[f"{v:.4f}" if isinstance(v, float) else escaped(v) for v in row.values()] for row in rows]
     widths = [max(len(str(line[i])) for line in cells) for i in range(len(columns))]
     numeric = [isinstance(v, float) for v in rows[0].values()] if rows else [False] * len(columns)
     lines = [
@@ -209,7 +217,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     def report(path: Path, reason: str) -> None:
         nonlocal failures
         failures += 1
-        print(f"error: {path}: {reason}", file=sys.stderr, flush=True)
+        print(f"error: {escaped(str(path))}: {reason}", file=sys.stderr, flush=True)
 
     try:
         if not 0.0 <= args.threshold <= 1.0:

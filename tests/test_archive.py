@@ -15,6 +15,7 @@ import pytest
 
 from stages.lib import archive as archive_module
 from stages.lib.archive import ArchiveError, extract_archive, ignore_reason
+from tests.conftest import jpeg_bytes
 
 JPEG = b"\xff\xd8\xff\xe0 not really a jpeg, but the suffix is what counts"
 LIMITS = {"max_members": 100, "max_total_bytes": 1 << 20}
@@ -107,10 +108,21 @@ def assert_refused(archive: Path, dest: Path, *message_parts: str, **limits: int
         ("cats_and_dogs_filtered/vectorize.py", "not_an_image"),
         ("cat.jpg.txt", "not_an_image"),
         ("README", "not_an_image"),
+        ("train/cats/cat\r1.jpg", "control_character"),
+        ("train/ca\nts/cat.1.jpg", "control_character"),
+        ("train/cats/cat\x7f.jpg", "control_character"),
     ],
 )
 def test_ignore_reason(member_path: str, reason: str | None) -> None:
     assert ignore_reason(member_path) == reason
+
+
+def test_a_name_with_a_carriage_return_is_skipped_and_counted_not_extracted(tmp_path: Path) -> None:
+    """A \\r in a file name would split its row of the split stage's CSV in two; a \\n, predict's table."""
+    archive = write_zip(tmp_path / "a.zip", {"train/cats/ok.jpg": jpeg_bytes(1), "train/cats/bad\r.jpg": jpeg_bytes(2)})
+    ignored = extract_archive(archive, tmp_path / "out", **LIMITS)
+    assert ignored == {"control_character": 1}
+    assert [p.name for p in (tmp_path / "out" / "train" / "cats").iterdir()] == ["ok.jpg"]
 
 
 # --- good archives ------------------------------------------------------------------------------

@@ -73,11 +73,14 @@ def test_refused_archive_keeps_previous_output(project: Path, tmp_path: Path):
     assert [p.name for p in (project / "data").iterdir() if p.name.startswith(".")] == []  # no temp dirs left
 
 
-def test_archive_without_the_layout_is_refused(project: Path):
-    with zipfile.ZipFile(project / "flat.zip", "w") as zf:
-        zf.writestr("pictures/cat.jpg", b"x")
-    set_params(project, data={"source": "flat.zip"})
-    assert "train" in run_stage()
+def test_archive_without_the_layout_is_refused_naming_the_archive_not_a_temporary_folder(project: Path):
+    with zipfile.ZipFile(project / "two_tops.zip", "w") as zf:
+        zf.writestr("a/train/cats/cat.jpg", b"x")
+        zf.writestr("b/validation/cats/cat.jpg", b"x")
+    set_params(project, data={"source": "two_tops.zip"})
+    error = run_stage()
+    assert error.startswith("error: no dataset folder in two_tops.zip: expected train/") and "found: a/, b/" in error
+    assert ".tmp" not in error and ".extracted" not in error
     assert not (project / "data" / "raw").exists()
 
 

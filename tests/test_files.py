@@ -61,3 +61,19 @@ def test_sha256_file_reads_in_chunks(tmp_path: Path):
     data = os.urandom(3000)
     (tmp_path / "f").write_bytes(data)
     assert files.sha256_file(tmp_path / "f", chunk_bytes=1000) == hashlib.sha256(data).hexdigest()
+
+
+def test_a_later_write_removes_what_a_killed_earlier_one_left(tmp_path: Path):
+    """kill -9 during replace_dir or write_bytes leaves .<name>.<random>.tmp beside the output; the next write of
+    the same output removes it, and leaves other outputs' temporaries alone."""
+    stale_dir = tmp_path / ".tfrecords.x1y2.tmp"
+    stale_dir.mkdir()
+    (stale_dir / "train-00000-of-00001.tfrecord").write_bytes(b"half")
+    (tmp_path / ".data.json.a1b2.tmp").write_text("{")
+    other = tmp_path / ".raw.zz.tmp"
+    other.mkdir()
+    with files.replace_dir(tmp_path / "tfrecords") as tmp:
+        (tmp / "meta.json").write_text("{}")
+    files.write_text(tmp_path / "data.json", "{}")
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert left == [".raw.zz.tmp", "data.json", "tfrecords"]

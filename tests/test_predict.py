@@ -219,3 +219,15 @@ def test_as_a_command_stderr_holds_only_the_error_lines(mixed, model_path, tmp_p
     assert done.returncode == 1
     assert_error_lines(done.stderr.splitlines(), [(mixed / n, r) for n, r in BAD.items()])  # nothing else, no traceback
     assert [row["path"] for row in json.loads(done.stdout)] == [str(mixed / name) for name in GOOD]
+
+
+def test_a_file_name_with_a_newline_stays_on_one_row_and_one_error_line(model_path, tmp_path, counting, capsys):
+    folder = tmp_path / "odd"
+    folder.mkdir()
+    (folder / "two\nlines.jpg").write_bytes(jpeg_bytes(3))
+    (folder / "bad\rname.jpg").write_text("not an image")
+    code, out, err = run(capsys, [str(folder), "--model", str(model_path), "--classes", "cats,dogs"])
+    assert code == 1
+    table = out.splitlines()
+    assert len(table) == 2 and "two\\nlines.jpg" in table[1]  # header and one row
+    assert err == [f"error: {folder}/bad\\rname.jpg: not an image (no format Pillow can read)"]

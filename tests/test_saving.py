@@ -68,3 +68,9 @@ def test_a_failed_save_leaves_the_previous_model(tmp_path: Path, monkeypatch: py
     with pytest.raises(OSError):
         saving.save_model(wrapped_model(), tmp_path / "m.keras")
     assert (tmp_path / "m.keras").read_bytes() == before and len(list(tmp_path.iterdir())) == 1
+
+
+def test_a_save_removes_the_temporary_file_a_killed_save_left(tmp_path: Path):
+    (tmp_path / ".m.tmp4242.keras").write_bytes(b"half a model")
+    saving.save_model(wrapped_model(), tmp_path / "m.keras")
+    assert [p.name for p in tmp_path.iterdir()] == ["m.keras"]

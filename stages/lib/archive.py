@@ -76,14 +76,17 @@ class _Member:
 def ignore_reason(member_path: str) -> str | None:
     """Why a member (posix relative path) is not extracted, or None to keep it.
 
-    Reasons (short stable strings, used as keys in a manifest): "macosx" (any component is
-    __MACOSX), "hidden" (any component starts with '.'), "system_file" (basename in
-    IGNORED_NAMES, case-insensitive), "not_an_image" (suffix, case-insensitive, not in
-    IMAGE_SUFFIXES). Directories are not passed here.
+    Reasons (short stable strings, used as keys in a manifest): "control_character" (a carriage return,
+    newline or other control character anywhere in the path: it would split a row of the split lists and of
+    predict's output), "macosx" (any component is __MACOSX), "hidden" (any component starts with '.'),
+    "system_file" (basename in IGNORED_NAMES, case-insensitive), "not_an_image" (suffix, case-insensitive, not
+    in IMAGE_SUFFIXES). Directories are not passed here.
     """
     parts = PurePosixPath(member_path).parts
     if not parts:
         raise ValueError("ignore_reason() needs a non-empty member path")
+    if any(ord(char) < 0x20 or ord(char) == 0x7F for char in member_path):
+        return "control_character"
     folder_reason = _ignored_folder_reason(parts)
     if folder_reason is not None:
         return folder_reason

@@ -32,6 +32,7 @@ import requests
 import urllib3.exceptions
 from tqdm import tqdm
 
+from stages.lib import files
 from stages.lib.cli import PipelineError
 
 log = logging.getLogger(__name__)
@@ -226,6 +227,7 @@ def _stream_to_part_file(
     expected_bytes = _expected_body_bytes(response)
     digest = hashlib.sha256()
     received = 0
+    files.remove_stale(dest, "{name}.*.part")  # left by a killed download of the same file
     part = tempfile.NamedTemporaryFile(dir=dest.parent, delete=False, prefix=dest.name + ".", suffix=".part")
     part_path = Path(part.name)
     try:

@@ -18,9 +18,22 @@ from pathlib import Path
 from typing import Any
 
 
+def remove_stale(path: Path, pattern: str = ".{name}.*.tmp") -> None:
+    """Delete what a killed earlier write of `path` left beside it (its temporary files or folders, named by
+    `pattern`): the next write of the same output is the one that knows they are its own and unused. The
+    stage that writes `path` runs once at a time (DVC's lock), so none of them is in use."""
+    path = Path(path)
+    for stale in path.parent.glob(pattern.format(name=path.name, stem=path.stem)):
+        if stale.is_dir() and not stale.is_symlink():
+            shutil.rmtree(stale, ignore_errors=True)
+        else:
+            stale.unlink(missing_ok=True)
+
+
 def write_bytes(path: Path, data: bytes) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
@@ -58,6 +71,7 @@ def replace_dir(path: Path) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale(path)
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
     os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; an output folder gets the usual permissions
     try:

@@ -59,8 +59,9 @@ def _is_class_folders(folder: Path) -> bool:
     return all(any(p.is_file() for p in sub.iterdir()) for sub in subs)
 
 
-def find_layout(tree: Path) -> Layout:
-    """The layout of the extracted dataset in `tree` (or in its single top folder); LayoutError says what was found."""
+def find_layout(tree: Path, source: str | Path | None = None) -> Layout:
+    """The layout of the extracted dataset in `tree` (or in its single top folder); LayoutError says what was found
+    in `source` (the archive or dataset the tree came from; default the tree itself), not in a temporary folder."""
     tree = Path(tree)
     candidates = [tree]
     tops = _subfolders(tree)
@@ -75,8 +76,8 @@ def find_layout(tree: Path) -> Layout:
             return Layout({IMAGES: candidate})
     found = _describe(tree) + (f"; {tops[0].name}/ holds: {_describe(tops[0])}" if len(tops) == 1 else "")
     raise LayoutError(
-        f"no dataset folder in {tree}: expected train/ with validation/ (or val/, or test/), or one folder of class "
-        f"folders, in it or in its single top-level folder; found: {found}"
+        f"no dataset folder in {source or tree}: expected train/ with validation/ (or val/, or test/), or one folder "
+        f"of class folders, in it or in its single top-level folder; found: {found}"
     )
 
 

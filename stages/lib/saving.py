@@ -13,6 +13,7 @@ from pathlib import Path
 
 import keras
 
+from stages.lib import files
 from stages.lib.cli import PipelineError, first_line, require, rerun
 
 
@@ -58,6 +59,7 @@ def save_model(model: keras.Model, path: Path) -> None:
     """Atomic `model.save`: Keras needs the .keras suffix, so the temporary name keeps it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    files.remove_stale(path, ".{stem}.tmp*.keras")  # left by a killed save
     tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.keras")
     try:
         model.save(tmp)
