@@ -19,22 +19,20 @@ EOF
 }
 
 fresh=0
-case "${1:-}" in
-  -h | --help) usage; exit 0 ;;
-  --fresh) fresh=1; shift ;;
-esac
-if [ $# -lt 1 ] || [[ "$1" == -* ]]; then usage >&2; exit 2; fi
-dir=$1
-shift
+dir=""
 targets=()
 overrides=()
 while [ $# -gt 0 ]; do
   case "$1" in
+    -h | --help) usage; exit 0 ;;
+    --fresh) fresh=1; shift ;;
     -S) overrides+=("${2:?-S needs key=value}"); shift 2 ;;
     -S*) overrides+=("${1#-S}"); shift ;;
-    *) targets+=("$1"); shift ;;
+    -*) usage >&2; exit 2 ;;
+    *) if [ -z "$dir" ]; then dir=$1; else targets+=("$1"); fi; shift ;;
   esac
 done
+if [ -z "$dir" ]; then usage >&2; exit 2; fi
 here=$(cd "$(dirname "$0")/.." && pwd)
 # The project's venv first on PATH (make demo does the same), so dvc and the stages' python are found.
 if [ -x "$here/.venv/bin/dvc" ]; then export PATH="$here/.venv/bin:$PATH"; fi
@@ -45,13 +43,17 @@ if [ -e "$dir" ] && [ -n "$(ls -A "$dir")" ]; then
     echo "error: $dir exists and is not a demo workspace made by this script (no $marker in it); choose another DIR" >&2
     exit 2
   fi
-  # The user's work in an earlier demo workspace: commits after the demo run, experiments, uncommitted changes.
+  # The user's work in an earlier demo workspace: commits after the demo's two (on any branch), experiments
+  # (DVC keeps them, queued ones too, under refs/exps), and changes or new files once the demo run was committed
+  # (before that, they are the demo's own, from a run that failed or was interrupted).
   own=""
-  commits=$(git -C "$dir" rev-list --count HEAD 2>/dev/null || echo 0)
+  commits=$(git -C "$dir" rev-list --count --branches 2>/dev/null || echo 0)
   [ "$commits" -gt 2 ] && own+=" $((commits - 2)) commit(s) after the demo run;"
-  experiments=$(cd "$dir" && dvc exp list --name-only 2>/dev/null | grep -c . || true)
-  [ "$experiments" -gt 0 ] && own+=" $experiments experiment(s);"
-  [ -n "$(git -C "$dir" status --porcelain --untracked-files=no 2>/dev/null)" ] && own+=" uncommitted changes;"
+  experiments=$(git -C "$dir" for-each-ref refs/exps 2>/dev/null | grep -c . || true)
+  [ "$experiments" -gt 0 ] && own+=" $experiments experiment ref(s);"
+  if [ "$commits" -ge 2 ] && [ -n "$(git -C "$dir" status --porcelain 2>/dev/null)" ]; then
+    own+=" uncommitted changes or new files;"
+  fi
   if [ -n "$own" ] && [ "$fresh" = 0 ]; then
     echo "error: $dir holds your work:$own kept. Compare in it (cd $dir; dvc exp show), choose another DIR, or replace it: scripts/demo.sh --fresh $dir (make demo DEMO_ARGS=--fresh)" >&2
     exit 2
@@ -59,6 +61,7 @@ if [ -e "$dir" ] && [ -n "$(ls -A "$dir")" ]; then
 fi
 rm -rf "$dir"
 mkdir -p "$dir"
+touch "$dir/$marker"  # first: a copy interrupted below still leaves a workspace this script may replace
 dest=$(cd "$dir" && pwd)
 # Tracked files plus new files not yet committed, without anything git ignores (data, models, .venv) and
 # without files deleted but not yet committed.
@@ -67,8 +70,7 @@ dest=$(cd "$dir" && pwd)
   xargs -0 cp --parents -t "$dest")
 cd "$dest"
 git init -q
-touch "$marker"
-echo "/$marker" >> .git/info/exclude
+printf '/%s\n/dvc_plots/\n' "$marker" >> .git/info/exclude  # dvc_plots: what `dvc plots show` writes
 commit() { git add -A && git -c user.name=demo -c user.email=demo@localhost commit -q -m "$1"; }
 commit "demo workspace"
 dvc config --local core.autostage true  # dvc stages dvc.lock itself, instead of a hint to `git add` it (not committed)
@@ -94,9 +96,15 @@ demo_params=(
   finetune.epochs=10
   finetune.lr_factor=0.3
 )
-python -c 'import sys; from dvc.utils.hydra import apply_overrides; apply_overrides("params.yaml", sys.argv[1:])' \
-  "${demo_params[@]}" "${overrides[@]}"
-dvc repro "${targets[@]}"
+python - "${demo_params[@]}" ${overrides[@]+"${overrides[@]}"} <<'PY'
+import sys
+from dvc.utils.hydra import apply_overrides  # what `dvc exp run -S` uses
+try:
+    apply_overrides("params.yaml", sys.argv[1:])
+except Exception as exc:  # noqa: BLE001  (a typo'd key or bad syntax: one line, as dvc itself says it)
+    sys.exit(f"error: -S: {exc}")
+PY
+dvc repro ${targets[@]+"${targets[@]}"}
 commit "demo run"
 
 [ -f metrics/eval.json ] || exit 0  # a run that stopped at an earlier stage
@@ -105,8 +113,11 @@ echo "Test split, per model (all metrics: dvc metrics show; the report: $dir/rep
 python - <<'PY'
 import json
 m = json.load(open("metrics/eval.json"))
+def show(value):
+    return "n/a" if value is None else f"{value:.3f}"
 for name in ("baseline", "transfer", "finetune"):
-    print(f"  {name:9s} accuracy {m[name + '.accuracy']:.3f}  f1 {m[name + '.f1']:.3f}  roc_auc {m[name + '.roc_auc']:.3f}")
+    f1 = m.get(f"{name}.f1", m.get(f"{name}.macro.f1"))  # two classes: of class 1; more: the macro average
+    print(f"  {name:9s} accuracy {show(m[name + '.accuracy'])}  f1 {show(f1)}  roc_auc {show(m[name + '.roc_auc'])}")
 gain, kept = m["transfer.accuracy"] - m["baseline.accuracy"], m["finetune.accuracy"] - m["transfer.accuracy"]
 print(f"Transfer learning: transfer - baseline {gain:+.3f} (demo target >= +0.05), "
       f"finetune - transfer {kept:+.3f} (target >= -0.02), on {m['finetune.test_images']} test images")

@@ -28,12 +28,14 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import keras
 import numpy as np
+import tensorflow as tf
 from PIL import Image
 
 import stages  # noqa: F401  (quiet TensorFlow start-up)
 from stages.lib import files, models, provenance, runtime
-from stages.lib.sample import image_rng
+from stages.lib.sample import draw_sample_image, image_rng
 from stages.lib.sample.drawing import ANIMALS
 
 TARGET = ("cats", "dogs")  # the demo's classes: never in the source task
@@ -43,8 +45,6 @@ SOURCE_SEED_OFFSET = 1_000_003  # the source images' generators: other seeds tha
 
 def draw(seed: int, label: str, index: int, size: int) -> np.ndarray:
     """One source image, drawn as the sample archive draws its images, squashed to size x size like encode does."""
-    from stages.lib.sample import draw_sample_image
-
     image, _ = draw_sample_image(image_rng(seed + SOURCE_SEED_OFFSET, label, index), label)
     return np.asarray(image.resize((size, size), Image.Resampling.BILINEAR), dtype=np.uint8)
 
@@ -58,8 +58,6 @@ def source_images(seed: int, per_class: int, size: int) -> tuple[np.ndarray, np.
 
 
 def build(size: int, alpha: float, momentum: float):
-    import keras
-
     base = keras.applications.MobileNetV2(input_shape=(size, size, 3), include_top=False, weights=None, alpha=alpha)
     for layer in base.layers:
         if isinstance(layer, keras.layers.BatchNormalization):
@@ -91,9 +89,6 @@ def main() -> None:
     )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-
-    import keras
-    import tensorflow as tf
 
     started = time.perf_counter()
     images, labels = source_images(args.seed, args.images_per_class, args.size)

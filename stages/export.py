@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> params.StageParams:
     for name in serving.FORMATS:
         if metrics[f"{name}.flagged"]:
             print(f"export: warning: {name} predicts the Keras model's class on {parity.agreement[name]:.1%} of the "
-                  f"test images, below export.min_agreement {min_agreement:.0%}")  # fmt: skip
+                  f"test images, below export.min_agreement {min_agreement:.1%}")  # fmt: skip
     return p
 
 

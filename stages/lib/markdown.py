@@ -121,9 +121,12 @@ def read_inputs(paths: InputPaths) -> Inputs:
 # ---- markdown -------------------------------------------------------------------------------------
 
 
-def comparability_notice(manifest: Metrics, weights_sha256: str, base: str, image_size: int) -> str:
+def comparability_notice(
+    manifest: Metrics, weights_sha256: str, base: str, image_size: int, pretrained_here: bool = False
+) -> str:
     """One blockquote saying whether the reference figures apply to this run, judged by content (the archive's
-    class folder counts and sha256, the weights' sha256, the base), never by a file name."""
+    class folder counts and sha256, the weights' sha256, the base), never by a file name. `pretrained_here`:
+    the weights are described as pretrained by this project (base_origin), so they are not ImageNet's."""
     differs, unknown = [], []
     files = manifest.values.get("files")
     if files != reference.DATA_FILES:
@@ -135,6 +138,8 @@ def comparability_notice(manifest: Metrics, weights_sha256: str, base: str, imag
         differs.append("data with the reference's file counts but another sha256")
     if weights_sha256 == "none":
         differs.append("random weights (`model.weights: none`), not ImageNet's")
+    elif pretrained_here:
+        differs.append("weights pretrained by this project on drawn animals, not ImageNet's")
     elif (base, image_size) != (reference.BASE, reference.IMAGE_SIZE):
         differs.append(f"the base `{base}` at {image_size} px, not `{reference.BASE}` at {reference.IMAGE_SIZE} px")
     elif reference.WEIGHTS_SHA256 is None:
@@ -160,29 +165,50 @@ def comparability_notice(manifest: Metrics, weights_sha256: str, base: str, imag
     )
 
 
-def base_origin(params: dict[str, Any], weights_sha256: str) -> list[str]:
-    """Where the transfer base's weights came from, from the description a pretraining script wrote beside them
-    (scripts/pretrain_base.py), if there is one and it describes these very bytes."""
+def pretraining_description(params: dict[str, Any]) -> dict[str, Any] | None:
+    """What scripts/pretrain_base.py wrote beside the weights file `model.weights` names, if it wrote one."""
+    weights = str(params["model"]["weights"])
+    if weights in ("imagenet", "none"):
+        return None
+    try:
+        about = json.loads(Path(weights).with_suffix("").with_suffix(".json").read_text())
+    except (OSError, ValueError):
+        return None
+    is_ours = isinstance(about, dict) and about.get("weights") == Path(weights).name and "source_task" in about
+    return about if is_ours else None
+
+
+def base_origin(params: dict[str, Any], weights_sha256: str, class_names: list[str]) -> list[str]:
+    """Where the transfer base's weights came from, from the description scripts/pretrain_base.py wrote beside
+    them, if there is one and it describes these very bytes."""
     weights = str(params["model"]["weights"])
     if weights in ("imagenet", "none"):
         return []
-    described = Path(weights).with_suffix("").with_suffix(".json")
-    try:
-        about = json.loads(described.read_text())
-    except (OSError, ValueError):
+    about = pretraining_description(params)
+    if about is None:
         return [
             f"The base starts from the weights file `{weights}` (sha256 `{weights_sha256}`), described nowhere.",
             "",
         ]
     if about.get("sha256") != weights_sha256:
-        return [f"`{described}` describes other bytes than the weights this run used (sha256 `{weights_sha256}`).", ""]
+        return [
+            f"The description beside `{weights}` is of other bytes than this run's (sha256 `{weights_sha256}`).",
+            "",
+        ]
     task = about["source_task"]
     classes, never = ", ".join(task["classes"]), ", ".join(task["excluded_target_classes"])
+    shared = sorted(set(task["classes"]) & set(class_names))
+    overlap = ""
+    if shared:
+        overlap = (
+            f" This run's classes {', '.join(shared)} were among its source classes: the base has seen their kind "
+            "before, so this is not a transfer to new classes."
+        )
     return [
         f"The base is `{weights}`: {about['base']}, pretrained by `scripts/pretrain_base.py` on a source task of "
         f"{len(task['classes'])} other classes ({classes}; never {never}), {task['train_images']:,} images, "
         f"{about['settings']['epochs']} epochs, {about['seconds'] / 60:.0f} min; {about['held_out_accuracy']:.1%} "
-        f"accuracy on {task['held_out_images']:,} held-out source images. sha256 `{weights_sha256}`.",
+        f"accuracy on {task['held_out_images']:,} held-out source images. sha256 `{weights_sha256}`.{overlap}",
         "",
     ]
 
@@ -244,9 +270,15 @@ def models_section(inputs: Inputs) -> list[str]:
     lines = [
         "## Models",
         "",
-        comparability_notice(inputs.manifest, weights_sha256, p["model"]["base"], p["model"]["image_size"]),
+        comparability_notice(
+            inputs.manifest,
+            weights_sha256,
+            p["model"]["base"],
+            p["model"]["image_size"],
+            pretrained_here=pretraining_description(p) is not None,
+        ),  # fmt: skip
         "",
-        *base_origin(p, weights_sha256),
+        *base_origin(p, weights_sha256, names),
         *_table(header, rows, "l" + "r" * (len(header) - 2) + "l"),
         "",
         f"Test scores on {_count(s[f'{reference.MODELS[-1]}.test_images'])} test images {scores_note}. Epochs "
@@ -294,7 +326,8 @@ def export_section(inputs: Inputs) -> list[str]:
     """The exported formats against the Keras model on the test split: how close, how often the same class."""
     e = inputs.export
     rows, flagged = [], []
-    for name in ("saved_model", "tflite_float32", "tflite_dynamic_range"):
+    formats = [key.removesuffix(".agreement") for key in e.values if key.endswith(".agreement")]
+    for name in formats:
         mark = ""
         if e[f"{name}.flagged"]:
             flagged.append(name)
@@ -307,7 +340,7 @@ def export_section(inputs: Inputs) -> list[str]:
         "",
         f"The {reference.MODELS[-1]} model (`.keras`, {keras_mb:.1f} MB) exported for serving, each format run on "
         f"the {_count(e['test_images'])} test images beside it. Agreement is the share of images on which the "
-        f"format predicts the same class as the Keras model (`export.min_agreement` {e['min_agreement']:.0%}).",
+        f"format predicts the same class as the Keras model (`export.min_agreement` {e['min_agreement']:.1%}).",
         "",
         *_table(["format", "size", "max probability difference", "agreement"], rows),
         "",
