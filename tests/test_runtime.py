@@ -43,6 +43,7 @@ def test_drop_startup_noise_removes_the_known_lines_and_keeps_the_rest():
         "Traceback (most recent call last):\n",
     ]
     assert runtime.drop_startup_noise(STARTUP * 2) == ""
+    assert runtime.drop_startup_noise("INFO: Created TensorFlow Lite XNNPACK delegate for CPU.\n") == ""
     assert runtime.drop_startup_noise(kept[0] + STARTUP + "".join(kept[1:])) == "".join(kept)
 
 

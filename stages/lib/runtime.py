@@ -33,6 +33,7 @@ _STARTUP_NOISE = re.compile(
     r"WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"
     r"|I\d{4} [\d:.]+ +\d+ [\w.]+:\d+\] .*"  # an absl INFO line: oneDNN notice, CPU feature notice
     r"|To enable the following instructions: .* rebuild TensorFlow with the appropriate compiler flags\."
+    r"|INFO: Created TensorFlow Lite XNNPACK delegate for CPU\."  # TFLite, on a process's first inference
 )
 # CPU features that decide which kernels TensorFlow and oneDNN run (the ones TensorFlow's notice names, and AMX).
 KERNEL_FEATURES = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "avx_vnni", "amx_tile", "amx_bf16")

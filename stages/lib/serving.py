@@ -23,7 +23,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from stages.lib import heads
+from stages.lib import heads, runtime
 from stages.lib.cli import PipelineError
 
 SIGNATURE = "serving_default"
@@ -119,8 +119,18 @@ def tflite_interpreter(content: bytes):
 
 def tflite_predictor(content: bytes) -> Predictor:
     runner = tflite_interpreter(content).get_signature_runner(SIGNATURE)
-    # The signature runner resizes the batch dimension to each call's input.
-    return lambda images: _class_probabilities(runner(**{INPUT: images}))
+    first = [True]
+
+    def predict(images: np.ndarray) -> np.ndarray:
+        # The signature runner resizes the batch dimension to each call's input. The first inference of a
+        # process prints TFLite's "Created ... XNNPACK delegate" INFO line, filtered like TensorFlow's start-up.
+        if first:
+            first.clear()
+            with runtime.stderr_filtered():
+                return _class_probabilities(runner(**{INPUT: images}))
+        return _class_probabilities(runner(**{INPUT: images}))
+
+    return predict
 
 
 def saved_model_predictor(path: Path) -> Predictor:
