@@ -49,8 +49,12 @@ if [ -e "$dir" ] && [ -n "$(ls -A "$dir")" ]; then
   own=""
   commits=$(git -C "$dir" rev-list --count --branches 2>/dev/null || echo 0)
   [ "$commits" -gt 2 ] && own+=" $((commits - 2)) commit(s) after the demo run;"
-  experiments=$(git -C "$dir" for-each-ref refs/exps 2>/dev/null | grep -c . || true)
-  [ "$experiments" -gt 0 ] && own+=" $experiments experiment ref(s);"
+  # Finished experiments are refs/exps/<2 hex>/<38 hex>/<name>; queued ones are entries of refs/exps/celery/stash.
+  experiments=$(git -C "$dir" for-each-ref --format='%(refname)' refs/exps 2>/dev/null |
+    grep -cE '^refs/exps/[0-9a-f]{2}/[0-9a-f]{38}/' || true)
+  [ "$experiments" -gt 0 ] && own+=" $experiments experiment(s);"
+  queued=$(git -C "$dir" reflog show --format=%H refs/exps/celery/stash 2>/dev/null | grep -c . || true)
+  [ "$queued" -gt 0 ] && own+=" $queued queued experiment(s);"
   if [ "$commits" -ge 2 ] && [ -n "$(git -C "$dir" status --porcelain 2>/dev/null)" ]; then
     own+=" uncommitted changes or new files;"
   fi

@@ -168,8 +168,14 @@ def test_demo_sh_keeps_a_workspace_with_your_experiments_unless_told(project: Pa
     sh("dvc", "exp", "run", "-S", "evaluate.threshold=0.4", cwd=project)
     refused = run("bash", str(ROOT / "scripts" / "demo.sh"), str(project), cwd=ROOT)
     assert refused.returncode == 2
-    assert "holds your work" in refused.stderr and "experiment(s)" in refused.stderr and "--fresh" in refused.stderr
+    experiments = len(sh("dvc", "exp", "list", "--all-commits", "--name-only", cwd=project).split())
+    assert experiments >= 1  # this one, and any an earlier test in this module ran
+    assert f"holds your work: {experiments} experiment(s);" in refused.stderr and "--fresh" in refused.stderr
     assert (project / "metrics" / "eval.json").exists()  # nothing was wiped
+    sh("dvc", "exp", "run", "--queue", "-S", "evaluate.threshold=0.6", cwd=project)
+    refused = run("bash", str(ROOT / "scripts" / "demo.sh"), str(project), cwd=ROOT)
+    assert refused.returncode == 2 and f"{experiments} experiment(s); 1 queued experiment(s);" in refused.stderr
+    sh("dvc", "queue", "remove", "--all", cwd=project)  # the other tests here share this workspace
     help_text = sh("bash", str(ROOT / "scripts" / "demo.sh"), "--help", cwd=ROOT)
     assert help_text.startswith("usage: scripts/demo.sh [--fresh] DIR")
 
