@@ -23,7 +23,9 @@ def prepare_raw(
     write_sample_archive(
         tmp / "sample.zip", seed=0, train_per_class=train_per_class, validation_per_class=validation_per_class
     )
-    extract_archive(tmp / "sample.zip", tmp / "extracted", max_members=10**6, max_total_bytes=10**10)
+    extract_archive(
+        tmp / "sample.zip", tmp / "extracted", max_members=10**6, max_total_bytes=10**10, max_compression_ratio=100
+    )
     raw = tmp / "raw"
     raw.mkdir()
     for folder, source in find_layout(tmp / "extracted").folders.items():

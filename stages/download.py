@@ -95,7 +95,11 @@ def main(argv: list[str] | None = None) -> params.StageParams:
                 )
             described = {"archive": archive.name, "bytes": archive.stat().st_size, "sha256": digest}
             ignored = extract_archive(
-                archive, extracted, max_members=data.max_archive_members, max_total_bytes=data.max_archive_bytes
+                archive,
+                extracted,
+                max_members=data.max_archive_members,
+                max_total_bytes=data.max_archive_bytes,
+                max_compression_ratio=data.max_compression_ratio,
             )
         origin = source if source in sources.KERAS_DATASETS else str(archive)
         left_over = normalise_layout(extracted, tmp, origin)  # e.g. files beside the class folders

@@ -18,7 +18,7 @@ from stages.lib.archive import ArchiveError, extract_archive, ignore_reason
 from tests.conftest import jpeg_bytes
 
 JPEG = b"\xff\xd8\xff\xe0 not really a jpeg, but the suffix is what counts"
-LIMITS = {"max_members": 100, "max_total_bytes": 1 << 20}
+LIMITS = {"max_members": 100, "max_total_bytes": 64 << 20, "max_compression_ratio": 100}
 
 # A dataset laid out like cats_and_dogs_filtered.zip, plus the clutter real archives carry.
 GOOD_LAYOUT = {
@@ -168,7 +168,7 @@ def test_ignored_members_do_not_count_towards_the_size_cap(tmp_path: Path) -> No
     archive = write_zip(tmp_path / "a.zip", {"train/cat.jpg": JPEG, "vectorize.py": b"#" * 5000})
     dest = tmp_path / "out"
 
-    ignored = extract_archive(archive, dest, max_members=10, max_total_bytes=len(JPEG))
+    ignored = extract_archive(archive, dest, **{**LIMITS, "max_members": 10, "max_total_bytes": len(JPEG)})
 
     assert ignored == {"not_an_image": 1}
     assert files_under(dest) == {"train/cat.jpg": JPEG}
@@ -241,26 +241,26 @@ def test_tar_links_and_special_files_are_refused(tmp_path: Path, header: tarfile
 def test_too_many_zip_members_are_refused(tmp_path: Path) -> None:
     archive = write_zip(tmp_path / "many.zip", {f"train/{i}.jpg": JPEG for i in range(3)})
 
-    assert_refused(archive, tmp_path / "out", "max_members=2", "'train/2.jpg'", max_members=2)
+    assert_refused(archive, tmp_path / "out", "data.max_archive_members=2", "'train/2.jpg'", max_members=2)
 
 
 def test_too_many_tar_members_are_refused(tmp_path: Path) -> None:
     archive = write_tar(tmp_path / "many.tar.gz", [(f"train/{i}.jpg", JPEG) for i in range(3)], mode="w:gz")
 
-    assert_refused(archive, tmp_path / "out", "max_members=2", "'train/2.jpg'", max_members=2)
+    assert_refused(archive, tmp_path / "out", "data.max_archive_members=2", "'train/2.jpg'", max_members=2)
 
 
 def test_declared_size_over_the_cap_is_refused_before_writing(tmp_path: Path) -> None:
     # Each member fits; the second one takes the declared total over the cap and is named.
     archive = write_zip(tmp_path / "big.zip", {"train/a.jpg": b"a" * 600, "train/b.jpg": b"b" * 600})
 
-    assert_refused(archive, tmp_path / "out", "'train/b.jpg'", "max_total_bytes=1000", max_total_bytes=1000)
+    assert_refused(archive, tmp_path / "out", "'train/b.jpg'", "data.max_archive_bytes=1000", max_total_bytes=1000)
 
 
 def test_declared_tar_size_over_the_cap_is_refused(tmp_path: Path) -> None:
     archive = write_tar(tmp_path / "big.tar", [("train/a.jpg", b"a" * 2000)])
 
-    assert_refused(archive, tmp_path / "out", "'train/a.jpg'", "max_total_bytes=1000", max_total_bytes=1000)
+    assert_refused(archive, tmp_path / "out", "'train/a.jpg'", "data.max_archive_bytes=1000", max_total_bytes=1000)
 
 
 def test_zip_member_lying_about_its_size_is_refused(tmp_path: Path) -> None:
@@ -294,8 +294,9 @@ def test_copy_stops_when_the_running_total_passes_the_budget() -> None:
     # Not reachable through extract_archive while declared sizes are pre-checked and enforced per
     # member; this pins the second guard so it cannot silently rot.
     source, out = io.BytesIO(b"x" * 3000), io.BytesIO()
-    with pytest.raises(ArchiveError, match="max_total_bytes"):
-        archive_module._copy_capped(source, out, declared_size=5000, budget_bytes=1000, where="member 'm'")
+    with pytest.raises(ArchiveError, match="data.max_archive_bytes"):
+        budget = archive_module._Limits(total_bytes=1000, ratio=100)
+        archive_module._copy_capped(source, out, declared_size=5000, budget=budget, packed_read=None, where="member 'm'")
     assert len(out.getvalue()) <= 1000
 
 
@@ -369,3 +370,54 @@ def test_existing_destination_is_left_alone(tmp_path: Path) -> None:
     with pytest.raises(FileExistsError, match="already exists"):
         extract_archive(archive, dest, **LIMITS)
     assert (dest / "keep.txt").read_text() == "mine"
+
+
+# --- compression bombs --------------------------------------------------------------------------
+# A ratio of 2 stands in for the default 100 so that bombs stay a few MiB: past the 1 MiB every member is
+# credited, 5 MiB of zeros (packed: ~5 KB) is over 2 x (5 KB + 1 MiB); 5 MiB of random bytes (~1:1) is not.
+BOMB = bytes(5 << 20)
+NOISE = os.urandom(5 << 20)
+
+
+@pytest.mark.parametrize("suffix", ["zip", "tar.gz", "tar.xz"])
+def test_a_member_that_unpacks_far_beyond_its_packed_size_is_refused(tmp_path: Path, suffix: str) -> None:
+    members = {"data/train/cats/ok.jpg": NOISE, "data/train/cats/bomb.jpg": BOMB}
+    if suffix == "zip":
+        archive = write_zip(tmp_path / "bomb.zip", members)
+    else:
+        archive = write_tar(tmp_path / f"bomb.{suffix}", list(members.items()), mode=f"w:{suffix.split('.')[1]}")
+    assert_refused(archive, tmp_path / "out", "'data/train/cats/bomb.jpg'", "compression bomb", max_compression_ratio=2)
+
+
+def test_a_zip_bomb_is_refused_before_anything_is_written(tmp_path: Path, monkeypatch) -> None:
+    archive = write_zip(tmp_path / "bomb.zip", {"data/train/cats/bomb.jpg": BOMB})
+    monkeypatch.setattr(zipfile.ZipFile, "open", lambda *_: pytest.fail("a member was opened"))
+    assert_refused(archive, tmp_path / "out", "unpacks", "data.max_compression_ratio=2", max_compression_ratio=2)
+
+
+def test_a_tar_gz_bomb_is_stopped_after_the_allowance_not_at_its_size(tmp_path: Path, monkeypatch) -> None:
+    archive = write_tar(tmp_path / "bomb.tar.gz", [("data/train/cats/bomb.jpg", bytes(16 << 20))], mode="w:gz")
+    written: list[int] = []
+    real_copy = archive_module._copy_capped
+
+    def copy_and_count(source, out, **kwargs):
+        try:
+            return real_copy(source, out, **kwargs)
+        finally:
+            written.append(out.tell())
+
+    monkeypatch.setattr(archive_module, "_copy_capped", copy_and_count)
+    assert_refused(archive, tmp_path / "out", "compression bomb", max_compression_ratio=2)
+    assert 0 < sum(written) <= 3 << 20  # 2 x (packed + 1 MiB), not the 16 MiB the member holds
+
+
+def test_images_that_pack_well_but_are_small_or_barely_compress_are_extracted(tmp_path: Path) -> None:
+    # A flat-colour BMP packs at hundreds to one, but a small member is never judged: only what is beyond 1 MiB.
+    members = {"data/train/cats/flat.bmp": bytes(512 << 10), "data/train/cats/photo.jpg": NOISE}
+    for archive in (
+        write_zip(tmp_path / "ok.zip", members),
+        write_tar(tmp_path / "ok.tar.gz", list(members.items()), mode="w:gz"),
+    ):
+        dest = tmp_path / archive.name.replace(".", "_")
+        assert extract_archive(archive, dest, **{**LIMITS, "max_compression_ratio": 2}) == {}
+        assert files_under(dest) == members

@@ -142,3 +142,15 @@ def test_a_pinned_cache_file_with_other_bytes_is_downloaded_again(monkeypatch: p
     cached.write_bytes(b"old bytes")
     download_stage.cached_download("https://a.example/d.zip", tmp_path, "0" * 64)
     assert calls == [None, "0" * 64]  # the pin does not match the cached file: download (and check) again
+
+
+def test_a_compression_bomb_is_one_error_line_naming_the_member_and_the_param(project: Path, tmp_path: Path):
+    archive = zip_tree(make_raw_tree(tmp_path / "tree", 2, 2), project / "bomb.zip")
+    with zipfile.ZipFile(archive, "a", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("my_dataset/train/cats/zeros.jpg", bytes(5 << 20))  # ~5 KB packed
+    set_params(project, data={"source": "bomb.zip", "max_compression_ratio": 2})
+    error = run_stage()
+    assert error.startswith("error: ") and "\n" not in error
+    assert "'my_dataset/train/cats/zeros.jpg'" in error and "compression bomb" in error
+    assert "data.max_compression_ratio=2" in error
+    assert not (project / "data" / "raw").exists()

@@ -2,9 +2,15 @@
 
 The archive comes from the network or from a path the user typed, so it is treated as hostile:
 every member is checked before anything is written (no absolute paths, no '..', no links or
-device files, bounded member count and declared size), the bytes actually written are counted
-while streaming (a zip bomb may lie about its size), and on any failure the destination folder
-is removed so no half-extracted tree is left behind.
+device files, bounded member count and declared size, bounded compression ratio), the bytes actually
+written are counted while streaming (a zip bomb may lie about its size), and on any failure the
+destination folder is removed so no half-extracted tree is left behind.
+
+Error messages name the params that set the caps (data.max_archive_members, data.max_archive_bytes,
+data.max_compression_ratio). The ratio bound: photos barely compress (JPEG and PNG members pack at about 1:1, raw BMP photos at a few to
+one), while a member of zeros packs at ~1000:1. A zip member's packed size is known up front, so a bomb is
+refused before a byte of it is written; a .tar.gz is one compressed stream, so a tar member's packed bytes
+are counted from the archive file's read position while it is written, and it is stopped early.
 
 Only images are extracted; everything else is skipped and counted by reason so the download
 stage can record what it left out (the reference zip carries macOS metadata and a vectorize.py).
@@ -40,6 +46,10 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 
 _IGNORED_NAMES_LOWER = {name.lower() for name in IGNORED_NAMES}
 _COPY_CHUNK_BYTES = 1 << 20
+# Packed bytes credited to every member before its ratio is judged: members under max_compression_ratio MiB are never
+# refused by ratio (a small flat-colour image may pack well beyond it), and the decompressor's read-ahead
+# (up to 128 KiB past the member in a .tar.gz) cannot make a large member look like a bomb.
+_RATIO_SLACK_BYTES = 1 << 20
 _EXTRACTED_FILE_MODE = 0o644
 # "C:/x" and "C:x" are rooted on Windows; refuse them even on posix so the archive is safe everywhere.
 _WINDOWS_DRIVE = re.compile(r"^[A-Za-z]:")
@@ -69,6 +79,7 @@ class _Member:
     path: str
     is_dir: bool
     declared_size: int  # uncompressed size the archive claims; 0 for directories
+    packed_size: int | None  # compressed size a zip records; None in a tar (one stream for all members)
     ignore: str | None  # ignore_reason() for files; None for directories
     handle: Any  # ZipInfo or TarInfo, to open the member for reading
 
@@ -107,12 +118,15 @@ def _ignored_folder_reason(parts: tuple[str, ...]) -> str | None:
     return None
 
 
-def extract_archive(archive: Path, dest: Path, *, max_members: int, max_total_bytes: int) -> dict[str, int]:
+def extract_archive(
+    archive: Path, dest: Path, *, max_members: int, max_total_bytes: int, max_compression_ratio: float
+) -> dict[str, int]:
     """Safely extract a .zip, .tar or .tar.gz/.tgz archive into `dest`, which must not exist yet.
 
     Returns counts of ignored members by reason, e.g. {"hidden": 2, "not_an_image": 1}.
     Raises ArchiveError if the archive is not a zip/tar, is corrupt, or holds anything unsafe
-    (see the module docstring); `dest` is then removed and nothing exists outside it.
+    (see the module docstring), including a member that unpacks to more than `max_compression_ratio` times its packed
+    bytes (plus _RATIO_SLACK_BYTES); `dest` is then removed and nothing exists outside it.
     Raises FileExistsError if `dest` exists (it is not ours to delete) and FileNotFoundError
     if `archive` does not.
     """
@@ -122,22 +136,30 @@ def extract_archive(archive: Path, dest: Path, *, max_members: int, max_total_by
     if not archive.is_file():
         raise FileNotFoundError(f"archive {archive} does not exist or is not a file")
     try:
-        return _extract_by_format(archive, dest, max_members=max_members, max_total_bytes=max_total_bytes)
+        limits = _Limits(max_total_bytes, max_compression_ratio)
+        return _extract_by_format(archive, dest, max_members=max_members, limits=limits)
     except _CORRUPT_ARCHIVE_ERRORS as exc:
         raise _unreadable(str(archive), exc) from exc
 
 
-def _extract_by_format(archive: Path, dest: Path, *, max_members: int, max_total_bytes: int) -> dict[str, int]:
+@dataclass(frozen=True)
+class _Limits:
+    total_bytes: int  # all members together, as written
+    ratio: float  # unpacked / (packed + _RATIO_SLACK_BYTES), per member
+
+
+def _extract_by_format(archive: Path, dest: Path, *, max_members: int, limits: _Limits) -> dict[str, int]:
     # Tar is tried first: its header checksum sits at offset 0, whereas is_zipfile() accepts any
     # file with a zip end record in its last 64 KiB, e.g. a tar whose last member is a zip.
     if tarfile.is_tarfile(archive):
-        with tarfile.open(archive) as tar:
+        # Opened here, not by name: the raw file's position is how many packed bytes were read so far.
+        with archive.open("rb") as raw, tarfile.open(fileobj=raw) as tar:
             members = _tar_members(archive, tar, max_members)
-            return _extract_members(archive, members, tar.extractfile, dest, max_total_bytes)
+            return _extract_members(archive, members, tar.extractfile, dest, limits, packed_position=raw.tell)
     if zipfile.is_zipfile(archive):
         with zipfile.ZipFile(archive) as zf:
             members = _zip_members(archive, zf, max_members)
-            return _extract_members(archive, members, zf.open, dest, max_total_bytes)
+            return _extract_members(archive, members, zf.open, dest, limits, packed_position=None)
     raise ArchiveError(_not_an_archive_message(archive))
 
 
@@ -162,7 +184,9 @@ def _zip_members(archive: Path, zf: zipfile.ZipFile, max_members: int) -> list[_
             raise _refused(archive, info.filename, "it is not a regular file or directory")
         if info.flag_bits & 0x1:
             raise _refused(archive, info.filename, "it is encrypted")
-        members.append(_checked_member(archive, info.filename, info.is_dir(), info.file_size, info))
+        members.append(
+            _checked_member(archive, info.filename, info.is_dir(), info.file_size, info, packed=info.compress_size)
+        )
     return members
 
 
@@ -181,17 +205,19 @@ def _tar_members(archive: Path, tar: tarfile.TarFile, max_members: int) -> list[
             raise _refused(archive, info.name, "it is a device file or fifo")
         if not (info.isreg() or info.isdir()):
             raise _refused(archive, info.name, f"unsupported tar member type {info.type!r}")
-        members.append(_checked_member(archive, info.name, info.isdir(), info.size, info))
+        members.append(_checked_member(archive, info.name, info.isdir(), info.size, info, packed=None))
     return members
 
 
-def _checked_member(archive: Path, name: str, is_dir: bool, declared_size: int, handle: Any) -> _Member:
+def _checked_member(
+    archive: Path, name: str, is_dir: bool, declared_size: int, handle: Any, *, packed: int | None
+) -> _Member:
     path = _safe_relative_path(archive, name)
     if is_dir:
-        return _Member(name, path, True, 0, None, handle)
+        return _Member(name, path, True, 0, 0, None, handle)
     if not path:
         raise _refused(archive, name, "a file member needs a non-empty path")
-    return _Member(name, path, False, declared_size, ignore_reason(path), handle)
+    return _Member(name, path, False, declared_size, packed, ignore_reason(path), handle)
 
 
 def _safe_relative_path(archive: Path, name: str) -> str:
@@ -215,21 +241,32 @@ def _unreadable(what: str, exc: BaseException) -> ArchiveError:
 
 
 def _too_many_members(archive: Path, member_name: str, max_members: int) -> ArchiveError:
-    return ArchiveError(f"{archive}: more than max_members={max_members} members (stopped at {member_name!r})")
+    return ArchiveError(f"{archive}: more than data.max_archive_members={max_members} members (stopped at {member_name!r})")
 
 
-def _check_declared_total(archive: Path, members: list[_Member], max_total_bytes: int) -> None:
-    """Refuse up front when what would be written adds up to more than max_total_bytes."""
+def _check_declared(archive: Path, members: list[_Member], limits: _Limits) -> None:
+    """Refuse up front what the archive's own records show: a total over the cap, a zip member over the ratio."""
     total = 0
     for member in members:
         if member.is_dir or member.ignore is not None:
             continue  # skipped members are never decompressed, so they cost nothing
         total += member.declared_size
-        if total > max_total_bytes:
+        if total > limits.total_bytes:
             raise ArchiveError(
                 f"{archive}: member {member.name!r} brings the declared uncompressed size to {total} bytes, "
-                f"over max_total_bytes={max_total_bytes}"
+                f"over data.max_archive_bytes={limits.total_bytes}"
             )
+        if member.packed_size is not None:
+            _check_ratio(f"member {member.name!r} of {archive}", member.declared_size, member.packed_size, limits)
+
+
+def _check_ratio(where: str, unpacked: int, packed: int, limits: _Limits) -> None:
+    if unpacked > limits.ratio * (packed + _RATIO_SLACK_BYTES):
+        raise ArchiveError(
+            f"{where} unpacks {packed} bytes into {unpacked} or more: a compression bomb, not an image (over "
+            f"data.max_compression_ratio={limits.ratio:g} beyond its first {_RATIO_SLACK_BYTES >> 20} MiB; raise it "
+            "only for an archive you trust)"
+        )
 
 
 def _extract_members(
@@ -237,12 +274,14 @@ def _extract_members(
     members: list[_Member],
     open_member: Callable[[Any], IO[bytes] | None],
     dest: Path,
-    max_total_bytes: int,
+    limits: _Limits,
+    packed_position: Callable[[], int] | None,
 ) -> dict[str, int]:
-    _check_declared_total(archive, members, max_total_bytes)
+    """`packed_position`: the archive file's read position, for a tar; None for a zip (its records were judged)."""
+    _check_declared(archive, members, limits)
     dest.mkdir(parents=True)
     try:
-        return _write_members(archive, members, open_member, dest, max_total_bytes)
+        return _write_members(archive, members, open_member, dest, limits, packed_position)
     except BaseException:
         # Also on KeyboardInterrupt: a partial tree must never look like a finished extraction.
         shutil.rmtree(dest, ignore_errors=True)
@@ -254,7 +293,8 @@ def _write_members(
     members: list[_Member],
     open_member: Callable[[Any], IO[bytes] | None],
     dest: Path,
-    max_total_bytes: int,
+    limits: _Limits,
+    packed_position: Callable[[], int] | None,
 ) -> dict[str, int]:
     ignored: Counter[str] = Counter()
     written_total = 0
@@ -269,7 +309,8 @@ def _write_members(
         if member.ignore is not None:
             ignored[member.ignore] += 1
             continue
-        written_total += _write_file(archive, member, open_member, target, max_total_bytes - written_total)
+        budget = _Limits(limits.total_bytes - written_total, limits.ratio)
+        written_total += _write_file(archive, member, open_member, target, budget, packed_position)
     return dict(ignored)
 
 
@@ -293,7 +334,8 @@ def _write_file(
     member: _Member,
     open_member: Callable[[Any], IO[bytes] | None],
     target: Path,
-    budget_bytes: int,
+    budget: _Limits,
+    packed_position: Callable[[], int] | None,
 ) -> int:
     """Write one member to `target` and return the bytes actually written."""
     where = f"member {member.name!r} of {archive}"
@@ -304,9 +346,10 @@ def _write_file(
             source = open_member(member.handle)
             if source is None:
                 raise ArchiveError(f"cannot read {where}: it has no data")
+            packed_read = None if packed_position is None else _packed_counter(packed_position)
             with source:
                 written = _copy_capped(
-                    source, out, declared_size=member.declared_size, budget_bytes=budget_bytes, where=where
+                    source, out, declared_size=member.declared_size, budget=budget, packed_read=packed_read, where=where
                 )
     except (FileExistsError, NotADirectoryError) as exc:
         clash = f"{archive}: member {member.name!r} clashes with another member at {member.path}"
@@ -318,19 +361,45 @@ def _write_file(
     return written
 
 
-def _copy_capped(source: IO[bytes], out: IO[bytes], *, declared_size: int, budget_bytes: int, where: str) -> int:
-    """Copy in chunks, refusing as soon as the member yields more than it declared or than the budget left.
+def _packed_counter(position: Callable[[], int]) -> Callable[[], int]:
+    """Packed bytes read since now, by the archive file's position. Listing the members left the file at its end,
+    so the first member's read rewinds it: then everything since the archive's start counts (its headers too)."""
+    start = position()
+
+    def packed_read() -> int:
+        nonlocal start
+        now = position()
+        if now < start:
+            start = 0
+        return now - start
+
+    return packed_read
+
+
+def _copy_capped(
+    source: IO[bytes],
+    out: IO[bytes],
+    *,
+    declared_size: int,
+    budget: _Limits,
+    packed_read: Callable[[], int] | None,
+    where: str,
+) -> int:
+    """Copy in chunks, refusing as soon as the member yields more than it declared, than the bytes left under
+    max_total_bytes, or (a tar member: `packed_read` counts the packed bytes read for it) more than the ratio.
 
     zipfile and tarfile already stop at the declared size, so this is the last line of defence
     against a member that lies about its size. Each chunk is checked before it is written, so
-    nothing beyond either limit ever reaches the disk.
+    nothing beyond any limit ever reaches the disk.
     """
     written = 0
     while chunk := source.read(_COPY_CHUNK_BYTES):
         written += len(chunk)
         if written > declared_size:
             raise ArchiveError(f"{where} yields more than its declared {declared_size} bytes (zip bomb?)")
-        if written > budget_bytes:
-            raise ArchiveError(f"{where} takes the extracted size over max_total_bytes")
+        if written > budget.total_bytes:
+            raise ArchiveError(f"{where} takes the extracted size over data.max_archive_bytes")
+        if packed_read is not None:
+            _check_ratio(where, written, packed_read(), budget)
         out.write(chunk)
     return written

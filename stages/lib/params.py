@@ -101,6 +101,7 @@ class DataParams:
     sha256: Annotated[Str | None, AfterValidator(_check_sha256)]  # optional pin, checked before extraction
     max_archive_members: Annotated[Int, Field(ge=1)]  # extraction caps against archive bombs
     max_archive_bytes: Annotated[Int, Field(ge=1)]
+    max_compression_ratio: Annotated[Int, Field(ge=1)]  # unpacked / packed bytes of one member (archive.py)
     sample_train_per_class: Annotated[Int, Field(ge=2, le=100_000)]
     sample_validation_per_class: Annotated[Int, Field(ge=2, le=100_000)]
     sample_classes: Annotated[Int, Field(ge=2, le=MAX_SAMPLE_CLASSES)]  # the first N of sample.drawing.ANIMALS
