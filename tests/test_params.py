@@ -91,7 +91,7 @@ def test_load_errors_name_the_file(tmp_path: Path):
         params.load(tmp_path / "nothere.yaml")
     bad = tmp_path / "bad.yaml"
     bad.write_text("seed: [1,\n")
-    with pytest.raises(params.ParamsError, match="bad.yaml: not valid YAML"):
+    with pytest.raises(params.ParamsError, match="bad.yaml:2:1: not valid YAML"):
         params.load(bad)
     bad.write_text("- 1\n- 2\n")
     with pytest.raises(params.ParamsError, match="bad.yaml: expected a mapping"):
@@ -198,3 +198,45 @@ def test_a_baseline_may_train_below_32_px_down_to_its_architecture_s_minimum():
     raw["model"]["image_size"] = 28
     with pytest.raises(params.ParamsError, match="model.image_size: Input should be greater than or equal to 32"):
         params.parse(raw)
+
+
+def load_error(path: Path) -> str:
+    with pytest.raises(params.ParamsError) as caught:
+        params.load(path)
+    return str(caught.value)
+
+
+def test_a_yaml_error_is_one_line_with_its_line_and_column(tmp_path: Path):
+    bad = tmp_path / "params.yaml"
+    bad.write_text((ROOT / "params.yaml").read_text().replace("seed: 42", "seed: 42\n  oops: [", 1))
+    message = load_error(bad)
+    assert "\n" not in message and message.startswith(f"{bad}:")
+    line, column = message.split(":")[1:3]
+    assert (int(line), int(column)) == (5, 7)  # the indented key under a scalar
+
+
+def test_a_params_file_that_is_not_utf8_or_a_directory_is_one_line(tmp_path: Path):
+    latin1 = tmp_path / "latin1.yaml"
+    latin1.write_bytes((ROOT / "params.yaml").read_bytes().replace(b"seed: 42", b"# caf\xe9\nseed: 42", 1))
+    assert load_error(latin1) == f"{latin1}: not UTF-8 text (byte 0xe9 at offset {latin1.read_bytes().index(0xE9)}); save it as UTF-8"
+    folder = tmp_path / "params.yaml"
+    folder.mkdir()
+    assert load_error(folder) == f"{folder}: is a directory; the params file must be a YAML file"
+
+
+def test_a_key_given_twice_is_refused_naming_it_and_its_line(tmp_path: Path):
+    twice = tmp_path / "params.yaml"
+    text = (ROOT / "params.yaml").read_text()
+    twice.write_text(text + "seed: 7\n")
+    line = len(text.splitlines()) + 1
+    assert load_error(twice) == f"{twice}:{line}:1: not valid YAML: duplicate key 'seed'; keep one of them"
+
+
+def test_an_alias_bomb_gives_a_short_message_not_its_expansion(tmp_path: Path):
+    anchors = ['a0: &a0 ["x", "x", "x", "x", "x", "x", "x", "x", "x"]']
+    anchors += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 9)]  # 9**9 'x' if printed
+    bomb = tmp_path / "params.yaml"
+    bomb.write_text("\n".join(anchors) + "\n" + (ROOT / "params.yaml").read_text().replace("seed: 42", "seed: *a8"))
+    message = load_error(bomb)
+    assert "seed: Input should be a valid integer" in message and "a8: unknown key" in message
+    assert len(message) < 2000

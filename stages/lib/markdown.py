@@ -15,10 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import yaml
-
 from stages.lib import figures, heads, reference
 from stages.lib.cli import require, rerun
+from stages.lib.params import load_yaml
 from stages.lib.provenance import Provenance
 
 # ---- inputs ---------------------------------------------------------------------------------------
@@ -101,7 +100,7 @@ def read_inputs(paths: InputPaths) -> Inputs:
     scores = read_metrics(paths.metrics / "eval.json", "evaluate")
     export = read_metrics(paths.metrics / "export.json", "export")
     predictions = {m: pd.read_csv(require(paths.evaluation / m / "predictions.csv", "evaluate")) for m in models}
-    params_text = Path(paths.params).read_text()
+    params_text = Path(paths.params).read_text(encoding="utf-8")
     return Inputs(
         data=data,
         training=training,
@@ -113,7 +112,7 @@ def read_inputs(paths: InputPaths) -> Inputs:
         class_names=list(class_names),
         manifest=manifest,
         params_text=params_text,
-        params=yaml.safe_load(params_text),
+        params=load_yaml(paths.params),
         raw_dir=Path(paths.raw),
     )
 

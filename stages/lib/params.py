@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import reprlib
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -33,7 +34,7 @@ from pydantic.dataclasses import dataclass
 from stages.lib import sources
 from stages.lib.architectures import ARCHITECTURES
 from stages.lib.bases import BASES
-from stages.lib.cli import PARAMS_FILE, PipelineError
+from stages.lib.cli import PARAMS_FILE, PipelineError, first_line
 from stages.lib.sample.drawing import ANIMALS
 
 MAX_SAMPLE_CLASSES = len(ANIMALS)
@@ -258,7 +259,7 @@ def _describe(error: dict[str, Any]) -> str:
     message = error["msg"].removeprefix("Value error, ")
     if not key:  # a check across sections names its keys in the message itself
         return message
-    got = "" if "(got " in message else f" (got {error['input']!r})"
+    got = "" if "(got " in message else f" (got {_SHORT_REPR.repr(error['input'])})"
     return f"{key}: {message}{got}"
 
 
@@ -277,14 +278,52 @@ def parse(raw: Any, source: str = str(PARAMS_FILE)) -> Params:
 
 
 def load(path: Path | str = PARAMS_FILE) -> Params:
+    return parse(load_yaml(path), str(path))
+
+
+def load_yaml(path: Path | str = PARAMS_FILE) -> Any:
+    """The file's YAML, unvalidated; a file that cannot be read, is not UTF-8 or not YAML is one ParamsError line."""
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text())
+        text = path.read_bytes().decode("utf-8")  # what DVC reads it as, whatever the locale
     except FileNotFoundError:
         raise ParamsError(f"{path}: not found (run from the project root)") from None
+    except IsADirectoryError:
+        raise ParamsError(f"{path}: is a directory; the params file must be a YAML file") from None
+    except UnicodeDecodeError as exc:
+        at = f"byte {exc.object[exc.start]:#04x} at offset {exc.start}"
+        raise ParamsError(f"{path}: not UTF-8 text ({at}); save it as UTF-8") from None
+    except OSError as exc:
+        raise ParamsError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    try:
+        return yaml.load(text, Loader=_ParamsLoader)  # noqa: S506 - a SafeLoader, see below
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        raise ParamsError(f"{where}: not valid YAML: {exc.problem or exc.context}") from None
     except yaml.YAMLError as exc:
-        raise ParamsError(f"{path}: not valid YAML: {exc}") from None
-    return parse(raw, str(path))
+        raise ParamsError(f"{path}: not valid YAML: {first_line(exc)}") from None
+
+
+class _ParamsLoader(yaml.SafeLoader):
+    """safe_load, refusing a key given twice in one mapping (PyYAML keeps the last silently; DVC refuses it)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen and key != "<<":
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}; keep one of them", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+# Values in error messages, bounded: an alias bomb (nested *refs) expands to gigabytes when printed in full.
+_SHORT_REPR = reprlib.Repr()
+_SHORT_REPR.maxlevel, _SHORT_REPR.maxlist, _SHORT_REPR.maxdict = 2, 4, 4
+_SHORT_REPR.maxstring = _SHORT_REPR.maxother = 80
 
 
 def all_keys(params: Params) -> set[str]:
