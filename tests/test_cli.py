@@ -29,6 +29,17 @@ def test_other_exceptions_are_not_hidden():
         cli.run(main)
 
 
+def test_a_full_disk_anywhere_is_one_error_line():
+    def main():
+        raise OSError(28, "No space left on device")  # e.g. a Keras checkpoint, written outside stages.lib.files
+
+    with pytest.raises(SystemExit) as exit_:
+        cli.run(main)
+    assert exit_.value.code == (
+        "error: no space left on the device ([Errno 28] No space left on device); free some space and re-run the stage"
+    )
+
+
 def test_require_names_the_stage_that_writes_the_input(tmp_path: Path):
     assert cli.require(tmp_path, "encode") == tmp_path
     with pytest.raises(cli.MissingInput) as err:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import stat
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from stages.lib import files
+from stages.lib.cli import PipelineError
 
 
 def mode(path: Path) -> int:
@@ -40,9 +42,35 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path: Path, mon
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(os, "fsync", broken_fsync)
-    with pytest.raises(OSError):
+    with pytest.raises(PipelineError) as caught:
         files.write_text(target, "new")
+    assert str(caught.value).startswith(f"{target}: no space left on the device to write it (")
+    assert str(caught.value).endswith(" MB free); free some space and re-run the stage (nothing was replaced)")
     assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["m.json"]
+
+
+@pytest.mark.parametrize(
+    "full_disk",
+    [
+        OSError(errno.ENOSPC, "No space left on device"),
+        OSError(errno.EDQUOT, "Disk quota exceeded"),
+        RuntimeError("/x/train-00000-of-00001.tfrecord; No space left on device"),  # how TensorFlow says it
+    ],
+)
+def test_a_full_disk_while_a_folder_is_written_names_the_folder_and_keeps_the_old_one(tmp_path: Path, full_disk):
+    out = tmp_path / "out"
+    with files.replace_dir(out) as tmp:
+        (tmp / "a").write_text("1")
+    with pytest.raises(PipelineError, match=f"^{out}: no space left on the device to write it"):
+        with files.replace_dir(out) as tmp:
+            raise full_disk
+    assert sorted(p.name for p in out.iterdir()) == ["a"] and sorted(tmp_path.iterdir()) == [out]
+
+
+def test_other_os_errors_are_not_taken_for_a_full_disk(tmp_path: Path):
+    with pytest.raises(PermissionError):
+        with files.replace_dir(tmp_path / "out"):
+            raise PermissionError(errno.EACCES, "Permission denied")
 
 
 def test_replace_dir_swaps_in_whole_or_not_at_all(tmp_path: Path):

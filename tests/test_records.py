@@ -11,6 +11,7 @@ from PIL import Image
 from stages import encode as encode_stage
 from stages import split as split_stage
 from stages.lib import records
+from stages.lib.cli import PipelineError
 from tests.conftest import dvc_args, jpeg_bytes, make_raw_tree, set_params
 
 
@@ -50,11 +51,10 @@ def test_meta_and_shards(encoded: Path):
     assert meta["image_size"] == 32
     train = meta["splits"]["train"]
     assert train["count"] == 14 and train["per_class"] == {"cats": 7, "dogs": 7}
-    assert train["shards"] == [
-        "train-00000-of-00003.tfrecord",
-        "train-00001-of-00003.tfrecord",
-        "train-00002-of-00003.tfrecord",
-    ]
+    assert train["shards"] == {
+        name: hashlib.sha256((encoded / name).read_bytes()).hexdigest()
+        for name in ("train-00000-of-00003.tfrecord", "train-00001-of-00003.tfrecord", "train-00002-of-00003.tfrecord")
+    }
     assert meta["splits"]["test"]["count"] == 4 and meta["splits"]["val"]["count"] == 16
     names = {p.name for p in encoded.iterdir()}
     assert names == {records.META_FILE} | {s for info in meta["splits"].values() for s in info["shards"]}
@@ -159,3 +159,61 @@ def test_cached_images_equal_decoded_images(encoded: Path):
     assert plain.keys() == cached.keys()
     assert all(np.array_equal(plain[k], cached[k]) for k in plain)
     assert all(np.array_equal(v, np.round(v)) for v in plain.values())  # 8-bit values after the resize
+
+
+def first_record_only(shard: Path) -> None:
+    """Cut a TFRecord file after its first record (8-byte length, 4-byte CRC, data, 4-byte CRC)."""
+    data = shard.read_bytes()
+    shard.write_bytes(data[: 16 + int.from_bytes(data[:8], "little")])
+
+
+def flip_a_byte(shard: Path) -> None:
+    data = bytearray(shard.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    shard.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("damage", [flip_a_byte, first_record_only])
+def test_a_damaged_shard_is_refused_before_reading_naming_it_and_the_stage(encoded: Path, damage):
+    shard = encoded / "train-00001-of-00003.tfrecord"
+    damage(shard)
+    with pytest.raises(PipelineError) as caught:
+        records.make_dataset(encoded, "train", image_size=32, batch_size=4)
+    assert str(caught.value) == (
+        f"{shard}: its bytes are not those meta.json recorded (changed or cut since); "
+        "re-run the encode stage (dvc repro encode)"
+    )
+    records.make_dataset(encoded, "val", image_size=32, batch_size=4)  # the other splits' shards are intact
+
+
+def test_a_damaged_shard_stops_a_training_stage_with_one_line(encoded: Path, project: Path):
+    from stages import baseline
+
+    flip_a_byte(encoded / "val-00002-of-00004.tfrecord")
+    with pytest.raises(SystemExit) as exit_info:
+        baseline.run(lambda: baseline.main(dvc_args("baseline")))
+    assert exit_info.value.code == (
+        f"error: data/tfrecords/val-00002-of-00004.tfrecord: its bytes are not those meta.json recorded "
+        "(changed or cut since); re-run the encode stage (dvc repro encode)"
+    )
+    assert not (project / "models" / "baseline.keras").exists()
+
+
+def test_meta_without_shard_hashes_asks_for_a_new_encode(encoded: Path):
+    meta = json.loads((encoded / records.META_FILE).read_text())
+    meta["splits"]["test"]["shards"] = list(meta["splits"]["test"]["shards"])
+    (encoded / records.META_FILE).write_text(json.dumps(meta))
+    with pytest.raises(PipelineError, match="older version .no shard hashes.; re-run the encode stage"):
+        records.make_dataset(encoded, "test", image_size=32, batch_size=4)
+
+
+def test_a_full_disk_while_encoding_is_one_line_and_keeps_the_old_records(encoded: Path, monkeypatch):
+    before = digests(encoded)
+    real_writer = records.tf.io.TFRecordWriter
+    # /dev/full answers every write with ENOSPC: TensorFlow's own error for a full disk, without filling one.
+    monkeypatch.setattr(records.tf.io, "TFRecordWriter", lambda path, *args: real_writer("/dev/full", *args))
+    with pytest.raises(SystemExit) as exit_info:
+        encode_stage.run(lambda: encode_stage.main(dvc_args("encode")))
+    assert str(exit_info.value.code).startswith("error: data/tfrecords: no space left on the device to write it (")
+    assert digests(encoded) == before
+    assert sorted(p.name for p in encoded.parent.iterdir()) == ["raw", "splits", "tfrecords"]

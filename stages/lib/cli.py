@@ -4,6 +4,7 @@ two messages a stage gives about its inputs (missing; unreadable), which name th
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -29,6 +30,13 @@ def require(path: Path, stage: str) -> Path:
 def rerun(path: Path, stage: str, problem: str) -> PipelineError:
     """The error for an input that is there but unusable (corrupt, from another version): re-run its stage."""
     return PipelineError(f"{path}: {problem}; re-run the {stage} stage (dvc repro {stage})")
+
+
+def out_of_space(exc: BaseException) -> bool:
+    """The disk (or quota) is full: Python's OSError, or TensorFlow's ResourceExhaustedError, which has only the text."""
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    return "No space left on device" in str(exc) or "Disk quota exceeded" in str(exc)
 
 
 def first_line(exc: BaseException) -> str:
@@ -63,3 +71,8 @@ def run(main: Callable[[], object]) -> None:
         main()
     except PipelineError as exc:
         sys.exit(f"error: {exc}")
+    except Exception as exc:
+        # Outputs written through stages.lib.files name themselves; this catches the rest (checkpoints, logs).
+        if out_of_space(exc):
+            sys.exit(f"error: no space left on the device ({first_line(exc)}); free some space and re-run the stage")
+        raise

@@ -108,7 +108,8 @@ def download(
             chunk_bytes=chunk_bytes,
             progress=progress,
         )
-        part, digest = _with_retries(attempt, url, retries=retries, backoff_seconds=backoff_seconds)
+        with files.naming_a_full_disk(dest):
+            part, digest = _with_retries(attempt, url, retries=retries, backoff_seconds=backoff_seconds)
     finally:
         if session is None:
             http_session.close()

@@ -17,6 +17,23 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from stages.lib.cli import PipelineError, out_of_space
+
+
+@contextlib.contextmanager
+def naming_a_full_disk(path: Path) -> Iterator[None]:
+    """Running out of disk space while writing `path` becomes one error line that names it and says what to do."""
+    try:
+        yield
+    except Exception as exc:
+        if not out_of_space(exc):
+            raise
+        free = shutil.disk_usage(next(p for p in Path(path).absolute().parents if p.exists())).free
+        raise PipelineError(
+            f"{path}: no space left on the device to write it ({free / 1e6:.1f} MB free); free some space and "
+            "re-run the stage (nothing was replaced)"
+        ) from None
+
 
 def remove_stale(path: Path, pattern: str = ".{name}.*.tmp") -> None:
     """Delete what a killed earlier write of `path` left beside it (its temporary files or folders, named by
@@ -36,7 +53,7 @@ def write_bytes(path: Path, data: bytes) -> None:
     remove_stale(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "wb") as f:
+        with naming_a_full_disk(path), os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
@@ -75,7 +92,8 @@ def replace_dir(path: Path) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
     os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; an output folder gets the usual permissions
     try:
-        yield tmp
+        with naming_a_full_disk(path):
+            yield tmp
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -3,7 +3,9 @@
 Each example holds one image as RGB JPEG bytes (normalised once by the encode stage), its label index,
 its path relative to data/raw (for reports and error messages) and its stored height and width.
 Shards are named `<split>-NNNNN-of-NNNNN.tfrecord`; `meta.json` beside them lists class names,
-counts, the stored size and the shards, and is what the reader starts from.
+counts, the stored size and each shard with its sha256, and is what the reader starts from. The reader checks
+every shard's sha256 before reading: a shard with flipped bytes would stop training midway with TensorFlow's
+DataLossError, and one cut at a record boundary would silently hold fewer images.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pathlib import Path
 
 import tensorflow as tf
 
+from stages.lib import files
 from stages.lib.cli import require, rerun
 from stages.lib.images import encode_rgb_jpeg
 
@@ -62,8 +65,9 @@ def serialize(record: Record) -> bytes:
 
 def write_shards(
     records: Iterable[Record], out_dir: Path, split: str, count: int, examples_per_shard: int
-) -> list[str]:
-    """Write `count` records in the given order into ceil(count / examples_per_shard) contiguous shards."""
+) -> dict[str, str]:
+    """Write `count` records in the given order into ceil(count / examples_per_shard) contiguous shards;
+    return {shard name: sha256}, in order, as meta.json lists them."""
     names = shard_names(split, max(1, -(-count // examples_per_shard)))
     iterator = iter(records)
     for index, name in enumerate(names):
@@ -71,7 +75,7 @@ def write_shards(
         with tf.io.TFRecordWriter(str(out_dir / name)) as writer:
             for record in itertools.islice(iterator, size):
                 writer.write(serialize(record))
-    return names
+    return {name: files.sha256_file(out_dir / name) for name in names}
 
 
 def encode_rows(rows: Iterable[dict], raw_dir: Path, *, image_size: int, jpeg_quality: int) -> Iterator[Record]:
@@ -117,6 +121,17 @@ def decode(features: dict[str, tf.Tensor], image_size: int, stored_size: int) ->
     return tf.ensure_shape(image, [image_size, image_size, 3])
 
 
+def checked_shards(records_dir: Path, shards: dict[str, str]) -> list[str]:
+    """Paths of the shards meta.json lists, each checked against its sha256 (about 1 s per GB)."""
+    if not isinstance(shards, dict):
+        raise rerun(records_dir / META_FILE, "encode", "written by an older version (no shard hashes)")
+    for name, sha256 in shards.items():
+        path = require(records_dir / name, "encode")
+        if files.sha256_file(path) != sha256:
+            raise rerun(path, "encode", f"its bytes are not those {META_FILE} recorded (changed or cut since)")
+    return [str(records_dir / name) for name in shards]
+
+
 def make_dataset(
     records_dir: Path,
     split: str,
@@ -140,10 +155,10 @@ def make_dataset(
     if split not in meta["splits"]:
         raise KeyError(f"{Path(records_dir) / META_FILE}: no split {split!r}; has {sorted(meta['splits'])}")
     info = meta["splits"][split]
-    files = [str(Path(records_dir) / name) for name in info["shards"]]
+    shards = checked_shards(Path(records_dir), info["shards"])
     stored_size = meta["image_size"]
-    parallel_reads = min(len(files), 4) if shuffle_seed is not None and not cache else None
-    dataset = tf.data.TFRecordDataset(files, num_parallel_reads=parallel_reads)
+    parallel_reads = min(len(shards), 4) if shuffle_seed is not None and not cache else None
+    dataset = tf.data.TFRecordDataset(shards, num_parallel_reads=parallel_reads)
     # The count is known from meta.json; telling tf.data lets Keras size its epochs (and check the files).
     dataset = dataset.apply(tf.data.experimental.assert_cardinality(info["count"]))
 

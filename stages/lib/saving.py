@@ -62,7 +62,8 @@ def save_model(model: keras.Model, path: Path) -> None:
     files.remove_stale(path, ".{stem}.tmp*.keras")  # left by a killed save
     tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.keras")
     try:
-        model.save(tmp)
+        with files.naming_a_full_disk(path):
+            model.save(tmp)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
