@@ -42,7 +42,7 @@ import numpy as np
 
 from stages.lib import heads
 from stages.lib.cli import first_line
-from stages.lib.images import load_for_model
+from stages.lib.images import load_for_model, read_image_file
 
 DEFAULT_MODEL = Path("models/finetune.keras")
 DEFAULT_RECORDS = Path("data/tfrecords")
@@ -134,7 +134,7 @@ def expand(paths: Sequence[Path], report) -> list[Path]:
 
 def read_image(path: Path, size: int) -> np.ndarray:
     try:
-        data = path.read_bytes()
+        data = read_image_file(path)  # header and size judged before the bytes are read
     except OSError as exc:
         raise ValueError(exc.strerror or str(exc)) from None
     return load_for_model(data, size)

@@ -1,12 +1,18 @@
 from __future__ import annotations
 
 import io
+import os
+import threading
+import time
+import tracemalloc
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from stages.lib.images import check_image, encode_rgb_jpeg, to_rgb
+from stages.lib import files, images
+from stages.lib.images import ImageRefused, check_image, check_image_file, encode_rgb_jpeg, read_image_file, to_rgb
 from tests.conftest import jpeg_bytes
 
 
@@ -84,3 +90,70 @@ def test_exif_orientation_is_applied():
     assert check_image(data).width == 20
     encoded, width, height = encode_rgb_jpeg(data, 0, 95)
     assert (width, height) == (20, 60) and encoded != data
+
+
+# --- files judged before they are read -------------------------------------------------------------
+
+
+def sparse_file(path, head: bytes, size: int):
+    """`head`, then zeros up to `size` bytes, without writing them (a sparse file)."""
+    path.write_bytes(head)
+    os.truncate(path, size)
+    return path
+
+
+@pytest.mark.parametrize("head", [b"", jpeg_bytes(1, size=(40, 30))], ids=["zeros", "jpeg-header"])
+def test_a_huge_file_is_judged_from_its_header_without_holding_it(tmp_path, head: bytes):
+    path = sparse_file(tmp_path / "x.jpg", head, 256 << 20)
+    tracemalloc.start()
+    try:
+        check = check_image_file(path)
+        with pytest.raises(ImageRefused) as refused:
+            read_image_file(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    expected = "not_an_image" if not head else "too_large"
+    assert check.skip_reason == refused.value.reason == expected
+    assert check.sha256 == files.sha256_file(path)  # still hashed, in chunks
+    assert peak < 32 << 20  # not the 256 MiB
+    if head:
+        assert str(refused.value) == "268,435,456 bytes is far too many for a 40x30 image"
+
+
+def test_an_image_over_the_pixel_limit_is_refused_before_decoding(tmp_path, monkeypatch):
+    monkeypatch.setattr(images, "MAX_IMAGE_PIXELS", 40 * 30 - 1)
+    path = tmp_path / "big.jpg"
+    path.write_bytes(jpeg_bytes(2, size=(40, 30)))
+    monkeypatch.setattr(Image.Image, "load", lambda self: pytest.fail("decoded"))
+    message = "40x30 pixels, over the 1,199 an image may have"
+    assert check_image_file(path).skip_reason == "too_large" and check_image_file(path).detail == message
+    assert check_image(path.read_bytes()).detail == message
+    with pytest.raises(ValueError, match=message):
+        images.load_for_model(path.read_bytes(), 16)
+
+
+def test_images_up_to_the_limit_are_usable(tmp_path):
+    path = tmp_path / "ok.png"
+    path.write_bytes(jpeg_bytes(3, size=(64, 48), fmt="PNG"))
+    assert read_image_file(path) == path.read_bytes()
+    assert check_image_file(path).skip_reason is None and check_image_file(path).width == 64
+
+
+def test_decodes_in_flight_never_hold_more_pixels_than_the_budget():
+    budget = images._PixelBudget(10)
+    held, most, lock = [0], [0], threading.Lock()
+
+    def decode(pixels: int) -> None:
+        with budget.hold(pixels):
+            with lock:
+                held[0] += min(pixels, 10)
+                most[0] = max(most[0], held[0])
+            time.sleep(0.02)
+            with lock:
+                held[0] -= min(pixels, 10)
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(decode, [4, 4, 4, 4, 3, 3, 25, 1, 1, 1]))  # 25: larger than the budget, still runs alone
+    assert most[0] <= 10 and held[0] == 0
+    assert most[0] >= 8  # and they do run side by side

@@ -23,6 +23,7 @@ pytestmark = pytest.mark.slow  # trains the tiny model with the real transfer st
 
 GOOD = ["a.jpg", "b.jpg", "sub/gray.jpg", "sub/photo.png"]  # sorted order of the folder walk
 BAD = {  # name -> how its error line starts after the path, in the order the files are read
+    "huge.jpg": "4,294,967,296 bytes is far too many for a 60x45 image",  # judged from its header, never read
     "notes.jpg": "not an image (no format Pillow can read)",
     "truncated.jpg": "cannot decode the image: ",
     "zero.jpg": "zero-byte file",
@@ -59,6 +60,8 @@ def mixed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (folder / "notes.jpg").write_text("not a photo\n")
     (folder / "truncated.jpg").write_bytes(jpeg_bytes(5, size=(200, 150))[:600])
     (folder / "zero.jpg").write_bytes(b"")
+    (folder / "huge.jpg").write_bytes(jpeg_bytes(1, size=(60, 45)))
+    os.truncate(folder / "huge.jpg", 4 << 30)  # sparse: 4 GiB that take no disk
     for name in HIDDEN:
         (folder / name).write_bytes(b"hidden")
     return folder

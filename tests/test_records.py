@@ -217,3 +217,14 @@ def test_a_full_disk_while_encoding_is_one_line_and_keeps_the_old_records(encode
     assert str(exit_info.value.code).startswith("error: data/tfrecords: no space left on the device to write it (")
     assert digests(encoded) == before
     assert sorted(p.name for p in encoded.parent.iterdir()) == ["raw", "splits", "tfrecords"]
+
+
+def test_an_image_that_changed_since_the_split_is_one_line_asking_for_the_split(encoded: Path, project: Path):
+    changed = sorted((project / "data" / "raw" / "validation" / "dogs").iterdir())[0]
+    changed.write_text("not an image any more\n")
+    with pytest.raises(SystemExit) as exit_info:
+        encode_stage.run(lambda: encode_stage.main(dvc_args("encode")))
+    assert exit_info.value.code == (
+        f"error: {changed.relative_to(project)}: no longer a usable image (not an image (no format Pillow can "
+        "read)); re-run the split stage (dvc repro split)"
+    )

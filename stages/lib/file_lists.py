@@ -23,7 +23,7 @@ import pandas as pd
 
 from stages.lib.cli import PipelineError
 from stages.lib.images import SKIP_REASONS as IMAGE_SKIP_REASONS
-from stages.lib.images import check_image
+from stages.lib.images import check_image_file
 from stages.lib.layouts import IMAGES, TEST, TRAIN, VALIDATION
 
 SPLITS = ("train", "val", "test")  # also the order of precedence when removing duplicates
@@ -96,7 +96,7 @@ def scan_folder(
     files = sorted(p for p in (raw_dir / folder).rglob("*") if p.is_file())
     # Pillow releases the GIL while decoding, so threads give real parallelism here.
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        checks = list(pool.map(lambda p: check_image(p.read_bytes()), files))
+        checks = list(pool.map(check_image_file, files))
     rows, skipped = [], []
     for path, check in zip(files, checks):
         rel = path.relative_to(raw_dir).as_posix()

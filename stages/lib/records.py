@@ -21,8 +21,8 @@ from pathlib import Path
 import tensorflow as tf
 
 from stages.lib import files
-from stages.lib.cli import require, rerun
-from stages.lib.images import encode_rgb_jpeg
+from stages.lib.cli import first_line, require, rerun
+from stages.lib.images import encode_rgb_jpeg, read_image_file
 
 META_FILE = "meta.json"
 PREFETCH_BATCHES = 2  # batches prepared ahead of the training step
@@ -82,7 +82,11 @@ def encode_rows(rows: Iterable[dict], raw_dir: Path, *, image_size: int, jpeg_qu
     """Records for split-CSV rows, in row order; images are converted on a thread pool (Pillow releases the GIL)."""
 
     def to_record(row: dict) -> Record:
-        jpeg, width, height = encode_rgb_jpeg((raw_dir / row["path"]).read_bytes(), image_size, jpeg_quality)
+        path = raw_dir / row["path"]
+        try:
+            jpeg, width, height = encode_rgb_jpeg(read_image_file(path), image_size, jpeg_quality)
+        except (OSError, ValueError) as exc:  # the split stage checked it: the file changed since
+            raise rerun(path, "split", f"no longer a usable image ({first_line(exc)})") from None
         return Record(jpeg, int(row["label_index"]), row["path"], height, width)
 
     with ThreadPoolExecutor(max_workers=os.cpu_count()) as pool:
