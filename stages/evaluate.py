@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> params.StageParams:
                 f"evaluate: {name}: accuracy {model_scores['accuracy']:.4f}, {f1} {model_scores[f1]:.4f}, "
                 f"roc_auc {model_scores['roc_auc']} on {len(labels)} test images"
             )
-    files.write_json(args.metrics, scores | runtime.machine())
+    files.write_json(args.metrics, scores | runtime.machine() | p.as_metrics())
     return p
 
 

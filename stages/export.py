@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> params.StageParams:
         metrics[f"{name}.agreement"] = round(parity.agreement[name], 6)
         metrics[f"{name}.flagged"] = int(parity.agreement[name] < min_agreement)  # the report says why
         metrics[f"{name}.bytes"] = export.sizes[name]
-    files.write_json(args.metrics, metrics | runtime.machine())
+    files.write_json(args.metrics, metrics | runtime.machine() | p.as_metrics())
     summary = ", ".join(
         f"{name} {parity.max_abs_diff[name]:.2g} ({parity.agreement[name]:.1%} same class)" for name in serving.FORMATS
     )

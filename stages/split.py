@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> params.StageParams:
             splits.frames[split].to_csv(tmp / f"{split}.csv", index=False, lineterminator="\n")
         splits.skipped.to_csv(tmp / "skipped.csv", index=False, lineterminator="\n")
     metrics = splits.metrics()
-    files.write_json(args.metrics, metrics)
+    files.write_json(args.metrics, metrics | p.as_metrics())
 
     print(
         "split: "

@@ -180,7 +180,8 @@ def test_split_stage_writes_csvs_and_flat_sorted_metrics(project: Path):
     text = (project / "metrics" / "data.json").read_text()
     metrics = json.loads(text)
     assert list(metrics) == sorted(metrics)
-    assert all(isinstance(v, int) for k, v in metrics.items() if not k.startswith("imbalance."))
+    assert all(isinstance(v, int) for k, v in metrics.items() if not k.startswith(("imbalance.", "params_read.")))
+    assert metrics["params_read.split.test_fraction"] == 0.2 and metrics["params_read.seed"] == 42
     assert metrics["test.total"] == 4 and metrics["val.total"] == 16 and metrics["train.total"] == 12
     assert {f"skipped.{r}" for r in SKIP_REASONS} <= set(metrics)
     first = {p.name: p.read_bytes() for p in out.iterdir()}

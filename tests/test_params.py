@@ -103,6 +103,7 @@ def test_stage_view_allows_only_declared_keys_and_records_reads():
     assert view.seed == 42
     assert view.encode.image_size == 160  # a declared section allows its leaves
     assert view.read == {"seed", "encode.image_size"}
+    assert view.as_metrics() == {"params_read.encode.image_size": 160, "params_read.seed": 42}
     with pytest.raises(params.UndeclaredParamError, match="split"):
         _ = view.split.test_fraction
     leaf_view = params.for_stage(["data.source"], ROOT / "params.yaml")

@@ -14,6 +14,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
+import yaml
 
 from stages import baseline, finetune, transfer
 from stages.lib import models, params, training
@@ -58,6 +59,11 @@ def test_transfer_writes_model_logs_and_flat_metrics(trained: Path):
     assert {"train.loss", "train.accuracy", "val.loss", "val.accuracy", "seconds", "images_per_second"} <= set(metrics)
     assert metrics["params.trainable"] == 1_281
     assert metrics["calibration_images"] == 16  # weights: none: all 16 train images (fewer than asked for)
+    # What the stage read, as it read it: a params.yaml changed under a running stage shows here.
+    params_yaml = yaml.safe_load((trained / "params.yaml").read_text())
+    read = {k.removeprefix("params_read."): v for k, v in metrics.items() if k.startswith("params_read.")}
+    assert read["transfer.epochs"] == params_yaml["transfer"]["epochs"] == 2 and read["seed"] == params_yaml["seed"]
+    assert {key.split(".")[0] for key in read} <= {"seed", "model", "train", "transfer"}  # its dvc.yaml params
     assert steps(trained, "transfer") == [0, 1]
     model = keras.models.load_model(trained / "models" / "transfer.keras", safe_mode=True)
     assert [layer.name for layer in model.layers][1] == "augmentation"

@@ -341,6 +341,9 @@ def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
+READ_PREFIX = "params_read."
+
+
 class UndeclaredParamError(AttributeError):
     """A stage read a key that its PARAMS (and so its dvc.yaml `params:`) does not list."""
 
@@ -351,8 +354,11 @@ class StageParams:
     Declared names are dotted leaf keys (`split.test_fraction`) or whole sections (`encode`), as in dvc.yaml.
     """
 
-    def __init__(self, node: Any, declared: frozenset[str], read: set[str], prefix: str = "") -> None:
+    def __init__(
+        self, node: Any, declared: frozenset[str], read: set[str], prefix: str = "", values: dict | None = None
+    ) -> None:
         self._node, self._declared, self.read, self._prefix = node, declared, read, prefix
+        self._values: dict[str, Any] = {} if values is None else values
 
     def _allows(self, key: str) -> bool:
         return any(key == d or key.startswith(d + ".") for d in self._declared)
@@ -365,14 +371,20 @@ class StageParams:
         if dataclasses.is_dataclass(value):
             if not any(self._allows(key) or d.startswith(key + ".") for d in self._declared):
                 raise UndeclaredParamError(f"stage reads section {key!r} but declares none of its keys")
-            return StageParams(value, self._declared, self.read, key + ".")
+            return StageParams(value, self._declared, self.read, key + ".", self._values)
         if not self._allows(key):
             raise UndeclaredParamError(
                 f"stage reads {key!r} but does not declare it: "
                 "add it to the stage's PARAMS and to its params: in dvc.yaml"
             )
         self.read.add(key)
+        self._values[key] = value
         return value
+
+    def as_metrics(self) -> dict[str, Any]:
+        """`params_read.<key>`: the value of every key the stage read, for its metrics file. A run whose params.yaml
+        changed under it (a second `dvc exp run -S` while a `dvc repro` runs) shows there what it really used."""
+        return {f"{READ_PREFIX}{key}": value for key, value in sorted(self._values.items())}
 
     def snapshot(self) -> dict[str, Any]:
         """Every declared leaf and its value (for checkpoint fingerprints), without counting as a read."""

@@ -288,7 +288,7 @@ class TrainingStage:
     def finish(self, model: keras.Model, result: FitResult, **extra: object) -> dict:
         """Save the model, write metrics/<stage>.json (summary plus `extra`), print the stage's last line."""
         save_model(model, self.args.model)
-        metrics = summary(result, model) | extra
+        metrics = summary(result, model) | extra | self.params.as_metrics()
         files.write_json(self.args.metrics, metrics)
         val_accuracy = metrics.get("val.accuracy", float("nan"))
         print(f"{self.name}: val accuracy {val_accuracy:.4f} -> {self.args.model}")
