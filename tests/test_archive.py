@@ -296,7 +296,9 @@ def test_copy_stops_when_the_running_total_passes_the_budget() -> None:
     source, out = io.BytesIO(b"x" * 3000), io.BytesIO()
     with pytest.raises(ArchiveError, match="data.max_archive_bytes"):
         budget = archive_module._Limits(total_bytes=1000, ratio=100)
-        archive_module._copy_capped(source, out, declared_size=5000, budget=budget, packed_read=None, where="member 'm'")
+        archive_module._copy_capped(
+            source, out, declared_size=5000, budget=budget, packed_read=None, where="member 'm'"
+        )
     assert len(out.getvalue()) <= 1000
 
 

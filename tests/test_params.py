@@ -219,7 +219,10 @@ def test_a_yaml_error_is_one_line_with_its_line_and_column(tmp_path: Path):
 def test_a_params_file_that_is_not_utf8_or_a_directory_is_one_line(tmp_path: Path):
     latin1 = tmp_path / "latin1.yaml"
     latin1.write_bytes((ROOT / "params.yaml").read_bytes().replace(b"seed: 42", b"# caf\xe9\nseed: 42", 1))
-    assert load_error(latin1) == f"{latin1}: not UTF-8 text (byte 0xe9 at offset {latin1.read_bytes().index(0xE9)}); save it as UTF-8"
+    assert (
+        load_error(latin1)
+        == f"{latin1}: not UTF-8 text (byte 0xe9 at offset {latin1.read_bytes().index(0xE9)}); save it as UTF-8"
+    )
     folder = tmp_path / "params.yaml"
     folder.mkdir()
     assert load_error(folder) == f"{folder}: is a directory; the params file must be a YAML file"

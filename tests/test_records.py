@@ -193,7 +193,7 @@ def test_a_damaged_shard_stops_a_training_stage_with_one_line(encoded: Path, pro
     with pytest.raises(SystemExit) as exit_info:
         baseline.run(lambda: baseline.main(dvc_args("baseline")))
     assert exit_info.value.code == (
-        f"error: data/tfrecords/val-00002-of-00004.tfrecord: its bytes are not those meta.json recorded "
+        "error: data/tfrecords/val-00002-of-00004.tfrecord: its bytes are not those meta.json recorded "
         "(changed or cut since); re-run the encode stage (dvc repro encode)"
     )
     assert not (project / "models" / "baseline.keras").exists()

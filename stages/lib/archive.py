@@ -7,10 +7,11 @@ written are counted while streaming (a zip bomb may lie about its size), and on 
 destination folder is removed so no half-extracted tree is left behind.
 
 Error messages name the params that set the caps (data.max_archive_members, data.max_archive_bytes,
-data.max_compression_ratio). The ratio bound: photos barely compress (JPEG and PNG members pack at about 1:1, raw BMP photos at a few to
-one), while a member of zeros packs at ~1000:1. A zip member's packed size is known up front, so a bomb is
-refused before a byte of it is written; a .tar.gz is one compressed stream, so a tar member's packed bytes
-are counted from the archive file's read position while it is written, and it is stopped early.
+data.max_compression_ratio). The ratio bound: photos barely compress (JPEG and PNG members pack at about 1:1,
+raw BMP photos at 1.2-1.6:1), while a member of zeros packs at ~1000:1. A zip member's packed size is known up
+front, so a bomb is refused before a byte of it is written; a .tar.gz is one compressed stream, so a tar
+member's packed bytes are counted from the archive file's read position while it is written, and it is stopped
+early.
 
 Only images are extracted; everything else is skipped and counted by reason so the download
 stage can record what it left out (the reference zip carries macOS metadata and a vectorize.py).
@@ -241,7 +242,9 @@ def _unreadable(what: str, exc: BaseException) -> ArchiveError:
 
 
 def _too_many_members(archive: Path, member_name: str, max_members: int) -> ArchiveError:
-    return ArchiveError(f"{archive}: more than data.max_archive_members={max_members} members (stopped at {member_name!r})")
+    return ArchiveError(
+        f"{archive}: more than data.max_archive_members={max_members} members (stopped at {member_name!r})"
+    )
 
 
 def _check_declared(archive: Path, members: list[_Member], limits: _Limits) -> None:

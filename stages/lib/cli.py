@@ -33,7 +33,7 @@ def rerun(path: Path, stage: str, problem: str) -> PipelineError:
 
 
 def out_of_space(exc: BaseException) -> bool:
-    """The disk (or quota) is full: Python's OSError, or TensorFlow's ResourceExhaustedError, which has only the text."""
+    """The disk (or quota) is full: Python's OSError, or TensorFlow's ResourceExhaustedError (it has only the text)."""
     if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
         return True
     return "No space left on device" in str(exc) or "Disk quota exceeded" in str(exc)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+
 from stages.lib import figures, heads, reference
 from stages.lib.cli import require, rerun
 from stages.lib.params import load_yaml
