@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> params.StageParams:
     with stage.strategy.scope():
         augmentation = augment.build_augmentation(b.augment, p.seed)
         models = architectures.build_for_training(b.arch, b.image_size, stage.num_classes, augmentation)
-        stage.compile(models, keras.optimizers.Adam(b.learning_rate))
+        stage.compile(models, keras.optimizers.Adam(stage.learning_rate(b.learning_rate, b, b.batch_size)))
     train, val = stage.datasets(b.image_size, b.batch_size)
     # GoogLeNet trains with two auxiliary outputs: `targets` repeats the label for each of them.
     result = stage.fit(lambda: models.train, train.map(models.targets), val.map(models.targets), range(b.epochs))

@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> params.StageParams:
                 args.transfer_model, "transfer", f"{model.output_shape[-1]} outputs for {stage.num_classes} classes"
             )
         models.unfreeze_from(model, fine_tune_at)
-        stage.compile(model, keras.optimizers.RMSprop(learning_rate))
+        stage.compile(model, keras.optimizers.RMSprop(stage.learning_rate(learning_rate, f, f.batch_size)))
     train, val = stage.datasets(model.input_shape[1], f.batch_size)  # the size the transfer stage trained at
     epochs = range(transfer_epochs, transfer_epochs + f.epochs)
     result = stage.fit(lambda: model, train, val, epochs, parent=files.sha256_file(args.transfer_model))

@@ -55,24 +55,28 @@ def main(argv: list[str] | None = None) -> params.StageParams:
             models.calibrate_batchnorm(base, models.preprocessing(BASES[m.base])(images))
             calibrated = int(images.shape[0])
         model = models.build_transfer_model(base, m.base, size, stage.num_classes, m.dropout, augmentation)
-        stage.compile(model, keras.optimizers.Adam(t.learning_rate))
+        stage.compile(model, keras.optimizers.Adam(stage.learning_rate(t.learning_rate, t, t.batch_size)))
 
     extra: dict[str, float] = {"cached_features": int(t.cache_features and augmentation is None)}
+
+    def plain(split: str) -> tf.data.Dataset:  # images and class indices in stored order, for the base's features
+        return records.make_dataset(args.records, split, image_size=size, batch_size=t.batch_size)
+
     if extra["cached_features"]:
         start = time.perf_counter()
         feature_model = keras.Model(model.input, model.get_layer(models.FEATURES_LAYER_NAME).output)
-        plain_train = records.make_dataset(args.records, "train", image_size=size, batch_size=t.batch_size)
-        train_x, train_y = models.features(feature_model, plain_train)
-        val_x, val_y = models.features(feature_model, val)
+        train_x, train_y = models.features(feature_model, plain("train"))
+        val_x, val_y = models.features(feature_model, plain("val"))
         extra["features_seconds"] = round(time.perf_counter() - start, 1)
         train = tf.data.Dataset.from_tensor_slices((train_x, train_y)).shuffle(len(train_x), seed=seed)
         val = tf.data.Dataset.from_tensor_slices((val_x, val_y)).batch(t.batch_size)
 
         def build_head() -> keras.Model:
             head = models.head_on_features(model, train_x.shape[1:])
-            return stage.compile(head, keras.optimizers.Adam(t.learning_rate))
+            return stage.compile(head, keras.optimizers.Adam(stage.learning_rate(t.learning_rate, t, t.batch_size)))
 
-        result = stage.fit(build_head, stage.weighted(train.batch(t.batch_size)), val, range(t.epochs))
+        train, val = stage.for_training(train.batch(t.batch_size)), stage.for_validation(val)
+        result = stage.fit(build_head, train, val, range(t.epochs))
         for name in models.HEAD_LAYER_NAMES:  # a head resumed from a checkpoint is a separate copy
             model.get_layer(name).set_weights(result.model.get_layer(name).get_weights())
     else:

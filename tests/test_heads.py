@@ -26,6 +26,22 @@ def test_loss_and_metrics_match_the_head():
         assert tuple(m.name for m in heads.metrics(classes)) == heads.METRICS
 
 
+def test_label_smoothing_moves_the_targets_towards_uniform_for_any_number_of_classes():
+    logit = 2.0
+    sigmoid = 1 / (1 + np.exp(-logit))
+    expected = -(0.9 * np.log(sigmoid) + 0.1 * np.log(1 - sigmoid))  # target 1 - 0.2 + 0.2 / 2
+    assert float(heads.loss(2, 0.2)(np.array([[1.0]]), np.array([[logit]]))) == pytest.approx(expected, rel=1e-5)
+    assert not heads.one_hot_targets(2, 0.2) and not heads.one_hot_targets(3, 0.0)
+    assert heads.one_hot_targets(3, 0.3)  # sparse categorical cross-entropy has no label smoothing
+    logits = np.array([[1.0, 2.0, 0.5]])
+    log_softmax = logits - np.log(np.exp(logits).sum())
+    expected = -(np.array([0.1, 0.8, 0.1]) * log_softmax).sum()  # 1 - 0.3 + 0.3 / 3, and 0.3 / 3
+    assert float(heads.loss(3, 0.3)(np.array([[0.0, 1.0, 0.0]]), logits)) == pytest.approx(expected, rel=1e-5)
+    (accuracy,) = heads.metrics(3, 0.3)
+    accuracy.update_state(np.array([[0.0, 1.0, 0.0]]), logits)
+    assert accuracy.name == "accuracy" and float(accuracy.result()) == 1.0
+
+
 def test_binary_accuracy_thresholds_the_logit_at_zero():
     (accuracy,) = heads.metrics(2)
     accuracy.update_state(np.array([[0.0], [1.0], [1.0]]), np.array([[-0.1], [0.1], [-3.0]]))

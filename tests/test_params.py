@@ -244,3 +244,42 @@ def test_an_alias_bomb_gives_a_short_message_not_its_expansion(tmp_path: Path):
     message = load_error(bomb)
     assert "seed: Input should be a valid integer" in message and "a8: unknown key" in message
     assert len(message) < 2000
+
+
+@pytest.mark.parametrize(
+    ("sections", "expected"),
+    [
+        (
+            {"finetune": {"warmup_epochs": 10}},
+            "params.yaml: finetune.warmup_epochs: 10 leaves no epoch after the warmup (finetune.epochs is 10)",
+        ),
+        (
+            {"train": {"patience": 3}},
+            "params.yaml: train.patience: 3 needs train.keep_best to name the val metric it watches "
+            "(val_loss, val_accuracy)",
+        ),
+        (
+            {"train": {"keep_best": "accuracy"}},
+            "params.yaml: train.keep_best: must be one of none, val_loss, val_accuracy",
+        ),
+        (
+            {"baseline": {"lr_schedule": "step"}},
+            "params.yaml: baseline.lr_schedule: Input should be 'constant' or 'cosine'",
+        ),
+        ({"train": {"label_smoothing": 1.0}}, "params.yaml: train.label_smoothing: Input should be less than 1"),
+    ],
+)
+def test_recipe_options_are_checked_against_each_other(sections: dict, expected: str):
+    raw = raw_params()
+    for section, values in sections.items():
+        raw[section].update(values)
+    with pytest.raises(params.ParamsError) as caught:
+        params.parse(raw, "params.yaml")
+    assert str(caught.value).startswith(expected)
+
+
+def test_the_recipe_options_default_to_the_reference():
+    p = params.load(ROOT / "params.yaml")
+    assert (p.train.keep_best, p.train.patience, p.train.label_smoothing) == ("none", 0, 0.0)
+    for section in (p.baseline, p.transfer, p.finetune):
+        assert (section.lr_schedule, section.warmup_epochs) == ("constant", 0)

@@ -42,6 +42,7 @@ def fit(tmp_path: Path, first: int, last: int, key: str = "k", **kwargs) -> trai
     return training.fit(
         kwargs.pop("build", tiny_model), train, val, epochs=range(first, last), train_count=32,
         work_dir=tmp_path / "ckpt", live_dir=tmp_path / "live", key=key, strategy=tf.distribute.get_strategy(),
+        **kwargs,
     )  # fmt: skip
 
 
@@ -132,3 +133,57 @@ def test_mirrored_strategy_trains_on_two_logical_cpus(tmp_path: Path):
     words = done.stdout.split()
     assert words[words.index("replicas") + 1] == "2" and words[words.index("epochs") + 1] == "2"
     assert np.isfinite(float(words[words.index("loss") + 1]))
+
+
+def test_learning_rate_schedules_warm_up_then_hold_or_decay():
+    assert training.learning_rate(0.1, "constant", 0, epochs=10, steps_per_epoch=5) == 0.1  # the reference
+    cosine = training.learning_rate(0.1, "cosine", 0, epochs=10, steps_per_epoch=5)
+    assert [float(cosine(step)) for step in (0, 25, 50)] == pytest.approx([0.1, 0.05, 0.0], abs=1e-7)
+    warm = training.learning_rate(0.1, "cosine", 2, epochs=10, steps_per_epoch=5)  # 10 warmup steps, then 40
+    assert [float(warm(step)) for step in (0, 5, 10, 30, 50)] == pytest.approx([0, 0.05, 0.1, 0.05, 0], abs=1e-7)
+    held = training.learning_rate(0.1, "constant", 2, epochs=10, steps_per_epoch=5)
+    assert [float(held(step)) for step in (0, 5, 10, 30, 49)] == pytest.approx([0, 0.05, 0.1, 0.1, 0.1], abs=1e-7)
+
+
+def against_the_training_labels() -> tuple[tf.data.Dataset, tf.data.Dataset]:
+    """Val labels opposite to the train labels: the better the model fits, the worse val gets, from epoch 1 on."""
+    train, val = tiny_data()
+    return train, val.map(lambda x, y: (x, 1 - y))
+
+
+def test_keep_best_returns_the_best_epoch_and_patience_stops_training(tmp_path: Path):
+    result = fit(tmp_path, 0, 10, data=against_the_training_labels(), monitor="val_loss", patience=2)
+    assert result.best_epoch == 1 and result.epochs == 3  # epoch 1 was best; 2 and 3 were not: stopped
+    assert logged_steps(tmp_path / "live", "eval/loss") == [0, 1, 2]
+    _, val = against_the_training_labels()
+    val_loss = result.model.evaluate(val, verbose=0, return_dict=True)["loss"]
+    assert val_loss == pytest.approx(result.final["val_loss"], rel=1e-5)  # the model is epoch 1's, as its logs
+    assert not (tmp_path / "ckpt").exists()
+
+
+def test_keep_best_without_patience_trains_every_epoch(tmp_path: Path):
+    result = fit(tmp_path, 0, 4, data=against_the_training_labels(), monitor="val_accuracy")
+    assert result.epochs == 4 and result.best_epoch is not None and 1 <= result.best_epoch <= 4
+
+
+def test_a_stage_killed_after_early_stopping_does_not_train_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(training.shutil, "rmtree", lambda *args, **kwargs: None)  # as if killed before cleaning up
+    first = fit(tmp_path, 0, 10, data=against_the_training_labels(), monitor="val_loss", patience=2)
+    monkeypatch.undo()
+    again = fit(tmp_path, 0, 10, data=against_the_training_labels(), monitor="val_loss", patience=2)
+    assert (again.best_epoch, again.epochs, again.final) == (first.best_epoch, first.epochs, first.final)
+    assert logged_steps(tmp_path / "live", "eval/loss") == [0, 1, 2]
+    assert all((a == b).all() for a, b in zip(first.model.get_weights(), again.model.get_weights()))
+
+
+def test_a_learning_rate_schedule_continues_after_a_resume(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    def scheduled() -> keras.Model:  # 4 steps per epoch: 4 of warmup, then 12 of cosine decay
+        return tiny_model(training.learning_rate(0.05, "cosine", 1, epochs=4, steps_per_epoch=4))
+
+    monkeypatch.setattr(training.shutil, "rmtree", lambda *args, **kwargs: None)  # killed after 2 epochs
+    fit(tmp_path, 0, 2, build=scheduled)
+    monkeypatch.undo()
+    resumed = fit(tmp_path, 0, 4, build=lambda: pytest.fail("rebuilt instead of resumed"))
+    optimizer = resumed.model.optimizer
+    assert int(optimizer.iterations) == 16  # the step count, and so the schedule, went on from the checkpoint
+    assert float(optimizer.learning_rate) == pytest.approx(0.0, abs=1e-7)

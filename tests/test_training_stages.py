@@ -17,8 +17,8 @@ import pytest
 import yaml
 
 from stages import baseline, finetune, transfer
-from stages.lib import models, params, training
-from tests.conftest import ROOT, build_encoded_project, dvc_args, set_params, stage_args
+from stages.lib import models, params, records, training
+from tests.conftest import ROOT, THREE_CLASSES, build_encoded_project, dvc_args, set_params, stage_args
 
 
 def declared_leaves(stage_params: tuple[str, ...], path: Path) -> set[str]:
@@ -223,3 +223,40 @@ def dvc_args_in(root: Path, stage: str) -> list[str]:
     return ["--params", str(root / "params.yaml")] + [
         value if value.startswith("--") else str(root / value) for value in args
     ]
+
+
+def test_keep_best_early_stopping_and_a_schedule_in_a_stage(tmp_path: Path):
+    root = build_encoded_project(tmp_path, baseline={"epochs": 6, "lr_schedule": "cosine", "warmup_epochs": 1})
+    set_params(root, train={"keep_best": "val_loss", "patience": 1})
+    baseline.main(stage_args(root, "baseline"))
+    metrics = json.loads((root / "metrics" / "baseline.json").read_text())
+    assert 1 <= metrics["best_epoch"] <= metrics["epochs"] <= 6
+    assert steps(root, "baseline") == list(range(metrics["epochs"]))
+    if metrics["epochs"] < 6:  # stopped early: exactly `patience` epochs after the best one
+        assert metrics["epochs"] == metrics["best_epoch"] + 1
+    model = keras.models.load_model(root / "models" / "baseline.keras", safe_mode=True)
+    val = records.make_dataset(root / "data" / "tfrecords", "val", image_size=32, batch_size=8)
+    scores = model.evaluate(val, verbose=0, return_dict=True)
+    assert scores["loss"] == pytest.approx(metrics["val.loss"], rel=1e-4)  # the saved model is the best epoch's
+    schedule = model.optimizer.learning_rate
+    assert metrics["params_read.baseline.lr_schedule"] == "cosine" and float(schedule) < 0.001
+
+
+def test_label_smoothing_trains_three_classes_on_one_hot_targets(tmp_path: Path):
+    off = dict(flip="none", rotation=0.0, zoom=0.0, translation=0.0, contrast=0.0, brightness=0.0)
+    root = build_encoded_project(
+        tmp_path,
+        THREE_CLASSES,
+        train={"label_smoothing": 0.1},
+        transfer={"epochs": 1, "batch_size": 8, "augment": off},  # the cached-features path
+        finetune={"epochs": 2, "batch_size": 8, "lr_schedule": "cosine"},
+    )
+    transfer.main(stage_args(root, "transfer"))
+    finetune.main(stage_args(root, "finetune") + ["--transfer-model", str(root / "models" / "transfer.keras")])
+    for stage in ("transfer", "finetune"):
+        metrics = json.loads((root / "metrics" / f"{stage}.json").read_text())
+        assert 0 <= metrics["val.accuracy"] <= 1 and metrics["val.loss"] > 0
+    assert json.loads((root / "metrics" / "transfer.json").read_text())["cached_features"] == 1
+    model = keras.models.load_model(root / "models" / "finetune.keras", safe_mode=True, compile=True)
+    assert model.output_shape == (None, 3)
+    assert isinstance(model.loss, keras.losses.CategoricalCrossentropy) and model.loss.label_smoothing == 0.1

@@ -29,20 +29,30 @@ def units(num_classes: int) -> int:
     return 1 if num_classes == 2 else num_classes
 
 
-def loss(num_classes: int) -> keras.losses.Loss:
+def one_hot_targets(num_classes: int, label_smoothing: float) -> bool:
+    """Whether training feeds one-hot labels instead of class indices: Keras' sparse categorical cross-entropy
+    cannot smooth labels, so more than two classes with label smoothing train on one-hot labels."""
+    return units(num_classes) > 1 and label_smoothing > 0
+
+
+def loss(num_classes: int, label_smoothing: float = 0.0) -> keras.losses.Loss:
     import keras  # here, not at the top: architectures.py (and through it params.py) needs units() without Keras
 
     if units(num_classes) == 1:
-        return keras.losses.BinaryCrossentropy(from_logits=True)
+        return keras.losses.BinaryCrossentropy(from_logits=True, label_smoothing=label_smoothing)
+    if one_hot_targets(num_classes, label_smoothing):
+        return keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=label_smoothing)
     return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
 
-def metrics(num_classes: int) -> list[keras.metrics.Metric]:
-    """The Keras metrics named in METRICS, for a model with `num_classes` classes."""
+def metrics(num_classes: int, label_smoothing: float = 0.0) -> list[keras.metrics.Metric]:
+    """The Keras metrics named in METRICS, for a model with `num_classes` classes (and the labels `loss` takes)."""
     import keras
 
     if units(num_classes) == 1:
         accuracy = keras.metrics.BinaryAccuracy(threshold=0.0, name="accuracy")  # logit 0 is probability 0.5
+    elif one_hot_targets(num_classes, label_smoothing):
+        accuracy = keras.metrics.CategoricalAccuracy(name="accuracy")
     else:
         accuracy = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
     return [accuracy]  # in METRICS order (tests/test_heads.py holds the names to it)

@@ -31,7 +31,7 @@ from pydantic import (
 )
 from pydantic.dataclasses import dataclass
 
-from stages.lib import sources
+from stages.lib import heads, sources
 from stages.lib.architectures import ARCHITECTURES
 from stages.lib.bases import BASES
 from stages.lib.cli import PARAMS_FILE, PipelineError, first_line
@@ -140,11 +140,27 @@ class AugmentParams:
     brightness: Factor
 
 
+# What train.keep_best may watch: nothing, or the val loss or a val metric of heads.METRICS.
+MONITORS = ("none", "val_loss", *(f"val_{name}" for name in heads.METRICS))
+
+
+def _check_monitor(value: str) -> str:
+    if value not in MONITORS:
+        raise ValueError(f"must be one of {', '.join(MONITORS)} (got {value!r})")
+    return value
+
+
 @dataclass(frozen=True, config=_CONFIG)
 class TrainParams:
     strategy: Literal["auto", "mirrored", "multi_worker", "none"]
     cache_images: StrictBool  # keep decoded train/val images in memory after the first epoch
     class_weight: Literal["none", "balanced"]  # balanced: n / (classes x count of the image's class)
+    keep_best: Annotated[Str, AfterValidator(_check_monitor)]  # none: the last epoch's model (the reference)
+    patience: Annotated[Int, Field(ge=0)]  # early stopping after this many epochs without a better keep_best
+    label_smoothing: Annotated[Float, Field(ge=0, lt=1)]
+
+
+Schedule = Literal["constant", "cosine"]  # after warmup_epochs of linear warmup from 0 (training.learning_rate)
 
 
 @dataclass(frozen=True, config=_CONFIG)
@@ -154,6 +170,8 @@ class BaselineParams:
     epochs: Epochs
     batch_size: BatchSize
     learning_rate: LearningRate
+    lr_schedule: Schedule
+    warmup_epochs: Annotated[Int, Field(ge=0)]
     augment: AugmentParams
 
 
@@ -173,6 +191,8 @@ class TransferParams:
     epochs: Epochs
     batch_size: BatchSize
     learning_rate: LearningRate
+    lr_schedule: Schedule
+    warmup_epochs: Annotated[Int, Field(ge=0)]
     cache_features: StrictBool  # train the head on precomputed base features when augmentation is off
     augment: AugmentParams
 
@@ -182,6 +202,8 @@ class FinetuneParams:
     epochs: Epochs
     batch_size: BatchSize
     lr_factor: Annotated[Float, Field(gt=0, le=1)]  # fine-tuning learning rate = transfer.learning_rate x this
+    lr_schedule: Schedule
+    warmup_epochs: Annotated[Int, Field(ge=0)]
 
 
 @dataclass(frozen=True, config=_CONFIG)
@@ -223,6 +245,22 @@ class Params:
             raise ValueError(
                 f"encode.image_size: {self.encode.image_size} is smaller than the largest size a stage trains at "
                 f"({needed}, model.image_size / baseline.image_size); stored images would be upscaled"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _recipes_fit_their_epochs(self) -> Params:
+        for name in ("baseline", "transfer", "finetune"):
+            section = getattr(self, name)
+            if section.warmup_epochs >= section.epochs:
+                raise ValueError(
+                    f"{name}.warmup_epochs: {section.warmup_epochs} leaves no epoch after the warmup "
+                    f"({name}.epochs is {section.epochs})"
+                )
+        if self.train.patience and self.train.keep_best == "none":
+            raise ValueError(
+                f"train.patience: {self.train.patience} needs train.keep_best to name the val metric it watches "
+                f"({', '.join(MONITORS[1:])})"
             )
         return self
 

@@ -69,6 +69,19 @@ def save_model(model: keras.Model, path: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def save_weights(model: keras.Model, path: Path) -> None:
+    """Atomic `model.save_weights` (Keras needs the .weights.h5 suffix, so the temporary name keeps it)."""
+    path = Path(path)
+    files.remove_stale(path, ".{name}.tmp*.weights.h5")
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}.weights.h5")
+    try:
+        with files.naming_a_full_disk(path):
+            model.save_weights(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def load_model(path: Path, stage: str = "", *, compile: bool = False) -> keras.Model:
     """The model in `path` (safe_mode: no code in the file runs); without its optimizer unless `compile`.
 

@@ -9,7 +9,9 @@ logged by dvclive, and the summary in metrics/<stage>.json.
 - `dvclive.keras.DVCLiveCallback`: every logged value, per epoch, as dvclive/<stage>/plots/metrics/{train,eval}/
   <name>.tsv with the epoch as the step; the step starts at `epochs.start`, so fine-tuning continues transfer's
   epoch numbers;
-- `Checkpoint`: the model (with its optimizer state) and a state file, written atomically, so a stage killed
+- `Checkpoint`: with train.keep_best, first the weights of the best epoch so far (`best.weights.h5`) and, with
+  train.patience, early stopping; then the model (with its optimizer state) and a state file, written atomically,
+  so a stage killed
   mid-training (even kill -9) resumes from its last finished epoch. (Keras' BackupAndRestore writes its weights
   and epoch counter in place, one after the other: a kill between or during them leaves a truncated file or an
   epoch trained twice; it also cannot tell a checkpoint of other params from its own, and keeps the resumed
@@ -36,13 +38,15 @@ import numpy as np
 import tensorflow as tf
 from dvclive import Live
 from dvclive.keras import DVCLiveCallback
+from keras.optimizers.schedules import LearningRateSchedule
 
 from stages.lib import files, heads, records, runtime
 from stages.lib.cli import PipelineError
 from stages.lib.params import StageParams
-from stages.lib.saving import save_model
+from stages.lib.saving import save_model, save_weights
 
 CHECKPOINT = "last.keras"
+BEST = "best.weights.h5"
 STATE = "state.json"
 
 
@@ -71,6 +75,22 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
     return tf.distribute.MultiWorkerMirroredStrategy()
 
 
+def learning_rate(
+    peak: float, schedule: str, warmup_epochs: int, epochs: int, steps_per_epoch: int
+) -> float | LearningRateSchedule:
+    """`peak` throughout (constant, no warmup: the reference), else Keras' CosineDecay: a linear warmup from 0 over
+    `warmup_epochs`, then `peak` held (constant: alpha 1 keeps it) or decayed along a cosine to 0 by the last step."""
+    if schedule == "constant" and warmup_epochs == 0:
+        return peak
+    alpha = 1.0 if schedule == "constant" else 0.0
+    warmup_steps, decay_steps = warmup_epochs * steps_per_epoch, (epochs - warmup_epochs) * steps_per_epoch
+    if warmup_steps == 0:
+        return keras.optimizers.schedules.CosineDecay(peak, decay_steps, alpha=alpha)
+    return keras.optimizers.schedules.CosineDecay(
+        0.0, decay_steps, alpha=alpha, warmup_target=peak, warmup_steps=warmup_steps
+    )
+
+
 def fingerprint(**parts: object) -> str:
     """A stable hash of what a checkpoint depends on (params values, input metadata, parent model hash)."""
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
@@ -80,7 +100,8 @@ def fingerprint(**parts: object) -> str:
 class FitResult:
     model: keras.Model
     final: dict[str, float]  # the last epoch's logs: loss, val_loss and heads.METRICS, with and without val_
-    epochs: int  # epochs of this stage, including any run before a resume
+    epochs: int  # epochs of this stage trained, including any run before a resume (fewer if stopped early)
+    best_epoch: int | None  # with train.keep_best: the epoch (1-based, in the stage's numbering) `model` is from
     seconds: float  # wall time of training, including any run before a resume
     images_per_second: float  # training throughput of this process
 
@@ -119,20 +140,47 @@ class StopOnNonFinite(keras.callbacks.Callback):
                 raise TrainingError(f"{name} became {float(value)} in epoch {epoch + 1}; no model was written")
 
 
-class Checkpoint(keras.callbacks.Callback):
-    """At the end of every epoch: the model, then state.json (next epoch, seconds so far, fingerprint, logs)."""
+def improved(monitor: str, value: float, best: float) -> bool:
+    """A loss improves downwards, every metric of heads.METRICS upwards."""
+    return value < best if monitor.endswith("loss") else value > best
 
-    def __init__(self, work_dir: Path, key: str, seconds_before: float, logs_before: dict[str, float]):
+
+class Checkpoint(keras.callbacks.Callback):
+    """At the end of every epoch: the best weights (when `monitor` improved), then the model, then state.json (next
+    epoch, seconds so far, fingerprint, logs, the best epoch and whether early stopping ended training)."""
+
+    def __init__(
+        self,
+        work_dir: Path,
+        key: str,
+        seconds_before: float,
+        state: dict | None,
+        monitor: str | None = None,
+        patience: int = 0,
+    ):
         super().__init__()
         self.work_dir, self.key, self.seconds_before = work_dir, key, seconds_before
+        self.monitor, self.patience = monitor, patience
         self.started = time.perf_counter()
-        self.last_logs = logs_before
+        self.last_logs = state["logs"] if state else {}
+        self.best: dict | None = state.get("best") if state else None  # {"epoch", "value", "logs"}
+        self.stopped = bool(state and state.get("stopped"))
 
     def on_epoch_end(self, epoch, logs=None):
         self.last_logs = {k: float(v) for k, v in (logs or {}).items()}
+        if self.monitor:
+            value = self.last_logs[self.monitor]
+            if self.best is None or improved(self.monitor, value, self.best["value"]):
+                save_weights(self.model, self.work_dir / BEST)
+                self.best = {"epoch": epoch, "value": value, "logs": self.last_logs}
+            if self.patience and epoch - self.best["epoch"] >= self.patience:
+                self.model.stop_training = self.stopped = True
         save_model(self.model, self.work_dir / CHECKPOINT)
         seconds = self.seconds_before + time.perf_counter() - self.started
-        state = {"next_epoch": epoch + 1, "seconds": seconds, "key": self.key, "logs": self.last_logs}
+        state = {
+            "next_epoch": epoch + 1, "seconds": seconds, "key": self.key, "logs": self.last_logs,
+            "best": self.best, "stopped": self.stopped,
+        }  # fmt: skip
         files.write_json(self.work_dir / STATE, state)
 
 
@@ -165,12 +213,16 @@ def fit(
     live_dir: Path,
     key: str,
     strategy: tf.distribute.Strategy,
+    monitor: str | None = None,
+    patience: int = 0,
 ) -> FitResult:
     """Train the epochs in `epochs` (0-based; fine-tuning's continue transfer's), resuming if possible.
 
     `build()` returns a compiled model; it is called in the strategy's scope, unless a checkpoint with the same
     `key` is in `work_dir`, which is then loaded instead. The checkpoint is removed when training completes, so
-    a finished stage leaves only its final model (saved by the caller).
+    a finished stage leaves only its final model (saved by the caller). With `monitor` (a logged val metric), the
+    model returned has the weights of the epoch that was best by it, and `patience` > 0 stops training after that
+    many epochs without a better one.
     """
     work_dir, live_dir = Path(work_dir), Path(live_dir)
     state = _read_state(work_dir, key)
@@ -187,10 +239,10 @@ def fit(
     resume = bool(state) and live_dir.is_dir()
     if resume:
         _drop_logged_steps_from(live_dir, start)
-    checkpoint = Checkpoint(work_dir, key, seconds_before, state["logs"] if state else {})
+    checkpoint = Checkpoint(work_dir, key, seconds_before, state, monitor, patience)
     with Live(str(live_dir), resume=resume, dvcyaml=False, save_dvc_exp=False, report=None) as live:
         live.step = start
-        if start < epochs.stop:
+        if start < epochs.stop and not checkpoint.stopped:
             model.fit(
                 train,
                 validation_data=val,
@@ -201,13 +253,19 @@ def fit(
                 verbose=1 if sys.stdout.isatty() else 2,  # a progress bar on a terminal, one line per epoch in CI logs
             )
     run_seconds = time.perf_counter() - checkpoint.started
+    trained_until = _read_state(work_dir, key)["next_epoch"] if (work_dir / STATE).is_file() else start
+    final, best_epoch = checkpoint.last_logs, None
+    if monitor and checkpoint.best:
+        model.load_weights(work_dir / BEST)
+        final, best_epoch = checkpoint.best["logs"], checkpoint.best["epoch"] + 1
     shutil.rmtree(work_dir, ignore_errors=True)
     return FitResult(
         model=model,
-        final=checkpoint.last_logs,
-        epochs=len(epochs),
+        final=final,
+        epochs=trained_until - epochs.start,
+        best_epoch=best_epoch,
         seconds=seconds_before + run_seconds,
-        images_per_second=train_count * (epochs.stop - start) / run_seconds if run_seconds > 0 else 0.0,
+        images_per_second=train_count * (trained_until - start) / run_seconds if run_seconds > 0 else 0.0,
     )
 
 
@@ -226,6 +284,8 @@ def summary(result: FitResult, model: keras.Model) -> dict[str, float | int | st
                 out[f"{split}.{name}"] = round(result.final[key], 6)
     out |= count_params(model)
     out["epochs"] = result.epochs
+    if result.best_epoch is not None:
+        out["best_epoch"] = result.best_epoch
     out["seconds"] = round(result.seconds, 1)
     out["images_per_second"] = round(result.images_per_second, 1)
     return out | runtime.machine()
@@ -254,35 +314,54 @@ class TrainingStage:
         counts = np.array([per_class[name] for name in self.meta["class_names"]], dtype=np.float64)
         return counts.sum() / (len(counts) * counts)
 
-    def weighted(self, train: tf.data.Dataset) -> tf.data.Dataset:
-        """Batches of (x, labels) -> (x, labels, sample weights) under train.class_weight: balanced."""
+    def _labels(self, labels: tf.Tensor) -> tf.Tensor:
+        """Class indices as the loss takes them: one-hot when it smooths more than two classes (heads)."""
+        if heads.one_hot_targets(self.num_classes, self.params.train.label_smoothing):
+            return tf.one_hot(tf.cast(labels, tf.int32), self.num_classes)
+        return labels
+
+    def for_training(self, train: tf.data.Dataset) -> tf.data.Dataset:
+        """Batches of (x, labels) -> (x, targets[, sample weights under train.class_weight: balanced])."""
         weights = self.class_weights()
         if weights is None:
-            return train
+            return train.map(lambda x, labels: (x, self._labels(labels)))
         table = tf.constant(weights, tf.float32)
-        return train.map(lambda x, labels: (x, labels, tf.gather(table, tf.cast(labels, tf.int32))))
+        return train.map(lambda x, labels: (x, self._labels(labels), tf.gather(table, tf.cast(labels, tf.int32))))
+
+    def for_validation(self, val: tf.data.Dataset) -> tf.data.Dataset:
+        return val.map(lambda x, labels: (x, self._labels(labels)))
 
     def datasets(self, image_size: int, batch_size: int) -> tuple[tf.data.Dataset, tf.data.Dataset]:
         """(train, val): train reshuffled every epoch from `seed` (with sample weights under train.class_weight:
-        balanced), val in its stored order."""
+        balanced), val in its stored order; labels as the loss takes them."""
         seed, cache, records_dir = self.params.seed, self.params.train.cache_images, self.args.records
         train = records.make_dataset(
             records_dir, "train", image_size=image_size, batch_size=batch_size, shuffle_seed=seed, cache=cache
         )
         val = records.make_dataset(records_dir, "val", image_size=image_size, batch_size=batch_size, cache=cache)
-        return self.weighted(train), val
+        return self.for_training(train), self.for_validation(val)
+
+    def learning_rate(self, peak: float, recipe: StageParams, batch_size: int) -> float | LearningRateSchedule:
+        """The learning rate for a stage section's lr_schedule, warmup_epochs and epochs (see `learning_rate`)."""
+        steps_per_epoch = math.ceil(self.meta["splits"]["train"]["count"] / batch_size)
+        return learning_rate(peak, recipe.lr_schedule, recipe.warmup_epochs, recipe.epochs, steps_per_epoch)
 
     def compile(self, model, optimizer: keras.optimizers.Optimizer):
         """`model` (a keras.Model or architectures.TrainingModels) compiled with heads' loss and metrics."""
-        model.compile(optimizer=optimizer, loss=heads.loss(self.num_classes), metrics=heads.metrics(self.num_classes))
+        smoothing = self.params.train.label_smoothing
+        loss, metrics = heads.loss(self.num_classes, smoothing), heads.metrics(self.num_classes, smoothing)
+        model.compile(optimizer=optimizer, loss=loss, metrics=metrics)
         return model
 
     def fit(self, build, train: tf.data.Dataset, val: tf.data.Dataset, epochs: range, **inputs: object) -> FitResult:
-        """`fit` with this stage's paths, strategy and a fingerprint of its params, the records and `inputs`."""
+        """`fit` with this stage's paths, strategy, train.keep_best and train.patience, and a fingerprint of its
+        params, the records and `inputs`."""
         key = fingerprint(stage=self.name, params=self.params.snapshot(), meta=self.meta, **inputs)
+        keep_best = self.params.train.keep_best
         return fit(
             build, train, val, epochs=epochs, train_count=self.meta["splits"]["train"]["count"],
             work_dir=self.args.checkpoints, live_dir=self.args.logs, key=key, strategy=self.strategy,
+            monitor=None if keep_best == "none" else keep_best, patience=self.params.train.patience,
         )  # fmt: skip
 
     def finish(self, model: keras.Model, result: FitResult, **extra: object) -> dict:
