@@ -4,8 +4,9 @@ A pretrained base (model.base, model.weights), frozen and in inference mode, und
 GlobalAveragePooling -> Dropout -> Dense head, trained on the train split and validated on val.
 With model.weights: none, the random base's BatchNorm statistics are first set from
 model.calibration_images train images (models.calibrate_batchnorm), or every image gives the same features.
-With augmentation off (and transfer.cache_features), the base's features are computed once and only
-the head is trained on them: the same model, without running the frozen base every epoch.
+With transfer.cache_features, the frozen base's features of the val images are computed once and the head alone
+is validated on them every epoch; with augmentation off, the train images' too, and only the head is trained
+on them: the same model, without running the frozen base over the same images every epoch.
 """
 
 from __future__ import annotations
@@ -80,6 +81,14 @@ def main(argv: list[str] | None = None) -> params.StageParams:
         for name in models.HEAD_LAYER_NAMES:  # a head resumed from a checkpoint is a separate copy
             model.get_layer(name).set_weights(result.model.get_layer(name).get_weights())
     else:
+        if t.cache_features:  # the frozen base gives val images the same features every epoch: compute them once
+            start = time.perf_counter()
+            feature_model = keras.Model(model.input, model.get_layer(models.FEATURES_LAYER_NAME).output)
+            val_x, val_y = models.features(feature_model, plain("val"))
+            extra["features_seconds"] = round(time.perf_counter() - start, 1)
+            val = stage.validation_on_features(
+                val_x, val_y, lambda trained: models.head_on_features(trained, val_x.shape[1:]), t.batch_size
+            )
         result = stage.fit(lambda: model, train, val, range(t.epochs))
         model = result.model
     sha256 = models.weights_sha256(m.base, weights, size)  # what the report checks comparability with

@@ -260,3 +260,27 @@ def test_label_smoothing_trains_three_classes_on_one_hot_targets(tmp_path: Path)
     model = keras.models.load_model(root / "models" / "finetune.keras", safe_mode=True, compile=True)
     assert model.output_shape == (None, 3)
     assert isinstance(model.loss, keras.losses.CategoricalCrossentropy) and model.loss.label_smoothing == 0.1
+
+
+def test_val_features_computed_once_give_the_same_training_as_the_whole_model(tmp_path: Path):
+    root = build_encoded_project(tmp_path, transfer={"epochs": 2, "batch_size": 8})  # default augmentation: on
+    runs = {}
+    for cache in (True, False):
+        set_params(root, transfer={"cache_features": cache})
+        args = stage_args(root, "transfer") + [
+            "--model",
+            str(root / f"{cache}.keras"),
+            "--logs",
+            str(root / f"{cache}"),
+        ]
+        transfer.main(args + ["--metrics", str(root / f"{cache}.json")])
+        runs[cache] = json.loads((root / f"{cache}.json").read_text())
+    assert "features_seconds" in runs[True] and "features_seconds" not in runs[False]
+    for key in ("train.loss", "train.accuracy", "val.loss", "val.accuracy"):
+        assert runs[True][key] == pytest.approx(runs[False][key], rel=1e-5, abs=1e-6)
+    cached, whole = (keras.models.load_model(root / f"{c}.keras", safe_mode=True) for c in (True, False))
+    assert all(np.allclose(a, b, atol=1e-6) for a, b in zip(cached.get_weights(), whole.get_weights()))
+    for cache in (True, False):  # the logged val curves too, epoch by epoch
+        logged = (root / f"{cache}" / "plots" / "metrics" / "eval" / "loss.tsv").read_text().splitlines()[1:]
+        runs[cache] = [float(line.split("\t")[-1]) for line in logged]
+    assert runs[True] == pytest.approx(runs[False], rel=1e-5)

@@ -145,6 +145,19 @@ def improved(monitor: str, value: float, best: float) -> bool:
     return value < best if monitor.endswith("loss") else value > best
 
 
+class ValidateWith(keras.callbacks.Callback):
+    """Sets the epoch's val_<name> logs from `validate(model)` instead of Keras' validation pass (see `fit`): first
+    in `callbacks`, so that dvclive, the checkpoint's keep_best and the progress line all see them."""
+
+    def __init__(self, validate: Callable[[keras.Model], dict[str, float]]):
+        super().__init__()
+        self.validate = validate
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs.update(self.validate(self.model))
+
+
 class Checkpoint(keras.callbacks.Callback):
     """At the end of every epoch: the best weights (when `monitor` improved), then the model, then state.json (next
     epoch, seconds so far, fingerprint, logs, the best epoch and whether early stopping ended training)."""
@@ -205,7 +218,7 @@ def _drop_logged_steps_from(live_dir: Path, first_step: int) -> None:
 def fit(
     build: Callable[[], keras.Model],
     train: tf.data.Dataset,
-    val: tf.data.Dataset,
+    val: tf.data.Dataset | Callable[[keras.Model], dict[str, float]],
     *,
     epochs: range,
     train_count: int,
@@ -220,7 +233,8 @@ def fit(
 
     `build()` returns a compiled model; it is called in the strategy's scope, unless a checkpoint with the same
     `key` is in `work_dir`, which is then loaded instead. The checkpoint is removed when training completes, so
-    a finished stage leaves only its final model (saved by the caller). With `monitor` (a logged val metric), the
+    a finished stage leaves only its final model (saved by the caller). `val` is a dataset, or a function giving
+    the model's val_<name> logs another way (TrainingStage.validation_on_features). With `monitor` (a val metric), the
     model returned has the weights of the epoch that was best by it, and `patience` > 0 stops training after that
     many epochs without a better one.
     """
@@ -243,13 +257,14 @@ def fit(
     with Live(str(live_dir), resume=resume, dvcyaml=False, save_dvc_exp=False, report=None) as live:
         live.step = start
         if start < epochs.stop and not checkpoint.stopped:
+            validate = [ValidateWith(val)] if callable(val) else []
             model.fit(
                 train,
-                validation_data=val,
+                validation_data=None if validate else val,
                 initial_epoch=start,
                 shuffle=False,  # the datasets shuffle themselves, seeded
                 epochs=epochs.stop,
-                callbacks=[MainOutputLogs(), StopOnNonFinite(), DVCLiveCallback(live=live), checkpoint],
+                callbacks=[*validate, MainOutputLogs(), StopOnNonFinite(), DVCLiveCallback(live=live), checkpoint],
                 verbose=1 if sys.stdout.isatty() else 2,  # a progress bar on a terminal, one line per epoch in CI logs
             )
     run_seconds = time.perf_counter() - checkpoint.started
@@ -340,6 +355,23 @@ class TrainingStage:
         )
         val = records.make_dataset(records_dir, "val", image_size=image_size, batch_size=batch_size, cache=cache)
         return self.for_training(train), self.for_validation(val)
+
+    def validation_on_features(
+        self, features: np.ndarray, labels: np.ndarray, head: Callable[[keras.Model], keras.Model], batch_size: int
+    ) -> Callable[[keras.Model], dict[str, float]]:
+        """A `val` for `fit` that scores `head(model)` (the model's own layers above the features, shared) on val
+        features computed once: what the whole model would give, without running its frozen part every epoch."""
+        val = self.for_validation(tf.data.Dataset.from_tensor_slices((features, labels)).batch(batch_size))
+        heads_of: dict[int, keras.Model] = {}  # per model: a resumed run trains a model loaded from its checkpoint
+
+        def validate(model: keras.Model) -> dict[str, float]:
+            if id(model) not in heads_of:
+                with self.strategy.scope():  # compiled for its loss and metrics only; it is never trained itself
+                    heads_of[id(model)] = self.compile(head(model), keras.optimizers.SGD())
+            scores = heads_of[id(model)].evaluate(val, verbose=0, return_dict=True)
+            return {f"val_{name}": float(value) for name, value in scores.items()}
+
+        return validate
 
     def learning_rate(self, peak: float, recipe: StageParams, batch_size: int) -> float | LearningRateSchedule:
         """The learning rate for a stage section's lr_schedule, warmup_epochs and epochs (see `learning_rate`)."""
