@@ -1,0 +1,92 @@
+"""The transfer stage with and without computing the frozen base's val features once (transfer.cache_features),
+augmentation on as in the reference, against the model's own step rate on in-memory tensors.
+
+    python -m benchmarks.frozen_features [--train-per-class 200] [--validation-per-class 100] [--epochs 3]
+
+Runs the real transfer stage (its `main`, MobileNetV2 at 160 px, random weights: the step cost does not depend
+on their values) on the sample data, alternating the two settings, best of two each. Prints the stage's
+seconds (fit plus the feature pass) per setting, and the floor: the same epochs of training steps alone, on
+batches already in memory, with no validation at all. The ratio to that floor is what is left to gain.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import keras
+import yaml
+
+from benchmarks.common import encode, prepare_raw
+from stages import transfer
+from stages.lib import models, records
+from stages.lib.augment import build_augmentation
+from stages.lib.params import AugmentParams
+
+ROOT = Path(__file__).resolve().parents[1]
+SIZE, BATCH = 160, 32
+
+
+def write_params(path: Path, epochs: int, cache_features: bool) -> None:
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw["model"].update(weights="none", image_size=SIZE)
+    raw["transfer"].update(epochs=epochs, batch_size=BATCH, cache_features=cache_features)
+    path.write_text(yaml.safe_dump(raw))
+
+
+def stage_seconds(tmp: Path, epochs: int, cache_features: bool) -> float:
+    """One transfer stage run; its training seconds plus the feature pass, as metrics/transfer.json records."""
+    write_params(tmp / "params.yaml", epochs, cache_features)
+    for leftover in ("logs", "checkpoints"):
+        shutil.rmtree(tmp / leftover, ignore_errors=True)
+    transfer.main(
+        ["--params", str(tmp / "params.yaml"), "--records", str(tmp / "records"), "--model", str(tmp / "m.keras"),
+         "--logs", str(tmp / "logs"), "--metrics", str(tmp / "m.json"), "--checkpoints", str(tmp / "checkpoints")]
+    )  # fmt: skip
+    metrics = json.loads((tmp / "m.json").read_text())
+    return metrics["seconds"] + metrics.get("features_seconds", 0.0)
+
+
+def floor_seconds(tmp: Path, epochs: int, count: int) -> float:
+    """Seconds of `epochs` epochs of the transfer model's training steps on in-memory batches, no validation."""
+    augment = AugmentParams("horizontal", 0.1, 0.0, 0.0, 0.0, 0.0)
+    base = models.build_base("mobilenet_v2", SIZE, None)
+    model = models.build_transfer_model(base, "mobilenet_v2", SIZE, 2, 0.2, build_augmentation(augment, 0))
+    model.compile(keras.optimizers.Adam(3e-4), keras.losses.BinaryCrossentropy(from_logits=True))
+    batches = records.make_dataset(tmp / "records", "train", image_size=SIZE, batch_size=BATCH).cache()
+    model.fit(batches, epochs=1, verbose=0)  # fills the cache and traces the step
+    start = time.perf_counter()
+    model.fit(batches, epochs=epochs, verbose=0)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--train-per-class", type=int, default=200)
+    parser.add_argument("--validation-per-class", type=int, default=100)
+    parser.add_argument("--epochs", type=int, default=3)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        raw, frames = prepare_raw(tmp, args.train_per_class, args.validation_per_class)
+        encode(raw, frames, tmp / "records", SIZE)
+        count, val_count = len(frames["train"]), len(frames["val"])
+        best = {True: float("inf"), False: float("inf")}
+        for _ in range(2):
+            for cache_features in (False, True):
+                best[cache_features] = min(best[cache_features], stage_seconds(tmp, args.epochs, cache_features))
+        floor = floor_seconds(tmp, args.epochs, count)
+        print(f"transfer, {count} train / {val_count} val images, {args.epochs} epochs, augmentation on:")
+        for label, cache_features in (("val through the whole model (before)", False), ("val features once", True)):
+            seconds = best[cache_features]
+            print(f"  {label:38s} {seconds:7.1f} s   {seconds / floor:.2f}x the step-rate floor")
+        print(f"  {'floor: training steps in memory':38s} {floor:7.1f} s")
+        print(f"  speed-up {best[False] / best[True]:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
