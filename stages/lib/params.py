@@ -150,9 +150,23 @@ def _check_monitor(value: str) -> str:
     return value
 
 
+def _check_strategy(value: str) -> str:
+    if value == "multi_worker":  # tests/test_training.py reproduces it, and will say when Keras fixes it
+        raise ValueError(
+            "multi_worker is not supported: Keras 3's model.fit fails under MultiWorkerMirroredStrategy "
+            "(keras-team/keras#20585, reproduced with Keras 3.15.1); train on one machine with auto or mirrored"
+        )
+    if value not in STRATEGIES:
+        raise ValueError(f"must be one of {', '.join(STRATEGIES)} (got {value!r})")
+    return value
+
+
+STRATEGIES = ("auto", "mirrored", "none")
+
+
 @dataclass(frozen=True, config=_CONFIG)
 class TrainParams:
-    strategy: Literal["auto", "mirrored", "multi_worker", "none"]
+    strategy: Annotated[Str, AfterValidator(_check_strategy)]
     cache_images: StrictBool  # keep decoded train/val images in memory after the first epoch
     class_weight: Literal["none", "balanced"]  # balanced: n / (classes x count of the image's class)
     keep_best: Annotated[Str, AfterValidator(_check_monitor)]  # none: the last epoch's model (the reference)
