@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> params.StageParams:
     # TensorFlow only now: --help, a bad argument or a bad param answer in a second, not after its 4-5 s import.
     from stages.lib import records, runtime, saving, serving
 
-    model = saving.load_model(args.model, "finetune")
+    model = serving.in_float32(saving.load_model(args.model, "finetune"))  # the formats are float32 (train.precision)
     meta = records.read_meta(args.records)
     if not meta["splits"].get("test", {}).get("count"):
         raise PipelineError(f"{args.records}: the test split is empty; nothing to check the exports against")

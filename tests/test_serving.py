@@ -148,3 +148,20 @@ def test_a_float_format_past_the_tolerance_stops_the_stage():
         serving.check_float_parity({"saved_model": 1e-7, "tflite_float32": 2e-3, "tflite_dynamic_range": 0.0})
     with pytest.raises(serving.ExportError, match="saved_model nan"):
         serving.check_float_parity({"saved_model": float("nan"), "tflite_float32": 0.0, "tflite_dynamic_range": 0})
+
+
+def test_a_mixed_precision_model_is_exported_as_the_same_weights_in_float32():
+    try:
+        keras.mixed_precision.set_global_policy("mixed_bfloat16")
+        inputs = keras.Input((8, 8, 3))
+        mixed = keras.Model(inputs, keras.layers.Dense(1)(keras.layers.GlobalAveragePooling2D()(inputs)))
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    copy = serving.in_float32(mixed)
+    assert {layer.dtype_policy.name for layer in copy.layers} == {"float32"}
+    assert all((a == b).all() for a, b in zip(mixed.get_weights(), copy.get_weights()))
+    images = np.random.default_rng(0).uniform(0, 255, (4, 8, 8, 3)).astype("float32")
+    assert copy(images).dtype == "float32"
+    assert np.allclose(copy(images), np.asarray(mixed(images), dtype="float32"), rtol=0.02, atol=0.05)
+    model = serving.in_float32(copy)
+    assert model is copy  # a float32 model is exported as it is

@@ -284,3 +284,18 @@ def test_val_features_computed_once_give_the_same_training_as_the_whole_model(tm
         logged = (root / f"{cache}" / "plots" / "metrics" / "eval" / "loss.tsv").read_text().splitlines()[1:]
         runs[cache] = [float(line.split("\t")[-1]) for line in logged]
     assert runs[True] == pytest.approx(runs[False], rel=1e-5)
+
+
+def test_mixed_precision_and_xla_are_options_of_every_training_stage(tmp_path: Path):
+    root = build_encoded_project(
+        tmp_path, train={"precision": "mixed_bfloat16", "jit_compile": True}, baseline={"epochs": 1}
+    )
+    try:
+        baseline.main(stage_args(root, "baseline"))
+    finally:
+        keras.mixed_precision.set_global_policy("float32")  # the policy is global: leave it as other tests expect
+    metrics = json.loads((root / "metrics" / "baseline.json").read_text())
+    assert np.isfinite(metrics["train.loss"]) and 0 <= metrics["val.accuracy"] <= 1
+    model = keras.models.load_model(root / "models" / "baseline.keras", safe_mode=True)
+    assert {layer.dtype_policy.name for layer in model.layers if layer.weights} == {"mixed_bfloat16"}
+    assert all(weight.dtype == "float32" for weight in model.weights)  # the variables stay float32

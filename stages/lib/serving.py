@@ -150,8 +150,30 @@ def directory_bytes(path: Path) -> int:
     return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
 
 
+def in_float32(model: keras.Model) -> keras.Model:
+    """`model` itself, or for one trained under a mixed precision policy (train.precision) the same layers and
+    weights computing in float32: TFLite has no bfloat16 or float16 kernels for its ops, and float32 is what
+    the formats are compared with."""
+    if all(layer.dtype_policy.name == "float32" for layer in model._flatten_layers()):
+        return model
+
+    def float32_policies(node):
+        if isinstance(node, dict):
+            if node.get("class_name") == "DTypePolicy" and node.get("module") == "keras":
+                return {**node, "config": {**node["config"], "name": "float32"}}
+            return {key: float32_policies(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [float32_policies(value) for value in node]
+        return node
+
+    copy = model.__class__.from_config(float32_policies(model.get_config()))
+    copy.set_weights(model.get_weights())  # the variables are float32 under a mixed policy already
+    return copy
+
+
 def export_all(model: keras.Model, out_dir: Path, class_names: list[str]) -> Export:
-    """Write every format into out_dir (plus labels.txt) and return a predictor for each."""
+    """Write every format into out_dir (plus labels.txt) and return a predictor for each. `model` computes in
+    float32 (`in_float32`)."""
     saved_model = out_dir / SAVED_MODEL_DIR
     export_saved_model(model, saved_model)
     (out_dir / LABELS_FILE).write_text("".join(f"{name}\n" for name in class_names))

@@ -379,7 +379,7 @@ class TrainingStage:
         """`model` (a keras.Model or architectures.TrainingModels) compiled with heads' loss and metrics."""
         smoothing = self.params.train.label_smoothing
         loss, metrics = heads.loss(self.num_classes, smoothing), heads.metrics(self.num_classes, smoothing)
-        model.compile(optimizer=optimizer, loss=loss, metrics=metrics)
+        model.compile(optimizer=optimizer, loss=loss, metrics=metrics, jit_compile=self.params.train.jit_compile)
         return model
 
     def fit(self, build, train: tf.data.Dataset, val: tf.data.Dataset, epochs: range, **inputs: object) -> FitResult:
@@ -406,4 +406,5 @@ class TrainingStage:
 def start(name: str, args: argparse.Namespace, params: StageParams) -> TrainingStage:
     """Seeds, the tf.distribute strategy and the records' meta: the set-up every training stage begins with."""
     set_seeds(params.seed)
+    keras.mixed_precision.set_global_policy(params.train.precision)  # models built from here on compute in it
     return TrainingStage(name, args, params, make_strategy(params.train.strategy), records.read_meta(args.records))
