@@ -3,11 +3,14 @@
 Unfreezes the base of the transfer model from layer model.fine_tune_at on (null: the base's own choice,
 bases.BASES; BatchNorm stays in inference mode), recompiles with RMSprop at transfer.learning_rate x
 finetune.lr_factor and trains finetune.epochs more epochs. The epoch count continues the transfer stage's:
-with 10 + 10 epochs the logs show 11-20.
+with 10 + 10 epochs the logs show 11-20. With finetune.cache_features, the val images pass once through the
+layers below fine_tune_at (frozen, in inference mode) and every epoch validates the layers above on those
+activations: the same numbers, without re-running the frozen part.
 """
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from stages.lib import params
@@ -33,7 +36,7 @@ def main(argv: list[str] | None = None) -> params.StageParams:
     # TensorFlow only now: --help, a bad argument or a bad param answer in a second, not after its 4-5 s import.
     import keras
 
-    from stages.lib import files, heads, models, saving, training
+    from stages.lib import files, heads, models, records, saving, training
     from stages.lib.bases import BASES
 
     fine_tune_at = BASES[base].fine_tune_at if fine_tune_at is None else fine_tune_at
@@ -48,11 +51,25 @@ def main(argv: list[str] | None = None) -> params.StageParams:
             )
         models.unfreeze_from(model, fine_tune_at)
         stage.compile(model, keras.optimizers.RMSprop(stage.learning_rate(learning_rate, f, f.batch_size)))
-    train, val = stage.datasets(model.input_shape[1], f.batch_size)  # the size the transfer stage trained at
+    size = model.input_shape[1]  # the size the transfer stage trained at
+    train, val = stage.datasets(size, f.batch_size)
+    extra: dict[str, float] = {}
+    if f.cache_features:  # below fine_tune_at nothing trains: the val images' activations there never change
+        start = time.perf_counter()
+        plain_val = records.make_dataset(args.records, "val", image_size=size, batch_size=f.batch_size)
+        cut, labels = models.activations(models.frozen_part(model, fine_tune_at), plain_val)
+        extra["features_seconds"] = round(time.perf_counter() - start, 1)
+        val = stage.validation_on_features(
+            cut, labels, lambda trained: models.trained_part(trained, fine_tune_at), f.batch_size
+        )
     epochs = range(transfer_epochs, transfer_epochs + f.epochs)
     result = stage.fit(lambda: model, train, val, epochs, parent=files.sha256_file(args.transfer_model))
     stage.finish(
-        result.model, result, trainable_variables=len(result.model.trainable_variables), fine_tune_at=fine_tune_at
+        result.model,
+        result,
+        trainable_variables=len(result.model.trainable_variables),
+        fine_tune_at=fine_tune_at,
+        **extra,
     )
     return p
 

@@ -299,3 +299,22 @@ def test_mixed_precision_and_xla_are_options_of_every_training_stage(tmp_path: P
     model = keras.models.load_model(root / "models" / "baseline.keras", safe_mode=True)
     assert {layer.dtype_policy.name for layer in model.layers if layer.weights} == {"mixed_bfloat16"}
     assert all(weight.dtype == "float32" for weight in model.weights)  # the variables stay float32
+
+
+def test_finetune_validates_on_activations_computed_once_with_the_same_numbers(trained: Path, tmp_path: Path):
+    runs = {}
+    for cache in (True, False):
+        params_yaml = tmp_path / f"{cache}.yaml"
+        params_yaml.write_text((trained / "params.yaml").read_text())
+        raw = yaml.safe_load(params_yaml.read_text())
+        raw["finetune"].update(cache_features=cache, epochs=2)
+        params_yaml.write_text(yaml.safe_dump(raw))
+        args = stage_args(trained, "finetune") + ["--transfer-model", str(trained / "models" / "transfer.keras")]
+        outputs = ["--model", str(tmp_path / f"{cache}.keras"), "--logs", str(tmp_path / f"{cache}")]
+        finetune.main([*args, *outputs, "--metrics", str(tmp_path / f"{cache}.json"), "--params", str(params_yaml)])
+        runs[cache] = json.loads((tmp_path / f"{cache}.json").read_text())
+    assert "features_seconds" in runs[True] and "features_seconds" not in runs[False]
+    for key in ("train.loss", "val.loss", "val.accuracy"):
+        assert runs[True][key] == pytest.approx(runs[False][key], rel=1e-5, abs=1e-6)
+    cached, whole = (keras.models.load_model(tmp_path / f"{c}.keras", safe_mode=True) for c in (True, False))
+    assert all(np.allclose(a, b, atol=1e-6) for a, b in zip(cached.get_weights(), whole.get_weights()))

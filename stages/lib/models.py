@@ -160,6 +160,52 @@ def unfreeze_from(model: keras.Model, fine_tune_at: int) -> None:
         layer.trainable = False
 
 
+def _cut(base: keras.Model, fine_tune_at: int) -> list:
+    """The tensors that cross from the base's layers below `fine_tune_at` to the ones from it on: one in a plain
+    chain, two inside a residual block (the block's input, for its skip connection, and the current one)."""
+    below = {id(layer) for layer in base.layers[:fine_tune_at]}
+    crossing = []
+    for layer in base.layers[fine_tune_at:]:
+        for node in layer._inbound_nodes:
+            for tensor in node.input_tensors:
+                if id(tensor._keras_history.operation) in below and all(tensor is not t for t in crossing):
+                    crossing.append(tensor)
+    return crossing
+
+
+def frozen_part(model: keras.Model, fine_tune_at: int) -> keras.Model:
+    """Image -> the activations at the cut: everything fine-tuning from `fine_tune_at` leaves frozen, in inference
+    mode (augmentation off, preprocessing, the base's lower layers). Its outputs never change during training."""
+    base = base_of(model)
+    lower = keras.Model(model.input, model.get_layer(BASE_LAYER_NAME).input)  # augmentation and preprocessing
+    below = keras.Model(base.input, _cut(base, fine_tune_at))
+    inputs = keras.Input(model.input_shape[1:])
+    return keras.Model(inputs, below(lower(inputs)))
+
+
+def trained_part(model: keras.Model, fine_tune_at: int) -> keras.Model:
+    """The activations at the cut -> logits: `model`'s own layers from `fine_tune_at` on and its head, shared, so
+    that scoring it scores `model` (in inference mode, as validation runs)."""
+    base = base_of(model)
+    cut = _cut(base, fine_tune_at)
+    upper = keras.Model(cut, base.output)
+    inputs = [keras.Input(tensor.shape[1:]) for tensor in cut]
+    x = model.get_layer(FEATURES_LAYER_NAME)(upper(inputs))
+    for name in HEAD_LAYER_NAMES:
+        x = model.get_layer(name)(x)
+    return keras.Model(inputs, x)
+
+
+def activations(part: keras.Model, dataset) -> tuple[tuple[np.ndarray, ...], np.ndarray]:
+    """Run `part` (frozen_part) once over an unshuffled split of (images, labels) batches: (activations, labels)."""
+    found, labels = [], []
+    for images, batch_labels in dataset:
+        outputs = part(images, training=False)
+        found.append([np.asarray(o) for o in (outputs if isinstance(outputs, (list, tuple)) else [outputs])])
+        labels.append(batch_labels.numpy())
+    return tuple(np.concatenate(column) for column in zip(*found)), np.concatenate(labels)
+
+
 def features(feature_model: keras.Model, dataset) -> tuple[np.ndarray, np.ndarray]:
     """Run a frozen base once over an unshuffled split of (images, labels) batches: (features, labels)."""
     found, labels = [], []

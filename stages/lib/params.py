@@ -220,6 +220,7 @@ class FinetuneParams:
     lr_factor: Annotated[Float, Field(gt=0, le=1)]  # fine-tuning learning rate = transfer.learning_rate x this
     lr_schedule: Schedule
     warmup_epochs: Annotated[Int, Field(ge=0)]
+    cache_features: StrictBool  # validate on the val images' activations below fine_tune_at, computed once
 
 
 @dataclass(frozen=True, config=_CONFIG)
