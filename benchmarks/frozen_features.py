@@ -1,12 +1,13 @@
-"""The transfer stage with and without computing the frozen base's val features once (transfer.cache_features),
-augmentation on as in the reference, against the model's own step rate on in-memory tensors.
+"""The transfer and finetune stages with and without running their frozen part over the val images only once
+(transfer.cache_features, finetune.cache_features), augmentation on as in the reference, against the model's
+own step rate on in-memory tensors.
 
     python -m benchmarks.frozen_features [--train-per-class 200] [--validation-per-class 100] [--epochs 3]
 
-Runs the real transfer stage (its `main`, MobileNetV2 at 160 px, random weights: the step cost does not depend
-on their values) on the sample data, alternating the two settings, best of two each. Prints the stage's
-seconds (fit plus the feature pass) per setting, and the floor: the same epochs of training steps alone, on
-batches already in memory, with no validation at all. The ratio to that floor is what is left to gain.
+Runs the real stages (their `main`, MobileNetV2 at 160 px, random weights: the step cost does not depend on
+their values) on the sample data, alternating the two settings, best of two each. Prints each stage's seconds
+(fit plus the one pass of the frozen part) per setting, and the floor: the same epochs of training steps alone,
+on batches already in memory, with no validation at all. The ratio to that floor is what is left to gain.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import keras
 import yaml
 
 from benchmarks.common import encode, prepare_raw
-from stages import transfer
+from stages import finetune, transfer
 from stages.lib import models, records
 from stages.lib.augment import build_augmentation
 from stages.lib.params import AugmentParams
@@ -34,29 +35,35 @@ SIZE, BATCH = 160, 32
 def write_params(path: Path, epochs: int, cache_features: bool) -> None:
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
     raw["model"].update(weights="none", image_size=SIZE)
-    raw["transfer"].update(epochs=epochs, batch_size=BATCH, cache_features=cache_features)
+    for stage in ("transfer", "finetune"):
+        raw[stage].update(epochs=epochs, batch_size=BATCH, cache_features=cache_features)
     path.write_text(yaml.safe_dump(raw))
 
 
-def stage_seconds(tmp: Path, epochs: int, cache_features: bool) -> float:
-    """One transfer stage run; its training seconds plus the feature pass, as metrics/transfer.json records."""
+def stage_seconds(tmp: Path, stage: str, epochs: int, cache_features: bool) -> float:
+    """One run of the stage; its training seconds plus the feature pass, as its metrics record them."""
     write_params(tmp / "params.yaml", epochs, cache_features)
     for leftover in ("logs", "checkpoints"):
         shutil.rmtree(tmp / leftover, ignore_errors=True)
-    transfer.main(
-        ["--params", str(tmp / "params.yaml"), "--records", str(tmp / "records"), "--model", str(tmp / "m.keras"),
-         "--logs", str(tmp / "logs"), "--metrics", str(tmp / "m.json"), "--checkpoints", str(tmp / "checkpoints")]
-    )  # fmt: skip
+    argv = ["--params", str(tmp / "params.yaml"), "--records", str(tmp / "records"), "--logs", str(tmp / "logs"),
+            "--metrics", str(tmp / "m.json"), "--checkpoints", str(tmp / "checkpoints")]  # fmt: skip
+    if stage == "transfer":
+        transfer.main([*argv, "--model", str(tmp / "transfer.keras")])
+    else:
+        finetune.main([*argv, "--model", str(tmp / "finetune.keras"), "--transfer-model", str(tmp / "transfer.keras")])
     metrics = json.loads((tmp / "m.json").read_text())
     return metrics["seconds"] + metrics.get("features_seconds", 0.0)
 
 
-def floor_seconds(tmp: Path, epochs: int, count: int) -> float:
-    """Seconds of `epochs` epochs of the transfer model's training steps on in-memory batches, no validation."""
+def floor_seconds(tmp: Path, stage: str, epochs: int) -> float:
+    """Seconds of `epochs` epochs of the stage's training steps on in-memory batches, no validation."""
     augment = AugmentParams("horizontal", 0.1, 0.0, 0.0, 0.0, 0.0)
     base = models.build_base("mobilenet_v2", SIZE, None)
     model = models.build_transfer_model(base, "mobilenet_v2", SIZE, 2, 0.2, build_augmentation(augment, 0))
-    model.compile(keras.optimizers.Adam(3e-4), keras.losses.BinaryCrossentropy(from_logits=True))
+    if stage == "finetune":
+        models.unfreeze_from(model, 100)
+    optimizer = keras.optimizers.Adam(3e-4) if stage == "transfer" else keras.optimizers.RMSprop(3e-5)
+    model.compile(optimizer, keras.losses.BinaryCrossentropy(from_logits=True))
     batches = records.make_dataset(tmp / "records", "train", image_size=SIZE, batch_size=BATCH).cache()
     model.fit(batches, epochs=1, verbose=0)  # fills the cache and traces the step
     start = time.perf_counter()
@@ -75,17 +82,21 @@ def main() -> None:
         raw, frames = prepare_raw(tmp, args.train_per_class, args.validation_per_class)
         encode(raw, frames, tmp / "records", SIZE)
         count, val_count = len(frames["train"]), len(frames["val"])
-        best = {True: float("inf"), False: float("inf")}
-        for _ in range(2):
-            for cache_features in (False, True):
-                best[cache_features] = min(best[cache_features], stage_seconds(tmp, args.epochs, cache_features))
-        floor = floor_seconds(tmp, args.epochs, count)
-        print(f"transfer, {count} train / {val_count} val images, {args.epochs} epochs, augmentation on:")
-        for label, cache_features in (("val through the whole model (before)", False), ("val features once", True)):
-            seconds = best[cache_features]
-            print(f"  {label:38s} {seconds:7.1f} s   {seconds / floor:.2f}x the step-rate floor")
-        print(f"  {'floor: training steps in memory':38s} {floor:7.1f} s")
-        print(f"  speed-up {best[False] / best[True]:.2f}x")
+        lines = []
+        for stage in ("transfer", "finetune"):  # finetune starts from the last transfer model written
+            best = {True: float("inf"), False: float("inf")}
+            for _ in range(2):
+                for cache_features in (False, True):
+                    seconds = stage_seconds(tmp, stage, args.epochs, cache_features)
+                    best[cache_features] = min(best[cache_features], seconds)
+            floor = floor_seconds(tmp, stage, args.epochs)
+            lines.append(f"{stage}, {count} train / {val_count} val images, {args.epochs} epochs, augmentation on:")
+            for label, cache_features in (("val through the whole model (before)", False), ("frozen part once", True)):
+                seconds = best[cache_features]
+                lines.append(f"  {label:38s} {seconds:7.1f} s   {seconds / floor:.2f}x the step-rate floor")
+            lines.append(f"  {'floor: training steps in memory':38s} {floor:7.1f} s")
+            lines.append(f"  speed-up {best[False] / best[True]:.2f}x")
+        print("\n".join(lines))
 
 
 if __name__ == "__main__":
