@@ -15,7 +15,7 @@ import numpy as np
 from stages.lib import files, params
 from stages.lib.cli import PipelineError, run, stage_parser
 
-PARAMS = ("evaluate.threshold", "evaluate.batch_size", "evaluate.top_k")
+PARAMS = ("evaluate.threshold", "evaluate.batch_size", "evaluate.top_k", "evaluate.tta")
 
 
 def predict_split(model, records_dir: Path, batch_size: int) -> tuple[list[str], np.ndarray, np.ndarray]:
@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> params.StageParams:
     from stages.lib import heads, records, runtime, saving, scoring
 
     class_names = records.read_meta(args.records)["class_names"]
-    scores: dict[str, float | int | str | None] = {"threshold": e.threshold}
+    scores: dict[str, float | int | str | None] = {"threshold": e.threshold, "tta": e.tta}
     with files.replace_dir(args.out) as tmp:
         for path in args.model:
             name = path.stem  # models/<stage>.keras: the stage that trains it, and its name in the metrics
@@ -55,6 +55,7 @@ def main(argv: list[str] | None = None) -> params.StageParams:
                     f"{path}: {model.output_shape[-1]} outputs, but the records have {len(class_names)} classes "
                     f"({heads.units(len(class_names))} outputs); re-run the {name} stage"
                 )
+            model = saving.with_test_time_augmentation(model, e.tta)
             paths, labels, probabilities = predict_split(model, args.records, e.batch_size)
             frame = scoring.predictions_frame(paths, labels, probabilities, e.threshold, class_names)
             (tmp / name).mkdir()

@@ -15,7 +15,7 @@ from pathlib import Path
 from stages.lib import files, params
 from stages.lib.cli import PipelineError, run, stage_parser
 
-PARAMS = ("export.min_agreement",)
+PARAMS = ("export.min_agreement", "evaluate.tta")
 BATCH_SIZE = 64  # images per parity step; does not change any number written
 
 
@@ -44,6 +44,7 @@ def main(argv: list[str] | None = None) -> params.StageParams:
     from stages.lib import records, runtime, saving, serving
 
     model = serving.in_float32(saving.load_model(args.model, "finetune"))  # the formats are float32 (train.precision)
+    model = saving.with_test_time_augmentation(model, p.evaluate.tta)  # the exported model carries it
     meta = records.read_meta(args.records)
     if not meta["splits"].get("test", {}).get("count"):
         raise PipelineError(f"{args.records}: the test split is empty; nothing to check the exports against")
@@ -57,6 +58,7 @@ def main(argv: list[str] | None = None) -> params.StageParams:
 
     metrics: dict[str, float | int | str] = {"test_images": parity.count, "keras.bytes": args.model.stat().st_size}
     metrics["min_agreement"] = min_agreement
+    metrics["tta"] = p.evaluate.tta
     for name in serving.FORMATS:
         metrics[f"{name}.max_abs_diff"] = significant(parity.max_abs_diff[name])
         metrics[f"{name}.agreement"] = round(parity.agreement[name], 6)

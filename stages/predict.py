@@ -1,13 +1,14 @@
 """Classify image files with a trained model.
 
     python -m stages.predict PATH... [--model models/finetune.keras] [--classes cats,dogs]
-                                     [--threshold 0.5] [--top-k K] [--format table|csv|json]
+                                     [--threshold 0.5] [--top-k K] [--format table|csv|json] [--tta flip]
     catsdogs-predict PATH...         (the same, as a console script)
 
 PATHs are image files or folders. A folder is searched recursively for regular files, skipping names that
 start with "." (and hidden folders), in sorted order. Each image is read with Pillow the way the encode
 stage reads it (EXIF orientation applied, converted to RGB, squashed to the model's square input size with
-a bilinear resize), and the model runs on batches of 32 images.
+a bilinear resize), and the model runs on batches of 32 images. With --tta flip, each image's class
+probabilities are averaged with its mirror image's (as evaluate.tta: flip does in evaluate and export).
 
 One row per image, in input order:
   path          the file as given or found
@@ -69,6 +70,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--top-k", type=int, default=1, help="also list the next K-1 most probable classes")
     parser.add_argument("--format", choices=FORMATS, default="table", help="output format (default table)")
+    parser.add_argument(
+        "--tta", choices=("none", "flip"), default="none", help="flip: average with the mirror image (default none)"
+    )
     return parser.parse_args(argv)
 
 
@@ -95,9 +99,9 @@ def check_model_file(path: Path) -> None:
         raise UsageError(f"{path}: missing; train it first (dvc repro finetune) or pass --model")
 
 
-def load_model(path: Path, classes: list[str]):
-    """The model for inference; a file Keras cannot load, or one with outputs for another number of classes,
-    is a usage error."""
+def load_model(path: Path, classes: list[str], tta: str = "none"):
+    """The model for inference (with test-time augmentation `tta`); a file Keras cannot load, or one with outputs
+    for another number of classes, is a usage error."""
     from stages.lib import saving  # here, not at the top: usage errors answer without loading TensorFlow
     from stages.lib.cli import PipelineError
 
@@ -112,7 +116,7 @@ def load_model(path: Path, classes: list[str]):
             f"{len(classes)} classes {', '.join(classes)}; the model has input {model.input_shape} and output "
             f"{model.output_shape}"
         )
-    return model
+    return saving.with_test_time_augmentation(model, tta)
 
 
 def is_hidden(path: Path, folder: Path) -> bool:
@@ -227,7 +231,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise UsageError(f"--top-k: must be between 1 and the {len(classes)} classes (got {args.top_k})")
         check_model_file(args.model)  # before anything slow
         files = expand(args.paths, report)
-        model = load_model(args.model, classes)
+        model = load_model(args.model, classes, args.tta)
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -74,3 +74,21 @@ def test_a_save_removes_the_temporary_file_a_killed_save_left(tmp_path: Path):
     (tmp_path / ".m.tmp4242.keras").write_bytes(b"half a model")
     saving.save_model(wrapped_model(), tmp_path / "m.keras")
     assert [p.name for p in tmp_path.iterdir()] == ["m.keras"]
+
+
+@pytest.mark.parametrize("units", [1, 3])
+def test_flip_averaged_gives_the_mean_of_the_image_and_mirror_probabilities(units: int, tmp_path: Path):
+    from stages.lib import heads
+
+    inputs = keras.Input((4, 6, 3))
+    model = keras.Model(inputs, keras.layers.Dense(units)(keras.layers.Flatten()(inputs)))  # not mirror-symmetric
+    images = np.random.default_rng(1).uniform(0, 1, (5, 4, 6, 3)).astype("float32")
+    mirrored = images[:, :, ::-1, :]
+    expected = (heads.probabilities(model(images)) + heads.probabilities(model(mirrored))) / 2
+    tta = saving.with_test_time_augmentation(model, "flip")
+    assert np.allclose(heads.probabilities(tta(images)), expected, atol=1e-5)
+    assert tta.output_shape == model.output_shape  # logits still: whatever reads them is unchanged
+    assert not np.allclose(heads.probabilities(model(images)), expected, atol=1e-3)  # the mirror made a difference
+    saving.save_model(tta, tmp_path / "tta.keras")  # registered: loads with safe_mode, as an export needs
+    assert np.allclose(saving.load_model(tmp_path / "tta.keras")(images), tta(images), atol=1e-6)
+    assert saving.with_test_time_augmentation(model, "none") is model

@@ -228,6 +228,9 @@ class EvaluateParams:
     threshold: Annotated[Float, Field(gt=0, lt=1)]  # two classes: decision threshold on the probability of class 1
     batch_size: BatchSize
     top_k: Annotated[Int, Field(ge=2)]  # more than 5 classes: top-k accuracy
+    tta: Literal[
+        "none", "flip"
+    ]  # test-time augmentation in evaluate and export: probabilities averaged with the mirror
 
 
 @dataclass(frozen=True, config=_CONFIG)

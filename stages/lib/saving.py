@@ -3,7 +3,8 @@ model atomically, and loading one with a one-line error that names the stage to 
 
 Outside the pipeline, load a saved model with `stages.lib.saving.load_model(path)`, or import this module before
 `keras.models.load_model(path)`: the transfer and fine-tuned models contain InferenceMode (and, for ResNet50 and
-VGG16 bases, CaffePreprocess), which Keras finds only once this module has registered them.
+VGG16 bases, CaffePreprocess), which Keras finds only once this module has registered them. FlipAveraged is
+test-time augmentation, applied by evaluate, export and predict, never saved into a trained model.
 """
 
 from __future__ import annotations
@@ -53,6 +54,46 @@ class InferenceMode(keras.layers.Layer):
     @classmethod
     def from_config(cls, config):
         return cls(keras.saving.deserialize_keras_object(config.pop("layer")), **config)
+
+
+@keras.saving.register_keras_serializable(package="catsdogs")
+class FlipAveraged(keras.layers.Layer):
+    """Test-time augmentation: the wrapped classifier on the image and on its mirror image, class probabilities
+    averaged, returned as logits again (log-odds for one logit, log-probabilities for several), so that whatever
+    reads logits (heads.probabilities, the export signature) is unchanged."""
+
+    def __init__(self, layer: keras.layers.Layer, **kwargs):
+        super().__init__(**kwargs)
+        self.layer = layer
+
+    def call(self, inputs):
+        ops = keras.ops
+        logits = [self.layer(x, training=False) for x in (inputs, ops.flip(inputs, axis=2))]  # axis 2: width
+        logits = [ops.cast(x, "float32") for x in logits]
+        if logits[0].shape[-1] == 1:
+            p = (ops.sigmoid(logits[0]) + ops.sigmoid(logits[1])) / 2
+            p = ops.clip(p, 1e-7, 1 - 1e-7)
+            return ops.log(p) - ops.log1p(-p)
+        p = (ops.softmax(logits[0]) + ops.softmax(logits[1])) / 2
+        return ops.log(ops.maximum(p, 1e-30))
+
+    def compute_output_shape(self, input_shape):
+        return self.layer.compute_output_shape(input_shape)
+
+    def get_config(self):
+        return {**super().get_config(), "layer": keras.saving.serialize_keras_object(self.layer)}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(keras.saving.deserialize_keras_object(config.pop("layer")), **config)
+
+
+def with_test_time_augmentation(model: keras.Model, tta: str) -> keras.Model:
+    """`model` as it is (tta: none), or wrapped in FlipAveraged (tta: flip): evaluate.tta, predict --tta."""
+    if tta == "none":
+        return model
+    inputs = keras.Input(model.input_shape[1:], name="image")
+    return keras.Model(inputs, FlipAveraged(model, name="flip_averaged")(inputs), name=f"{model.name}_tta_{tta}")
 
 
 def save_model(model: keras.Model, path: Path) -> None:
