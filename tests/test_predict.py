@@ -86,7 +86,7 @@ class CountingModel:
 def counting(model: keras.Model, monkeypatch: pytest.MonkeyPatch) -> CountingModel:
     """Stands in for the model that `--model <model_path>` loads (the file must still exist)."""
     counting = CountingModel(model)
-    monkeypatch.setattr(predict, "load_model", lambda path, classes: counting)
+    monkeypatch.setattr(predict, "load_model", lambda path, classes, tta="none": counting)
     return counting
 
 
@@ -234,3 +234,16 @@ def test_a_file_name_with_a_newline_stays_on_one_row_and_one_error_line(model_pa
     table = out.splitlines()
     assert len(table) == 2 and "two\\nlines.jpg" in table[1]  # header and one row
     assert err == [f"error: {folder}/bad\\rname.jpg: not an image (no format Pillow can read)"]
+
+
+def test_tta_flip_averages_each_image_with_its_mirror(mixed, model, model_path, capsys):
+    paths = [mixed / name for name in GOOD]
+    argv = [*map(str, paths), "--model", str(model_path), "--classes", "cats,dogs", "--format", "json", "--tta", "flip"]
+    code, out, _ = run(capsys, argv)
+    assert code == 0
+    size = model.input_shape[1]
+    images = np.stack([load_for_model(p.read_bytes(), size) for p in paths])
+    plain, mirrored = (
+        heads.probabilities(model(x, training=False).numpy())[:, 1] for x in (images, images[:, :, ::-1])
+    )
+    assert [row["p_dogs"] for row in parse(out, "json")] == pytest.approx((plain + mirrored) / 2, abs=1e-4)

@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from stages import evaluate, finetune, transfer
 from stages.lib import scoring
@@ -140,3 +141,20 @@ def test_missing_model_is_a_clear_error(evaluated: Path, tmp_path: Path):
         evaluate.run(lambda: evaluate.main(argv))
     assert "baseline.keras: missing; run the baseline stage first" in str(exit_info.value.code)
     assert not (tmp_path / "evaluation").exists() and not (tmp_path / "e.json").exists()
+
+
+def test_test_time_augmentation_scores_each_image_with_its_mirror(evaluated: Path, tmp_path: Path):
+    params_yaml = tmp_path / "params.yaml"
+    raw = yaml.safe_load((evaluated / "params.yaml").read_text())
+    raw["evaluate"]["tta"] = "flip"
+    params_yaml.write_text(yaml.safe_dump(raw))
+    argv = ["--params", str(params_yaml), "--records", str(evaluated / "data" / "tfrecords")]
+    argv += [arg for m in evaluate_models() for arg in ("--model", str(evaluated / "models" / f"{m}.keras"))]
+    evaluate.main(argv + ["--out", str(tmp_path / "evaluation"), "--metrics", str(tmp_path / "eval.json")])
+    plain = json.loads((evaluated / "metrics" / "eval.json").read_text())
+    flipped = json.loads((tmp_path / "eval.json").read_text())
+    assert (plain["tta"], flipped["tta"]) == ("none", "flip")
+    before = pd.read_csv(evaluated / "evaluation" / "finetune" / "predictions.csv")
+    after = pd.read_csv(tmp_path / "evaluation" / "finetune" / "predictions.csv")
+    assert list(before["path"]) == list(after["path"])
+    assert not np.allclose(before["confidence"], after["confidence"])  # the mirror images changed the scores

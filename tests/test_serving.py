@@ -20,6 +20,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+import yaml
 
 from stages import export
 from stages.lib import saving, serving
@@ -46,7 +47,7 @@ def export_args(root: Path) -> list[str]:
 def exported(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = build_trained_project(tmp_path_factory.mktemp("export"))
     view = export.main(export_args(root))
-    assert view.read == {"export.min_agreement"}
+    assert view.read == {"export.min_agreement", "evaluate.tta"}
     return root
 
 
@@ -165,3 +166,25 @@ def test_a_mixed_precision_model_is_exported_as_the_same_weights_in_float32():
     assert np.allclose(copy(images), np.asarray(mixed(images), dtype="float32"), rtol=0.02, atol=0.05)
     model = serving.in_float32(copy)
     assert model is copy  # a float32 model is exported as it is
+
+
+def test_an_export_with_test_time_augmentation_carries_it_into_every_format(exported: Path, tmp_path: Path):
+    raw = yaml.safe_load((exported / "params.yaml").read_text())
+    raw["evaluate"]["tta"] = "flip"
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
+    argv = export_args(exported)
+    argv[argv.index("--params") + 1] = str(tmp_path / "params.yaml")
+    argv[argv.index("--out") + 1] = str(tmp_path / "export")
+    argv[argv.index("--metrics") + 1] = str(tmp_path / "export.json")
+    view = export.main(argv)  # inside: every format is checked against the wrapped Keras model
+    assert view.read == {"export.min_agreement", "evaluate.tta"}
+    assert json.loads((tmp_path / "export.json").read_text())["tta"] == "flip"
+    images = noise_images(3)
+    model = saving.load_model(exported / "models" / "finetune.keras")
+    wrapped = serving.keras_predictor(saving.with_test_time_augmentation(model, "flip"))(images)
+    saved = serving.saved_model_predictor(tmp_path / "export" / serving.SAVED_MODEL_DIR)(images)
+    tflite = serving.tflite_predictor((tmp_path / "export" / "model_float32.tflite").read_bytes())(images)
+    assert np.abs(saved - wrapped).max() <= FLOAT_TOLERANCE and np.abs(tflite - wrapped).max() <= FLOAT_TOLERANCE
+    plain = serving.keras_predictor(model)(images)
+    mirrored = serving.keras_predictor(model)(images[:, :, ::-1, :])
+    assert np.allclose(saved, (plain + mirrored) / 2, atol=1e-4)
