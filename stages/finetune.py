@@ -5,11 +5,14 @@ bases.BASES; BatchNorm stays in inference mode), recompiles with RMSprop at tran
 finetune.lr_factor and trains finetune.epochs more epochs. The epoch count continues the transfer stage's:
 with 10 + 10 epochs the logs show 11-20. With finetune.cache_features, the val images pass once through the
 layers below fine_tune_at (frozen, in inference mode) and every epoch validates the layers above on those
-activations: the same numbers, without re-running the frozen part.
+activations; when the model has no augmentation, the train images' too, and only the layers above train on
+them (models.trained_part shares them with the model that is saved): the same numbers, without re-running
+the frozen part.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 
@@ -35,6 +38,7 @@ def main(argv: list[str] | None = None) -> params.StageParams:
     base, fine_tune_at, f = p.model.base, p.model.fine_tune_at, p.finetune
     # TensorFlow only now: --help, a bad argument or a bad param answer in a second, not after its 4-5 s import.
     import keras
+    import tensorflow as tf
 
     from stages.lib import files, heads, models, records, saving, training
     from stages.lib.bases import BASES
@@ -50,20 +54,44 @@ def main(argv: list[str] | None = None) -> params.StageParams:
                 args.transfer_model, "transfer", f"{model.output_shape[-1]} outputs for {stage.num_classes} classes"
             )
         models.unfreeze_from(model, fine_tune_at)
-        stage.compile(model, keras.optimizers.RMSprop(stage.learning_rate(learning_rate, f, f.batch_size)))
+
+        def optimizer() -> keras.optimizers.Optimizer:
+            return keras.optimizers.RMSprop(stage.learning_rate(learning_rate, f, f.batch_size))
+
+        stage.compile(model, optimizer())
     size = model.input_shape[1]  # the size the transfer stage trained at
     train, val = stage.datasets(size, f.batch_size)
-    extra: dict[str, float] = {}
-    if f.cache_features:  # below fine_tune_at nothing trains: the val images' activations there never change
-        start = time.perf_counter()
-        plain_val = records.make_dataset(args.records, "val", image_size=size, batch_size=f.batch_size)
-        cut, labels = models.activations(models.frozen_part(model, fine_tune_at), plain_val)
-        extra["features_seconds"] = round(time.perf_counter() - start, 1)
-        val = stage.validation_on_features(
-            cut, labels, lambda trained: models.trained_part(trained, fine_tune_at), f.batch_size
-        )
+    extra: dict[str, float] = {"cached_features": int(f.cache_features and not models.has_augmentation(model))}
     epochs = range(transfer_epochs, transfer_epochs + f.epochs)
-    result = stage.fit(lambda: model, train, val, epochs, parent=files.sha256_file(args.transfer_model))
+    parent = files.sha256_file(args.transfer_model)
+
+    def plain(split: str):  # images and class indices in stored order, for the activations at the cut
+        return records.make_dataset(args.records, split, image_size=size, batch_size=f.batch_size)
+
+    if extra["cached_features"]:  # no augmentation either: the train images' activations are fixed too
+        start = time.perf_counter()
+        frozen = models.frozen_part(model, fine_tune_at)
+        (train_cut, train_y), (val_cut, val_y) = (models.activations(frozen, plain(s)) for s in ("train", "val"))
+        extra["features_seconds"] = round(time.perf_counter() - start, 1)
+        train = tf.data.Dataset.from_tensor_slices((train_cut, train_y)).shuffle(len(train_y), seed=p.seed)
+        val = tf.data.Dataset.from_tensor_slices((val_cut, val_y)).batch(f.batch_size)
+
+        def build_upper():
+            return stage.compile(models.trained_part(model, fine_tune_at), optimizer())
+
+        upper = stage.fit(build_upper, stage.for_training(train.batch(f.batch_size)), stage.for_validation(val),
+                          epochs, parent=parent)  # fmt: skip
+        models.trained_part(model, fine_tune_at).set_weights(upper.model.get_weights())  # a resumed copy too
+        result = dataclasses.replace(upper, model=model)
+    else:
+        if f.cache_features:  # below fine_tune_at nothing trains: the val images' activations never change
+            start = time.perf_counter()
+            val_cut, val_y = models.activations(models.frozen_part(model, fine_tune_at), plain("val"))
+            extra["features_seconds"] = round(time.perf_counter() - start, 1)
+            val = stage.validation_on_features(
+                val_cut, val_y, lambda trained: models.trained_part(trained, fine_tune_at), f.batch_size
+            )
+        result = stage.fit(lambda: model, train, val, epochs, parent=parent)
     stage.finish(
         result.model,
         result,

@@ -318,3 +318,50 @@ def test_finetune_validates_on_activations_computed_once_with_the_same_numbers(t
         assert runs[True][key] == pytest.approx(runs[False][key], rel=1e-5, abs=1e-6)
     cached, whole = (keras.models.load_model(tmp_path / f"{c}.keras", safe_mode=True) for c in (True, False))
     assert all(np.allclose(a, b, atol=1e-6) for a, b in zip(cached.get_weights(), whole.get_weights()))
+
+
+def test_finetune_without_augmentation_trains_its_upper_layers_on_activations_computed_once(tmp_path: Path):
+    off = dict(flip="none", rotation=0.0, zoom=0.0, translation=0.0, contrast=0.0, brightness=0.0)
+    root = build_encoded_project(  # no dropout either: the two paths then draw no random numbers at all
+        tmp_path, model={"dropout": 0.0}, transfer={"epochs": 1, "augment": off}, finetune={"epochs": 2}
+    )
+    transfer.main(stage_args(root, "transfer"))
+    runs = {}
+    for cache in (True, False):
+        set_params(root, finetune={"cache_features": cache})
+        args = stage_args(root, "finetune") + ["--transfer-model", str(root / "models" / "transfer.keras")]
+        outputs = ["--model", str(root / f"{cache}.keras"), "--logs", str(root / f"{cache}")]
+        finetune.main([*args, *outputs, "--metrics", str(root / f"{cache}.json")])
+        runs[cache] = json.loads((root / f"{cache}.json").read_text())
+    assert (runs[True]["cached_features"], runs[False]["cached_features"]) == (1, 0)
+    for key in ("train.loss", "train.accuracy", "val.loss", "val.accuracy"):
+        assert runs[True][key] == pytest.approx(runs[False][key], rel=1e-4, abs=1e-5)
+    cached, whole = (keras.models.load_model(root / f"{c}.keras", safe_mode=True) for c in (True, False))
+    assert [w.name for w in cached.weights] == [w.name for w in whole.weights]  # the whole model is saved
+    assert all(np.allclose(a, b, rtol=1e-4, atol=1e-5) for a, b in zip(cached.get_weights(), whole.get_weights()))
+    assert runs[True]["params.trainable"] == runs[False]["params.trainable"]
+
+
+def test_a_resumed_finetune_on_cached_activations_saves_what_it_trained(tmp_path: Path, monkeypatch):
+    off = dict(flip="none", rotation=0.0, zoom=0.0, translation=0.0, contrast=0.0, brightness=0.0)
+    root = build_encoded_project(tmp_path, transfer={"epochs": 1, "augment": off}, finetune={"epochs": 2})
+    transfer.main(stage_args(root, "transfer"))
+    argv = stage_args(root, "finetune") + ["--transfer-model", str(root / "models" / "transfer.keras")]
+    real_end = training.Checkpoint.on_epoch_end
+
+    def killed_after_one_epoch(self, epoch, logs=None):
+        real_end(self, epoch, logs)
+        raise KeyboardInterrupt  # as a kill right after the checkpoint of epoch 1
+
+    monkeypatch.setattr(training.Checkpoint, "on_epoch_end", killed_after_one_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        finetune.main(argv)
+    monkeypatch.undo()
+    finetune.main(argv)  # resumes: the model it trains is a copy loaded from the checkpoint
+    metrics = json.loads((root / "metrics" / "finetune.json").read_text())
+    assert metrics["cached_features"] == 1 and steps(root, "finetune") == [1, 2]
+    saved = keras.models.load_model(root / "models" / "finetune.keras", safe_mode=True)
+    saved.compile(loss=keras.losses.BinaryCrossentropy(from_logits=True))
+    val = records.make_dataset(root / "data" / "tfrecords", "val", image_size=32, batch_size=8)
+    scores = saved.evaluate(val, verbose=0, return_dict=True)
+    assert scores["loss"] == pytest.approx(metrics["val.loss"], rel=1e-4)  # the weights it trained, not transfer's

@@ -185,15 +185,21 @@ def frozen_part(model: keras.Model, fine_tune_at: int) -> keras.Model:
 
 def trained_part(model: keras.Model, fine_tune_at: int) -> keras.Model:
     """The activations at the cut -> logits: `model`'s own layers from `fine_tune_at` on and its head, shared, so
-    that scoring it scores `model` (in inference mode, as validation runs)."""
+    that scoring it scores `model` and training it trains `model`. The base's layers run in inference mode, as in
+    `model` (InferenceMode); the head's dropout follows the training flag, as in `model`."""
     base = base_of(model)
     cut = _cut(base, fine_tune_at)
     upper = keras.Model(cut, base.output)
     inputs = [keras.Input(tensor.shape[1:]) for tensor in cut]
-    x = model.get_layer(FEATURES_LAYER_NAME)(upper(inputs))
+    x = model.get_layer(FEATURES_LAYER_NAME)(InferenceMode(upper, name="upper_base")(inputs))
     for name in HEAD_LAYER_NAMES:
         x = model.get_layer(name)(x)
     return keras.Model(inputs, x)
+
+
+def has_augmentation(model: keras.Model) -> bool:
+    """Whether `model` augments its training images (augment.build_augmentation's layer)."""
+    return any(layer.name == "augmentation" for layer in model.layers)
 
 
 def activations(part: keras.Model, dataset) -> tuple[tuple[np.ndarray, ...], np.ndarray]:
