@@ -260,12 +260,12 @@ def test_metrics_params_and_plots_diff_across_commits(project: Path, tmp_path: P
     assert "ROC on the test split" in html and "baseline_accuracy" in html
 
 
-def test_queued_sweep_runs_every_experiment_two_at_a_time(project: Path):
+def test_queued_sweep_runs_every_experiment(project: Path):
     # A sweep over a param that only evaluate and report read keeps each queued run short.
     sweep = {"sweep-30": 0.3, "sweep-70": 0.7}
     for name, threshold in sweep.items():
         sh("dvc", "exp", "run", "--queue", "-n", name, "-S", f"evaluate.threshold={threshold}", cwd=project)
-    sh("dvc", "queue", "start", "-j", "2", cwd=project)  # two workers, each in its own temporary copy
+    sh("dvc", "queue", "start", cwd=project)
     try:
         deadline = time.monotonic() + QUEUE_TIMEOUT_SECONDS
         while "Queued" in (status := sh("dvc", "queue", "status", cwd=project)) or "Running" in status:
