@@ -60,19 +60,21 @@ def main(argv: list[str] | None = None) -> params.StageParams:
 
         stage.compile(model, optimizer())
     size = model.input_shape[1]  # the size the transfer stage trained at
-    train, val = stage.datasets(size, f.batch_size)
-    extra: dict[str, float] = {"cached_features": int(f.cache_features and not models.has_augmentation(model))}
+    cache_train = f.cache_features and not models.has_augmentation(model)  # no augmentation: train's are fixed too
+    extra: dict[str, float] = {"cached_features": int(cache_train)}
     epochs = range(transfer_epochs, transfer_epochs + f.epochs)
     parent = files.sha256_file(args.transfer_model)
-
-    def plain(split: str):  # images and class indices in stored order, for the activations at the cut
-        return records.make_dataset(args.records, split, image_size=size, batch_size=f.batch_size)
-
-    if extra["cached_features"]:  # no augmentation either: the train images' activations are fixed too
+    if f.cache_features:  # below fine_tune_at nothing trains: the activations there never change
         start = time.perf_counter()
         frozen = models.frozen_part(model, fine_tune_at)
-        (train_cut, train_y), (val_cut, val_y) = (models.activations(frozen, plain(s)) for s in ("train", "val"))
+        cut = {}
+        for split in ("train", "val") if cache_train else ("val",):  # stored order, class indices
+            plain = records.make_dataset(args.records, split, image_size=size, batch_size=f.batch_size)
+            cut[split] = models.activations(frozen, plain)
         extra["features_seconds"] = round(time.perf_counter() - start, 1)
+
+    if cache_train:
+        (train_cut, train_y), (val_cut, val_y) = cut["train"], cut["val"]
         train = tf.data.Dataset.from_tensor_slices((train_cut, train_y)).shuffle(len(train_y), seed=p.seed)
         val = tf.data.Dataset.from_tensor_slices((val_cut, val_y)).batch(f.batch_size)
 
@@ -84,12 +86,10 @@ def main(argv: list[str] | None = None) -> params.StageParams:
         models.trained_part(model, fine_tune_at).set_weights(upper.model.get_weights())  # a resumed copy too
         result = dataclasses.replace(upper, model=model)
     else:
-        if f.cache_features:  # below fine_tune_at nothing trains: the val images' activations never change
-            start = time.perf_counter()
-            val_cut, val_y = models.activations(models.frozen_part(model, fine_tune_at), plain("val"))
-            extra["features_seconds"] = round(time.perf_counter() - start, 1)
+        train, val = stage.datasets(size, f.batch_size)
+        if f.cache_features:
             val = stage.validation_on_features(
-                val_cut, val_y, lambda trained: models.trained_part(trained, fine_tune_at), f.batch_size
+                *cut["val"], lambda trained: models.trained_part(trained, fine_tune_at), f.batch_size
             )
         result = stage.fit(lambda: model, train, val, epochs, parent=parent)
     stage.finish(

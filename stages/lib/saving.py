@@ -28,22 +28,12 @@ class CaffePreprocess(keras.layers.Layer):
         return inputs[..., ::-1] - keras.ops.convert_to_tensor(self.MEAN_BGR, dtype=inputs.dtype)
 
 
-@keras.saving.register_keras_serializable(package="catsdogs")
-class InferenceMode(keras.layers.Layer):
-    """Calls the wrapped model with training=False, whatever mode the outer model runs in.
-
-    In Keras 3 a Functional model passes its own `training` flag to every layer it calls, replacing a
-    `training=False` written in the graph (keras-team/keras#20285): `fit` would put the base's
-    BatchNorm layers in training mode as soon as they are unfrozen. This layer's call takes no
-    `training` argument, so nothing overrides the one it passes on.
-    """
+class _Wrapper(keras.layers.Layer):
+    """A layer around another layer or model, which its config carries (so the file holds both)."""
 
     def __init__(self, layer: keras.layers.Layer, **kwargs):
         super().__init__(**kwargs)
         self.layer = layer
-
-    def call(self, inputs):
-        return self.layer(inputs, training=False)
 
     def compute_output_shape(self, input_shape):
         return self.layer.compute_output_shape(input_shape)
@@ -57,14 +47,24 @@ class InferenceMode(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="catsdogs")
-class FlipAveraged(keras.layers.Layer):
+class InferenceMode(_Wrapper):
+    """Calls the wrapped model with training=False, whatever mode the outer model runs in.
+
+    In Keras 3 a Functional model passes its own `training` flag to every layer it calls, replacing a
+    `training=False` written in the graph (keras-team/keras#20285): `fit` would put the base's
+    BatchNorm layers in training mode as soon as they are unfrozen. This layer's call takes no
+    `training` argument, so nothing overrides the one it passes on.
+    """
+
+    def call(self, inputs):
+        return self.layer(inputs, training=False)
+
+
+@keras.saving.register_keras_serializable(package="catsdogs")
+class FlipAveraged(_Wrapper):
     """Test-time augmentation: the wrapped classifier on the image and on its mirror image, class probabilities
     averaged, returned as logits again (log-odds for one logit, log-probabilities for several), so that whatever
     reads logits (heads.probabilities, the export signature) is unchanged."""
-
-    def __init__(self, layer: keras.layers.Layer, **kwargs):
-        super().__init__(**kwargs)
-        self.layer = layer
 
     def call(self, inputs):
         ops = keras.ops
@@ -77,16 +77,6 @@ class FlipAveraged(keras.layers.Layer):
         p = (ops.softmax(logits[0]) + ops.softmax(logits[1])) / 2
         return ops.log(ops.maximum(p, 1e-30))
 
-    def compute_output_shape(self, input_shape):
-        return self.layer.compute_output_shape(input_shape)
-
-    def get_config(self):
-        return {**super().get_config(), "layer": keras.saving.serialize_keras_object(self.layer)}
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(keras.saving.deserialize_keras_object(config.pop("layer")), **config)
-
 
 def with_test_time_augmentation(model: keras.Model, tta: str) -> keras.Model:
     """`model` as it is (tta: none), or wrapped in FlipAveraged (tta: flip): evaluate.tta, predict --tta."""
@@ -96,31 +86,26 @@ def with_test_time_augmentation(model: keras.Model, tta: str) -> keras.Model:
     return keras.Model(inputs, FlipAveraged(model, name="flip_averaged")(inputs), name=f"{model.name}_tta_{tta}")
 
 
-def save_model(model: keras.Model, path: Path) -> None:
-    """Atomic `model.save`: Keras needs the .keras suffix, so the temporary name keeps it."""
+def _save_atomically(path: Path, suffix: str, save) -> None:
+    """`save(tmp)` then rename to `path`: Keras requires the file's `suffix`, so the temporary name keeps it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    files.remove_stale(path, ".{stem}.tmp*.keras")  # left by a killed save
-    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.keras")
+    files.remove_stale(path, ".{stem}.tmp*" + suffix)  # left by a killed save
+    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}{suffix}")
     try:
         with files.naming_a_full_disk(path):
-            model.save(tmp)
+            save(tmp)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def save_model(model: keras.Model, path: Path) -> None:
+    _save_atomically(path, ".keras", model.save)
 
 
 def save_weights(model: keras.Model, path: Path) -> None:
-    """Atomic `model.save_weights` (Keras needs the .weights.h5 suffix, so the temporary name keeps it)."""
-    path = Path(path)
-    files.remove_stale(path, ".{name}.tmp*.weights.h5")
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}.weights.h5")
-    try:
-        with files.naming_a_full_disk(path):
-            model.save_weights(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    _save_atomically(path, ".weights.h5", model.save_weights)
 
 
 def load_model(path: Path, stage: str = "", *, compile: bool = False) -> keras.Model:
