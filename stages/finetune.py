@@ -83,8 +83,7 @@ def main(argv: list[str] | None = None) -> params.StageParams:
 
         upper = stage.fit(build_upper, stage.for_training(train.batch(f.batch_size)), stage.for_validation(val),
                           epochs, parent=parent)  # fmt: skip
-        models.trained_part(model, fine_tune_at).set_weights(upper.model.get_weights())  # a resumed copy too
-        result = dataclasses.replace(upper, model=model)
+        result = dataclasses.replace(upper, model=model)  # whose upper layers `upper` trained
     else:
         train, val = stage.datasets(size, f.batch_size)
         if f.cache_features:

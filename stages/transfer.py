@@ -77,9 +77,7 @@ def main(argv: list[str] | None = None) -> params.StageParams:
             return stage.compile(head, keras.optimizers.Adam(stage.learning_rate(t.learning_rate, t, t.batch_size)))
 
         train, val = stage.for_training(train.batch(t.batch_size)), stage.for_validation(val)
-        result = stage.fit(build_head, train, val, range(t.epochs))
-        for name in models.HEAD_LAYER_NAMES:  # a head resumed from a checkpoint is a separate copy
-            model.get_layer(name).set_weights(result.model.get_layer(name).get_weights())
+        result = stage.fit(build_head, train, val, range(t.epochs))  # trains `model`'s own head layers
     else:
         if t.cache_features:  # the frozen base gives val images the same features every epoch: compute them once
             start = time.perf_counter()

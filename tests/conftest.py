@@ -80,6 +80,7 @@ TINY_TRAINING = {
 
 
 THREE_CLASSES = ("birds", "cats", "dogs")
+NO_AUGMENTATION = {"flip": "none", "rotation": 0.0, "zoom": 0.0, "translation": 0.0, "contrast": 0.0, "brightness": 0.0}
 
 
 def build_encoded_project(root: Path, classes: tuple[str, ...] = ("cats", "dogs"), **overrides: dict) -> Path:

@@ -18,7 +18,7 @@ import yaml
 
 from stages import baseline, finetune, transfer
 from stages.lib import models, params, records, training
-from tests.conftest import ROOT, THREE_CLASSES, build_encoded_project, dvc_args, set_params, stage_args
+from tests.conftest import NO_AUGMENTATION, ROOT, THREE_CLASSES, build_encoded_project, dvc_args, set_params, stage_args
 
 
 def declared_leaves(stage_params: tuple[str, ...], path: Path) -> set[str]:
@@ -104,9 +104,8 @@ def test_transfer_with_a_missing_weights_file_is_one_line(trained: Path, tmp_pat
 
 
 def test_transfer_trains_on_cached_features_when_augmentation_is_off(tmp_path: Path):
-    off = dict(flip="none", rotation=0.0, zoom=0.0, translation=0.0, contrast=0.0, brightness=0.0)
     root = build_encoded_project(
-        tmp_path, model={"calibration_images": 0}, transfer={"epochs": 2, "batch_size": 8, "augment": off}
+        tmp_path, model={"calibration_images": 0}, transfer={"epochs": 2, "batch_size": 8, "augment": NO_AUGMENTATION}
     )
     transfer.main(stage_args(root, "transfer"))
     metrics = json.loads((root / "metrics" / "transfer.json").read_text())
@@ -243,12 +242,11 @@ def test_keep_best_early_stopping_and_a_schedule_in_a_stage(tmp_path: Path):
 
 
 def test_label_smoothing_trains_three_classes_on_one_hot_targets(tmp_path: Path):
-    off = dict(flip="none", rotation=0.0, zoom=0.0, translation=0.0, contrast=0.0, brightness=0.0)
     root = build_encoded_project(
         tmp_path,
         THREE_CLASSES,
         train={"label_smoothing": 0.1},
-        transfer={"epochs": 1, "batch_size": 8, "augment": off},  # the cached-features path
+        transfer={"epochs": 1, "batch_size": 8, "augment": NO_AUGMENTATION},  # the cached-features path
         finetune={"epochs": 2, "batch_size": 8, "lr_schedule": "cosine"},
     )
     transfer.main(stage_args(root, "transfer"))
@@ -321,9 +319,8 @@ def test_finetune_validates_on_activations_computed_once_with_the_same_numbers(t
 
 
 def test_finetune_without_augmentation_trains_its_upper_layers_on_activations_computed_once(tmp_path: Path):
-    off = dict(flip="none", rotation=0.0, zoom=0.0, translation=0.0, contrast=0.0, brightness=0.0)
     root = build_encoded_project(  # no dropout either: the two paths then draw no random numbers at all
-        tmp_path, model={"dropout": 0.0}, transfer={"epochs": 1, "augment": off}, finetune={"epochs": 2}
+        tmp_path, model={"dropout": 0.0}, transfer={"epochs": 1, "augment": NO_AUGMENTATION}, finetune={"epochs": 2}
     )
     transfer.main(stage_args(root, "transfer"))
     runs = {}
@@ -343,8 +340,7 @@ def test_finetune_without_augmentation_trains_its_upper_layers_on_activations_co
 
 
 def test_a_resumed_finetune_on_cached_activations_saves_what_it_trained(tmp_path: Path, monkeypatch):
-    off = dict(flip="none", rotation=0.0, zoom=0.0, translation=0.0, contrast=0.0, brightness=0.0)
-    root = build_encoded_project(tmp_path, transfer={"epochs": 1, "augment": off}, finetune={"epochs": 2})
+    root = build_encoded_project(tmp_path, transfer={"epochs": 1, "augment": NO_AUGMENTATION}, finetune={"epochs": 2})
     transfer.main(stage_args(root, "transfer"))
     argv = stage_args(root, "finetune") + ["--transfer-model", str(root / "models" / "transfer.keras")]
     real_end = training.Checkpoint.on_epoch_end

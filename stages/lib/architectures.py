@@ -138,8 +138,7 @@ class TrainingModels:
 
 
 def main_output(trained: keras.Model, arch: str) -> keras.Model:
-    """The model to save from a trained `train` model: itself, or its main output alone (GoogLeNet). Works on a
-    model resumed from a checkpoint too, which is a copy without TrainingModels around it."""
+    """The model to save from a trained `train` model: itself, or its main output alone (GoogLeNet)."""
     import keras
 
     return trained if len(trained.outputs) == 1 else keras.Model(trained.inputs, trained.outputs[0], name=arch)

@@ -151,17 +151,12 @@ def _check_monitor(value: str) -> str:
 
 
 def _check_strategy(value: str) -> str:
-    if value == "multi_worker":  # tests/test_training.py reproduces it, and will say when Keras fixes it
-        raise ValueError(
-            "multi_worker is not supported: Keras 3's model.fit fails under MultiWorkerMirroredStrategy "
-            "(keras-team/keras#20585, reproduced with Keras 3.15.1); train on one machine with auto or mirrored"
-        )
     if value not in STRATEGIES:
         raise ValueError(f"must be one of {', '.join(STRATEGIES)} (got {value!r})")
     return value
 
 
-STRATEGIES = ("auto", "mirrored", "none")
+STRATEGIES = ("auto", "mirrored", "multi_worker", "none")  # distribution.make_strategy
 
 
 @dataclass(frozen=True, config=_CONFIG)

@@ -22,6 +22,7 @@ logged by dvclive, and the summary in metrics/<stage>.json.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import math
@@ -39,7 +40,7 @@ from dvclive import Live
 from dvclive.keras import DVCLiveCallback
 from keras.optimizers.schedules import LearningRateSchedule
 
-from stages.lib import files, heads, records, runtime
+from stages.lib import distribution, files, heads, records, runtime
 from stages.lib.cli import PipelineError
 from stages.lib.params import StageParams
 from stages.lib.saving import save_model, save_weights
@@ -57,19 +58,6 @@ def set_seeds(seed: int) -> None:
     """Python, NumPy and TensorFlow seeds, and deterministic TF ops (cheap on CPU)."""
     keras.utils.set_random_seed(seed)
     tf.config.experimental.enable_op_determinism()
-
-
-def make_strategy(name: str) -> tf.distribute.Strategy:
-    """`train.strategy`: the batch size stays global; each replica gets batch / replicas."""
-    if name == "none":
-        return tf.distribute.get_strategy()
-    gpus = tf.config.list_logical_devices("GPU")
-    if name == "auto":
-        return tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
-    if name == "mirrored":
-        devices = gpus or tf.config.list_logical_devices("CPU")
-        return tf.distribute.MirroredStrategy([d.name for d in devices])
-    raise TrainingError(f"train.strategy: unknown strategy {name!r}")  # params.py allows only the ones above
 
 
 def learning_rate(
@@ -157,7 +145,8 @@ class ValidateWith(keras.callbacks.Callback):
 
 class Checkpoint(keras.callbacks.Callback):
     """At the end of every epoch: the best weights (when `monitor` improved), then the model, then state.json (next
-    epoch, seconds so far, fingerprint, logs, the best epoch and whether early stopping ended training)."""
+    epoch, seconds so far, fingerprint, logs, the best epoch and whether early stopping ended training); with
+    `writes` off (a worker other than the chief), only the best epoch and early stopping, in memory."""
 
     def __init__(
         self,
@@ -167,11 +156,13 @@ class Checkpoint(keras.callbacks.Callback):
         state: dict | None,
         monitor: str | None = None,
         patience: int = 0,
+        writes: bool = True,
     ):
         super().__init__()
         self.work_dir, self.key, self.seconds_before = work_dir, key, seconds_before
-        self.monitor, self.patience = monitor, patience
+        self.monitor, self.patience, self.writes = monitor, patience, writes
         self.started = time.perf_counter()
+        self.next_epoch: int | None = None  # after the first epoch of this run
         self.last_logs = state["logs"] if state else {}
         self.best: dict | None = state.get("best") if state else None  # {"epoch", "value", "logs"}
         self.stopped = bool(state and state.get("stopped"))
@@ -181,10 +172,14 @@ class Checkpoint(keras.callbacks.Callback):
         if self.monitor:
             value = self.last_logs[self.monitor]
             if self.best is None or improved(self.monitor, value, self.best["value"]):
-                save_weights(self.model, self.work_dir / BEST)
+                if self.writes:
+                    save_weights(self.model, self.work_dir / BEST)
                 self.best = {"epoch": epoch, "value": value, "logs": self.last_logs}
             if self.patience and epoch - self.best["epoch"] >= self.patience:
                 self.model.stop_training = self.stopped = True
+        self.next_epoch = epoch + 1
+        if not self.writes:  # another worker than the chief: it tracks the best epoch, and writes nothing
+            return
         save_model(self.model, self.work_dir / CHECKPOINT)
         seconds = self.seconds_before + time.perf_counter() - self.started
         state = {
@@ -212,6 +207,14 @@ def _drop_logged_steps_from(live_dir: Path, first_step: int) -> None:
         files.write_text(tsv, "".join(header + kept))
 
 
+def _live(live_dir: Path, resume: bool, chief: bool):
+    """dvclive's logger for the process that writes the outputs; nothing for another worker."""
+    if not chief:
+        return contextlib.nullcontext()
+    return Live(str(live_dir), resume=resume, dvcyaml=False, save_dvc_exp=False, report=None)
+
+
+@distribution.worker_failures()  # a worker that stops: one line on the others
 def fit(
     build: Callable[[], keras.Model],
     train: tf.data.Dataset,
@@ -228,49 +231,60 @@ def fit(
 ) -> FitResult:
     """Train the epochs in `epochs` (0-based; fine-tuning's continue transfer's), resuming if possible.
 
-    `build()` returns a compiled model; it is called in the strategy's scope, unless a checkpoint with the same
-    `key` is in `work_dir`, which is then loaded instead. The checkpoint is removed when training completes, so
+    `build()` returns a compiled model; it is called in the strategy's scope, and a checkpoint with the same `key`
+    in `work_dir` is loaded into it (weights and optimizer state). The checkpoint is removed when training completes, so
     a finished stage leaves only its final model (saved by the caller). `val` is a dataset, or a function giving
     the model's val_<name> logs another way (TrainingStage.validation_on_features). With `monitor` (a val metric), the
     model returned has the weights of the epoch that was best by it, and `patience` > 0 stops training after that
     many epochs without a better one.
     """
-    work_dir, live_dir = Path(work_dir), Path(live_dir)
-    state = _read_state(work_dir, key)
+    work_dir, live_dir, chief = Path(work_dir), Path(live_dir), distribution.writes_outputs(strategy)
+    distribution.same_on_every_worker(strategy, key, "params or inputs (params.yaml, data/, models/)")
+    # Several workers resume from the chief's checkpoint: it alone writes one (see distribution).
+    state = distribution.chief_value(strategy, _read_state(work_dir, key) if chief else None)
+    if chief and not state:
+        shutil.rmtree(work_dir, ignore_errors=True)
     with strategy.scope():
-        if state:
-            model = keras.models.load_model(work_dir / CHECKPOINT, safe_mode=True)
-            start, seconds_before = state["next_epoch"], state["seconds"]
-            print(f"resuming from the checkpoint of epoch {start} in {work_dir}")
-        else:
-            shutil.rmtree(work_dir, ignore_errors=True)
-            model = build()
-            start, seconds_before = epochs.start, 0.0
-    work_dir.mkdir(parents=True, exist_ok=True)
+        model = build()  # on every worker alike: under several, creating variables is a collective
+        if state and model.optimizer is not None and not model.optimizer.built:
+            model.optimizer.build(model.trainable_variables)  # so that its state is loaded too
+    if state:
+        if chief:  # out of the scope: loading makes variables of its own, which are no collective then
+            model.load_weights(work_dir / CHECKPOINT)
+        distribution.weights_from_chief(strategy, model)
+        where = work_dir if chief else "the chief's checkpoint folder"
+        print(f"resuming from the checkpoint of epoch {state['next_epoch']} in {where}")
+    start, seconds_before = (state["next_epoch"], state["seconds"]) if state else (epochs.start, 0.0)
+    if chief:
+        work_dir.mkdir(parents=True, exist_ok=True)
     resume = bool(state) and live_dir.is_dir()
-    if resume:
+    if resume and chief:
         _drop_logged_steps_from(live_dir, start)
-    checkpoint = Checkpoint(work_dir, key, seconds_before, state, monitor, patience)
-    with Live(str(live_dir), resume=resume, dvcyaml=False, save_dvc_exp=False, report=None) as live:
-        live.step = start
+    checkpoint = Checkpoint(work_dir, key, seconds_before, state, monitor, patience, writes=chief)
+    validate = [ValidateWith(val)] if callable(val) else []
+    with _live(live_dir, resume, chief) as live:
+        logging = [DVCLiveCallback(live=live)] if live else []  # only the chief logs
+        if live:
+            live.step = start
         if start < epochs.stop and not checkpoint.stopped:
-            validate = [ValidateWith(val)] if callable(val) else []
             model.fit(
-                train,
-                validation_data=None if validate else val,
+                distribution.shard_by_batch(train, strategy),
+                validation_data=None if validate else distribution.shard_by_batch(val, strategy),
                 initial_epoch=start,
                 shuffle=False,  # the datasets shuffle themselves, seeded
                 epochs=epochs.stop,
-                callbacks=[*validate, MainOutputLogs(), StopOnNonFinite(), DVCLiveCallback(live=live), checkpoint],
+                callbacks=[*validate, MainOutputLogs(), StopOnNonFinite(), *logging, checkpoint],
                 verbose=1 if sys.stdout.isatty() else 2,  # a progress bar on a terminal, one line per epoch in CI logs
             )
     run_seconds = time.perf_counter() - checkpoint.started
-    trained_until = _read_state(work_dir, key)["next_epoch"] if (work_dir / STATE).is_file() else start
+    trained_until = checkpoint.next_epoch or start
     final, best_epoch = checkpoint.last_logs, None
     if monitor and checkpoint.best:
-        model.load_weights(work_dir / BEST)
+        if chief:  # another worker's model is not saved
+            model.load_weights(work_dir / BEST)
         final, best_epoch = checkpoint.best["logs"], checkpoint.best["epoch"] + 1
-    shutil.rmtree(work_dir, ignore_errors=True)
+    if chief:
+        shutil.rmtree(work_dir, ignore_errors=True)
     return FitResult(
         model=model,
         final=final,
@@ -359,13 +373,14 @@ class TrainingStage:
         """A `val` for `fit` that scores `head(model)` (the model's own layers above the features, shared) on val
         features computed once: what the whole model would give, without running its frozen part every epoch."""
         val = self.for_validation(tf.data.Dataset.from_tensor_slices((features, labels)).batch(batch_size))
-        heads_of: dict[int, keras.Model] = {}  # per model: a resumed run trains a model loaded from its checkpoint
+        val = distribution.shard_by_batch(val, self.strategy)
+        scored: list[keras.Model] = []  # head(model), made at the first epoch's end
 
         def validate(model: keras.Model) -> dict[str, float]:
-            if id(model) not in heads_of:
+            if not scored:
                 with self.strategy.scope():  # compiled for its loss and metrics only; it is never trained itself
-                    heads_of[id(model)] = self.compile(head(model), keras.optimizers.SGD())
-            scores = heads_of[id(model)].evaluate(val, verbose=0, return_dict=True)
+                    scored.append(self.compile(head(model), keras.optimizers.SGD()))
+            scores = scored[0].evaluate(val, verbose=0, return_dict=True)
             return {f"val_{name}": float(value) for name, value in scores.items()}
 
         return validate
@@ -394,17 +409,24 @@ class TrainingStage:
         )  # fmt: skip
 
     def finish(self, model: keras.Model, result: FitResult, **extra: object) -> dict:
-        """Save the model, write metrics/<stage>.json (summary plus `extra`), print the stage's last line."""
-        save_model(model, self.args.model)
+        """Save the model, write metrics/<stage>.json (summary plus `extra`), print the stage's last line. Another
+        worker than the chief writes nothing: the chief holds the same model."""
         metrics = summary(result, model) | extra | self.params.as_metrics()
-        files.write_json(self.args.metrics, metrics)
         val_accuracy = metrics.get("val.accuracy", float("nan"))
+        if not distribution.writes_outputs(self.strategy):
+            worker = self.strategy.cluster_resolver.task_id
+            print(f"{self.name}: val accuracy {val_accuracy:.4f} (worker {worker}: the chief writes the outputs)")
+            return metrics
+        save_model(model, self.args.model)
+        files.write_json(self.args.metrics, metrics)
         print(f"{self.name}: val accuracy {val_accuracy:.4f} -> {self.args.model}")
         return metrics
 
 
 def start(name: str, args: argparse.Namespace, params: StageParams) -> TrainingStage:
-    """Seeds, the tf.distribute strategy and the records' meta: the set-up every training stage begins with."""
+    """The tf.distribute strategy (first: see distribution.make_strategy), seeds and the records' meta: the set-up
+    every training stage begins with."""
+    strategy = distribution.make_strategy(params.train.strategy)
     set_seeds(params.seed)
     keras.mixed_precision.set_global_policy(params.train.precision)  # models built from here on compute in it
-    return TrainingStage(name, args, params, make_strategy(params.train.strategy), records.read_meta(args.records))
+    return TrainingStage(name, args, params, strategy, records.read_meta(args.records))

@@ -1,0 +1,239 @@
+"""train.strategy: the tf.distribute strategy a training stage runs under, and what several worker processes need
+besides it.
+
+`multi_worker` is TensorFlow's MultiWorkerMirroredStrategy: one process per worker, on one host or several, each
+running the same stage command with TF_CONFIG naming the cluster and its own place in it. Every step, each worker
+computes the gradients of its share of the global batch and the gradients are all-reduced, so every worker holds
+the same weights. What that needs here:
+- Keras 3's `fit` fails under the strategy before its first step (keras-team/keras#20585): `keras_fixes` corrects
+  the two places (tests/test_distribution.py shows plain Keras still failing, so a fixed release shows), and
+  `seeds_per_replica` gives each replica its own random augmentation (under `mirrored` too);
+- every worker reads the whole split and keeps its share of each batch (`shard_by_batch`), so the batches, and
+  the model, are those of one process;
+- only the chief (worker 0) writes anything: model, metrics, dvclive logs and the epoch checkpoints
+  (`writes_outputs`); restarted, every worker resumes from the chief's checkpoint (`chief_value`,
+  `weights_from_chief`), so the workers need no shared folder, and none of them can resume from another epoch;
+- workers given other params or inputs are refused (`same_on_every_worker`), and a worker that stops ends the
+  others with one line (`worker_failures`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+
+import numpy as np
+import tensorflow as tf
+
+from stages.lib.cli import PipelineError, first_line
+
+
+def make_strategy(name: str) -> tf.distribute.Strategy:
+    """`train.strategy`: the batch size stays global; each replica gets batch / replicas.
+
+    MultiWorkerMirroredStrategy must be created before anything starts TensorFlow's runtime (listing devices
+    does), so training.start creates the strategy first."""
+    if name == "multi_worker":
+        cluster_spec()  # a missing or broken TF_CONFIG is one line, not a hang or a single-worker run
+        keras_fixes()
+        seeds_per_replica()
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if name == "none":
+        return tf.distribute.get_strategy()
+    gpus = tf.config.list_logical_devices("GPU")
+    if name == "auto":
+        strategy = tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
+    elif name == "mirrored":
+        devices = gpus or tf.config.list_logical_devices("CPU")
+        strategy = tf.distribute.MirroredStrategy([d.name for d in devices])
+    else:
+        raise PipelineError(f"train.strategy: unknown strategy {name!r}")  # params.py allows only the ones above
+    if strategy.num_replicas_in_sync > 1:
+        seeds_per_replica()
+    return strategy
+
+
+def cluster_spec() -> dict:
+    """TF_CONFIG, checked: {"cluster": {"worker": ["host:port", ...]}, "task": {"type": "worker", "index": i}}."""
+    raw = os.environ.get("TF_CONFIG")
+    example = '{"cluster": {"worker": ["host1:12345", "host2:12345"]}, "task": {"type": "worker", "index": 0}}'
+    if not raw:
+        raise PipelineError(
+            f"train.strategy: multi_worker needs TF_CONFIG in each worker's environment, e.g. {example}"
+        )
+    try:
+        config = json.loads(raw)
+        workers, task = config["cluster"]["worker"], config["task"]
+        index = task["index"]
+        if task["type"] != "worker" or not isinstance(index, int) or not 0 <= index < len(workers):
+            raise ValueError
+    except (ValueError, KeyError, TypeError):
+        raise PipelineError(
+            f"TF_CONFIG: not a cluster of workers with this one's task type and index; expected e.g. {example}"
+        ) from None
+    return config
+
+
+def is_multi_worker(strategy: tf.distribute.Strategy) -> bool:
+    return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+
+
+def writes_outputs(strategy: tf.distribute.Strategy) -> bool:
+    """The chief, or the only process: the one that writes the model, metrics and logs."""
+    return strategy.extended.should_checkpoint
+
+
+def shard_by_batch(dataset: tf.data.Dataset, strategy: tf.distribute.Strategy) -> tf.data.Dataset:
+    """Under several workers, each reads the whole dataset and keeps its slice of every global batch (tf.data's
+    DATA sharding): the batches are those one process trains on. (The default, FILE, gives each worker whole
+    TFRecord shards: other batches, another model.)"""
+    if not is_multi_worker(strategy):
+        return dataset
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return dataset.with_options(options)
+
+
+def _summed(strategy: tf.distribute.Strategy, values: list, first_only: bool = False) -> list[np.ndarray]:
+    """The sum of every replica's `values` (with `first_only`: the first replica's, the chief's, as every worker
+    has zeros in their place), on every worker: one all-reduce."""
+
+    def replica_fn():
+        context = tf.distribute.get_replica_context()
+        keep = tf.logical_or(not first_only, tf.equal(context.replica_id_in_sync_group, 0))
+        kept = [tf.where(keep, value, tf.zeros_like(value)) for value in values]
+        by_dtype: dict = {}  # an all-reduce of a list packs it into one tensor: one per dtype
+        for i, value in enumerate(kept):
+            by_dtype.setdefault(value.dtype, []).append(i)
+        summed = [None] * len(kept)
+        for indices in by_dtype.values():
+            for i, value in zip(indices, context.all_reduce("SUM", [kept[i] for i in indices]), strict=True):
+                summed[i] = value
+        return summed
+
+    # Eagerly: a few small values once per stage. (TensorFlow warns of the overhead, meant for training steps;
+    # a tf.function per call warns of retracing instead.)
+    logger, level = tf.get_logger(), tf.get_logger().level
+    logger.setLevel("ERROR")
+    try:
+        summed = strategy.run(replica_fn)
+    finally:
+        logger.setLevel(level)
+    return [strategy.experimental_local_results(value)[0].numpy() for value in summed]
+
+
+def chief_value(strategy: tf.distribute.Strategy, value: object) -> object:
+    """The chief's `value` (anything JSON can hold) on every worker; `value` itself for one process. Every worker
+    must call it at the same point (a collective), as every other function here that takes a strategy."""
+    if not is_multi_worker(strategy):
+        return value
+    text = np.frombuffer(json.dumps(value).encode(), np.uint8).astype(np.int32)
+    (size,) = _summed(strategy, [np.array(len(text), np.int32)], first_only=True)
+    padded = np.zeros(int(size), np.int32)
+    padded[: len(text)] = text[: int(size)]
+    (chief_text,) = _summed(strategy, [padded], first_only=True)
+    return json.loads(chief_text.astype(np.uint8).tobytes().decode())
+
+
+def same_on_every_worker(strategy: tf.distribute.Strategy, fingerprint: str, what: str) -> None:
+    """Workers given other params or inputs would train apart, or wait for each other forever: every one of them
+    stops with one line."""
+    if not is_multi_worker(strategy):
+        return
+    differs = chief_value(strategy, fingerprint) != fingerprint
+    (workers_that_differ,) = _summed(strategy, [np.array(int(differs), np.int32)])
+    if workers_that_differ:
+        raise PipelineError(
+            f"{int(workers_that_differ)} worker(s) were given other {what} than the chief (worker 0)"
+            f"{', this one among them' if differs else ''}: give every worker the same, then start all of them again"
+        )
+
+
+def weights_from_chief(strategy: tf.distribute.Strategy, model) -> None:
+    """Set every worker's model and optimizer variables to the chief's (which loaded its checkpoint into the same
+    model, built by all of them)."""
+    if not is_multi_worker(strategy):
+        return
+    variables = list(model.variables) + (list(model.optimizer.variables) if model.optimizer is not None else [])
+    for variable, value in zip(
+        variables, _summed(strategy, [v.value for v in variables], first_only=True), strict=True
+    ):
+        variable.assign(value)
+
+
+@contextlib.contextmanager
+def worker_failures():
+    """A worker that stopped (killed, crashed, its host gone) fails the others' next collective: one line."""
+    try:
+        yield
+    except (tf.errors.UnavailableError, tf.errors.DeadlineExceededError, tf.errors.AbortedError) as exc:
+        reason = re.sub(r"\{\{[^}]*\}\}\s*", "", first_line(exc))  # without the name of TensorFlow's op
+        raise PipelineError(
+            f"a worker stopped during training ({reason}); start every worker again: they resume from the chief's "
+            "last checkpoint"
+        ) from None
+
+
+REPLICA_SEED_STRIDE = 1_000_003  # replica r draws with seed + r x this: never another layer's (they are seed + 0..5)
+
+
+def keras_fixes() -> None:
+    """Correct Keras 3's TensorFlow trainer under MultiWorkerMirroredStrategy (keras-team/keras#20585), once.
+
+    1. `_maybe_symbolic_build` takes a first batch to build the metrics and reduces it across replicas eagerly,
+       which this strategy cannot do with a dataset's values ("Attempt to convert a value (PerReplica...)"). It
+       needs only the batch's structure, shapes and dtypes: give it the dataset's element spec. (Taking a batch
+       also starts an extra pass over the dataset, so a reshuffling dataset's epochs would not be a single
+       process's.)
+    2. `reduce_per_replica` means every step's scalar logs across workers along axis 0, which a scalar does not
+       have ("Invalid reduction dimension 0"): reduce them as the scalars they are.
+    """
+    from keras.src import tree
+    from keras.src.backend.tensorflow import trainer
+
+    if getattr(trainer.reduce_per_replica, "multi_worker_fix", False):
+        return
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        if self._distribute_strategy is None:
+            return
+        if iterator is not None and data_batch is None:
+            data_batch = iterator.data_adapter.get_tf_dataset().element_spec
+        with self.distribute_strategy.scope():
+            self._symbolic_build(data_batch=data_batch)
+
+    keras_reduce = trainer.reduce_per_replica
+
+    def reduce_per_replica(values, strategy, reduction):
+        if reduction in ("auto", "mean") and trainer._collective_all_reduce_multi_worker(strategy):
+            return tree.map_structure(lambda value: strategy.reduce("MEAN", value, axis=None), values)
+        return keras_reduce(values, strategy, reduction)
+
+    reduce_per_replica.multi_worker_fix = True
+    trainer.TensorFlowTrainer._maybe_symbolic_build = _maybe_symbolic_build
+    trainer.reduce_per_replica = reduce_per_replica
+
+
+def seeds_per_replica() -> None:
+    """Under any strategy with several replicas, every replica's random layers (augmentation, dropout) draw the
+    same numbers from their seed in Keras 3, so image i of each replica's share of a batch gets the same flip,
+    rotation and dropout mask. Replica r draws from its seed + r x REPLICA_SEED_STRIDE instead; the first
+    replica's numbers are unchanged. Once."""
+    from keras.src.random.seed_generator import SeedGenerator
+
+    if getattr(SeedGenerator.next, "per_replica", False):
+        return
+    keras_next = SeedGenerator.next
+
+    def next_seed(self, ordered=True):
+        seed = keras_next(self, ordered)
+        context = tf.distribute.get_replica_context()
+        replica = 0 if context is None else context.replica_id_in_sync_group
+        if isinstance(replica, int) and replica == 0:
+            return seed
+        return seed + tf.cast(tf.stack([replica * REPLICA_SEED_STRIDE, 0]), seed.dtype)
+
+    next_seed.per_replica = True
+    SeedGenerator.next = next_seed
