@@ -6,7 +6,10 @@ With model.weights: none, the random base's BatchNorm statistics are first set f
 model.calibration_images train images (models.calibrate_batchnorm), or every image gives the same features.
 With transfer.cache_features, the frozen base's features of the val images are computed once and the head alone
 is validated on them every epoch; with augmentation off, the train images' too, and only the head is trained
-on them: the same model, without running the frozen base over the same images every epoch.
+on them: the same model, without running the frozen base over the same images every epoch. With augmentation
+on and transfer.augmented_views K, the features of K augmented views of each train image are computed once and
+each epoch trains the head on one of them per image, drawn at random: K passes of the base instead of one per
+epoch, and K views of each image instead of a new one every epoch.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ def main(argv: list[str] | None = None) -> params.StageParams:
     size, seed = m.image_size, p.seed
     # TensorFlow only now: --help, a bad argument or a bad param answer in a second, not after its 4-5 s import.
     import keras
+    import numpy as np
     import tensorflow as tf
 
     from stages.lib import augment, models, records, training
@@ -58,7 +62,11 @@ def main(argv: list[str] | None = None) -> params.StageParams:
         model = models.build_transfer_model(base, m.base, size, stage.num_classes, m.dropout, augmentation)
         stage.compile(model, keras.optimizers.Adam(stage.learning_rate(t.learning_rate, t, t.batch_size)))
 
-    extra: dict[str, float] = {"cached_features": int(t.cache_features and augmentation is None)}
+    views = t.augmented_views if t.cache_features and augmentation is not None else 0
+    extra: dict[str, float] = {
+        "cached_features": int(t.cache_features and (augmentation is None or views > 0)),
+        "augmented_views": views,
+    }
 
     def plain(split: str) -> tf.data.Dataset:  # images and class indices in stored order, for the base's features
         return records.make_dataset(args.records, split, image_size=size, batch_size=t.batch_size)
@@ -66,14 +74,19 @@ def main(argv: list[str] | None = None) -> params.StageParams:
     if extra["cached_features"]:
         start = time.perf_counter()
         feature_model = keras.Model(model.input, model.get_layer(models.FEATURES_LAYER_NAME).output)
-        train_x, train_y = models.features(feature_model, plain("train"))
+        if views:  # K random views of every train image through the augmentation, each epoch one of them
+            passes = [models.features(feature_model, plain("train"), augmented=True) for _ in range(views)]
+            train_y = passes[0][1]
+            train = training.one_view_each(np.stack([x for x, _ in passes], axis=1), train_y, seed)
+        else:
+            train_x, train_y = models.features(feature_model, plain("train"))
+            train = tf.data.Dataset.from_tensor_slices((train_x, train_y)).shuffle(len(train_x), seed=seed)
         val_x, val_y = models.features(feature_model, plain("val"))
         extra["features_seconds"] = round(time.perf_counter() - start, 1)
-        train = tf.data.Dataset.from_tensor_slices((train_x, train_y)).shuffle(len(train_x), seed=seed)
         val = tf.data.Dataset.from_tensor_slices((val_x, val_y)).batch(t.batch_size)
 
         def build_head() -> keras.Model:
-            head = models.head_on_features(model, train_x.shape[1:])
+            head = models.head_on_features(model, val_x.shape[1:])
             return stage.compile(head, keras.optimizers.Adam(stage.learning_rate(t.learning_rate, t, t.batch_size)))
 
         train, val = stage.for_training(train.batch(t.batch_size)), stage.for_validation(val)

@@ -6,6 +6,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from stages.lib import augment, models, reference, training
 from stages.lib.bases import BASES
@@ -137,3 +138,23 @@ def test_calibrate_batchnorm_sets_moving_statistics_to_the_batch_and_restores_mo
     base.trainable = False
     with pytest.raises(ValueError, match="frozen"):  # a frozen BatchNorm runs in inference mode: no silent no-op
         models.calibrate_batchnorm(base, images)
+
+
+def test_augmented_features_are_a_new_random_view_each_pass_and_plain_ones_are_fixed():
+    size = 32
+    base = models.build_base("mobilenet_v2", size, None)
+    images = np.random.default_rng(5).uniform(0, 255, (8, size, size, 3)).astype("float32")
+    models.calibrate_batchnorm(base, models.preprocessing(BASES["mobilenet_v2"])(images))  # features that differ
+    flip = dataclasses.replace(NO_AUGMENT, flip="horizontal")
+    augmentation = augment.build_augmentation(flip, seed=0)
+    model = models.build_transfer_model(base, "mobilenet_v2", size, 2, 0.2, augmentation)
+    feature_model = keras.Model(model.input, model.get_layer(models.FEATURES_LAYER_NAME).output)
+    batches = tf.data.Dataset.from_tensors((images, np.zeros(8)))
+    plain = [models.features(feature_model, batches)[0] for _ in range(2)]
+    views = [models.features(feature_model, batches, augmented=True)[0] for _ in range(3)]
+    np.testing.assert_array_equal(plain[0], plain[1])
+    mirrored = models.features(feature_model, tf.data.Dataset.from_tensors((images[:, :, ::-1], np.zeros(8))))[0]
+    for view in views:  # each image as it is or mirrored, as the flip drew
+        as_is, flipped = (np.abs(view - f).max(axis=1) < 1e-4 for f in (plain[0], mirrored))
+        assert (as_is | flipped).all()
+    assert any(np.abs(a - b).max() > 1e-3 for a, b in zip(views, views[1:]))  # other draws on other passes

@@ -151,3 +151,19 @@ def test_a_learning_rate_schedule_continues_after_a_resume(tmp_path: Path, monke
     optimizer = resumed.model.optimizer
     assert int(optimizer.iterations) == 16  # the step count, and so the schedule, went on from the checkpoint
     assert float(optimizer.learning_rate) == pytest.approx(0.0, abs=1e-7)
+
+
+def test_one_view_each_gives_every_image_once_an_epoch_in_a_view_drawn_anew_each_epoch():
+    images, views = 12, 4
+    features = np.array([[[10 * i + k] for k in range(views)] for i in range(images)], np.float32)  # (12, 4, 1)
+    labels = np.arange(images)
+
+    def epochs(dataset) -> list[dict[int, int]]:  # per epoch: image -> the view it came in
+        return [{int(y): int(x[0]) - 10 * int(y) for x, y in dataset} for _ in range(3)]
+
+    seen = epochs(training.one_view_each(features, labels, seed=1))
+    assert all(sorted(epoch) == list(range(images)) for epoch in seen)  # each image once, with its own label
+    assert all(0 <= view < views for epoch in seen for view in epoch.values())
+    assert seen[0] != seen[1] != seen[2]  # other draws every epoch
+    assert len({view for epoch in seen for view in epoch.values()}) == views  # all views in use
+    assert epochs(training.one_view_each(features, labels, seed=1)) == seen  # seeded

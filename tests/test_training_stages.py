@@ -118,6 +118,24 @@ def test_transfer_trains_on_cached_features_when_augmentation_is_off(tmp_path: P
     assert all(not w.numpy().any() for w in models.base_of(model).weights if "moving_mean" in w.path)
 
 
+def test_transfer_with_augmented_views_trains_the_head_on_features_of_k_views_computed_once(tmp_path, monkeypatch):
+    root = build_encoded_project(tmp_path, transfer={"epochs": 3, "batch_size": 8, "augmented_views": 2})
+    passes = []
+    real_features = models.features
+
+    def counted(feature_model, dataset, augmented=False):
+        passes.append(augmented)
+        return real_features(feature_model, dataset, augmented)
+
+    monkeypatch.setattr(models, "features", counted)
+    transfer.main(stage_args(root, "transfer"))
+    assert passes == [True, True, False]  # two augmented views of train, val as it is; none per epoch
+    metrics = json.loads((root / "metrics" / "transfer.json").read_text())
+    assert metrics["cached_features"] == 1 and metrics["augmented_views"] == 2 and steps(root, "transfer") == [0, 1, 2]
+    model = keras.models.load_model(root / "models" / "transfer.keras", safe_mode=True)
+    assert [layer.name for layer in model.layers][1] == "augmentation"  # kept for fine-tuning
+
+
 @pytest.mark.parametrize("arch", ["simple_cnn", "googlenet"])
 def test_baseline_trains_and_saves_the_main_output(arch: str, tmp_path: Path):
     size = 32 if arch == "simple_cnn" else 65  # GoogLeNet's smallest input

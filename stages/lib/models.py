@@ -212,11 +212,12 @@ def activations(part: keras.Model, dataset) -> tuple[tuple[np.ndarray, ...], np.
     return tuple(np.concatenate(column) for column in zip(*found)), np.concatenate(labels)
 
 
-def features(feature_model: keras.Model, dataset) -> tuple[np.ndarray, np.ndarray]:
-    """Run a frozen base once over an unshuffled split of (images, labels) batches: (features, labels)."""
+def features(feature_model: keras.Model, dataset, augmented: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Run a frozen base once over an unshuffled split of (images, labels) batches: (features, labels). With
+    `augmented`, the model's augmentation layer runs in training mode: the features of one random view of each."""
     found, labels = [], []
     for images, batch_labels in dataset:
-        found.append(feature_model(images, training=False).numpy())
+        found.append(feature_model(images, training=augmented).numpy())  # the base is InferenceMode either way
         labels.append(batch_labels.numpy())
     return np.concatenate(found), np.concatenate(labels)
 

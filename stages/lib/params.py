@@ -205,6 +205,7 @@ class TransferParams:
     lr_schedule: Schedule
     warmup_epochs: Annotated[Int, Field(ge=0)]
     cache_features: StrictBool  # train the head on precomputed base features when augmentation is off
+    augmented_views: Annotated[Int, Field(ge=0, le=100)]  # with augmentation on: features of K views, once
     augment: AugmentParams
 
 

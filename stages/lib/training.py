@@ -295,6 +295,15 @@ def fit(
     )
 
 
+def one_view_each(views: np.ndarray, labels: np.ndarray, seed: int) -> tf.data.Dataset:
+    """(view, label) of every image, reshuffled every epoch, the view one of the image's views[:, k] drawn anew
+    every epoch (seeded: the same draws in every run)."""
+    count = views.shape[1]
+    images = tf.data.Dataset.from_tensor_slices((views, labels)).shuffle(len(labels), seed=seed)
+    draws = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+    return tf.data.Dataset.zip(images, draws).map(lambda image, draw: (image[0][draw % count], image[1]))
+
+
 def count_params(model: keras.Model) -> dict[str, int]:
     trainable = sum(int(keras.ops.size(w)) for w in model.trainable_weights)
     return {"params.total": int(model.count_params()), "params.trainable": trainable}
