@@ -42,10 +42,14 @@ STAGES = set(yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"])
 QUEUE_TIMEOUT_SECONDS = 600
 
 
+def venv_env(env: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment with the test's venv first on PATH (the stages run `python -m ...`)."""
+    return {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", **(env or {})}
+
+
 def run(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """A command with the test's venv first on PATH (the stages run `python -m ...`), output captured."""
-    full_env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", **(env or {})}
-    return subprocess.run(args, cwd=cwd, env=full_env, capture_output=True, text=True, timeout=900)
+    """A command with the test's venv first on PATH, output captured."""
+    return subprocess.run(args, cwd=cwd, env=venv_env(env), capture_output=True, text=True, timeout=900)
 
 
 def sh(*args: str, cwd: Path, env: dict[str, str] | None = None) -> str:
@@ -260,19 +264,43 @@ def test_metrics_params_and_plots_diff_across_commits(project: Path, tmp_path: P
     assert "ROC on the test split" in html and "baseline_accuracy" in html
 
 
+def wait_for_queue_workers(start: subprocess.Popen[str], workspace: Path) -> str:
+    """Wait until every worker `start` (a running `dvc queue start`) began has exited; returns its output.
+
+    dvc-task forks one process per worker, which keeps the command's stdout until its worker exits: the pipe's
+    end is the workers' end. An idle worker shuts itself down (its monitor checks every 10 s), but with two
+    workers DVC 3.67 (dvc-task 0.40) can lose worker 2's shutdown: worker 1, started with --clean, cleans the
+    broker as it exits and deletes every control message older than 1 s, worker 2's unread shutdown too on a
+    busy machine, and worker 2 then idles forever. A `dvc queue stop` sent after that cleaning reaches it.
+    """
+    deadline, wait = time.monotonic() + 120, 30.0
+    while True:
+        try:
+            return start.communicate(timeout=wait)[0]
+        except subprocess.TimeoutExpired:
+            assert time.monotonic() < deadline, sh("dvc", "queue", "status", cwd=workspace)
+            run("dvc", "queue", "stop", cwd=workspace)
+            wait = 5.0
+
+
 def test_queued_sweep_runs_every_experiment(project: Path):
     # A sweep over a param that only evaluate and report read keeps each queued run short.
     sweep = {"sweep-30": 0.3, "sweep-70": 0.7}
     for name, threshold in sweep.items():
         sh("dvc", "exp", "run", "--queue", "-n", name, "-S", f"evaluate.threshold={threshold}", cwd=project)
-    sh("dvc", "queue", "start", cwd=project)
+    # Two workers, each in its own temporary copy. Not run(): it would wait for the workers as well.
+    start = subprocess.Popen(
+        ["dvc", "queue", "start", "-j", "2"],
+        cwd=project, env=venv_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
     try:
         deadline = time.monotonic() + QUEUE_TIMEOUT_SECONDS
         while "Queued" in (status := sh("dvc", "queue", "status", cwd=project)) or "Running" in status:
             assert time.monotonic() < deadline, status
             time.sleep(2)
     finally:
-        run("dvc", "queue", "stop", cwd=project)
+        started = wait_for_queue_workers(start, project)
+    assert start.returncode == 0 and "Started '2' new experiments task queue workers." in started, started
     assert status.count("Success") == 2, status + sh("dvc", "queue", "logs", "sweep-30", cwd=project)
 
     shown = experiments(project)
