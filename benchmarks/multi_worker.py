@@ -16,7 +16,6 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -26,6 +25,7 @@ from pathlib import Path
 import yaml
 
 from benchmarks.common import encode, prepare_raw
+from stages.lib import distribution
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZE = 96
@@ -41,15 +41,6 @@ def write_params(path: Path, strategy: str, epochs: int) -> None:
     path.write_text(yaml.safe_dump(raw))
 
 
-def free_ports(count: int) -> list[int]:
-    ports = []
-    for _ in range(count):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            ports.append(probe.getsockname()[1])
-    return ports
-
-
 def run(tmp: Path, stage: str, workers: int, epochs: int) -> dict:
     """The stage once, as `workers` processes (1: strategy none); wall seconds and the chief's metrics."""
     write_params(tmp / "params.yaml", "multi_worker" if workers > 1 else "none", epochs)
@@ -61,7 +52,7 @@ def run(tmp: Path, stage: str, workers: int, epochs: int) -> dict:
                "--metrics", str(tmp / "m.json"), "--checkpoints", str(tmp / "checkpoints")]  # fmt: skip
     if stage == "finetune":
         command += ["--transfer-model", str(tmp / "transfer.keras")]
-    cluster = {"worker": [f"127.0.0.1:{port}" for port in free_ports(workers)]}
+    cluster = distribution.local_cluster(workers)
     start = time.perf_counter()
     processes = []
     for index in range(workers):

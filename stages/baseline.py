@@ -22,7 +22,7 @@ def main(argv: list[str] | None = None) -> params.StageParams:
     from stages.lib import architectures, augment, training
 
     stage = training.start("baseline", args, p)
-    with stage.strategy.scope():
+    with stage.scope():
         augmentation = augment.build_augmentation(b.augment, p.seed)
         models = architectures.build_for_training(b.arch, b.image_size, stage.num_classes, augmentation)
         stage.compile(models, keras.optimizers.Adam(stage.learning_rate(b.learning_rate, b, b.batch_size)))

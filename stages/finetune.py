@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> params.StageParams:
     transfer_epochs, learning_rate = p.transfer.epochs, p.transfer.learning_rate * f.lr_factor
 
     stage = training.start("finetune", args, p)
-    with stage.strategy.scope():
+    with stage.scope():
         model = saving.load_model(args.transfer_model, "transfer")  # without its optimizer: recompiled below
         if model.output_shape[-1] != heads.units(stage.num_classes):
             raise rerun(

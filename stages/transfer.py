@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> params.StageParams:
     stage = training.start("transfer", args, p)
     train, val = stage.datasets(size, t.batch_size)
     calibrated = 0  # images that set the base's BatchNorm statistics; 0: not calibrated
-    with stage.strategy.scope():
+    with stage.scope():
         augmentation = augment.build_augmentation(t.augment, seed)
         base = models.build_base(m.base, size, weights)
         if weights is None and m.calibration_images:  # random weights: BatchNorm statistics from the data

@@ -6,12 +6,12 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -24,19 +24,9 @@ from stages.lib.cli import PipelineError
 from tests.conftest import NO_AUGMENTATION, ROOT, build_encoded_project, stage_args
 
 
-def cluster(workers: int = 2) -> dict:
-    """A cluster of `workers` on this host, each on a free port."""
-    ports = []
-    for _ in range(workers):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            ports.append(probe.getsockname()[1])
-    return {"worker": [f"127.0.0.1:{port}" for port in ports]}
-
-
 def start_workers(*commands: list[str]) -> list[subprocess.Popen]:
     """Worker i of a new cluster runs `python <commands[i]>`, with its TF_CONFIG."""
-    spec = cluster(len(commands))
+    spec = distribution.local_cluster(len(commands))
     return [
         subprocess.Popen(
             [sys.executable, *command],
@@ -185,8 +175,10 @@ def test_a_killed_worker_stops_the_other_with_one_line_and_both_resume_from_the_
     worker.send_signal(signal.SIGKILL)
     (code, output), _ = outputs([chief, worker])
     assert code == 1 and error_lines(output) == [error_lines(output)[-1]]  # one line
-    assert error_lines(output)[0].startswith("error: a worker stopped during training (")
-    assert error_lines(output)[0].endswith("start every worker again: they resume from the chief's last checkpoint")
+    assert error_lines(output)[0].startswith("error: another worker stopped (")
+    assert error_lines(output)[0].endswith(
+        "see its own output for why, then start every worker again: they resume from the chief's last checkpoint"
+    )
     assert "Traceback" not in output
     killed_at = json.loads(state.read_text())["next_epoch"]
 
@@ -214,4 +206,93 @@ def test_workers_given_other_params_are_refused_with_one_line_each(tmp_path: Pat
         "(worker 0): give every worker the same, then start all of them again"
     ]
     assert worker_line == [chief_line[0].replace("(worker 0):", "(worker 0), this one among them:")]
+    assert not (root / "models" / "baseline.keras").exists()
+
+
+def two_workers(monkeypatch) -> SimpleNamespace:
+    """A stand-in for a MultiWorkerMirroredStrategy of two workers, for the checks that read only its size."""
+    monkeypatch.setattr(distribution, "is_multi_worker", lambda strategy: True)
+    return SimpleNamespace(num_replicas_in_sync=2)
+
+
+def test_even_shares_refuses_a_batch_size_that_is_no_multiple_of_the_workers(monkeypatch):
+    with pytest.raises(PipelineError) as raised:
+        distribution.even_shares(two_workers(monkeypatch), "baseline.batch_size", 7, {"train": 16, "val": 10})
+    assert str(raised.value) == (
+        "baseline.batch_size=7 does not split evenly over the 2 workers, so they would not train the model one "
+        "process trains; set baseline.batch_size to 8"
+    )
+
+
+def test_even_shares_refuses_a_last_batch_with_fewer_images_than_workers(monkeypatch):
+    with pytest.raises(PipelineError) as raised:
+        distribution.even_shares(two_workers(monkeypatch), "transfer.batch_size", 6, {"train": 13, "val": 12})
+    assert str(raised.value) == (
+        "transfer.batch_size=6: the last train batch holds 1 image(s), fewer than the 2 workers, one of which would "
+        "get none and fail; set transfer.batch_size to 8"  # 13 = 8 + 5 (3 + 2), 12 = 8 + 4
+    )
+
+
+def test_even_shares_warns_of_a_last_batch_that_splits_unevenly(monkeypatch, capsys):
+    distribution.even_shares(two_workers(monkeypatch), "finetune.batch_size", 8, {"train": 19, "val": 10})
+    assert capsys.readouterr().out == (
+        "warning: finetune.batch_size=8: the last train batch holds 3 images, which do not split evenly over the 2 "
+        "workers (under no batch size: 19 images are no multiple of 2), so that step of every epoch weighs images "
+        "a little unlike one process\n"
+    )
+
+
+def test_even_shares_passes_even_batches_and_one_process(monkeypatch, capsys):
+    distribution.even_shares(tf.distribute.get_strategy(), "baseline.batch_size", 7, {"train": 15, "val": 9})
+    distribution.even_shares(two_workers(monkeypatch), "baseline.batch_size", 8, {"train": 16, "val": 10})
+    assert capsys.readouterr().out == ""
+
+
+def test_worker_failures_are_one_line_under_several_workers_only(monkeypatch):
+    lost = tf.errors.UnavailableError(None, None, "Collective ops is aborted by: peer down {{node Bcast}}\nmore")
+    with pytest.raises(tf.errors.UnavailableError), distribution.worker_failures(tf.distribute.get_strategy()):
+        raise lost  # one process: TensorFlow's own error, untouched
+    with pytest.raises(PipelineError) as raised, distribution.worker_failures(two_workers(monkeypatch)):
+        raise lost
+    assert str(raised.value) == (
+        "another worker stopped (Collective ops is aborted by: peer down); see its own output for why, then start "
+        "every worker again: they resume from the chief's last checkpoint"
+    )
+
+
+def test_keras_without_a_corrected_internal_is_one_line(monkeypatch):
+    from keras.src.backend.tensorflow import trainer
+
+    assert distribution.keras_internals() is trainer  # this Keras has them all
+    monkeypatch.delattr(trainer, "reduce_per_replica")
+    with pytest.raises(PipelineError) as raised:
+        distribution.keras_internals()
+    assert str(raised.value).startswith("train.strategy: multi_worker corrects Keras 3.15's trainer, and Keras 3.")
+    assert str(raised.value).endswith(
+        "has no keras.src.backend.tensorflow.trainer.reduce_per_replica; install the Keras of requirements.lock "
+        "(make venv)"
+    )
+
+
+def test_an_uneven_batch_is_refused_on_every_worker_before_training(tmp_path: Path):
+    root = multi_worker_project(tmp_path / "p", baseline={"batch_size": 5})  # 16 train images: a last batch of 1
+    ended = outputs(start_workers(stage_command(root, "baseline"), stage_command(root, "baseline")))
+    assert [code for code, _ in ended] == [1, 1]
+    for _, output in ended:
+        assert error_lines(output) == [
+            "error: baseline.batch_size=5 does not split evenly over the 2 workers, so they would not train the "
+            "model one process trains; set baseline.batch_size to 6"
+        ]
+        assert "Traceback" not in output
+    assert not (root / "models" / "baseline.keras").exists()
+
+
+def test_a_worker_that_fails_before_training_stops_the_chief_with_one_line(tmp_path: Path):
+    root = multi_worker_project(tmp_path / "p")
+    broken = stage_command(root, "baseline")
+    broken[broken.index("--records") + 1] = str(tmp_path / "not-pulled")  # as on a host that forgot `dvc pull`
+    (chief_code, chief), (worker_code, worker) = outputs(start_workers(stage_command(root, "baseline"), broken))
+    assert worker_code == 1 and error_lines(worker)[0].startswith(f"error: {tmp_path / 'not-pulled'}")
+    assert chief_code == 1 and "Traceback" not in chief
+    assert len(error_lines(chief)) == 1 and error_lines(chief)[0].startswith("error: another worker stopped (")
     assert not (root / "models" / "baseline.keras").exists()

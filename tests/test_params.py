@@ -258,6 +258,12 @@ def test_an_alias_bomb_gives_a_short_message_not_its_expansion(tmp_path: Path):
             "params.yaml: finetune.warmup_epochs: 10 leaves no epoch after the warmup (finetune.epochs is 10)",
         ),
         (
+            {"transfer": {"augmented_views": 11}},
+            "params.yaml: transfer.augmented_views: 11 views of each image are more than the 10 epochs "
+            "(transfer.epochs) can train on, and more passes of the base than computing a new view every epoch "
+            "(augmented_views: 0)",
+        ),
+        (
             {"train": {"patience": 3}},
             "params.yaml: train.patience: 3 needs train.keep_best to name the val metric it watches "
             "(val_loss, val_accuracy)",

@@ -1,4 +1,5 @@
-"""The README's stage table says what dvc.yaml says: each stage's params and what it writes."""
+"""The README says what dvc.yaml says: the stage table (each stage's params and what it writes), and the stage
+command the two-host recipe gives worker 1."""
 
 from __future__ import annotations
 
@@ -51,3 +52,9 @@ def test_writes_column_names_every_output(stage: str):
     for out in DVC[stage].get("outs", []) + DVC[stage].get("metrics", []):
         path = out if isinstance(out, str) else next(iter(out))
         assert f"`{path}" in writes, path
+
+
+def test_the_two_host_recipe_gives_worker_1_the_transfer_stage_command_of_dvc_yaml():
+    section = README[README.index("## Scaling out") :]
+    command = re.search(r"^  (python -m stages\.transfer .*?)\n  ```", section, re.M | re.S).group(1)
+    assert " ".join(command.replace("\\\n", " ").split()) == " ".join(DVC["transfer"]["cmd"].split())

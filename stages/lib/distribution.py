@@ -23,6 +23,7 @@ import contextlib
 import json
 import os
 import re
+import socket
 
 import numpy as np
 import tensorflow as tf
@@ -96,6 +97,39 @@ def shard_by_batch(dataset: tf.data.Dataset, strategy: tf.distribute.Strategy) -
     return dataset.with_options(options)
 
 
+def even_shares(strategy: tf.distribute.Strategy, batch_key: str, batch_size: int, counts: dict[str, int]) -> None:
+    """Each worker averages the loss and metrics over its share of a global batch and the workers' averages are
+    averaged: one process's average only when the shares are equal. Refused: a batch size that is no multiple of
+    the workers (every step uneven), and a last batch with fewer images than workers (a worker would get none,
+    which fails). A last batch that splits unevenly gets a warning: a split whose size is no multiple of the
+    workers has one under every batch size that is (its remainder is the split size's)."""
+    if not is_multi_worker(strategy):
+        return
+    workers = strategy.num_replicas_in_sync
+    if batch_size % workers:
+        nearest = workers * max(1, (batch_size + workers // 2) // workers)
+        raise PipelineError(
+            f"{batch_key}={batch_size} does not split evenly over the {workers} workers, so they would not train "
+            f"the model one process trains; set {batch_key} to {nearest}"
+        )
+    last = {split: count % batch_size for split, count in counts.items() if count % batch_size % workers}
+    sizes = ", ".join(f"the last {split} batch holds {size}" for split, size in last.items())
+    if any(size < workers for size in last.values()):
+        fits = [size for size in range(workers, 2 * batch_size + 1, workers)
+                if not any(0 < count % size < workers for count in counts.values())]  # fmt: skip
+        nearest = min(fits, key=lambda size: (abs(size - batch_size), -size), default=None)
+        raise PipelineError(
+            f"{batch_key}={batch_size}: {sizes} image(s), fewer than the {workers} workers, one of which would get "
+            f"none and fail; " + (f"set {batch_key} to {nearest}" if nearest else "change the splits' sizes")
+        )
+    if last:
+        print(
+            f"warning: {batch_key}={batch_size}: {sizes} images, which do not split evenly over the {workers} "
+            f"workers (under no batch size: {' and '.join(f'{counts[split]}' for split in last)} images are no "
+            f"multiple of {workers}), so that step of every epoch weighs images a little unlike one process"
+        )
+
+
 def _summed(strategy: tf.distribute.Strategy, values: list, first_only: bool = False) -> list[np.ndarray]:
     """The sum of every replica's `values` (with `first_only`: the first replica's, the chief's, as every worker
     has zeros in their place), on every worker: one all-reduce."""
@@ -164,19 +198,62 @@ def weights_from_chief(strategy: tf.distribute.Strategy, model) -> None:
 
 
 @contextlib.contextmanager
-def worker_failures():
-    """A worker that stopped (killed, crashed, its host gone) fails the others' next collective: one line."""
+def worker_failures(strategy: tf.distribute.Strategy):
+    """Under several workers, a worker that stopped (killed, crashed, its own error, its host gone) fails the
+    others' next collective: one line on them too. One process's errors pass unchanged."""
     try:
         yield
     except (tf.errors.UnavailableError, tf.errors.DeadlineExceededError, tf.errors.AbortedError) as exc:
-        reason = re.sub(r"\{\{[^}]*\}\}\s*", "", first_line(exc))  # without the name of TensorFlow's op
+        if not is_multi_worker(strategy):
+            raise
+        reason = re.sub(r"\s*\{\{[^}]*\}\}", "", first_line(exc)).strip()  # without the name of TensorFlow's op
         raise PipelineError(
-            f"a worker stopped during training ({reason}); start every worker again: they resume from the chief's "
-            "last checkpoint"
+            f"another worker stopped ({reason}); see its own output for why, then start every worker again: "
+            "they resume from the chief's last checkpoint"
         ) from None
 
 
-REPLICA_SEED_STRIDE = 1_000_003  # replica r draws with seed + r x this: never another layer's (they are seed + 0..5)
+def local_cluster(workers: int) -> dict:
+    """TF_CONFIG's "cluster" for `workers` processes on this host, each on a free port: multi_worker tried on one
+    machine (the tests, benchmarks/multi_worker.py)."""
+    ports = []
+    for _ in range(workers):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            ports.append(probe.getsockname()[1])
+    return {"worker": [f"127.0.0.1:{port}" for port in ports]}
+
+
+REPLICA_SEED_STRIDE = 1_000_003  # replica r draws with seed + r x this: far from the small offsets of the seed
+# that separate the random layers of one model (augment.py), so no replica draws another layer's numbers
+
+
+KERAS_INTERNALS = (  # what keras_fixes and seeds_per_replica replace or call, as in Keras 3.15
+    ("keras.src.backend.tensorflow.trainer", "TensorFlowTrainer._maybe_symbolic_build"),
+    ("keras.src.backend.tensorflow.trainer", "reduce_per_replica"),
+    ("keras.src.backend.tensorflow.trainer", "_collective_all_reduce_multi_worker"),
+    ("keras.src.random.seed_generator", "SeedGenerator.next"),
+)
+
+
+def keras_internals():
+    """Keras' TensorFlow trainer module, once every private name the corrections touch is found: another Keras
+    that moved one is one line, not a failure deep in `fit`."""
+    import importlib
+
+    import keras
+
+    for module_name, attribute in KERAS_INTERNALS:
+        try:
+            found = importlib.import_module(module_name)
+            for part in attribute.split("."):
+                found = getattr(found, part)
+        except (ImportError, AttributeError):
+            raise PipelineError(
+                f"train.strategy: multi_worker corrects Keras 3.15's trainer, and Keras {keras.__version__} has no "
+                f"{module_name}.{attribute}; install the Keras of requirements.lock (make venv)"
+            ) from None
+    return importlib.import_module(KERAS_INTERNALS[0][0])
 
 
 def keras_fixes() -> None:
@@ -191,8 +268,8 @@ def keras_fixes() -> None:
        have ("Invalid reduction dimension 0"): reduce them as the scalars they are.
     """
     from keras.src import tree
-    from keras.src.backend.tensorflow import trainer
 
+    trainer = keras_internals()
     if getattr(trainer.reduce_per_replica, "multi_worker_fix", False):
         return
 

@@ -205,7 +205,7 @@ class TransferParams:
     lr_schedule: Schedule
     warmup_epochs: Annotated[Int, Field(ge=0)]
     cache_features: StrictBool  # train the head on precomputed base features when augmentation is off
-    augmented_views: Annotated[Int, Field(ge=0, le=100)]  # with augmentation on: features of K views, once
+    augmented_views: Annotated[Int, Field(ge=0)]  # with augmentation on: features of K views, once (K <= epochs)
     augment: AugmentParams
 
 
@@ -273,6 +273,12 @@ class Params:
                     f"{name}.warmup_epochs: {section.warmup_epochs} leaves no epoch after the warmup "
                     f"({name}.epochs is {section.epochs})"
                 )
+        if self.transfer.augmented_views > self.transfer.epochs:  # each epoch trains on one view per image
+            raise ValueError(
+                f"transfer.augmented_views: {self.transfer.augmented_views} views of each image are more than the "
+                f"{self.transfer.epochs} epochs (transfer.epochs) can train on, and more passes of the base than "
+                "computing a new view every epoch (augmented_views: 0)"
+            )
         if self.train.patience and self.train.keep_best == "none":
             raise ValueError(
                 f"train.patience: {self.train.patience} needs train.keep_best to name the val metric it watches "

@@ -214,7 +214,6 @@ def _live(live_dir: Path, resume: bool, chief: bool):
     return Live(str(live_dir), resume=resume, dvcyaml=False, save_dvc_exp=False, report=None)
 
 
-@distribution.worker_failures()  # a worker that stops: one line on the others
 def fit(
     build: Callable[[], keras.Model],
     train: tf.data.Dataset,
@@ -411,11 +410,19 @@ class TrainingStage:
         params, the records and `inputs`."""
         key = fingerprint(stage=self.name, params=self.params.snapshot(), meta=self.meta, **inputs)
         keep_best = self.params.train.keep_best
-        return fit(
-            build, train, val, epochs=epochs, train_count=self.meta["splits"]["train"]["count"],
-            work_dir=self.args.checkpoints, live_dir=self.args.logs, key=key, strategy=self.strategy,
-            monitor=None if keep_best == "none" else keep_best, patience=self.params.train.patience,
-        )  # fmt: skip
+        with distribution.worker_failures(self.strategy):
+            return fit(
+                build, train, val, epochs=epochs, train_count=self.meta["splits"]["train"]["count"],
+                work_dir=self.args.checkpoints, live_dir=self.args.logs, key=key, strategy=self.strategy,
+                monitor=None if keep_best == "none" else keep_best, patience=self.params.train.patience,
+            )  # fmt: skip
+
+    @contextlib.contextmanager
+    def scope(self):
+        """The strategy's scope, to build and compile the stage's model in. Under several workers creating its
+        variables is the workers' first collective: one line there too when another worker stopped."""
+        with distribution.worker_failures(self.strategy), self.strategy.scope():
+            yield
 
     def finish(self, model: keras.Model, result: FitResult, **extra: object) -> dict:
         """Save the model, write metrics/<stage>.json (summary plus `extra`), print the stage's last line. Another
@@ -438,4 +445,7 @@ def start(name: str, args: argparse.Namespace, params: StageParams) -> TrainingS
     strategy = distribution.make_strategy(params.train.strategy)
     set_seeds(params.seed)
     keras.mixed_precision.set_global_policy(params.train.precision)  # models built from here on compute in it
-    return TrainingStage(name, args, params, strategy, records.read_meta(args.records))
+    meta = records.read_meta(args.records)
+    counts = {split: meta["splits"][split]["count"] for split in ("train", "val")}
+    distribution.even_shares(strategy, f"{name}.batch_size", getattr(params, name).batch_size, counts)
+    return TrainingStage(name, args, params, strategy, meta)
