@@ -9,7 +9,7 @@ the same weights. What that needs here:
   the two places (tests/test_distribution.py shows plain Keras still failing, so a fixed release shows), and
   `seeds_per_replica` gives each replica its own random augmentation (under `mirrored` too);
 - every worker reads the whole split and keeps its share of each batch (`shard_by_batch`), so the batches, and
-  the model, are those of one process;
+  the model, are those of one process, when the shares are equal (`even_shares`);
 - only the chief (worker 0) writes anything: model, metrics, dvclive logs and the epoch checkpoints
   (`writes_outputs`); restarted, every worker resumes from the chief's checkpoint (`chief_value`,
   `weights_from_chief`), so the workers need no shared folder, and none of them can resume from another epoch;
