@@ -1,5 +1,6 @@
-"""The README says what dvc.yaml says: the stage table (each stage's params and what it writes), and the stage
-command the two-host recipe gives worker 1."""
+"""The README says what dvc.yaml and params.py say: the stage table (each stage's params and what it writes), the
+stage command the two-host recipe gives worker 1, and every `-S key=value` of its commands (a param that exists,
+valid with the others of its command); "Beyond the reference" opens with one `dvc exp run -S` line."""
 
 from __future__ import annotations
 
@@ -58,3 +59,53 @@ def test_the_two_host_recipe_gives_worker_1_the_transfer_stage_command_of_dvc_ya
     section = README[README.index("## Scaling out") :]
     command = re.search(r"^  (python -m stages\.transfer .*?)\n  ```", section, re.M | re.S).group(1)
     assert " ".join(command.replace("\\\n", " ").split()) == " ".join(DVC["transfer"]["cmd"].split())
+
+
+def commands_with_overrides() -> list[tuple[str, list[tuple[str, str]]]]:
+    """Every command line of the README (continuation lines joined) that sets params with `-S key=value`."""
+    joined = re.sub(r"\\\n\s*", " ", README)
+    found = []
+    for line in joined.splitlines():
+        overrides = re.findall(r"-S ([\w.]+)=([^\s`')]+)", line)
+        if overrides and "key=value" not in line:
+            found.append((line.strip(), [(key, value.replace("$seed", "7")) for key, value in overrides]))
+    return found
+
+
+def overridden(overrides: list[tuple[str, str]]) -> dict:
+    """params.yaml with `overrides` applied as `dvc exp run -S` applies them (values parsed as YAML)."""
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    for key, value in overrides:
+        *sections, leaf = key.split(".")
+        node = raw
+        for section in sections:
+            node = node[section]
+        assert leaf in node, f"-S {key}: no such param"
+        node[leaf] = yaml.safe_load(value)
+    return raw
+
+
+def test_every_readme_command_sets_params_that_exist_and_validate_together():
+    commands = commands_with_overrides()
+    assert len(commands) > 10
+    for line, overrides in commands:
+        try:
+            params.parse(overridden(overrides), "params.yaml")
+        except params.ParamsError as exc:
+            raise AssertionError(f"{line}: {exc}") from None
+
+
+def test_beyond_the_reference_opens_with_one_dvc_exp_run_line_that_changes_the_reference():
+    section = README[README.index("## Beyond the reference") :]
+    block = re.search(r"```\n(.*?)\n```", section, re.S).group(1)
+    assert "\n" not in block and block.startswith("dvc exp run -S ")
+    overrides = re.findall(r"-S ([\w.]+)=(\S+)", block)
+    reference = yaml.safe_load((ROOT / "params.yaml").read_text())
+    changed = overridden(overrides)
+    for key, _ in overrides:
+        *sections, leaf = key.split(".")
+        old, new = reference, changed
+        for section in sections:
+            old, new = old[section], new[section]
+        assert old[leaf] != new[leaf], f"-S {key} is the reference's value already"
+    params.parse(changed, "params.yaml")
