@@ -212,7 +212,7 @@ def test_workers_given_other_params_are_refused_with_one_line_each(tmp_path: Pat
 def two_workers(monkeypatch) -> SimpleNamespace:
     """A stand-in for a MultiWorkerMirroredStrategy of two workers, for the checks that read only its size."""
     monkeypatch.setattr(distribution, "is_multi_worker", lambda strategy: True)
-    return SimpleNamespace(num_replicas_in_sync=2)
+    return SimpleNamespace(num_replicas_in_sync=2, extended=SimpleNamespace(worker_devices=("/job:worker/cpu:0",)))
 
 
 def test_even_shares_refuses_a_batch_size_that_is_no_multiple_of_the_workers(monkeypatch):

@@ -105,11 +105,12 @@ def even_shares(strategy: tf.distribute.Strategy, batch_key: str, batch_size: in
     workers has one under every batch size that is (its remainder is the split size's)."""
     if not is_multi_worker(strategy):
         return
-    workers = strategy.num_replicas_in_sync
+    workers = strategy.num_replicas_in_sync  # shares of a batch: one per worker, or per GPU of each
+    noun = "workers" if len(strategy.extended.worker_devices) == 1 else "replicas (devices of all workers)"
     if batch_size % workers:
         nearest = workers * max(1, (batch_size + workers // 2) // workers)
         raise PipelineError(
-            f"{batch_key}={batch_size} does not split evenly over the {workers} workers, so they would not train "
+            f"{batch_key}={batch_size} does not split evenly over the {workers} {noun}, so they would not train "
             f"the model one process trains; set {batch_key} to {nearest}"
         )
     last = {split: count % batch_size for split, count in counts.items() if count % batch_size % workers}
@@ -119,13 +120,13 @@ def even_shares(strategy: tf.distribute.Strategy, batch_key: str, batch_size: in
                 if not any(0 < count % size < workers for count in counts.values())]  # fmt: skip
         nearest = min(fits, key=lambda size: (abs(size - batch_size), -size), default=None)
         raise PipelineError(
-            f"{batch_key}={batch_size}: {sizes} image(s), fewer than the {workers} workers, one of which would get "
+            f"{batch_key}={batch_size}: {sizes} image(s), fewer than the {workers} {noun}, one of which would get "
             f"none and fail; " + (f"set {batch_key} to {nearest}" if nearest else "change the splits' sizes")
         )
     if last:
         print(
             f"warning: {batch_key}={batch_size}: {sizes} images, which do not split evenly over the {workers} "
-            f"workers (under no batch size: {' and '.join(f'{counts[split]}' for split in last)} images are no "
+            f"{noun} (under no batch size: {' and '.join(f'{counts[split]}' for split in last)} images are no "
             f"multiple of {workers}), so that step of every epoch weighs images a little unlike one process"
         )
 
