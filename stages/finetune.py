@@ -12,7 +12,6 @@ the frozen part.
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from pathlib import Path
 
@@ -81,9 +80,9 @@ def main(argv: list[str] | None = None) -> params.StageParams:
         def build_upper():
             return stage.compile(models.trained_part(model, fine_tune_at), optimizer())
 
-        upper = stage.fit(build_upper, stage.for_training(train.batch(f.batch_size)), stage.for_validation(val),
-                          epochs, parent=parent)  # fmt: skip
-        result = dataclasses.replace(upper, model=model)  # whose upper layers `upper` trained
+        # Trains `model`'s layers above the cut (shared with the model `build_upper` makes).
+        result = stage.fit(build_upper, stage.for_training(train.batch(f.batch_size)), stage.for_validation(val),
+                           epochs, parent=parent)  # fmt: skip
     else:
         train, val = stage.datasets(size, f.batch_size)
         if f.cache_features:
@@ -91,13 +90,8 @@ def main(argv: list[str] | None = None) -> params.StageParams:
                 *cut["val"], lambda trained: models.trained_part(trained, fine_tune_at), f.batch_size
             )
         result = stage.fit(lambda: model, train, val, epochs, parent=parent)
-    stage.finish(
-        result.model,
-        result,
-        trainable_variables=len(result.model.trainable_variables),
-        fine_tune_at=fine_tune_at,
-        **extra,
-    )
+        model = result.model
+    stage.finish(model, result, trainable_variables=len(model.trainable_variables), fine_tune_at=fine_tune_at, **extra)
     return p
 
 

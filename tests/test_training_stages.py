@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import keras
@@ -379,3 +380,25 @@ def test_a_resumed_finetune_on_cached_activations_saves_what_it_trained(tmp_path
     val = records.make_dataset(root / "data" / "tfrecords", "val", image_size=32, batch_size=8)
     scores = saved.evaluate(val, verbose=0, return_dict=True)
     assert scores["loss"] == pytest.approx(metrics["val.loss"], rel=1e-4)  # the weights it trained, not transfer's
+
+
+def test_models_trained_on_cached_features_are_saved_with_the_optimizer_state_that_trained_them(tmp_path: Path):
+    # The head (transfer) or the layers above the cut (finetune) trained as a model of their own, sharing the
+    # saved model's variables: the saved file holds that optimizer, so Keras' default load (compile=True) restores
+    # its state instead of warning that an unbuilt optimizer's 2 variables do not fit.
+    root = build_encoded_project(
+        tmp_path,
+        transfer={"epochs": 2, "batch_size": 8, "augment": NO_AUGMENTATION},  # 16 train images: 2 steps an epoch
+        finetune={"epochs": 1, "batch_size": 8},
+    )
+    transfer.main(stage_args(root, "transfer"))
+    finetune.main(stage_args(root, "finetune") + ["--transfer-model", str(root / "models" / "transfer.keras")])
+    for stage, steps_trained in (("transfer", 4), ("finetune", 2)):
+        assert json.loads((root / "metrics" / f"{stage}.json").read_text())["cached_features"] == 1
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            model = keras.models.load_model(root / "models" / f"{stage}.keras", safe_mode=True, compile=True)
+        assert not [w for w in caught if "Skipping variable loading for optimizer" in str(w.message)], stage
+        assert int(model.optimizer.iterations) == steps_trained, stage
+        slots = [v for v in model.optimizer.variables if v.shape == model.trainable_variables[-1].shape]
+        assert any(np.abs(np.asarray(slot)).max() > 0 for slot in slots), stage  # trained state, not zeros

@@ -303,6 +303,16 @@ def one_view_each(views: np.ndarray, labels: np.ndarray, seed: int) -> tf.data.D
     return tf.data.Dataset.zip(images, draws).map(lambda image, draw: (image[0][draw % count], image[1]))
 
 
+def with_optimizer_of(model: keras.Model, trained: keras.Model) -> None:
+    """Give `model` the optimizer of `trained`, a model of some of its layers that trained in its place, when
+    `trained`'s trainable variables are `model`'s, in the same order: the saved file then holds the state that
+    trained them (Keras' default load restores it), not an optimizer never built (which it warns of)."""
+    if trained is model or trained.optimizer is None:
+        return
+    if [id(v) for v in trained.trainable_variables] == [id(v) for v in model.trainable_variables]:
+        model.optimizer = trained.optimizer
+
+
 def count_params(model: keras.Model) -> dict[str, int]:
     trainable = sum(int(keras.ops.size(w)) for w in model.trainable_weights)
     return {"params.total": int(model.count_params()), "params.trainable": trainable}
@@ -426,7 +436,9 @@ class TrainingStage:
 
     def finish(self, model: keras.Model, result: FitResult, **extra: object) -> dict:
         """Save the model, write metrics/<stage>.json (summary plus `extra`), print the stage's last line. Another
-        worker than the chief writes nothing: the chief holds the same model."""
+        worker than the chief writes nothing: the chief holds the same model. `result.model` may be a part of
+        `model` that trained on cached features (sharing its layers): `model` is saved with its optimizer."""
+        with_optimizer_of(model, result.model)
         metrics = summary(result, model) | extra | self.params.as_metrics()
         val_accuracy = metrics.get("val.accuracy", float("nan"))
         if not distribution.writes_outputs(self.strategy):
