@@ -72,16 +72,21 @@ def commands_with_overrides() -> list[tuple[str, list[tuple[str, str]]]]:
     return found
 
 
+def section_of(raw: dict, key: str) -> tuple[dict, str]:
+    """The section of params `raw` that holds the dotted `key`, and the key's last part."""
+    *sections, leaf = key.split(".")
+    for section in sections:
+        raw = raw[section]
+    return raw, leaf
+
+
 def overridden(overrides: list[tuple[str, str]]) -> dict:
     """params.yaml with `overrides` applied as `dvc exp run -S` applies them (values parsed as YAML)."""
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
     for key, value in overrides:
-        *sections, leaf = key.split(".")
-        node = raw
-        for section in sections:
-            node = node[section]
-        assert leaf in node, f"-S {key}: no such param"
-        node[leaf] = yaml.safe_load(value)
+        section, leaf = section_of(raw, key)
+        assert leaf in section, f"-S {key}: no such param"
+        section[leaf] = yaml.safe_load(value)
     return raw
 
 
@@ -103,9 +108,6 @@ def test_beyond_the_reference_opens_with_one_dvc_exp_run_line_that_changes_the_r
     reference = yaml.safe_load((ROOT / "params.yaml").read_text())
     changed = overridden(overrides)
     for key, _ in overrides:
-        *sections, leaf = key.split(".")
-        old, new = reference, changed
-        for section in sections:
-            old, new = old[section], new[section]
+        (old, leaf), (new, _) = section_of(reference, key), section_of(changed, key)
         assert old[leaf] != new[leaf], f"-S {key} is the reference's value already"
     params.parse(changed, "params.yaml")

@@ -126,7 +126,7 @@ def even_shares(strategy: tf.distribute.Strategy, batch_key: str, batch_size: in
     if last:
         print(
             f"warning: {batch_key}={batch_size}: {sizes} images, which do not split evenly over the {workers} "
-            f"{noun} (under no batch size: {' and '.join(f'{counts[split]}' for split in last)} images are no "
+            f"{noun} (under no batch size: {' and '.join(str(counts[split]) for split in last)} images are no "
             f"multiple of {workers}), so that step of every epoch weighs images a little unlike one process"
         )
 
@@ -299,6 +299,7 @@ def seeds_per_replica() -> None:
     same numbers from their seed in Keras 3, so image i of each replica's share of a batch gets the same flip,
     rotation and dropout mask. Replica r draws from its seed + r x REPLICA_SEED_STRIDE instead; the first
     replica's numbers are unchanged. Once."""
+    keras_internals()  # under `mirrored` too
     from keras.src.random.seed_generator import SeedGenerator
 
     if getattr(SeedGenerator.next, "per_replica", False):
