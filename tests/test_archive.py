@@ -17,7 +17,7 @@ from stages.lib import archive as archive_module
 from stages.lib.archive import ArchiveError, extract_archive, ignore_reason
 from tests.conftest import jpeg_bytes
 
-JPEG = b"\xff\xd8\xff\xe0 not really a jpeg, but the suffix is what counts"
+JPEG = b"\xff\xd8\xff\xe0 not really a jpeg: the split stage judges content, extraction only names"
 LIMITS = {"max_members": 100, "max_total_bytes": 64 << 20, "max_compression_ratio": 100}
 
 # A dataset laid out like cats_and_dogs_filtered.zip, plus the clutter real archives carry.
@@ -33,7 +33,7 @@ GOOD_LAYOUT = {
     "__MACOSX/cats_and_dogs_filtered/._vectorize.py": b"resource fork",
 }
 GOOD_IMAGES = {name: data for name, data in GOOD_LAYOUT.items() if ignore_reason(name) is None}
-GOOD_IGNORED = {"macosx": 2, "hidden": 1, "system_file": 1, "not_an_image": 1}
+GOOD_IGNORED = {"macosx": 2, "hidden": 1, "system_file": 1}
 
 
 def write_zip(path: Path, members: dict[str, bytes], *, folders: tuple[str, ...] = ()) -> Path:
@@ -105,9 +105,10 @@ def assert_refused(archive: Path, dest: Path, *message_parts: str, **limits: int
         ("train/Thumbs.db", "system_file"),
         ("THUMBS.DB", "system_file"),
         ("validation/Desktop.ini", "system_file"),
-        ("cats_and_dogs_filtered/vectorize.py", "not_an_image"),
-        ("cat.jpg.txt", "not_an_image"),
-        ("README", "not_an_image"),
+        ("cats_and_dogs_filtered/vectorize.py", None),  # extracted; not an image by content (images.py)
+        ("train/cats/photo.webp", None),
+        ("train/cats/scan.TIFF", None),
+        ("README", None),
         ("train/cats/cat\r1.jpg", "control_character"),
         ("train/ca\nts/cat.1.jpg", "control_character"),
         ("train/cats/cat\x7f.jpg", "control_character"),
@@ -128,7 +129,7 @@ def test_a_name_with_a_carriage_return_is_skipped_and_counted_not_extracted(tmp_
 # --- good archives ------------------------------------------------------------------------------
 
 
-def test_good_zip_extracts_only_images_and_counts_what_it_skips(tmp_path: Path) -> None:
+def test_good_zip_extracts_all_but_hidden_and_system_files_and_counts_them(tmp_path: Path) -> None:
     folders = ("cats_and_dogs_filtered/", "cats_and_dogs_filtered/train/", "__MACOSX/", "empty/")
     archive = write_zip(tmp_path / "cats_and_dogs_filtered.zip", GOOD_LAYOUT, folders=folders)
     dest = tmp_path / "out"
@@ -165,13 +166,60 @@ def test_good_tar_gz_is_detected_by_content_and_ignores_archive_permissions(tmp_
 
 
 def test_ignored_members_do_not_count_towards_the_size_cap(tmp_path: Path) -> None:
-    archive = write_zip(tmp_path / "a.zip", {"train/cat.jpg": JPEG, "vectorize.py": b"#" * 5000})
+    archive = write_zip(tmp_path / "a.zip", {"train/cat.jpg": JPEG, "__MACOSX/._cat.jpg": b"#" * 5000})
     dest = tmp_path / "out"
 
     ignored = extract_archive(archive, dest, **{**LIMITS, "max_members": 10, "max_total_bytes": len(JPEG)})
 
-    assert ignored == {"not_an_image": 1}
+    assert ignored == {"macosx": 1}
     assert files_under(dest) == {"train/cat.jpg": JPEG}
+
+
+def test_webp_and_tiff_photos_are_extracted_like_any_image(tmp_path: Path) -> None:
+    """Seen on the landed main: WebP and TIFF were dropped at extraction as not images, though predict read them."""
+    members = {"d/cats/a.webp": b"RIFF....WEBPVP8 ", "d/cats/b.tif": b"II*\x00", "d/dogs/c.HEIC": b"heic"}
+    ignored = extract_archive(write_zip(tmp_path / "a.zip", members), tmp_path / "out", **LIMITS)
+    assert ignored == {}
+    assert files_under(tmp_path / "out") == members
+
+
+def test_names_are_stored_in_nfc(tmp_path: Path) -> None:
+    nfd = "cafe\u0301"
+    archive = write_zip(tmp_path / "a.zip", {f"d/{nfd}/{nfd}.jpg": JPEG, "d/tea/t.jpg": JPEG})
+    extract_archive(archive, tmp_path / "out", **LIMITS)
+    assert sorted(files_under(tmp_path / "out")) == ["d/caf\u00e9/caf\u00e9.jpg", "d/tea/t.jpg"]
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "named"),
+    [
+        ("d/caf\u00e9/a.jpg", "d/cafe\u0301/b.jpg", ("d/caf\u00e9", "d/cafe\u0301")),
+        ("d/cats/caf\u00e9.jpg", "d/cats/cafe\u0301.jpg", ("d/cats/caf\u00e9.jpg", "d/cats/cafe\u0301.jpg")),
+    ],
+    ids=["folders", "files"],
+)
+def test_two_spellings_of_one_nfc_name_are_refused_naming_both(tmp_path: Path, first, second, named) -> None:
+    """Seen on the landed main: the two folders of `café` became two classes and crashed the report."""
+    archive = write_zip(tmp_path / "a.zip", {first: JPEG, second: JPEG + b"2"})
+    with pytest.raises(ArchiveError) as refused:
+        extract_archive(archive, tmp_path / "out", **LIMITS)
+    assert f"{named[0]!r} and {named[1]!r} are one name once Unicode-normalised" in str(refused.value)
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_file_name_too_long_for_the_file_system_is_skipped_and_counted(tmp_path: Path) -> None:
+    long_name = "猫" * 90 + ".jpg"  # 274 bytes in UTF-8
+    archive = write_zip(tmp_path / "a.zip", {f"d/cats/{long_name}": JPEG, "d/cats/ok.jpg": JPEG})
+    assert extract_archive(archive, tmp_path / "out", **LIMITS) == {"name_too_long": 1}
+    assert sorted(files_under(tmp_path / "out")) == ["d/cats/ok.jpg"]
+
+
+def test_a_folder_name_too_long_for_the_file_system_is_refused_naming_the_member(tmp_path: Path) -> None:
+    """Seen on the landed main: three chained tracebacks ending in OSError: [Errno 36] File name too long."""
+    member = "d/" + "猫" * 90 + "/a.jpg"
+    with pytest.raises(ArchiveError, match=r"its folder name is 270 bytes, over the 255 a name may have"):
+        extract_archive(write_zip(tmp_path / "a.zip", {member: JPEG}), tmp_path / "out", **LIMITS)
+    assert not (tmp_path / "out").exists()
 
 
 # --- hostile or broken archives -----------------------------------------------------------------

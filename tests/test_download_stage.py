@@ -40,7 +40,7 @@ def test_local_archive_is_extracted_with_manifest(project: Path, tmp_path: Path)
     assert sorted(p.name for p in raw.iterdir()) == ["manifest.json", "train", "validation"]
     manifest = json.loads((raw / "manifest.json").read_text())
     assert manifest["files"] == {"train/cats": 3, "train/dogs": 3, "validation/cats": 2, "validation/dogs": 2}
-    assert manifest["ignored"] == {"macosx": 1, "not_an_image": 1}
+    assert manifest["ignored"] == {"macosx": 1, "outside_layout": 1}  # vectorize.py beside the split folders
     assert manifest["bytes"] == archive.stat().st_size and len(manifest["sha256"]) == 64
     assert manifest["source"] == "my.zip"
 
@@ -51,7 +51,7 @@ def test_sample_source_is_deterministic(project: Path):
     raw = project / "data" / "raw"
     first = json.loads((raw / "manifest.json").read_text())
     files = {p.relative_to(raw): p.read_bytes() for p in raw.rglob("*") if p.is_file()}
-    assert first["ignored"] == {"not_an_image": 1, "system_file": 1}  # vectorize.py, Thumbs.db
+    assert first["ignored"] == {"outside_layout": 1, "system_file": 1}  # vectorize.py, Thumbs.db
     download_stage.main(dvc_args("download"))
     assert {p.relative_to(raw): p.read_bytes() for p in raw.rglob("*") if p.is_file()} == files
 

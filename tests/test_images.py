@@ -157,3 +157,91 @@ def test_decodes_in_flight_never_hold_more_pixels_than_the_budget():
         list(pool.map(decode, [4, 4, 4, 4, 3, 3, 25, 1, 1, 1]))  # 25: larger than the budget, still runs alone
     assert most[0] <= 10 and held[0] == 0
     assert most[0] >= 8  # and they do run side by side
+
+
+# --- every format Pillow decodes; every depth stored by its own range -----------------------------------
+
+
+def encoded(image: Image.Image, fmt: str, **options) -> bytes:
+    out = io.BytesIO()
+    image.save(out, format=fmt, **options)
+    return out.getvalue()
+
+
+def gradient(low: float, high: float, dtype) -> np.ndarray:
+    """A 64x64 horizontal gradient from `low` to `high`."""
+    return np.tile(np.linspace(low, high, 64), (64, 1)).astype(dtype)
+
+
+def stored_gray(data: bytes) -> np.ndarray:
+    """The encode stage's stored pixels of `data`, as one gray channel (R = G = B)."""
+    jpeg, _, _ = encode_rgb_jpeg(data, 0, 95)
+    rgb = np.asarray(Image.open(io.BytesIO(jpeg)).convert("RGB"), dtype=np.int16)
+    assert np.abs(rgb[..., 0] - rgb[..., 2]).max() <= 2  # gray stays gray
+    return rgb[..., 0]
+
+
+@pytest.mark.parametrize(
+    ("pixels", "fmt", "mode"),
+    [
+        (gradient(0, 65535, np.uint16), "PNG", "I;16"),  # a full-range 16-bit scan
+        (gradient(0, 4095, np.uint16), "PNG", "I;16"),  # 12-bit sensor data in a 16-bit file
+        (gradient(0, 3_000_000, np.int32), "TIFF", "I"),
+        (gradient(-0.5, 2.5, np.float32), "TIFF", "F"),
+    ],
+    ids=["png16-full", "png16-12bit", "tiff-int32", "tiff-float"],
+)
+def test_high_bit_depth_is_stored_over_its_own_range(pixels, fmt, mode):
+    data = encoded(Image.fromarray(pixels), fmt)
+    check = check_image(data)
+    assert (check.skip_reason, check.mode) == (None, mode)
+    gray = stored_gray(data)
+    assert gray[:, :2].mean() < 8 and gray[:, -2:].mean() > 247  # black to white, not flat
+    assert np.all(np.diff(gray.mean(axis=0)[2:-2]) >= -2)  # and still a gradient left to right
+    model_input = images.load_for_model(data, 64)
+    assert model_input[:, 0].mean() < 8 and model_input[:, -1].mean() > 247  # predict reads it the same way
+
+
+def test_a_flat_high_depth_image_keeps_its_value_and_non_finite_pixels_are_black():
+    white = encoded(Image.fromarray(np.full((8, 8), 65535, np.uint16)), "PNG")
+    assert stored_gray(white).min() >= 250
+    floats = gradient(0, 1, np.float32)
+    floats[:, :4] = np.nan
+    gray = np.asarray(to_rgb(Image.fromarray(floats)))[..., 0]
+    assert gray[:, :4].max() == 0 and gray[:, -1].min() == 255
+    nothing = Image.fromarray(np.full((4, 4), np.nan, np.float32))
+    assert check_image(encoded(nothing, "TIFF")).skip_reason == "decode_error"
+
+
+@pytest.mark.parametrize("fmt", ["WEBP", "TIFF", "AVIF", "BMP", "GIF"])
+def test_every_format_pillow_decodes_is_usable(fmt):
+    image = Image.fromarray(np.random.default_rng(1).integers(0, 256, (24, 32, 3), dtype=np.uint8))
+    data = encoded(image, fmt)
+    check = check_image(data)
+    assert (check.skip_reason, check.format, check.width, check.height) == (None, fmt, 32, 24)
+    assert images.load_for_model(data, 16).shape == (16, 16, 3)
+
+
+@pytest.mark.parametrize("mode", ["La", "RGBa", "1", "I;16B", "YCbCr", "LAB", "HSV"])
+def test_every_pillow_mode_becomes_rgb(mode):
+    assert to_rgb(Image.new(mode, (4, 4))).mode == "RGB"
+
+
+HEIC_HEAD = b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + bytes(64)
+DICOM_HEAD = bytes(128) + b"DICM" + bytes(64)
+
+
+@pytest.mark.parametrize(
+    ("data", "named"),
+    [(HEIC_HEAD, "HEIC/HEIF"), (DICOM_HEAD, "DICOM"), (b"%PDF-1.7\n" + bytes(64), "PDF"),
+     (b'<?xml version="1.0"?><svg xmlns="http://www.w3.org/2000/svg"/>', "SVG")],
+    ids=["heic", "dicom", "pdf", "svg"],
+)  # fmt: skip
+def test_a_format_pillow_cannot_decode_is_named_not_called_no_image(tmp_path, data, named):
+    path = tmp_path / "photo.jpg"
+    path.write_bytes(data)
+    for check in (check_image(data), check_image_file(path)):
+        assert check.skip_reason == "unsupported_format"
+        assert f"a {named}" in check.detail
+    with pytest.raises(ValueError, match=f"a {named}"):
+        images.load_for_model(data, 16)

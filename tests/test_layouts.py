@@ -71,3 +71,25 @@ def test_several_top_folders_are_not_guessed_among(tmp_path: Path):
     make_tree(tmp_path, "a/train/x/1.jpg", "a/validation/x/2.jpg", "b/train/x/3.jpg", "b/validation/x/4.jpg")
     with pytest.raises(LayoutError, match="found: a/, b/"):
         find_layout(tmp_path)
+
+
+@pytest.mark.parametrize("split_name", ["train", "test", "Validation"])
+def test_a_class_named_like_a_split_beside_other_classes(tmp_path: Path, split_name: str):
+    """Seen on the landed main: vehicles/{airplane,bus,train} was refused as no dataset folder."""
+    make_tree(tmp_path, "vehicles/airplane/1.jpg", "vehicles/bus/2.jpg", f"vehicles/{split_name}/3.jpg")
+    assert folders(tmp_path) == {"images": "vehicles"}
+
+
+def test_classes_train_and_test_inside_split_folders(tmp_path: Path):
+    make_tree(tmp_path, "d/train/train/1.jpg", "d/train/bus/2.jpg", "d/val/train/3.jpg", "d/val/bus/4.jpg")
+    assert folders(tmp_path) == {"train": "d/train", "validation": "d/val"}
+
+
+def test_two_folders_for_one_role_name_the_source_and_the_folder_not_a_temporary_path(tmp_path: Path):
+    """Seen on the landed main: the error named data/.raw.kotsnyt4.tmp/.extracted/ds, a folder gone after the stage."""
+    make_tree(tmp_path, "ds/train/a/1.jpg", "ds/val/a/2.jpg", "ds/validation/a/3.jpg")
+    with pytest.raises(LayoutError) as err:
+        find_layout(tmp_path, "data/mine.zip")
+    assert str(err.value) == (
+        "data/mine.zip, in ds/: both val/ and validation/ would be the validation folder; keep one of them"
+    )

@@ -13,12 +13,19 @@ front, so a bomb is refused before a byte of it is written; a .tar.gz is one com
 member's packed bytes are counted from the archive file's read position while it is written, and it is stopped
 early.
 
-Only images are extracted; everything else is skipped and counted by reason so the download
-stage can record what it left out (the reference zip carries macOS metadata and a vectorize.py).
+Hidden files, macOS metadata and system files (Thumbs.db) are not extracted: they are counted by reason so the
+download stage can record what it left out. Every other file is extracted whatever its name: what is an image is
+decided by its content, in one place (images.py), so the pipeline and `predict` accept the same files.
+
+Names are stored as Unicode NFC (macOS tools write NFD, Linux tools NFC): two members that are one name once
+normalised, such as the folders `café` written both ways, are refused, naming both. A file name longer than the
+file system allows (255 bytes: 85 CJK characters) is skipped and counted; a folder name that long is refused, as
+skipping it would drop a class.
 """
 
 from __future__ import annotations
 
+import errno
 import gzip
 import lzma
 import os
@@ -26,11 +33,12 @@ import re
 import shutil
 import stat
 import tarfile
+import unicodedata
 import zipfile
 import zlib
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
@@ -43,7 +51,6 @@ class ArchiveError(PipelineError):
 
 
 IGNORED_NAMES = {"Thumbs.db", ".DS_Store", "desktop.ini"}
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 
 _IGNORED_NAMES_LOWER = {name.lower() for name in IGNORED_NAMES}
 _COPY_CHUNK_BYTES = 1 << 20
@@ -91,8 +98,8 @@ def ignore_reason(member_path: str) -> str | None:
     Reasons (short stable strings, used as keys in a manifest): "control_character" (a carriage return,
     newline or other control character anywhere in the path: it would split a row of the split lists and of
     predict's output), "macosx" (any component is __MACOSX), "hidden" (any component starts with '.'),
-    "system_file" (basename in IGNORED_NAMES, case-insensitive), "not_an_image" (suffix, case-insensitive, not
-    in IMAGE_SUFFIXES). Directories are not passed here.
+    "system_file" (basename in IGNORED_NAMES, case-insensitive). Directories are not passed here. (A file too
+    long a name for the file system is skipped as "name_too_long" when the destination is known.)
     """
     parts = PurePosixPath(member_path).parts
     if not parts:
@@ -102,11 +109,8 @@ def ignore_reason(member_path: str) -> str | None:
     folder_reason = _ignored_folder_reason(parts)
     if folder_reason is not None:
         return folder_reason
-    basename = parts[-1].lower()
-    if basename in _IGNORED_NAMES_LOWER:
+    if parts[-1].lower() in _IGNORED_NAMES_LOWER:
         return "system_file"
-    if not basename.endswith(IMAGE_SUFFIXES):
-        return "not_an_image"
     return None
 
 
@@ -124,7 +128,7 @@ def extract_archive(
 ) -> dict[str, int]:
     """Safely extract a .zip, .tar or .tar.gz/.tgz archive into `dest`, which must not exist yet.
 
-    Returns counts of ignored members by reason, e.g. {"hidden": 2, "not_an_image": 1}.
+    Returns counts of ignored members by reason, e.g. {"hidden": 2, "system_file": 1}.
     Raises ArchiveError if the archive is not a zip/tar, is corrupt, or holds anything unsafe
     (see the module docstring), including a member that unpacks to more than `max_compression_ratio` times its packed
     bytes (plus _RATIO_SLACK_BYTES); `dest` is then removed and nothing exists outside it.
@@ -221,8 +225,8 @@ def _checked_member(
     return _Member(name, path, False, declared_size, packed, ignore_reason(path), handle)
 
 
-def _safe_relative_path(archive: Path, name: str) -> str:
-    """The member's path relative to dest ('' for the root itself), or ArchiveError if it could escape."""
+def _components(archive: Path, name: str) -> list[str]:
+    """The member's path components as stored, or ArchiveError if the path could escape the destination."""
     # Windows tools sometimes store backslashes; treat them as separators so '..\\x' cannot slip through.
     unified = name.replace("\\", "/")
     if unified.startswith("/") or _WINDOWS_DRIVE.match(unified):
@@ -230,7 +234,51 @@ def _safe_relative_path(archive: Path, name: str) -> str:
     parts = [part for part in unified.split("/") if part not in ("", ".")]
     if ".." in parts:
         raise _refused(archive, name, "'..' in its path would escape the destination")
-    return "/".join(parts)
+    return parts
+
+
+def _safe_relative_path(archive: Path, name: str) -> str:
+    """The member's path relative to dest ('' for the root itself), each name in Unicode NFC."""
+    return "/".join(unicodedata.normalize("NFC", part) for part in _components(archive, name))
+
+
+def _refuse_normalisation_clashes(archive: Path, members: list[_Member]) -> None:
+    """Two spellings of one NFC name (a folder `café` in NFD beside one in NFC) would merge silently on disk."""
+    spellings: dict[str, str] = {}
+    for member in members:
+        if member.ignore is not None:
+            continue
+        stored = _components(archive, member.name)
+        for depth in range(1, len(stored) + 1):
+            spelling = "/".join(stored[:depth])
+            first = spellings.setdefault("/".join(member.path.split("/")[:depth]), spelling)
+            if first != spelling:
+                raise ArchiveError(
+                    f"{archive}: {first!r} and {spelling!r} are one name once Unicode-normalised (NFC; macOS and "
+                    "Linux tools write accents differently): rename one of them in the archive"
+                )
+
+
+def _name_max(folder: Path) -> int:
+    """Bytes a file or folder name may have in `folder`'s file system (255 on ext4, APFS, NTFS)."""
+    try:
+        return os.pathconf(folder, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        return 255
+
+
+def _refuse_long_folder_names(archive: Path, members: list[_Member], name_max: int) -> None:
+    """A folder name over the file system's limit is refused; skipping its files would drop a class silently."""
+    for member in members:
+        if member.ignore is not None:
+            continue
+        folders = member.path.split("/") if member.is_dir else member.path.split("/")[:-1]
+        for folder in folders:
+            if len(folder.encode()) > name_max:
+                raise ArchiveError(
+                    f"{archive}: member {member.name!r}: its folder name is {len(folder.encode())} bytes, over the "
+                    f"{name_max} a name may have on this file system; shorten it in the archive"
+                )
 
 
 def _refused(archive: Path, member_name: str, why: str) -> ArchiveError:
@@ -281,6 +329,10 @@ def _extract_members(
     packed_position: Callable[[], int] | None,
 ) -> dict[str, int]:
     """`packed_position`: the archive file's read position, for a tar; None for a zip (its records were judged)."""
+    name_max = _name_max(dest.parent)
+    members = [_without_long_file_name(member, name_max) for member in members]
+    _refuse_long_folder_names(archive, members, name_max)
+    _refuse_normalisation_clashes(archive, members)
     _check_declared(archive, members, limits)
     dest.mkdir(parents=True)
     try:
@@ -289,6 +341,12 @@ def _extract_members(
         # Also on KeyboardInterrupt: a partial tree must never look like a finished extraction.
         shutil.rmtree(dest, ignore_errors=True)
         raise
+
+
+def _without_long_file_name(member: _Member, name_max: int) -> _Member:
+    if member.is_dir or member.ignore is not None or len(member.path.split("/")[-1].encode()) <= name_max:
+        return member
+    return replace(member, ignore="name_too_long")
 
 
 def _write_members(
@@ -357,6 +415,10 @@ def _write_file(
     except (FileExistsError, NotADirectoryError) as exc:
         clash = f"{archive}: member {member.name!r} clashes with another member at {member.path}"
         raise ArchiveError(clash) from exc
+    except OSError as exc:
+        if exc.errno != errno.ENAMETOOLONG:
+            raise
+        raise ArchiveError(f"{archive}: member {member.name!r}: its path is too long for this file system") from None
     except _CORRUPT_ARCHIVE_ERRORS as exc:
         raise _unreadable(where, exc) from exc
     # Archive permissions are not trusted (setuid, world-writable, 0o000): images are plain files.

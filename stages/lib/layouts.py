@@ -5,7 +5,8 @@ Accepted, in the extracted archive itself or in its single top folder (cats_and_
 - `train/` + `test/` (the hot-dog archive): `test/` is then the held-out folder the split stage divides into
   val and test, as it does with `validation/`;
 - a single folder of class folders (`<class>/<image>`), which the split stage divides by split.holdout_fraction.
-Folder names are matched without regard to case.
+Folder names are matched without regard to case. A folder with a split's name is a split only when it holds class
+folders; one that holds images is a class (CIFAR-100 and COCO have a class `train`).
 
 data/raw then holds `train/`, `validation/` and, where the dataset had both, `test/`; or `images/` for a single
 folder of class folders. The split stage reads that (file_lists.py).
@@ -35,15 +36,27 @@ def _subfolders(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
-def _split_folders(folder: Path) -> dict[str, Path] | None:
-    """train + validation [+ test], or train + test (as validation); None if `folder` is not such a root."""
+def _holds_folders(folder: Path) -> bool:
+    return bool(_subfolders(folder))
+
+
+def _holds_files(folder: Path) -> bool:
+    return any(p.is_file() for p in folder.iterdir())
+
+
+def _split_folders(folder: Path, where: str) -> dict[str, Path] | None:
+    """train + validation [+ test], or train + test (as validation), each a folder of class folders; None if
+    `folder` is not such a root. A split name whose folder holds images itself is a class (CIFAR-100's `train`)."""
     roles: dict[str, Path] = {}
     for sub in _subfolders(folder):
         role = ALIASES.get(sub.name.lower())
+        if not role or not _holds_folders(sub):
+            continue
         if role in roles:
-            raise LayoutError(f"{folder}: both {roles[role].name}/ and {sub.name}/ would be the {role} folder")
-        if role:
-            roles[role] = sub
+            raise LayoutError(
+                f"{where}: both {roles[role].name}/ and {sub.name}/ would be the {role} folder; keep one of them"
+            )
+        roles[role] = sub
     if TRAIN not in roles or not ({VALIDATION, TEST} & set(roles)):
         return None
     if VALIDATION not in roles:  # train + test: the held-out folder is test/
@@ -52,23 +65,25 @@ def _split_folders(folder: Path) -> dict[str, Path] | None:
 
 
 def _is_class_folders(folder: Path) -> bool:
-    """At least two subfolders, each holding files of its own (not only folders), and no split names among them."""
+    """At least two subfolders, each holding files of its own (not only folders). Their names may be split names:
+    beside other classes, `train/` is the class of trains."""
     subs = _subfolders(folder)
-    if len(subs) < 2 or any(sub.name.lower() in ALIASES for sub in subs):
-        return False
-    return all(any(p.is_file() for p in sub.iterdir()) for sub in subs)
+    return len(subs) >= 2 and all(_holds_files(sub) for sub in subs)
 
 
 def find_layout(tree: Path, source: str | Path | None = None) -> Layout:
     """The layout of the extracted dataset in `tree` (or in its single top folder); LayoutError says what was found
-    in `source` (the archive or dataset the tree came from; default the tree itself), not in a temporary folder."""
+    in `source` (the archive or dataset the tree came from; default the tree itself), naming folders by their path
+    in it, never by the temporary folder the tree is in."""
     tree = Path(tree)
+    source = source or tree
     candidates = [tree]
     tops = _subfolders(tree)
     if len(tops) == 1:
         candidates.append(tops[0])
     for candidate in candidates:
-        roles = _split_folders(candidate)
+        inside = candidate.relative_to(tree).as_posix()
+        roles = _split_folders(candidate, f"{source}" + ("" if inside == "." else f", in {inside}/"))
         if roles:
             return Layout(roles)
     for candidate in candidates:
@@ -76,8 +91,8 @@ def find_layout(tree: Path, source: str | Path | None = None) -> Layout:
             return Layout({IMAGES: candidate})
     found = _describe(tree) + (f"; {tops[0].name}/ holds: {_describe(tops[0])}" if len(tops) == 1 else "")
     raise LayoutError(
-        f"no dataset folder in {source or tree}: expected train/ with validation/ (or val/, or test/), or one folder "
-        f"of class folders, in it or in its single top-level folder; found: {found}"
+        f"no dataset folder in {source}: expected train/ with validation/ (or val/, or test/), each of class "
+        "folders, or one folder of class folders, in it or in its single top-level folder; found: " + found
     )
 
 
