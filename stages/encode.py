@@ -9,17 +9,12 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from stages.lib import files, params
-from stages.lib.cli import require, run, stage_parser
-from stages.lib.file_lists import SPLITS
+from stages.lib.cli import run, stage_parser
+from stages.lib.file_lists import SPLITS, read_split
 
 PARAMS = ("seed", "encode.image_size", "encode.jpeg_quality", "encode.examples_per_shard")
-
-
-def read_split(splits_dir: Path, split: str) -> pd.DataFrame:
-    return pd.read_csv(require(splits_dir / f"{split}.csv", "split"), dtype={"path": str, "label": str})
 
 
 def main(argv: list[str] | None = None) -> params.StageParams:

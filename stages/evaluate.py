@@ -2,8 +2,8 @@
 
 metrics/eval.json holds flat keys (`finetune.accuracy`, `baseline.class.dogs.f1`, ...; scoring.py lists them)
 so `dvc metrics show` puts the models side by side and `dvc metrics diff` compares commits. Per model (named
-after its file), evaluation/<model>/ holds predictions.csv and confusion (and, for two classes, ROC and
-precision-recall) data for `dvc plots show`.
+after its file), evaluation/<model>/ holds predictions.csv and the confusion, ROC and precision-recall data for
+`dvc plots show` (more than two classes: one-vs-rest, micro-averaged).
 """
 
 from __future__ import annotations

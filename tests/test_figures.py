@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import matplotlib.text
 import numpy as np
 import pandas as pd
 import pytest
@@ -87,3 +88,61 @@ def test_grid_is_drawn_from_the_raw_images(tmp_path: Path):
     (tmp_path / chosen["path"][0]).write_bytes(b"not an image")
     with pytest.raises(PipelineError, match="cannot be read as an image.*re-run the download stage"):
         figures.plot_grid(chosen, tmp_path, ["cats", "dogs"], tmp_path / "grid.png")
+
+
+def texts_outside(figure) -> list[str]:
+    """The texts of a drawn figure that reach beyond its edges (clipped in the PNG)."""
+    canvas = figure.canvas
+    canvas.draw()
+    bounds = figure.bbox
+    outside = []
+    for text in figure.findobj(matplotlib.text.Text):
+        if not text.get_visible() or not text.get_text():
+            continue
+        extent = text.get_window_extent(canvas.get_renderer())
+        if extent.x0 < bounds.x0 - 1 or extent.y0 < bounds.y0 - 1 or extent.x1 > bounds.x1 + 1 or extent.y1 > bounds.y1 + 1:
+            outside.append(text.get_text())
+    return outside
+
+
+@pytest.mark.parametrize(
+    "names",
+    [[f"class {i}" for i in range(10)], ["a" * 200, "b", "c"], ["$x$", "a$b", "ｃａｔ", "cat", "x|y`z", "None"],
+     [f"{'long name ' * 4}{i}" for i in range(12)]],
+    ids=["ten", "two-hundred-characters", "mathtext-and-odd", "long-and-alike"],
+)  # fmt: skip
+def test_confusion_figure_fits_every_label_and_title(names, recwarn):
+    """Seen on the landed main: at 10 classes the titles and `predicted` were clipped in a 1200x400 figure; a
+    200-character name ran across all three panels (`constrained_layout not applied`)."""
+    frame = pd.DataFrame({"label": np.arange(60) % len(names), "predicted": (np.arange(60) * 7) % len(names)})
+    matrices = {m: figures.confusion_matrix(frame, len(names)) for m in ("baseline", "transfer", "finetune")}
+    titles = {m: f"{m} (accuracy 0.1234)" for m in matrices}
+    figure = figures.confusion_figure(matrices, titles, names)
+    assert texts_outside(figure) == []
+    assert not [w for w in recwarn if "constrained_layout" in str(w.message)]
+    texts = figure.findobj(matplotlib.text.Text)
+    assert set(figures.short_labels(names)) <= {text.get_text() for text in texts}  # every class named
+    assert not [text for text in texts if "$" in text.get_text() and text.get_parse_math()]  # none typeset as math
+
+
+def test_short_labels_cut_long_names_and_tell_alike_ones_apart():
+    assert figures.short_labels(["cats", "b" * 30]) == ["cats", "b" * 23 + "…"]
+    twins = figures.short_labels(["x" * 30 + "1", "x" * 30 + "2", "y"])
+    assert twins == ["0: " + "x" * 23 + "…", "1: " + "x" * 23 + "…", "y"]
+
+
+def test_a_thousand_classes_draw_heat_maps_of_fixed_size_and_the_most_confused_in_detail(tmp_path: Path):
+    """Seen on the landed main: 400 classes drew a 42000x14000 px figure in 192 s at 9.7 GB; ~700 were OOM-killed."""
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(1000), 2)
+    frame = pd.DataFrame({"label": labels, "predicted": np.where(rng.random(2000) < 0.7, labels, rng.integers(0, 1000, 2000))})
+    matrix = figures.confusion_matrix(frame, 1000)
+    names = [f"species {i:04d}" for i in range(1000)]
+    figures.plot_confusion({m: matrix for m in ("a", "b", "c")}, {m: m for m in "abc"}, names, tmp_path / "c.png")
+    with Image.open(tmp_path / "c.png") as image:
+        assert image.size == (2100, 750)
+    chosen = figures.plot_most_confused(matrix, names, "c", tmp_path / "top.png")
+    errors = matrix.sum(axis=0) + matrix.sum(axis=1) - 2 * np.diag(matrix)
+    assert len(chosen) == figures.MOST_CONFUSED and min(errors[chosen]) >= np.sort(errors)[-figures.MOST_CONFUSED]
+    with Image.open(tmp_path / "top.png") as image:
+        assert image.width < 1200 and image.height < 1200

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from stages import split as split_stage
-from stages.lib.file_lists import SKIP_REASONS, SplitError, make_splits, split_validation
+from stages.lib.file_lists import SKIP_REASONS, SplitError, make_splits, read_split, split_validation
 from tests.conftest import dvc_args, jpeg_bytes, make_raw_tree
 
 
@@ -62,7 +62,7 @@ def test_unusable_files_are_skipped_with_reasons(raw_tree: Path):
     assert {"train/cats/gray.jpg", "train/cats/alpha.png"} <= kept
     metrics = splits.metrics()
     assert metrics["skipped.total"] == 4 and metrics["skipped.decode_error"] == 0
-    assert metrics["train.cats"] == 8
+    assert metrics["train.class.cats"] == 8
 
 
 def test_cross_split_duplicates_are_removed_from_the_later_split(raw_tree: Path):
@@ -137,7 +137,7 @@ def test_n_classes_with_any_names_get_sorted_indices(tmp_path: Path):
     train = splits.frames["train"]
     assert {(row.label, row.label_index) for row in train.itertuples()} == {(n, i) for i, n in enumerate(sorted(names))}
     metrics = splits.metrics()
-    assert metrics["classes"] == 4 and metrics["train.Äpfel"] == 3 and metrics["imbalance.train"] == 1.0
+    assert metrics["classes"] == 4 and metrics["train.class.Äpfel"] == 3 and metrics["imbalance.train"] == 1.0
 
 
 def test_a_dataset_s_own_test_folder_is_used_as_it_is(raw_tree: Path):
@@ -199,3 +199,21 @@ def test_split_stage_failure_leaves_previous_output(project: Path, capsys):
     assert "data/raw: expected train/ and validation/" in str(exit_info.value.code)
     assert (out / "train.csv").read_text() == "old\n"
     assert not (project / "metrics" / "data.json").exists()
+
+
+def test_classes_named_like_missing_values_or_aggregates_keep_their_own_counts(tmp_path: Path):
+    """Seen on the landed main: classes None / NA / null / nan crashed encode (pandas read them as NaN), and a
+    class `total` lost its counts to the split's total (`train.total: 165` for a class of 15 images)."""
+    names = ("None", "NA", "null", "nan", "total")
+    raw = make_raw_tree(tmp_path / "raw", train_per_class=2, validation_per_class=5, classes=names)
+    for extra in range(3):  # one more train image for `total`, so its count differs from every other
+        (raw / "train" / "total" / f"extra{extra}.jpg").write_bytes(jpeg_bytes(1000 + extra))
+    splits = splits_of(raw)
+    metrics = splits.metrics()
+    assert metrics["train.class.total"] == 5 and metrics["train.total"] == 2 * 4 + 5
+    assert [metrics[f"train.class.{name}"] for name in ("None", "NA", "null", "nan")] == [2, 2, 2, 2]
+    (tmp_path / "splits").mkdir()
+    splits.frames["train"].to_csv(tmp_path / "splits" / "train.csv", index=False, lineterminator="\n")
+    read_back = read_split(tmp_path / "splits", "train")
+    assert sorted(set(read_back["label"])) == sorted(names)  # strings, not NaN
+    assert read_back["label_index"].tolist() == splits.frames["train"]["label_index"].tolist()

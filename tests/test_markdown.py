@@ -66,7 +66,6 @@ def eval_scores() -> dict:
         out |= {f"{model}.precision": 0.75, f"{model}.recall": 0.75, f"{model}.average_precision": 0.8}
         out |= {f"{model}.log_loss": 0.5, f"{model}.test_images": len(PREDICTIONS)}
         out |= {f"{model}.confusion.{k}": v for k, v in {"tn": 3, "fp": 1, "fn": 1, "tp": 3}.items()}
-        out |= {f"{model}.{c}.{k}": 0.75 for c in CLASSES for k in ("precision", "recall")}
         out |= {f"{model}.class.{c}.{k}": 0.75 for c in CLASSES for k in ("precision", "recall", "f1")}
         out |= {f"{model}.{a}.{k}": 0.7 for a in ("macro", "weighted") for k in ("precision", "recall", "f1")}
     return out
@@ -75,7 +74,7 @@ def eval_scores() -> dict:
 def data_counts() -> dict:
     out = {"classes": 2, "skipped.total": 2, "skipped.truncated": 1, "skipped.empty": 1, "skipped.decode_error": 0}
     for split, per_class in (("train", 10), ("val", 6), ("test", 4)):
-        out |= {f"{split}.cats": per_class, f"{split}.dogs": per_class, f"{split}.total": 2 * per_class}
+        out |= {f"{split}.class.cats": per_class, f"{split}.class.dogs": per_class, f"{split}.total": 2 * per_class}
         out |= {f"duplicates_removed.{split}": int(split == "val"), f"duplicates_within.{split}": 0}
     return out
 

@@ -9,8 +9,8 @@ import pytest
 import yaml
 
 from stages import evaluate, finetune, transfer
-from stages.lib import scoring
-from tests.conftest import build_encoded_project, dvc_args, stage_args
+from stages.lib import heads, scoring
+from tests.conftest import ROOT, build_encoded_project, dvc_args, stage_args
 
 
 def binary(p1: list[float]) -> np.ndarray:
@@ -25,19 +25,45 @@ def test_score_on_a_known_case():
     assert (out["confusion.tn"], out["confusion.fp"], out["confusion.fn"], out["confusion.tp"]) == (2, 1, 1, 2)
     assert out["accuracy"] == pytest.approx(4 / 6, abs=1e-6)
     assert out["precision"] == pytest.approx(2 / 3, abs=1e-6) and out["recall"] == pytest.approx(2 / 3, abs=1e-6)
-    assert out["cats.precision"] == pytest.approx(2 / 3, abs=1e-6) == out["class.cats.precision"]
+    assert out["class.cats.precision"] == pytest.approx(2 / 3, abs=1e-6)
     assert out["class.dogs.f1"] == out["f1"] and out["macro.f1"] == pytest.approx(2 / 3, abs=1e-6)
     # ROC AUC: the positive scores higher in 6 of the 9 (negative, positive) pairs.
     assert out["roc_auc"] == pytest.approx(6 / 9, abs=1e-6)
     assert out["log_loss"] > 0 and out["test_images"] == 6 and "top_k_accuracy" not in out
 
 
-def test_binary_keys_are_those_of_older_commits_plus_the_new_ones():
+def test_binary_keys_are_the_headline_keys_of_older_commits_and_each_class_once():
     out = scoring.score(np.array([0, 1]), binary([0.2, 0.9]), 0.5, ["cats", "dogs"], top_k=5)
-    before = {"test_images", "accuracy", "precision", "recall", "f1", "roc_auc", "average_precision", "log_loss"}
-    before |= {f"confusion.{c}" for c in ("tn", "fp", "fn", "tp")} | {f"{c}.{k}" for c in ("cats", "dogs")
-                                                                        for k in ("precision", "recall")}  # fmt: skip
-    assert before <= set(out)
+    headline = {"test_images", "accuracy", "precision", "recall", "f1", "roc_auc", "average_precision", "log_loss"}
+    headline |= {f"confusion.{c}" for c in ("tn", "fp", "fn", "tp")}
+    averages = {f"{a}.{k}" for a in ("macro", "weighted") for k in ("precision", "recall", "f1")}
+    per_class = {f"class.{c}.{k}" for c in ("cats", "dogs") for k in ("precision", "recall", "f1")}
+    assert set(out) == headline | averages | per_class  # no `cats.precision` beside `class.cats.precision`
+
+
+@pytest.mark.parametrize(
+    "names",
+    [["macro", "weighted"], ["total", "macro", "precision"], ["class", "a.b", "a"], ["None", "NA", "f1", "x|y"]],
+    ids=["aggregates", "three", "dots", "four"],
+)
+def test_no_class_name_collides_with_another_key(names):
+    """Seen on the landed main: classes `macro` and `weighted` overwrote the averages (`macro.precision` 0.0 for
+    0.25), and two classes wrote each class's scores three times."""
+    from sklearn.metrics import precision_recall_fscore_support
+
+    rng = np.random.default_rng(3)
+    labels = np.arange(40) % len(names)
+    probabilities = rng.dirichlet(np.ones(len(names)), size=40)
+    out = scoring.score(labels, probabilities, 0.5, names, top_k=5)
+    predicted = heads.predicted(probabilities, 0.5)
+    p, r, f, _ = precision_recall_fscore_support(labels, predicted, labels=range(len(names)), zero_division=0)
+    for index, name in enumerate(names):
+        assert (out[f"class.{name}.precision"], out[f"class.{name}.recall"], out[f"class.{name}.f1"]) == pytest.approx(
+            (p[index], r[index], f[index]), abs=1e-6
+        )
+    macro = precision_recall_fscore_support(labels, predicted, average="macro", zero_division=0)
+    assert out["macro.precision"] == pytest.approx(macro[0], abs=1e-6)
+    assert len(out) == len(set(out)) and sum(key.startswith("class.") for key in out) == 3 * len(names)
 
 
 def test_threshold_moves_the_decisions():
@@ -83,6 +109,36 @@ def test_predictions_table_has_a_probability_per_class():
                                       0.5, ["a", "b", "c"])  # fmt: skip
     assert list(frame.columns) == ["path", "label", "predicted", "confidence", "p_a", "p_b", "p_c"]
     assert frame["predicted"].tolist() == [1, 2] and frame["confidence"].tolist() == [0.5, 0.8]
+
+
+def declared_plot_files(model: str) -> set[str]:
+    """The files under evaluation/<model>/ that dvc.yaml declares as plots."""
+    plots = yaml.safe_load((ROOT / "dvc.yaml").read_text())["plots"]
+    declared = {path for plot in plots for name, spec in plot.items() for path in [name, *(spec.get("y") or {})]}
+    prefix = f"evaluation/{model}/"
+    return {path.removeprefix(prefix) for path in declared if path.startswith(prefix)}
+
+
+@pytest.mark.parametrize("classes", [2, 3, 12])
+def test_every_declared_plot_is_written_for_any_number_of_classes(tmp_path: Path, classes: int):
+    """Seen on the landed main: with more than two classes the declared ROC and precision-recall files were not
+    written, and `dvc plots show` warned `DVC failed to load some plots` on every run."""
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(classes)
+    labels = np.arange(60) % classes
+    probabilities = rng.dirichlet(np.ones(classes), size=60)
+    probabilities[np.arange(60), labels] += 0.5
+    probabilities /= probabilities.sum(axis=1, keepdims=True)
+    scoring.write_plot_data(tmp_path, labels, probabilities, 0.5, [f"c{i}" for i in range(classes)])
+    written = {p.relative_to(tmp_path).as_posix() for p in (tmp_path / "plots").rglob("*.json")}
+    assert declared_plot_files("finetune") == written
+    roc = pd.DataFrame(json.loads((tmp_path / "plots" / "sklearn" / "roc.json").read_text())["roc"])
+    truth, scores = scoring.ranking(labels, probabilities)
+    assert np.trapezoid(roc["tpr"], roc["fpr"]) == pytest.approx(roc_auc_score(truth, scores), abs=1e-9)
+    if classes > 2:  # one-vs-rest, micro-averaged: every (image, class) pair ranked by that class's probability
+        assert roc_auc_score(truth, scores) == pytest.approx(roc_auc_score(labels, probabilities, multi_class="ovr",
+                                                                           average="micro"), abs=1e-9)  # fmt: skip
 
 
 def evaluate_models() -> list[str]:

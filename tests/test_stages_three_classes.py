@@ -53,7 +53,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 def test_data_stages_keep_three_classes_with_sorted_indices(project: Path):
     data = read(project, "metrics/data.json")
-    assert data["classes"] == 3 and [data[f"train.{name}"] for name in CLASSES] == [8, 8, 8]
+    assert data["classes"] == 3 and [data[f"train.class.{name}"] for name in CLASSES] == [8, 8, 8]
     assert data["imbalance.train"] == 1.0
     assert read(project, "data/tfrecords/meta.json")["class_names"] == CLASSES
 

@@ -8,21 +8,58 @@ figures with the same matplotlib.
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import matplotlib
 import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
-from PIL import Image, ImageOps
+from PIL import Image
 
+from stages.lib import images
 from stages.lib.cli import require, rerun
 
 GRID_THUMBNAIL = 192  # pixels; the grid cells are ~2 inches at 100 dpi
 DPI = 100
+# Class names come from the wild: longer ones are shortened in figures (the report's tables give them whole), and
+# none is read as matplotlib's mathtext (a class `$x$` would be typeset, a lone `$` is an error).
+MAX_LABEL_CHARS = 24
+_PLAIN_TEXT = {"text.parse_math": False}
+# Confusion panels: every class named and each cell's count written up to these many classes; above NAMED_CLASSES a
+# panel is a heat map of fixed size (its pixels do not grow with the square of the classes), and the
+# MOST_CONFUSED classes of the final model are drawn in detail beside it.
+COUNTED_CLASSES = 12
+NAMED_CLASSES = 30
+MOST_CONFUSED = 20
+_CELL_INCHES = 0.35
+_HEAT_MAP_INCHES = 7.0
+_LABEL_INCHES_PER_CHAR = 0.085  # at the tick labels' 9 pt
+
+
+def plain_text(draw: Callable) -> Callable:
+    """Run a drawing function with mathtext off, so labels are drawn as the text they are."""
+
+    @functools.wraps(draw)
+    def wrapper(*args, **kwargs):
+        with matplotlib.rc_context(_PLAIN_TEXT):
+            return draw(*args, **kwargs)
+
+    return wrapper
+
+
+def short_labels(names: list[str]) -> list[str]:
+    """Class names for figures: at most MAX_LABEL_CHARS characters (cut with an ellipsis), prefixed with their class
+    index where two would read the same."""
+    short = [name if len(name) <= MAX_LABEL_CHARS else name[: MAX_LABEL_CHARS - 1] + "…" for name in names]
+    if len(set(short)) == len(short):
+        return short
+    return [f"{index}: {label}" if short.count(label) > 1 else label for index, label in enumerate(short)]
 
 
 @dataclass(frozen=True)
@@ -118,56 +155,99 @@ def confusion_matrix(predictions: pd.DataFrame, num_classes: int) -> np.ndarray:
 
 
 def plot_confusion(matrices: dict[str, np.ndarray], titles: dict[str, str], class_names: list[str], path: Path) -> None:
+    _save(confusion_figure(matrices, titles, class_names), path)
+
+
+@plain_text
+def confusion_figure(matrices: dict[str, np.ndarray], titles: dict[str, str], class_names: list[str]) -> Figure:
     """One panel per model: rows the true class, columns the predicted one, coloured by the share of the row
-    (so classes of any size compare), counts written in the cells while they fit."""
+    (so classes of any size compare), the classes named up to NAMED_CLASSES and the counts written up to
+    COUNTED_CLASSES. Panels grow with the classes and their names' length up to NAMED_CLASSES, then stay at a fixed
+    size: 1,000 classes draw as fast as 30."""
     n = len(class_names)
-    side = max(4.0, 0.35 * n)
-    figure = _new_figure(side * len(matrices), side)
+    labels = short_labels(class_names)
+    if n <= NAMED_CLASSES:
+        label_inches = 0.4 + _LABEL_INCHES_PER_CHAR * max(len(label) for label in labels)
+        side = max(3.5, _CELL_INCHES * n)
+        figure = _new_figure((side + label_inches) * len(matrices), side + label_inches + 0.5)
+    else:
+        figure = _new_figure(_HEAT_MAP_INCHES * len(matrices), _HEAT_MAP_INCHES + 0.5)
     for ax, (model, matrix) in zip(figure.subplots(1, len(matrices), squeeze=False).ravel(), matrices.items()):
-        shares = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
-        ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
-        if n <= 12:
-            for (row, col), count in np.ndenumerate(matrix):
-                color = "white" if shares[row, col] > 0.5 else "black"
-                ax.text(col, row, f"{count}", ha="center", va="center", color=color, fontsize=16 if n <= 4 else 9)
-        ticks = range(n) if n <= 30 else range(0, n, math.ceil(n / 30))  # only the labels that fit
-        ax.set_xticks(list(ticks), [class_names[i] for i in ticks], rotation=90 if n > 4 else 0)
-        ax.set_yticks(list(ticks), [class_names[i] for i in ticks])
-        ax.set_xlabel("predicted")
-        ax.set_ylabel("actual")
+        _draw_confusion(ax, matrix, list(range(n)), labels if n <= NAMED_CLASSES else None)
         ax.set_title(titles[model])
+    return figure
+
+
+@plain_text
+def plot_most_confused(matrix: np.ndarray, class_names: list[str], title: str, path: Path) -> list[int]:
+    """The MOST_CONFUSED classes with the most mistakes (as true or as predicted class) in detail: their rows and
+    columns of `matrix`, coloured by the share of each whole row. Returns their class indices, as drawn."""
+    errors = matrix.sum(axis=0) + matrix.sum(axis=1) - 2 * np.diag(matrix)
+    chosen = sorted(np.argsort(-errors, kind="stable")[:MOST_CONFUSED].tolist())
+    labels = short_labels(class_names)
+    shown = [labels[i] for i in chosen]
+    label_inches = 0.4 + _LABEL_INCHES_PER_CHAR * max(len(label) for label in shown)
+    side = max(3.5, _CELL_INCHES * len(chosen))
+    figure = _new_figure(side + label_inches, side + label_inches + 0.5)
+    ax = figure.subplots()
+    _draw_confusion(ax, matrix, chosen, shown)
+    ax.set_title(title)
     _save(figure, path)
+    return chosen
+
+
+def _draw_confusion(ax, matrix: np.ndarray, rows: list[int], labels: list[str] | None) -> None:
+    """Rows and columns `rows` of `matrix`, each cell coloured by its share of the whole row; `labels` None: a heat
+    map without names or counts."""
+    shares = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
+    shares, counts = shares[np.ix_(rows, rows)], matrix[np.ix_(rows, rows)]
+    ax.imshow(shares, cmap="Blues", vmin=0, vmax=1, interpolation="nearest" if labels else "antialiased")
+    if labels is None:
+        ax.set_xlabel(f"predicted (class index of {len(rows)})")
+        ax.set_ylabel("actual (class index)")
+        return
+    if len(rows) <= COUNTED_CLASSES:
+        for (row, col), count in np.ndenumerate(counts):
+            color = "white" if shares[row, col] > 0.5 else "black"
+            ax.text(col, row, f"{count}", ha="center", va="center", color=color, fontsize=16 if len(rows) <= 4 else 9)
+    vertical = len(rows) > 4 or max(len(label) for label in labels) > 10
+    ax.set_xticks(range(len(rows)), labels, rotation=90 if vertical else 0, fontsize=9)
+    ax.set_yticks(range(len(rows)), labels, fontsize=9)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("actual")
 
 
 def load_thumbnail(raw_dir: Path, relative: str) -> Image.Image:
+    """The image as every stage reads it (images.decoded: any format, any bit depth), shrunk for a grid cell."""
     path = require(raw_dir / relative, "download")
     try:
-        with Image.open(path) as image:
-            image = ImageOps.exif_transpose(image).convert("RGB")
-    except OSError as exc:
+        return images.thumbnail(images.read_image_file(path), GRID_THUMBNAIL)
+    except (OSError, ValueError) as exc:
         raise rerun(path, "download", f"cannot be read as an image ({exc})") from None
-    image.thumbnail((GRID_THUMBNAIL, GRID_THUMBNAIL))
-    return image
 
 
+@plain_text
 def plot_grid(chosen: pd.DataFrame, raw_dir: Path, class_names: list[str], path: Path) -> None:
     """Each image titled with the predicted class and its probability; mistakes in red, framed, with the truth."""
     columns = max(1, math.ceil(math.sqrt(len(chosen))))  # an empty test split still gives a (blank) figure
     rows = max(1, math.ceil(len(chosen) / columns))
     figure = _new_figure(2.2 * columns, 2.5 * rows)
     axes = figure.subplots(rows, columns, squeeze=False).ravel()
+    labels = short_labels(class_names)
     for ax in axes[len(chosen) :]:
         ax.axis("off")
-    for ax, row in zip(axes, chosen.itertuples(index=False)):
-        ax.imshow(load_thumbnail(raw_dir, row.path))
+    # Rows as dicts, not itertuples: a namedtuple would turn the p_<class> columns into identifiers, which two
+    # class names can share (`p_café` in NFC and NFD are one Python identifier).
+    for ax, row in zip(axes, chosen.to_dict("records")):
+        ax.imshow(load_thumbnail(raw_dir, row["path"]))
         ax.set_xticks([])
         ax.set_yticks([])
-        title = f"{class_names[row.predicted]} {row.confidence:.2f}"
-        if row.mistake:
-            title += f"\nWRONG: is {class_names[row.label]}"
-        ax.set_title(title, color="red" if row.mistake else "black", fontsize=10)
+        title = f"{labels[row['predicted']]} {row['confidence']:.2f}"
+        if row["mistake"]:
+            title += f"\nWRONG: is {labels[row['label']]}"
+        ax.set_title(title, color="red" if row["mistake"] else "black", fontsize=10)
         for spine in ax.spines.values():
-            spine.set_visible(bool(row.mistake))
+            spine.set_visible(bool(row["mistake"]))
             spine.set_edgecolor("red")
             spine.set_linewidth(4)
     _save(figure, path)

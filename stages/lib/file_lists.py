@@ -21,9 +21,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from stages.lib.cli import PipelineError
+from stages.lib.cli import PipelineError, require
 from stages.lib.images import SKIP_REASONS as IMAGE_SKIP_REASONS
 from stages.lib.images import check_image_file
+from stages.lib.keys import class_key
 from stages.lib.layouts import IMAGES, TEST, TRAIN, VALIDATION
 
 SPLITS = ("train", "val", "test")  # also the order of precedence when removing duplicates
@@ -46,12 +47,13 @@ class Splits:
 
     def metrics(self) -> dict[str, int | float]:
         """Flat counts for metrics/data.json; every key is present even when zero, so diffs line up.
-        `imbalance.<split>`: the largest class's count over the smallest's (1.0: balanced)."""
+        `<split>.class.<name>`: images of a class (keys.py); `imbalance.<split>`: the largest class's count over the
+        smallest's (1.0: balanced)."""
         out: dict[str, int | float] = {"classes": len(self.class_names)}
         for split in SPLITS:
             counts = self.frames[split]["label"].value_counts()
             for name in self.class_names:
-                out[f"{split}.{name}"] = int(counts.get(name, 0))
+                out[class_key(name, prefix=split)] = int(counts.get(name, 0))
             out[f"{split}.total"] = len(self.frames[split])
             sizes = [int(counts.get(name, 0)) for name in self.class_names]
             out[f"imbalance.{split}"] = round(max(sizes) / max(min(sizes), 1), 3)
@@ -62,6 +64,13 @@ class Splits:
             out[f"skipped.{reason}"] = reasons.get(reason, 0)
         out["skipped.total"] = len(self.skipped)
         return out
+
+
+def read_split(splits_dir: Path, split: str) -> pd.DataFrame:
+    """One split's list as make_splits wrote it. Every text column stays text: pandas would read a class `None`,
+    `NA`, `null` or `nan` (a grading set None / Mild / Severe) as a missing value."""
+    text = {column: str for column in ("path", "label", "sha256", "format", "mode")}
+    return pd.read_csv(require(Path(splits_dir) / f"{split}.csv", "split"), dtype=text, keep_default_na=False)
 
 
 def _class_folders(folder: Path) -> list[str]:

@@ -18,8 +18,11 @@ import pandas as pd
 
 from stages.lib import figures, heads, reference
 from stages.lib.cli import require, rerun
+from stages.lib.keys import class_key
 from stages.lib.params import load_yaml
 from stages.lib.provenance import Provenance
+
+MOST_CONFUSED_FIGURE = "confusion_most_confused.png"
 
 # ---- inputs ---------------------------------------------------------------------------------------
 
@@ -64,6 +67,11 @@ def read_curves(live_dir: Path, stage: str) -> pd.DataFrame:
     return frame.sort_values("step").reset_index(drop=True)
 
 
+def read_predictions(path: Path) -> pd.DataFrame:
+    """evaluate's predictions.csv of one model; paths stay text whatever they read like."""
+    return pd.read_csv(require(path, "evaluate"), dtype={"path": str}, keep_default_na=False)
+
+
 @dataclass(frozen=True)
 class InputPaths:
     metrics: Path  # data.json, <model>.json, eval.json
@@ -100,7 +108,7 @@ def read_inputs(paths: InputPaths) -> Inputs:
     curves = {m: read_curves(paths.dvclive / m, m) for m in models}
     scores = read_metrics(paths.metrics / "eval.json", "evaluate")
     export = read_metrics(paths.metrics / "export.json", "export")
-    predictions = {m: pd.read_csv(require(paths.evaluation / m / "predictions.csv", "evaluate")) for m in models}
+    predictions = {m: read_predictions(paths.evaluation / m / "predictions.csv") for m in models}
     params_text = Path(paths.params).read_text(encoding="utf-8")
     return Inputs(
         data=data,
@@ -131,7 +139,7 @@ def comparability_notice(
     files = manifest.values.get("files")
     if files != reference.DATA_FILES:
         total = sum(reference.DATA_FILES.values())
-        differs.append(f"data from `{manifest['source']}`, not the reference archive's {total} images")
+        differs.append(f"data from {_code(manifest['source'], table=False)}, not the reference archive's {total} images")
     elif reference.DATA_SHA256 is None:
         unknown.append(f"the data has the reference's file counts; its sha256 `{manifest['sha256']}` cannot be checked")
     elif manifest["sha256"] != reference.DATA_SHA256:
@@ -213,6 +221,16 @@ def base_origin(params: dict[str, Any], weights_sha256: str, class_names: list[s
     ]
 
 
+def _code(text: Any, table: bool = True) -> str:
+    """`text` as a markdown code span, whatever it holds: class names and paths come from the wild. The fence is
+    longer than any run of backticks inside, and in a table cell `|` is escaped (GitHub ends the cell there
+    otherwise, code span or not)."""
+    text = str(text).replace("|", "\\|") if table else str(text)
+    fence = "`" * (max((len(run) for run in re.findall("`+", text)), default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
 def _fmt(value: Any, digits: int = 4) -> str:
     """Scores as fixed decimals; null (undefined, e.g. ROC AUC with one class) as n/a."""
     return "n/a" if value is None else f"{value:.{digits}f}"
@@ -254,8 +272,8 @@ def models_section(inputs: Inputs) -> list[str]:
         )
     if binary:
         scores_note = (
-            f"at decision threshold {s['threshold']} on P({names[1]}); F1 is that of `{names[1]}`, ROC AUC ranks by "
-            f"P({names[1]})"
+            f"at decision threshold {s['threshold']} on the probability of {_code(names[1], table=False)}; F1 is that "
+            "class's, and ROC AUC ranks by its probability"
         )
     else:
         scores_note = "(the most probable class is the prediction); ROC AUC is one-vs-rest, averaged over the classes"
@@ -264,7 +282,7 @@ def models_section(inputs: Inputs) -> list[str]:
             header.insert(2, f"top-{k} accuracy")
             for row, m in zip(rows, reference.MODELS):
                 row.insert(2, _fmt(s[f"{m}.top_k_accuracy"]))
-    per_class = [[f"`{c}`"] + [_fmt(s[f"{m}.class.{c}.{k}"]) for m in reference.MODELS for k in ("recall", "f1")]
+    per_class = [[_code(c)] + [_fmt(s[class_key(c, k, prefix=m)]) for m in reference.MODELS for k in ("recall", "f1")]
                  for c in names]  # fmt: skip
     per_class_header = ["class"] + [f"{m} {k}" for m in reference.MODELS for k in ("recall", "f1")]
     lines = [
@@ -306,6 +324,7 @@ def most_confused(predictions: pd.DataFrame, class_names: list[str], count: int 
 
 
 def confusions_section(inputs: Inputs) -> list[str]:
+    final = reference.MODELS[-1]
     lines = [
         "## Test split",
         "",
@@ -313,10 +332,21 @@ def confusions_section(inputs: Inputs) -> list[str]:
         "the row](figures/confusion_matrices.png)",
         "",
     ]
-    final = reference.MODELS[-1]
+    if len(inputs.class_names) > figures.NAMED_CLASSES:
+        lines += [
+            f"With {len(inputs.class_names)} classes the matrices above are heat maps by class index (the order of "
+            f"the per-class table); the {figures.MOST_CONFUSED} classes the {final} model confuses most, by name:",
+            "",
+            f"![The {final} model's confusion among the {figures.MOST_CONFUSED} classes with the most mistakes]"
+            f"(figures/{MOST_CONFUSED_FIGURE})",
+            "",
+        ]
+    if any(len(name) > figures.MAX_LABEL_CHARS for name in inputs.class_names):
+        lines += [f"Class names over {figures.MAX_LABEL_CHARS} characters are shortened in the figures (…); the "
+                  "tables give them whole.", ""]  # fmt: skip
     pairs = most_confused(inputs.predictions[final], inputs.class_names)
     if pairs:
-        rows = [[f"`{true}`", f"`{predicted}`", _count(n)] for true, predicted, n in pairs]
+        rows = [[_code(true), _code(predicted), _count(n)] for true, predicted, n in pairs]
         lines += [f"Most confused by the {final} model:", "", *_table(["true class", "predicted as", "images"], rows)]
         lines += [""]
     return lines
@@ -357,7 +387,7 @@ def export_section(inputs: Inputs) -> list[str]:
 
 def dataset_section(inputs: Inputs) -> list[str]:
     d, manifest, names = inputs.data, inputs.manifest, inputs.class_names
-    per_class = [[f"`{c}`"] + [_count(d[f"{split}.{c}"]) for split in ("train", "val", "test")] for c in names]
+    per_class = [[_code(c)] + [_count(d[class_key(c, prefix=split)]) for split in ("train", "val", "test")] for c in names]
     per_class.append(["**total**"] + [_count(d[f"{split}.total"]) for split in ("train", "val", "test")])
     duplicates = [
         [split, _count(d[f"duplicates_removed.{split}"]), _count(d[f"duplicates_within.{split}"])]
@@ -379,7 +409,7 @@ def dataset_section(inputs: Inputs) -> list[str]:
     lines = [
         "## Dataset",
         "",
-        f"Source `{manifest['source']}`: `{archive}`{size}, {digest}.",
+        f"Source {_code(manifest['source'], table=False)}: {_code(archive, table=False)}{size}, {digest}.",
         "",
         f"{len(names)} classes"
         + (f"; the largest train class has {imbalance}x the images of the smallest" if imbalance else "")
@@ -465,6 +495,9 @@ def write_report(inputs: Inputs, out_dir: Path, grid_images: int, prov: Provenan
     matrices = {m: figures.confusion_matrix(inputs.predictions[m], len(inputs.class_names)) for m in reference.MODELS}
     titles = {m: f"{m} (accuracy {_fmt(inputs.scores[f'{m}.accuracy'])})" for m in reference.MODELS}
     figures.plot_confusion(matrices, titles, inputs.class_names, out / "confusion_matrices.png")
+    if len(inputs.class_names) > figures.NAMED_CLASSES:
+        final = reference.MODELS[-1]
+        figures.plot_most_confused(matrices[final], inputs.class_names, titles[final], out / MOST_CONFUSED_FIGURE)
     grid_model = reference.MODELS[-1]  # the final model's predictions
     predictions = inputs.predictions[grid_model]
     chosen = figures.select_grid(predictions, grid_images)

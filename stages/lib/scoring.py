@@ -3,10 +3,10 @@
 `probabilities` are heads.probabilities of a model's logits, one column per class, and the decisions are
 heads.predicted of them. Every model gets, as flat keys: `test_images`, `accuracy`, `log_loss`, `roc_auc` (two
 classes: of class 1; more: one-vs-rest, macro), `macro.*` and `weighted.*` precision / recall / f1, and per class
-`class.<name>.precision|recall|f1`. More than five classes add `top_k_accuracy` (k = evaluate.top_k, `top_k`).
-Two classes keep the keys they had before there were more, so `dvc metrics diff` lines up with older commits:
-`precision`, `recall`, `f1` (of class index 1, `dogs` in the reference data), `average_precision`,
-`confusion.tn|fp|fn|tp`, and `<name>.precision|recall` (the same numbers as `class.<name>.*`).
+`class.<name>.precision|recall|f1` (keys.py: no class name can collide with another key). More than five classes
+add `top_k_accuracy` (k = evaluate.top_k, `top_k`). Two classes keep the keys they had before there were more, so
+`dvc metrics diff` lines up with older commits: `precision`, `recall`, `f1` (of class index 1, `dogs` in the
+reference data), `average_precision` and `confusion.tn|fp|fn|tp`.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from dvclive import Live
 from sklearn import metrics as skm
 
 from stages.lib import heads
+from stages.lib.keys import class_key
 
 TOP_K_ABOVE = 5  # classes; with fewer, top-k accuracy says little
 
@@ -54,8 +55,8 @@ def score(
         out |= {f"{average}.precision": _value(p), f"{average}.recall": _value(r), f"{average}.f1": _value(f)}
     p, r, f, _ = skm.precision_recall_fscore_support(labels, predicted, labels=indices, zero_division=0)
     for index, name in enumerate(class_names):
-        out |= {f"class.{name}.precision": _value(p[index]), f"class.{name}.recall": _value(r[index])}
-        out[f"class.{name}.f1"] = _value(f[index])
+        for metric, values in (("precision", p), ("recall", r), ("f1", f)):
+            out[class_key(name, metric)] = _value(values[index])
     if len(class_names) > TOP_K_ABOVE:
         k = min(top_k, len(class_names) - 1)
         out["top_k"] = k
@@ -66,9 +67,8 @@ def score(
         ap = skm.average_precision_score(labels, probabilities[:, 1]) if every_class else math.nan
         out["average_precision"] = _value(ap)
         out |= {"confusion.tn": int(tn), "confusion.fp": int(fp), "confusion.fn": int(fn), "confusion.tp": int(tp)}
-        for index, name in enumerate(class_names):
-            out |= {f"{name}.precision": _value(p[index]), f"{name}.recall": _value(r[index])}
     return out
+
 
 
 def predictions_frame(
@@ -93,13 +93,29 @@ def predictions_frame(
 
 def write_plot_data(folder: Path, labels: np.ndarray, probabilities: np.ndarray, threshold: float, class_names) -> None:
     """Plot data in dvclive's format under folder/plots/sklearn/, for the `dvc plots` declared in dvc.yaml
-    (dvcyaml=False: dvclive never edits dvc.yaml): the confusion matrix by class name, and for two classes
-    the ROC and precision-recall curves of class 1."""
+    (dvcyaml=False: dvclive never edits dvc.yaml): the confusion matrix by class name, and the ROC and
+    precision-recall curves for any number of classes (`ranking`), so every declared plot exists."""
     labels = np.asarray(labels).astype(int)
-    predicted = heads.predicted(np.asarray(probabilities), threshold)
+    probabilities = np.asarray(probabilities)
+    predicted = heads.predicted(probabilities, threshold)
     names = np.asarray(class_names, dtype=object)
+    truth, scores = ranking(labels, probabilities)
     with Live(str(folder), dvcyaml=False, save_dvc_exp=False, report=None) as live:
-        if len(class_names) == 2 and len(np.unique(labels)) == 2:
-            live.log_sklearn_plot("roc", labels, np.asarray(probabilities)[:, 1])
-            live.log_sklearn_plot("precision_recall", labels, np.asarray(probabilities)[:, 1])
+        if len(np.unique(truth)) == 2:  # both outcomes present, else the curves are undefined
+            # Above two classes the curves have a point per image and class: keep only those where they turn.
+            fewer = {} if len(class_names) == 2 else {"drop_intermediate": True}
+            live.log_sklearn_plot("roc", truth, scores)
+            live.log_sklearn_plot("precision_recall", truth, scores, **fewer)
         live.log_sklearn_plot("confusion_matrix", names[labels].tolist(), names[predicted].tolist())
+
+
+def ranking(labels: np.ndarray, probabilities: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(is positive, score) pairs the ROC and precision-recall curves rank: two classes, each image by the
+    probability of class 1 (the curves of older commits); more, every (image, class) pair by the probability of
+    that class, one-vs-rest and micro-averaged (one curve per model, as dvc.yaml declares)."""
+    labels = np.asarray(labels).astype(int)
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    if probabilities.shape[1] == 2:
+        return labels, probabilities[:, 1]
+    one_hot = np.eye(probabilities.shape[1], dtype=int)[labels]
+    return one_hot.ravel(), probabilities.ravel()
