@@ -139,7 +139,8 @@ def comparability_notice(
     files = manifest.values.get("files")
     if files != reference.DATA_FILES:
         total = sum(reference.DATA_FILES.values())
-        differs.append(f"data from {_code(manifest['source'], table=False)}, not the reference archive's {total} images")
+        source = _code(manifest["source"], table=False)
+        differs.append(f"data from {source}, not the reference archive's {total} images")
     elif reference.DATA_SHA256 is None:
         unknown.append(f"the data has the reference's file counts; its sha256 `{manifest['sha256']}` cannot be checked")
     elif manifest["sha256"] != reference.DATA_SHA256:
@@ -387,7 +388,8 @@ def export_section(inputs: Inputs) -> list[str]:
 
 def dataset_section(inputs: Inputs) -> list[str]:
     d, manifest, names = inputs.data, inputs.manifest, inputs.class_names
-    per_class = [[_code(c)] + [_count(d[class_key(c, prefix=split)]) for split in ("train", "val", "test")] for c in names]
+    splits = ("train", "val", "test")
+    per_class = [[_code(c)] + [_count(d[class_key(c, prefix=split)]) for split in splits] for c in names]
     per_class.append(["**total**"] + [_count(d[f"{split}.total"]) for split in ("train", "val", "test")])
     duplicates = [
         [split, _count(d[f"duplicates_removed.{split}"]), _count(d[f"duplicates_within.{split}"])]

@@ -70,7 +70,6 @@ def score(
     return out
 
 
-
 def predictions_frame(
     paths: list[str], labels: np.ndarray, probabilities: np.ndarray, threshold: float, class_names: list[str]
 ) -> pd.DataFrame:
