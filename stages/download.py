@@ -31,7 +31,7 @@ def cached_download(url: str, downloads: Path, sha256: str | None) -> Path:
         name = "download"
     archive = downloads / f"{hashlib.sha256(url.encode()).hexdigest()[:12]}-{name}"
     if archive.is_file() and (sha256 is None or files.sha256_file(archive) == sha256):
-        print(f"download: reusing {archive} for {url} (delete it to download again)")  # downloads are atomic
+        print(f"download: reusing {archive} for {sources.redact(url)} (delete it to download again)")  # atomic
     else:
         download(url, archive, sha256=sha256)
     return archive
@@ -110,10 +110,15 @@ def main(argv: list[str] | None = None) -> params.StageParams:
             for folder in sorted(tmp.glob("*/*"))
             if folder.is_dir()
         }
-        manifest = {"source": source, **described, "files": counts, "ignored": dict(sorted(ignored.items()))}
+        manifest = {
+            "source": sources.redact(source),
+            **described,
+            "files": counts,
+            "ignored": dict(sorted(ignored.items())),
+        }
         files.write_json(tmp / "manifest.json", manifest)
     print(
-        f"download: {source} -> {args.out}: {len(counts)} class folders, {sum(counts.values())} files; "
+        f"download: {sources.redact(source)} -> {args.out}: {len(counts)} class folders, {sum(counts.values())} files; "
         f"ignored {sum(ignored.values())}"
     )
     return p

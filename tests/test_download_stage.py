@@ -154,3 +154,23 @@ def test_a_compression_bomb_is_one_error_line_naming_the_member_and_the_param(pr
     assert "'my_dataset/train/cats/zeros.jpg'" in error and "compression bomb" in error
     assert "data.max_compression_ratio=2" in error
     assert not (project / "data" / "raw").exists()
+
+
+SECRET_URL = "http://user:s3cret@127.0.0.1:{port}/data.zip?X-Amz-Signature=t0ken"
+
+
+def test_credentials_in_the_url_are_never_printed_or_stored(project: Path, tmp_path: Path, monkeypatch, capsys):
+    """Seen on the landed main: `https://user:secret@host/data.zip` was printed, written to manifest.json and three
+    times into report.md."""
+    set_params(project, data={"source": SECRET_URL.format(port=9)})  # port 9: nothing listens
+    error = run_stage()
+    assert error.startswith("error: could not download http://***@127.0.0.1:9/data.zip?X-Amz-Signature=***")
+    archive = zip_tree(make_raw_tree(tmp_path / "tree", 2, 2), tmp_path / "data.zip")
+    monkeypatch.setattr(download_stage, "download", lambda url, dest, sha256: dest.write_bytes(archive.read_bytes()))
+    set_params(project, data={"source": SECRET_URL.format(port=8000)})
+    download_stage.main(dvc_args("download"))
+    shown = capsys.readouterr().out + (project / "data" / "raw" / "manifest.json").read_text()
+    assert "s3cret" not in shown and "t0ken" not in shown and "user" not in shown
+    assert json.loads((project / "data" / "raw" / "manifest.json").read_text())["source"] == (
+        "http://***@127.0.0.1:8000/data.zip?X-Amz-Signature=***"
+    )

@@ -127,7 +127,7 @@ def test_confusion_figure_fits_every_label_and_title(names, recwarn):
 
 
 def test_short_labels_cut_long_names_and_tell_alike_ones_apart():
-    assert figures.short_labels(["cats", "b" * 30]) == ["cats", "b" * 23 + "…"]
+    assert figures.short_labels(["cats", "b" * 30, "猫"]) == ["cats", "b" * 23 + "…", "#2"]  # no CJK font here
     twins = figures.short_labels(["x" * 30 + "1", "x" * 30 + "2", "y"])
     assert twins == ["0: " + "x" * 23 + "…", "1: " + "x" * 23 + "…", "y"]
 

@@ -6,14 +6,16 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
 
 from stages import report as report_stage
 from stages.lib import markdown as report
-from stages.lib import reference
+from stages.lib import reference, scoring
 from stages.lib.cli import PipelineError
+from stages.lib.keys import class_key
 from tests.conftest import ROOT, jpeg_bytes, set_params
 
 CLASSES = ["cats", "dogs"]
@@ -59,43 +61,71 @@ def write_curves(folder: Path, steps: range) -> None:
             )
 
 
-def eval_scores() -> dict:
+def many_class_predictions(classes: list[str], per_class: int) -> pd.DataFrame:
+    """Test predictions of `per_class` images per class, right for about two in three: path, label, predicted,
+    confidence and p_<class> columns, as scoring.predictions_frame writes them."""
+    rng = np.random.default_rng(len(classes))
+    labels = np.repeat(np.arange(len(classes)), per_class)
+    probabilities = rng.dirichlet(np.ones(len(classes)), size=len(labels))
+    probabilities[np.arange(len(labels)), labels] += rng.random(len(labels)) < 0.67
+    probabilities /= probabilities.sum(axis=1, keepdims=True)
+    paths = [f"validation/{classes[label]}/{index}.jpg" for index, label in enumerate(labels)]
+    return scoring.predictions_frame(paths, labels, probabilities, 0.5, classes)
+
+
+def two_class_predictions() -> pd.DataFrame:
+    frame = pd.DataFrame(PREDICTIONS, columns=["path", "label", "p_dogs"])
+    frame["predicted"] = (frame["p_dogs"] >= 0.5).astype(int)
+    frame["confidence"] = frame["p_dogs"].where(frame["predicted"] == 1, 1 - frame["p_dogs"])
+    frame["p_cats"] = 1 - frame["p_dogs"]
+    return frame[["path", "label", "predicted", "confidence", "p_cats", "p_dogs"]]
+
+
+def eval_scores(classes: list[str], test_images: int) -> dict:
     out: dict = {"threshold": 0.5}
     for model, scores in SCORES.items():
-        out |= {f"{model}.{k}": v for k, v in scores.items()}
-        out |= {f"{model}.precision": 0.75, f"{model}.recall": 0.75, f"{model}.average_precision": 0.8}
-        out |= {f"{model}.log_loss": 0.5, f"{model}.test_images": len(PREDICTIONS)}
-        out |= {f"{model}.confusion.{k}": v for k, v in {"tn": 3, "fp": 1, "fn": 1, "tp": 3}.items()}
-        out |= {f"{model}.class.{c}.{k}": 0.75 for c in CLASSES for k in ("precision", "recall", "f1")}
+        if len(classes) == 2:
+            out |= {f"{model}.{k}": v for k, v in scores.items()}
+            out |= {f"{model}.precision": 0.75, f"{model}.recall": 0.75, f"{model}.average_precision": 0.8}
+            out |= {f"{model}.confusion.{k}": v for k, v in {"tn": 3, "fp": 1, "fn": 1, "tp": 3}.items()}
+        else:
+            out |= {f"{model}.accuracy": scores["accuracy"], f"{model}.roc_auc": scores["roc_auc"]}
+        out |= {f"{model}.log_loss": 0.5, f"{model}.test_images": test_images}
+        out |= {class_key(c, k, prefix=model): 0.75 for c in classes for k in ("precision", "recall", "f1")}
         out |= {f"{model}.{a}.{k}": 0.7 for a in ("macro", "weighted") for k in ("precision", "recall", "f1")}
     return out
 
 
-def data_counts() -> dict:
-    out = {"classes": 2, "skipped.total": 2, "skipped.truncated": 1, "skipped.empty": 1, "skipped.decode_error": 0}
+def data_counts(classes: list[str]) -> dict:
+    out = {"classes": len(classes), "skipped.total": 2, "skipped.truncated": 1, "skipped.empty": 1}
+    out["skipped.decode_error"] = 0
     for split, per_class in (("train", 10), ("val", 6), ("test", 4)):
-        out |= {f"{split}.class.cats": per_class, f"{split}.class.dogs": per_class, f"{split}.total": 2 * per_class}
+        out |= {class_key(c, prefix=split): per_class for c in classes} | {f"{split}.total": len(classes) * per_class}
         out |= {f"duplicates_removed.{split}": int(split == "val"), f"duplicates_within.{split}": 0}
     return out
 
 
-def build_inputs(root: Path, source: str = "sample", weights: str = "none") -> Path:
-    """A consistent project tree with every input of the report stage, written by hand."""
+def build_inputs(
+    root: Path, source: str = "sample", weights: str = "none", classes: list[str] = CLASSES, test_per_class: int = 4
+) -> Path:
+    """A consistent project tree with every input of the report stage, written by hand: the two-class PREDICTIONS
+    for CLASSES, else `test_per_class` drawn test predictions per class."""
     root.mkdir(parents=True, exist_ok=True)
     shutil.copy(ROOT / "params.yaml", root / "params.yaml")
     set_params(root, data={"source": source}, model={"weights": weights}, report={"grid_images": 6})
+    predictions = two_class_predictions() if classes == CLASSES else many_class_predictions(classes, test_per_class)
     raw = root / "data" / "raw"
-    for index, (path, _, _) in enumerate(PREDICTIONS):
+    for index, path in enumerate(predictions["path"]):
         (raw / path).parent.mkdir(parents=True, exist_ok=True)
         (raw / path).write_bytes(jpeg_bytes(index, size=(48, 36)))
     write_json(
         raw / "manifest.json",
         {"source": source, "archive": "a.zip", "bytes": 123456, "sha256": "ab" * 32, "files": {}, "ignored": {}},
     )
-    write_json(root / "data" / "tfrecords" / "meta.json", {"class_names": CLASSES, "image_size": 160, "splits": {}})
-    write_json(root / "metrics" / "data.json", data_counts())
-    write_json(root / "metrics" / "eval.json", eval_scores())
-    export = {"test_images": 8, "keras.bytes": 17_000_000, "min_agreement": 0.95}
+    write_json(root / "data" / "tfrecords" / "meta.json", {"class_names": classes, "image_size": 160, "splits": {}})
+    write_json(root / "metrics" / "data.json", data_counts(classes))
+    write_json(root / "metrics" / "eval.json", eval_scores(classes, len(predictions)))
+    export = {"test_images": len(predictions), "keras.bytes": 17_000_000, "min_agreement": 0.95}
     for name, agreement in (("saved_model", 1.0), ("tflite_float32", 1.0), ("tflite_dynamic_range", 0.875)):
         export |= {f"{name}.agreement": agreement, f"{name}.flagged": int(agreement < 0.95)}
         export |= {f"{name}.bytes": 2_500_000, f"{name}.max_abs_diff": 0.05 if agreement < 1 else 2e-7}
@@ -108,15 +138,8 @@ def build_inputs(root: Path, source: str = "sample", weights: str = "none") -> P
             numbers["weights.sha256"] = "none" if weights == "none" else "ef" * 32
         write_json(root / "metrics" / f"{model}.json", numbers)
         write_curves(root / "dvclive" / model, steps[model])
-        folder = root / "evaluation" / model
-        folder.mkdir(parents=True)
-        frame = pd.DataFrame(PREDICTIONS, columns=["path", "label", "p_dogs"])
-        frame["predicted"] = (frame["p_dogs"] >= 0.5).astype(int)
-        frame["confidence"] = frame["p_dogs"].where(frame["predicted"] == 1, 1 - frame["p_dogs"])
-        frame["p_cats"] = 1 - frame["p_dogs"]
-        frame[["path", "label", "predicted", "confidence", "p_cats", "p_dogs"]].to_csv(
-            folder / "predictions.csv", index=False
-        )
+        (root / "evaluation" / model).mkdir(parents=True)
+        predictions.to_csv(root / "evaluation" / model / "predictions.csv", index=False)
     return root
 
 
@@ -272,3 +295,47 @@ def test_a_missing_input_names_the_file_and_its_stage(tmp_path: Path, relative: 
         report_stage.main(argv(root))
     assert str(root / relative) in str(error.value) and f"dvc repro {stage}" in str(error.value)
     assert not (root / "reports").exists()  # nothing half-written
+
+
+HOSTILE_CLASSES = sorted(
+    ["None", "NA", "null", "nan", "macro", "weighted", "total", "caf\u00e9", "cafe\u0301", "ｃａｔ", "cat", "a.b",
+     "x|y`z", "$x$", "precision", "long " * 40, "猫"]
+)  # fmt: skip
+
+
+def test_a_report_of_hostile_class_names_names_each_class_as_it_is(tmp_path: Path):
+    """Seen on the landed main: café in NFC and NFD (and cat beside ｃａｔ) ended in `SyntaxError: duplicate
+    argument 'p_café'` and `failed to reproduce 'report'`."""
+    root = build_inputs(tmp_path / "hostile", classes=HOSTILE_CLASSES, test_per_class=2)
+    report_stage.main(argv(root))
+    text = markdown(root)
+    per_class = text[text.index("Per class on the test split") :]
+    for name in HOSTILE_CLASSES:
+        cell = report._code(name)
+        assert f"| {cell} | 0.7500 |" in per_class  # the per-class scores row, under the model table
+        assert f"| {cell} | 10 | 6 | 4 |" in text  # the dataset counts row
+    assert "| ``x\\|y`z`` |" in text  # a | inside a name does not end the cell, a ` does not end the code span
+    assert "shortened in the figures" in text  # the 200-character name
+    cat = HOSTILE_CLASSES.index("猫")
+    assert "so the figures show them by class index (from 0, the order of the tables): " in text
+    assert f"#{cat} is `猫`" in text
+    on_disk = {p.relative_to(root / "reports").as_posix() for p in (root / "reports").rglob("*.png")}
+    assert on_disk == set(report.referenced_figures(text))
+
+
+def test_a_report_of_a_thousand_classes_bounds_its_figures(tmp_path: Path):
+    classes = [f"species {i:04d}" for i in range(1000)]
+    root = build_inputs(tmp_path / "many", classes=classes, test_per_class=1)
+    report_stage.main(argv(root))
+    text = markdown(root)
+    assert "heat maps by class index" in text and f"figures/{report.MOST_CONFUSED_FIGURE}" in text
+    with Image.open(root / "reports" / "figures" / "confusion_matrices.png") as image:
+        assert image.width * image.height < 2_000_000
+
+
+def test_credentials_in_data_source_stay_out_of_the_report(tmp_path: Path):
+    root = build_inputs(tmp_path / "secret", source="https://user:s3cret@host.example/d.zip?token=t0k")
+    report_stage.main(argv(root))
+    text = markdown(root)
+    assert "s3cret" not in text and "t0k" not in text
+    assert "source: https://***@host.example/d.zip?token=***" in text  # params.yaml, as the report shows it

@@ -34,6 +34,7 @@ from tqdm import tqdm
 
 from stages.lib import files
 from stages.lib.cli import PipelineError
+from stages.lib.sources import redact
 
 log = logging.getLogger(__name__)
 
@@ -90,8 +91,27 @@ def download(
 
     `sha256` (hex, any case), when given, must match or DownloadError is raised and `dest` is left
     as it was. `retries` is the number of extra attempts after the first (see the module
-    docstring for what is retried). Raises DownloadError for every download failure.
+    docstring for what is retried). Raises DownloadError for every download failure, its message naming the URL
+    without credentials (sources.redact).
     """
+    try:
+        return _download(url, dest, sha256, retries, backoff_seconds, (connect_timeout, read_timeout), chunk_bytes,
+                         progress, session)  # fmt: skip
+    except DownloadError as exc:  # every message names the URL: never with its credentials
+        raise DownloadError(redact(str(exc))) from exc.__cause__
+
+
+def _download(
+    url: str,
+    dest: Path,
+    sha256: str | None,
+    retries: int,
+    backoff_seconds: float,
+    timeout: tuple[float, float],
+    chunk_bytes: int,
+    progress: bool,
+    session: requests.Session | None,
+) -> str:
     expected_sha256 = _normalised_sha256(sha256)
     if retries < 0:
         raise ValueError(f"retries must be >= 0, got {retries}")
@@ -104,7 +124,7 @@ def download(
             http_session,
             url,
             dest,
-            timeout=(connect_timeout, read_timeout),
+            timeout=timeout,
             chunk_bytes=chunk_bytes,
             progress=progress,
         )
@@ -146,7 +166,7 @@ def _with_retries(
             failure = exc
             if attempt_index < retries:
                 delay = backoff_seconds * 2**attempt_index
-                log.warning("download of %s failed (%s); retrying in %.2g s", url, exc, delay)
+                log.warning("download of %s failed (%s); retrying in %.2g s", redact(url), redact(str(exc)), delay)
                 time.sleep(delay)
     message = f"could not download {url} after {retries + 1} attempt(s): {failure}"
     if failure.host_unreachable:

@@ -17,8 +17,10 @@ from pathlib import Path
 import matplotlib
 import numpy as np
 import pandas as pd
+from matplotlib import font_manager
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ft2font import FT2Font
 from matplotlib.ticker import MaxNLocator
 from PIL import Image
 
@@ -27,10 +29,13 @@ from stages.lib.cli import require, rerun
 
 GRID_THUMBNAIL = 192  # pixels; the grid cells are ~2 inches at 100 dpi
 DPI = 100
-# Class names come from the wild: longer ones are shortened in figures (the report's tables give them whole), and
-# none is read as matplotlib's mathtext (a class `$x$` would be typeset, a lone `$` is an error).
+# Class names come from the wild: longer ones are shortened in figures (the report's tables give them whole), none
+# is read as matplotlib's mathtext (a class `$x$` would be typeset, a lone `$` is an error), and one that no installed
+# font can draw (CJK without a CJK font) is shown by its class index, `#<index>`, rather than as empty boxes.
 MAX_LABEL_CHARS = 24
-_PLAIN_TEXT = {"text.parse_math": False}
+# Tried in order for every character (matplotlib's font fallback), those installed: DejaVu Sans ships with matplotlib.
+FONTS = ("DejaVu Sans", "Noto Sans CJK SC", "Noto Sans CJK JP", "Noto Sans CJK KR", "Source Han Sans SC",
+         "WenQuanYi Zen Hei", "Microsoft YaHei", "PingFang SC")  # fmt: skip
 # Confusion panels: every class named and each cell's count written up to these many classes; above NAMED_CLASSES a
 # panel is a heat map of fixed size (its pixels do not grow with the square of the classes), and the
 # MOST_CONFUSED classes of the final model are drawn in detail beside it.
@@ -42,21 +47,44 @@ _HEAT_MAP_INCHES = 7.0
 _LABEL_INCHES_PER_CHAR = 0.085  # at the tick labels' 9 pt
 
 
+@functools.cache
+def _installed_fonts() -> tuple[tuple[str, ...], tuple[FT2Font, ...]]:
+    """The FONTS installed here, and each one's regular face."""
+    installed = {entry.name for entry in font_manager.fontManager.ttflist}
+    names = tuple(name for name in FONTS if name in installed)
+    faces = tuple(FT2Font(font_manager.findfont(font_manager.FontProperties(family=name))) for name in names)
+    return names, faces
+
+
+def drawable(text: str) -> bool:
+    """Every character of `text` has a glyph in one of the installed FONTS."""
+    faces = _installed_fonts()[1]
+    return all(char.isspace() or any(face.get_char_index(ord(char)) for face in faces) for char in text)
+
+
 def plain_text(draw: Callable) -> Callable:
-    """Run a drawing function with mathtext off, so labels are drawn as the text they are."""
+    """Run a drawing function with mathtext off, so labels are drawn as the text they are, in the installed FONTS."""
 
     @functools.wraps(draw)
     def wrapper(*args, **kwargs):
-        with matplotlib.rc_context(_PLAIN_TEXT):
+        plain = {"text.parse_math": False, "font.family": "sans-serif", "font.sans-serif": _installed_fonts()[0]}
+        with matplotlib.rc_context(plain):
             return draw(*args, **kwargs)
 
     return wrapper
 
 
 def short_labels(names: list[str]) -> list[str]:
-    """Class names for figures: at most MAX_LABEL_CHARS characters (cut with an ellipsis), prefixed with their class
-    index where two would read the same."""
-    short = [name if len(name) <= MAX_LABEL_CHARS else name[: MAX_LABEL_CHARS - 1] + "…" for name in names]
+    """Class names for figures: at most MAX_LABEL_CHARS characters (cut with an ellipsis), `#<index>` for a name no
+    installed font can draw, and prefixed with their class index where two would read the same."""
+    short = [
+        f"#{index}"
+        if not drawable(name)
+        else name
+        if len(name) <= MAX_LABEL_CHARS
+        else name[: MAX_LABEL_CHARS - 1] + "…"
+        for index, name in enumerate(names)
+    ]
     if len(set(short)) == len(short):
         return short
     return [f"{index}: {label}" if short.count(label) > 1 else label for index, label in enumerate(short)]
@@ -94,7 +122,8 @@ def select_grid(predictions: pd.DataFrame, count: int) -> pd.DataFrame:
     probability of the predicted class), as scoring.predictions_frame writes them. Returns the chosen rows,
     mistakes first then correct ones by path, with a `mistake` column.
     """
-    frame = predictions.sort_values("path", kind="stable").reset_index(drop=True)
+    frame = predictions[["path", "label", "predicted", "confidence"]]  # not a p_<class> column per class
+    frame = frame.sort_values("path", kind="stable").reset_index(drop=True)
     frame["mistake"] = frame["label"] != frame["predicted"]
     count = min(count, len(frame))
     mistakes = frame[frame["mistake"]].sort_values(["confidence", "path"], ascending=[False, True], kind="stable")

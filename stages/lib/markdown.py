@@ -16,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from stages.lib import figures, heads, reference
+from stages.lib import figures, heads, reference, sources
 from stages.lib.cli import require, rerun
 from stages.lib.keys import class_key
 from stages.lib.params import load_yaml
@@ -109,7 +109,7 @@ def read_inputs(paths: InputPaths) -> Inputs:
     scores = read_metrics(paths.metrics / "eval.json", "evaluate")
     export = read_metrics(paths.metrics / "export.json", "export")
     predictions = {m: read_predictions(paths.evaluation / m / "predictions.csv") for m in models}
-    params_text = Path(paths.params).read_text(encoding="utf-8")
+    params_text = sources.redact(Path(paths.params).read_text(encoding="utf-8"))  # data.source may hold a password
     return Inputs(
         data=data,
         training=training,
@@ -139,7 +139,7 @@ def comparability_notice(
     files = manifest.values.get("files")
     if files != reference.DATA_FILES:
         total = sum(reference.DATA_FILES.values())
-        source = _code(manifest["source"], table=False)
+        source = _code(sources.redact(manifest["source"]), table=False)
         differs.append(f"data from {source}, not the reference archive's {total} images")
     elif reference.DATA_SHA256 is None:
         unknown.append(f"the data has the reference's file counts; its sha256 `{manifest['sha256']}` cannot be checked")
@@ -345,6 +345,12 @@ def confusions_section(inputs: Inputs) -> list[str]:
     if any(len(name) > figures.MAX_LABEL_CHARS for name in inputs.class_names):
         lines += [f"Class names over {figures.MAX_LABEL_CHARS} characters are shortened in the figures (…); the "
                   "tables give them whole.", ""]  # fmt: skip
+    undrawn = [(i, name) for i, name in enumerate(inputs.class_names) if not figures.drawable(name)]
+    if undrawn:
+        listed = ", ".join(f"#{i} is {_code(name, table=False)}" for i, name in undrawn[:30])
+        lines += [f"No font installed here draws every character of {len(undrawn)} class name(s), so the figures show "
+                  f"them by class index (from 0, the order of the tables): {listed}"
+                  + (", ..." if len(undrawn) > 30 else "") + ".", ""]  # fmt: skip
     pairs = most_confused(inputs.predictions[final], inputs.class_names)
     if pairs:
         rows = [[_code(true), _code(predicted), _count(n)] for true, predicted, n in pairs]
@@ -411,7 +417,8 @@ def dataset_section(inputs: Inputs) -> list[str]:
     lines = [
         "## Dataset",
         "",
-        f"Source {_code(manifest['source'], table=False)}: {_code(archive, table=False)}{size}, {digest}.",
+        f"Source {_code(sources.redact(manifest['source']), table=False)}: {_code(archive, table=False)}{size}, "
+        f"{digest}.",
         "",
         f"{len(names)} classes"
         + (f"; the largest train class has {imbalance}x the images of the smallest" if imbalance else "")

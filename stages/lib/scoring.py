@@ -85,9 +85,8 @@ def predictions_frame(
             "confidence": np.round(probabilities[np.arange(len(predicted)), predicted], 6),
         }
     )
-    for index, name in enumerate(class_names):
-        frame[f"p_{name}"] = np.round(probabilities[:, index], 6)
-    return frame
+    columns = pd.DataFrame(np.round(probabilities, 6), columns=[f"p_{name}" for name in class_names])
+    return pd.concat([frame, columns], axis=1)  # at once: a column at a time fragments a frame of 1,000 classes
 
 
 def write_plot_data(folder: Path, labels: np.ndarray, probabilities: np.ndarray, threshold: float, class_names) -> None:
