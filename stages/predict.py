@@ -107,14 +107,13 @@ def load_model(path: Path, classes: list[str], tta: str = "none"):
 
     try:
         model = saving.load_model(path)
+        saving.image_size(model, path)
     except PipelineError as exc:
         raise UsageError(str(exc)) from None
-    size = model.input_shape[1]
-    if not isinstance(size, int) or model.output_shape[-1] != heads.units(len(classes)):
+    if model.output_shape[-1] != heads.units(len(classes)):
         raise UsageError(
-            f"{path}: expected a fixed-size image input and {heads.units(len(classes))} output(s) for the "
-            f"{len(classes)} classes {', '.join(classes)}; the model has input {model.input_shape} and output "
-            f"{model.output_shape}"
+            f"{path}: expected {heads.units(len(classes))} output(s) for the {len(classes)} classes "
+            f"{', '.join(classes)}; the model has output {model.output_shape}"
         )
     return saving.with_test_time_augmentation(model, tta)
 
@@ -151,7 +150,7 @@ def chunks(items: Sequence, size: int) -> Iterator[Sequence]:
 
 def predict_files(model, files: Sequence[Path], report) -> list[tuple[str, np.ndarray]]:
     """(path, class probabilities) for every file that reads as an image; the others go to `report`."""
-    size = model.input_shape[1]
+    size = model.input_shape[1:3]  # (height, width), checked by load_model
     results: list[tuple[str, np.ndarray]] = []
     for batch in chunks(files, BATCH_SIZE):
         names, arrays = [], []

@@ -198,6 +198,31 @@ def test_a_file_that_is_not_a_model_is_exit_2_and_one_line(mixed, tmp_path, caps
 
 
 @pytest.mark.parametrize(
+    "shape", [(32, 32, 1), (32, 32, 4), (10,), (None, None, 3)], ids=["grayscale", "rgba", "vector", "any-size"]
+)
+def test_a_model_whose_input_is_not_rgb_images_is_exit_2_and_one_line(mixed, tmp_path, capsys, shape):
+    """Seen on the landed main: a grayscale, RGBA or vector-input model printed a 67-line traceback and exited 1."""
+    inputs = keras.Input(shape)
+    flat = keras.layers.GlobalAveragePooling2D()(inputs) if len(shape) == 3 else inputs
+    path = tmp_path / "other.keras"
+    keras.Model(inputs, keras.layers.Dense(1)(flat)).save(path)
+    code, out, err = run(capsys, [str(mixed), "--model", str(path), "--classes", "cats,dogs"])
+    assert code == 2 and out == ""
+    assert err == [
+        f"error: {path}: its input has shape {(None, *shape)}, not images of a fixed height x width x 3 (RGB), which "
+        "are what this project feeds a model; pass a model trained by this pipeline"
+    ]
+
+
+def test_a_model_of_any_height_and_width_gets_images_of_its_shape(mixed, tmp_path, capsys):
+    inputs = keras.Input((24, 40, 3))
+    path = tmp_path / "wide.keras"
+    keras.Model(inputs, keras.layers.Dense(1)(keras.layers.GlobalAveragePooling2D()(inputs))).save(path)
+    code, out, _ = run(capsys, [str(mixed / "a.jpg"), "--model", str(path), "--classes", "cats,dogs"])
+    assert code == 0 and "a.jpg" in out
+
+
+@pytest.mark.parametrize(
     ("options", "message"),
     [
         (["--records", "nowhere"], "error: nowhere/meta.json: missing; pass the class names"),

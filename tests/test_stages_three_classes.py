@@ -118,7 +118,7 @@ def test_predict_gives_the_label_and_the_top_k(project: Path, capsys: pytest.Cap
     assert row["label"] == CLASSES[int(probabilities.argmax())]
     assert predict.main([str(path), "--model", str(model), "--classes", "cats,dogs"]) == 2  # 2 names, 3 outputs
     (error,) = capsys.readouterr().err.splitlines()
-    assert error.startswith(f"error: {model}: expected a fixed-size image input and 1 output(s) for the 2 classes")
+    assert error.startswith(f"error: {model}: expected 1 output(s) for the 2 classes")
 
 
 def test_report_shows_the_three_by_three_confusion_and_per_class_scores(project: Path):
