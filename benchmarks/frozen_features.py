@@ -49,7 +49,8 @@ def stage_seconds(tmp: Path, stage: str, epochs: int, cache_features: bool, view
     for leftover in ("logs", "checkpoints"):
         shutil.rmtree(tmp / leftover, ignore_errors=True)
     argv = ["--params", str(tmp / "params.yaml"), "--records", str(tmp / "records"), "--logs", str(tmp / "logs"),
-            "--metrics", str(tmp / "m.json"), "--checkpoints", str(tmp / "checkpoints")]  # fmt: skip
+            "--metrics", str(tmp / "m.json"), "--val-metrics", str(tmp / "val.json"),
+            "--checkpoints", str(tmp / "checkpoints")]  # fmt: skip
     if stage == "transfer":
         transfer.main([*argv, "--model", str(tmp / "transfer.keras")])
     else:

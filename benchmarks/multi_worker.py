@@ -49,7 +49,8 @@ def run(tmp: Path, stage: str, workers: int, epochs: int) -> dict:
     (tmp / "m.json").unlink(missing_ok=True)
     command = [sys.executable, "-m", f"stages.{stage}", "--params", str(tmp / "params.yaml"), "--records",
                str(tmp / "records"), "--model", str(tmp / f"{stage}.keras"), "--logs", str(tmp / "logs"),
-               "--metrics", str(tmp / "m.json"), "--checkpoints", str(tmp / "checkpoints")]  # fmt: skip
+               "--metrics", str(tmp / "m.json"), "--val-metrics", str(tmp / "val.json"),
+               "--checkpoints", str(tmp / "checkpoints")]  # fmt: skip
     if stage == "finetune":
         command += ["--transfer-model", str(tmp / "transfer.keras")]
     cluster = distribution.local_cluster(workers)

@@ -113,7 +113,7 @@ commit "demo run"
 
 [ -f metrics/eval.json ] || exit 0  # a run that stopped at an earlier stage
 echo
-echo "Test split, per model (all metrics: dvc metrics show; the report: $dir/reports/report.md):"
+echo "Test split, per model (the headline: dvc metrics show; the report: $dir/reports/report.md):"
 python - <<'PY'
 import json
 m = json.load(open("metrics/eval.json"))
@@ -125,4 +125,6 @@ for name in ("baseline", "transfer", "finetune"):
 gain, kept = m["transfer.accuracy"] - m["baseline.accuracy"], m["finetune.accuracy"] - m["transfer.accuracy"]
 print(f"Transfer learning: transfer - baseline {gain:+.3f} (demo target >= +0.05), "
       f"finetune - transfer {kept:+.3f} (target >= -0.02), on {m['finetune.test_images']} test images")
+chosen = json.load(open("metrics/export.json"))
+print(f"The model: {chosen['model']}, chosen by {chosen['reason']}; in models/export/, what predict uses")
 PY

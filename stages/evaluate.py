@@ -1,9 +1,10 @@
 """evaluate stage: every trained model on the same test split -> metrics/eval.json + evaluation/<model>/.
 
-metrics/eval.json holds flat keys (`finetune.accuracy`, `baseline.class.dogs.f1`, ...; scoring.py lists them)
-so `dvc metrics show` puts the models side by side and `dvc metrics diff` compares commits. Per model (named
-after its file), evaluation/<model>/ holds predictions.csv and the confusion, ROC and precision-recall data for
-`dvc plots show` (more than two classes: one-vs-rest, micro-averaged).
+Per model (named after its file): metrics/test/<model>.json holds the headline scores (scoring.HEADLINE: one row
+per model in `dvc metrics show`), and evaluation/<model>/ holds predictions.csv and the confusion, ROC and
+precision-recall data for `dvc plots show` (more than two classes: one-vs-rest, micro-averaged). metrics/eval.json
+holds every score of every model as flat keys (`finetune.accuracy`, `baseline.class.dogs.f1`, ...; scoring.py
+lists them), under the names of older commits (`dvc metrics diff --targets metrics/eval.json`).
 """
 
 from __future__ import annotations
@@ -37,7 +38,8 @@ def main(argv: list[str] | None = None) -> params.StageParams:
     parser.add_argument("--records", type=Path, required=True, help="data/tfrecords: the test split")
     parser.add_argument("--model", type=Path, action="append", required=True, help="a model to score (repeat)")
     parser.add_argument("--out", type=Path, required=True, help="per-model predictions and plot data")
-    parser.add_argument("--metrics", type=Path, required=True, help="the metrics JSON to write")
+    parser.add_argument("--metrics", type=Path, required=True, help="the folder of headline <model>.json to write")
+    parser.add_argument("--details", type=Path, required=True, help="the JSON of every score to write")
     args = parser.parse_args(argv)
     p = params.for_stage(PARAMS, args.params)
     e = p.evaluate
@@ -46,6 +48,7 @@ def main(argv: list[str] | None = None) -> params.StageParams:
 
     class_names = records.read_meta(args.records)["class_names"]
     scores: dict[str, float | int | str | None] = {"threshold": e.threshold, "tta": e.tta}
+    headlines: dict[str, dict] = {}
     with files.replace_dir(args.out) as tmp:
         for path in args.model:
             name = path.stem  # models/<stage>.keras: the stage that trains it, and its name in the metrics
@@ -63,12 +66,15 @@ def main(argv: list[str] | None = None) -> params.StageParams:
             scoring.write_plot_data(tmp / name, labels, probabilities, e.threshold, class_names)
             model_scores = scoring.score(labels, probabilities, e.threshold, class_names, e.top_k)
             scores.update({f"{name}.{key}": value for key, value in model_scores.items()})
+            headlines[name] = {key: model_scores[key] for key in scoring.HEADLINE}
             f1 = "f1" if "f1" in model_scores else "macro.f1"  # two classes: class 1's, as the report and the demo
             print(
                 f"evaluate: {name}: accuracy {model_scores['accuracy']:.4f}, {f1} {model_scores[f1]:.4f}, "
                 f"roc_auc {model_scores['roc_auc']} on {len(labels)} test images"
             )
-    files.write_json(args.metrics, scores | runtime.machine() | p.as_metrics())
+    files.write_json(args.details, scores | runtime.machine() | p.as_metrics())
+    for name, headline in headlines.items():
+        files.write_json(args.metrics / f"{name}.json", headline)
     return p
 
 

@@ -1,6 +1,6 @@
 """Classify image files with a trained model.
 
-    python -m stages.predict PATH... [--model models/finetune.keras] [--classes cats,dogs]
+    python -m stages.predict PATH... [--model models/export/model.keras] [--classes cats,dogs]
                                      [--threshold 0.5] [--top-k K] [--format table|csv|json] [--tta flip]
     catsdogs-predict PATH...         (the same, as a console script)
 
@@ -19,8 +19,11 @@ One row per image, in input order:
   p_<class 1>   two classes only: the probability of class index 1 (sigmoid of its logit), whatever the threshold
   label_2, probability_2, ... label_K, probability_K
                 with --top-k K: the next most probable classes and their probabilities
-Class names, class 0 first, come from --classes (a comma list) or else from data/tfrecords/meta.json; there
-must be as many as the model has classes (one logit means two classes).
+The model is by default the one the export stage chose (export.model: the best of the three on validation, unless
+params.yaml names one) and copied to models/export/. Class names, class 0 first, come from --classes (a comma
+list), else from labels.txt beside the model, else from --records' meta.json; there must be as many as the model
+has classes (one logit means two classes). Every missing input is named at once, with where a demo run's model is
+when there is one (`make demo` writes demo/).
 
 A file that is not a readable image (text named .jpg, truncated, zero-byte, missing) gets one line on
 stderr, `error: <path>: <reason>`, and the other files still run. Exit status: 0 when every file was
@@ -45,8 +48,10 @@ from stages.lib import heads
 from stages.lib.cli import first_line
 from stages.lib.images import load_for_model, read_image_file
 
-DEFAULT_MODEL = Path("models/finetune.keras")
+DEFAULT_MODEL = Path("models/export/model.keras")  # export writes the chosen model there (serving.KERAS_FILE)
+LABELS_FILE = "labels.txt"  # beside it (serving.LABELS_FILE)
 DEFAULT_RECORDS = Path("data/tfrecords")
+DEMO = Path("demo")  # where `make demo` runs the pipeline
 BATCH_SIZE = 32  # images per model call
 FORMATS = ("table", "csv", "json")
 
@@ -76,27 +81,42 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def class_names(option: str | None, records_dir: Path) -> list[str]:
+def class_names_file(option: str | None, model: Path, records_dir: Path) -> Path | None:
+    """Where the class names come from: None for --classes, else labels.txt beside the model, else meta.json."""
     if option is not None:
+        return None
+    labels = model.parent / LABELS_FILE
+    return labels if labels.is_file() else records_dir / "meta.json"
+
+
+def class_names(option: str | None, source: Path | None) -> list[str]:
+    if source is None:
         names = [name.strip() for name in option.split(",")]
-        source = "--classes"
+    elif source.name == LABELS_FILE:
+        names = source.read_text(encoding="utf-8").splitlines()
     else:
-        meta = records_dir / "meta.json"
-        if not meta.is_file():
-            raise UsageError(f"{meta}: missing; pass the class names, class 0 first, e.g. --classes cats,dogs")
         try:
-            names = list(json.loads(meta.read_text())["class_names"])
+            names = list(json.loads(source.read_text())["class_names"])
         except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise UsageError(f"{meta}: no class_names in it ({exc}); pass e.g. --classes cats,dogs") from None
-        source = str(meta)
+            raise UsageError(f"{source}: no class_names in it ({exc}); pass e.g. --classes cats,dogs") from None
     if len(names) < 2 or not all(names) or len(set(names)) != len(names):
-        raise UsageError(f"{source}: need at least two distinct class names, got {names}")
+        raise UsageError(f"{source or '--classes'}: need at least two distinct class names, got {names}")
     return names
 
 
-def check_model_file(path: Path) -> None:
-    if not path.is_file():
-        raise UsageError(f"{path}: missing; train it first (dvc repro finetune) or pass --model")
+def check_inputs(model: Path, names: Path | None) -> None:
+    """Every missing input at once, and where a demo run's model is when there is one."""
+    missing = []
+    if not model.is_file():
+        missing.append(f"{model}: missing (train and export it first, dvc repro; or pass --model)")
+    if names is not None and not names.is_file():
+        missing.append(f"{names}: missing (or pass the class names, class 0 first, e.g. --classes cats,dogs)")
+    if not missing:
+        return
+    demo = DEMO / DEFAULT_MODEL
+    if demo.is_file() and model == DEFAULT_MODEL:
+        missing.append(f"a demo run's model is {demo}, with its labels: pass --model {demo}")
+    raise UsageError("; ".join(missing))
 
 
 def load_model(path: Path, classes: list[str], tta: str = "none"):
@@ -225,10 +245,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if not 0.0 <= args.threshold <= 1.0:
             raise UsageError(f"--threshold: must be between 0 and 1 (got {args.threshold})")
-        classes = class_names(args.classes, args.records)
+        names = class_names_file(args.classes, args.model, args.records)
+        check_inputs(args.model, names)  # before anything slow
+        classes = class_names(args.classes, names)
         if not 1 <= args.top_k <= len(classes):
             raise UsageError(f"--top-k: must be between 1 and the {len(classes)} classes (got {args.top_k})")
-        check_model_file(args.model)  # before anything slow
         files = expand(args.paths, report)
         model = load_model(args.model, classes, args.tta)
     except UsageError as exc:

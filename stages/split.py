@@ -1,4 +1,9 @@
-"""split stage: data/raw -> data/splits/{train,val,test,skipped}.csv and metrics/data.json."""
+"""split stage: data/raw -> data/splits/{train,val,test,skipped}.csv, metrics/data.json and metrics/split.json.
+
+metrics/data.json is the headline `dvc metrics show` prints (images per split); metrics/split.json holds every
+count (per class, skipped by reason, duplicates, imbalance) and the params read, versioned and diffable by name
+(`dvc metrics diff --targets metrics/split.json`).
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,7 @@ from pathlib import Path
 
 from stages.lib import files, params
 from stages.lib.cli import run, stage_parser
-from stages.lib.file_lists import SPLITS, make_splits
+from stages.lib.file_lists import HEADLINE, SPLITS, make_splits
 
 PARAMS = ("seed", "split.test_fraction", "split.holdout_fraction")
 
@@ -15,7 +20,8 @@ def main(argv: list[str] | None = None) -> params.StageParams:
     parser = stage_parser(__doc__)
     parser.add_argument("--raw", type=Path, required=True, help="the download stage's class folders")
     parser.add_argument("--out", type=Path, required=True, help="the folder of split lists to write")
-    parser.add_argument("--metrics", type=Path, required=True, help="the data metrics JSON to write")
+    parser.add_argument("--metrics", type=Path, required=True, help="the headline data metrics JSON to write")
+    parser.add_argument("--details", type=Path, required=True, help="the JSON of every count to write")
     args = parser.parse_args(argv)
     p = params.for_stage(PARAMS, args.params)
 
@@ -27,7 +33,8 @@ def main(argv: list[str] | None = None) -> params.StageParams:
             splits.frames[split].to_csv(tmp / f"{split}.csv", index=False, lineterminator="\n")
         splits.skipped.to_csv(tmp / "skipped.csv", index=False, lineterminator="\n")
     metrics = splits.metrics()
-    files.write_json(args.metrics, metrics | p.as_metrics())
+    files.write_json(args.details, metrics | p.as_metrics())
+    files.write_json(args.metrics, {key: metrics[key] for key in HEADLINE})
 
     print(
         "split: "

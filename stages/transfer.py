@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 
-from stages.lib import params
+from stages.lib import chance, params
 from stages.lib.cli import run, training_parser
 
 PARAMS = (
@@ -45,6 +45,8 @@ def main(argv: list[str] | None = None) -> params.StageParams:
     from stages.lib.bases import BASES
 
     weights = models.resolve_weights(m.base, m.weights, size)
+    if m.weights == "none":
+        print(f"transfer: warning: {chance.RANDOM_WEIGHTS}")
     stage = training.start("transfer", args, p)
     train, val = stage.datasets(size, t.batch_size)
     calibrated = 0  # images that set the base's BatchNorm statistics; 0: not calibrated
@@ -103,7 +105,8 @@ def main(argv: list[str] | None = None) -> params.StageParams:
         result = stage.fit(lambda: model, train, val, range(t.epochs))
         model = result.model
     sha256 = models.weights_sha256(m.base, weights, size)  # what the report checks comparability with
-    stage.finish(model, result, calibration_images=calibrated, **extra, **{"weights.sha256": sha256})
+    cause = chance.RANDOM_WEIGHTS if m.weights == "none" else None
+    stage.finish(model, result, cause, calibration_images=calibrated, **extra, **{"weights.sha256": sha256})
     return p
 
 

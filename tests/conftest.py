@@ -94,7 +94,8 @@ def build_encoded_project(root: Path, classes: tuple[str, ...] = ("cats", "dogs"
         set_params(root, **overrides)
     make_raw_tree(root / "data" / "raw", train_per_class=8, validation_per_class=6, classes=classes)
     common = ["--params", str(root / "params.yaml"), "--raw", str(root / "data" / "raw")]
-    split.main([*common, "--out", str(root / "data" / "splits"), "--metrics", str(root / "metrics" / "data.json")])
+    metrics = ["--metrics", str(root / "metrics" / "data.json"), "--details", str(root / "metrics" / "split.json")]
+    split.main([*common, "--out", str(root / "data" / "splits"), *metrics])
     encode.main([*common, "--splits", str(root / "data" / "splits"), "--out", str(root / "data" / "tfrecords")])
     return root
 
@@ -107,6 +108,7 @@ def stage_args(root: Path, stage: str) -> list[str]:
         "--model", str(root / "models" / f"{stage}.keras"),
         "--logs", str(root / "dvclive" / stage),
         "--metrics", str(root / "metrics" / f"{stage}.json"),
+        "--val-metrics", str(root / "metrics" / "val" / f"{stage}.json"),
         "--checkpoints", str(root / "models" / "checkpoints" / stage),
     ]  # fmt: skip
 

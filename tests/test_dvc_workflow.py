@@ -151,8 +151,8 @@ def test_comparisons_work_right_after_the_demo(project: Path, tmp_path: Path):
     sh("dvc", "exp", "run", "-S", "model.fine_tune_at=120", cwd=project)
     exp_diff = json.loads(sh("dvc", "exp", "diff", "--json", cwd=project))
     assert exp_diff["params"]["params.yaml"]["model.fine_tune_at"] == {"old": 100, "new": 120, "diff": 20}
-    assert "metrics/finetune.json" in exp_diff["metrics"]
-    metrics = json.loads(sh("dvc", "metrics", "diff", "--json", cwd=project))
+    assert "metrics/test/finetune.json" in exp_diff["metrics"]
+    metrics = json.loads(sh("dvc", "metrics", "diff", "--targets", "metrics/finetune.json", "--json", cwd=project))
     assert (
         metrics["metrics/finetune.json"]["params.trainable"]["new"]
         < metrics["metrics/finetune.json"]["params.trainable"]["old"]
@@ -163,12 +163,12 @@ def test_comparisons_work_right_after_the_demo(project: Path, tmp_path: Path):
     html = (tmp_path / "plots" / "index.html").read_text()
     assert "transfer_finetune_accuracy" in html and "vegaEmbed" in html
     assert "cdn.jsdelivr" not in html and "<script src=" not in html  # offline: the libraries are in the page
-    keep = r"Experiment|(baseline|transfer|finetune)\.accuracy$|model\.(base|weights|fine_tune_at)"
+    keep = r"Experiment|.*/(val|test)/.*:accuracy$|model\.(base|weights|fine_tune_at)"
     table = sh("dvc", "exp", "show", "--md", "--drop", ".*", "--keep", keep, cwd=project)
     header = table.splitlines()[0]
-    for column in ("baseline.accuracy", "finetune.accuracy", "model.fine_tune_at"):
+    for column in ("metrics/val/finetune.json:accuracy", "metrics/test/finetune.json:accuracy", "model.fine_tune_at"):
         assert column in header
-    assert header.count("|") <= 10  # the columns people compare, not ~190
+    assert header.count("|") <= 12  # the columns people compare, not ~190
 
 
 def test_demo_sh_keeps_a_workspace_with_your_experiments_unless_told(project: Path):
@@ -187,8 +187,25 @@ def test_demo_sh_keeps_a_workspace_with_your_experiments_unless_told(project: Pa
     assert help_text.startswith("usage: scripts/demo.sh [--fresh] DIR")
 
 
+def test_metrics_show_is_the_headline_in_120_columns(project: Path):
+    """Seen on the landed main: the README's first suggestion in demo/ printed 7 lines of 5,326 characters."""
+    table = sh("dvc", "metrics", "show", cwd=project)
+    assert max(len(line) for line in table.splitlines()) <= 120, table
+    rows = {line.split()[0]: line.split()[1:] for line in table.splitlines()[1:]}
+    models = ("baseline", "transfer", "finetune")
+    assert set(rows) == {
+        "metrics/data.json",
+        *(f"metrics/{split}/{m}.json" for split in ("val", "test") for m in models),
+    }
+    assert table.splitlines()[0].split() == [
+        "Path", "accuracy", "log_loss", "macro.f1", "roc_auc", "test.total", "train.total", "val.total"
+    ]  # fmt: skip
+    detail = sh("dvc", "metrics", "show", "metrics/eval.json", cwd=project)  # the detail, by name
+    assert "finetune.class.cats.f1" in detail
+
+
 def test_repro_runs_every_stage_and_writes_what_users_read(project: Path):
-    data = read_json(project / "metrics" / "data.json")
+    data = read_json(project / "metrics" / "split.json")
     # 12 + 10 usable images per class, minus the test share; the sample's leaked copy is removed.
     assert data["train.total"] == 24 and data["val.total"] + data["test.total"] == 20
     assert data["skipped.total"] == 3 and data["duplicates_removed.val"] + data["duplicates_removed.test"] == 1
@@ -197,12 +214,17 @@ def test_repro_runs_every_stage_and_writes_what_users_read(project: Path):
         assert read_json(project / "metrics" / f"{stage}.json")["epochs"] == 2
     shown = json.loads(sh("dvc", "metrics", "show", "--json", cwd=project))
     metrics = next(iter(shown.values()))["data"]
-    assert metrics["metrics/finetune.json"]["data"] == read_json(project / "metrics" / "finetune.json")
+    assert metrics["metrics/test/finetune.json"]["data"] == read_json(project / "metrics" / "test" / "finetune.json")
     evaluation = read_json(project / "metrics" / "eval.json")
     assert all(evaluation[f"{m}.test_images"] == data["test.total"] for m in ("baseline", "transfer", "finetune"))
     plots = sh("dvc", "plots", "show", "--json", cwd=project)
     assert all(name in plots for name in ("roc", "baseline_accuracy", "transfer_finetune_loss"))
-    assert "0.9765" in (project / "reports" / "report.md").read_text()  # the reference, beside this run
+    report = (project / "reports" / "report.md").read_text()
+    export = read_json(project / "metrics" / "export.json")
+    assert f"**The model: `{export['model']}`**" in report and "0.9765" not in report  # not the reference's data
+    assert (project / "models" / "export" / "model.keras").read_bytes() == (
+        project / "models" / f"{export['model']}.keras"
+    ).read_bytes()
     assert sh("git", "status", "--porcelain", cwd=project) == ""  # every output is either in git or in DVC
 
 
@@ -230,8 +252,7 @@ def test_fine_tune_at_experiment_reruns_only_what_depends_on_it(project: Path):
 
     data = experiments(project)["unfreeze-120"]
     assert data["params"]["params.yaml"]["data"]["model"]["fine_tune_at"] == 120
-    assert data["metrics"]["metrics/finetune.json"]["data"] == finetune
-    assert data["metrics"]["metrics/eval.json"]["data"] == read_json(project / "metrics" / "eval.json")
+    assert data["metrics"]["metrics/test/finetune.json"]["data"] == read_json(project / "metrics/test/finetune.json")
 
 
 def test_targeted_encode_experiment_runs_encode_alone(project: Path):
@@ -244,15 +265,18 @@ def test_targeted_encode_experiment_runs_encode_alone(project: Path):
 
 
 def test_metrics_params_and_plots_diff_across_commits(project: Path, tmp_path: Path):
-    committed = {name: read_json(project / "metrics" / f"{name}.json") for name in ("baseline", "eval")}
+    names = ("baseline", "eval", "test/baseline")
+    committed = {name: read_json(project / "metrics" / f"{name}.json") for name in names}
     out = sh("dvc", "exp", "run", "-S", "baseline.epochs=3", cwd=project)
-    assert ran(out) == {"baseline", "evaluate", "report"}  # the pretrained models are not retrained
+    assert ran(out) == {"baseline", "evaluate", "export", "report"}  # the pretrained models are not retrained
     commit(project, "baseline.epochs 3")
 
     diff = json.loads(sh("dvc", "metrics", "diff", "HEAD~1", "--json", cwd=project))
-    assert "metrics/baseline.json" in diff and diff["metrics/baseline.json"]["epochs"]["new"] == 3
-    assert not {"metrics/transfer.json", "metrics/finetune.json", "metrics/data.json"} & set(diff)
-    for name in ("baseline", "eval"):
+    assert set(diff) <= {"metrics/test/baseline.json"}  # the headline: only the baseline's test scores can move
+    targets = ("--targets", "metrics/baseline.json", "metrics/eval.json")
+    diff |= json.loads(sh("dvc", "metrics", "diff", "HEAD~1", *targets, "--json", cwd=project))  # the detail, by name
+    assert diff["metrics/baseline.json"]["epochs"]["new"] == 3
+    for name in names:
         now = read_json(project / "metrics" / f"{name}.json")
         for key, change in diff.get(f"metrics/{name}.json", {}).items():
             assert change["old"] == committed[name][key] and change["new"] == now[key] != change["old"]
@@ -316,13 +340,12 @@ def test_queued_sweep_runs_every_experiment(project: Path):
     assert status.count("Success") == 2, status + sh("dvc", "queue", "logs", "sweep-30", cwd=project)
 
     shown = experiments(project)
-    committed = read_json(project / "metrics" / "eval.json")
+    committed = read_json(project / "metrics" / "test" / "finetune.json")
     for name, threshold in sweep.items():
         data = shown[name]
         assert data["params"]["params.yaml"]["data"]["evaluate"]["threshold"] == threshold
-        evaluation = data["metrics"]["metrics/eval.json"]["data"]
-        assert evaluation["threshold"] == threshold  # each run's own metrics, not the workspace's
-        assert evaluation["finetune.roc_auc"] == committed["finetune.roc_auc"]  # same models, same ranking
+        evaluation = data["metrics"]["metrics/test/finetune.json"]["data"]
+        assert evaluation["roc_auc"] == committed["roc_auc"]  # same models, same ranking
     assert sh("git", "status", "--porcelain", cwd=project) == ""  # queued runs leave the workspace alone
 
 

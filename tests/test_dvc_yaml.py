@@ -145,9 +145,12 @@ def test_every_data_dep_is_written_by_a_stage():
 def test_predict_defaults_are_the_pipeline_outputs():
     """catsdogs-predict, the one command users run without dvc, defaults to what the pipeline writes."""
     from stages import predict
+    from stages.lib import serving
 
     written = set().union(*(outputs(stage) for stage in DVC.values()))
-    assert str(predict.DEFAULT_MODEL) in written and str(predict.DEFAULT_RECORDS) in written
+    export = predict.DEFAULT_MODEL.parent
+    assert str(export) in written and predict.DEFAULT_MODEL.name == serving.KERAS_FILE  # in the export stage's out
+    assert predict.LABELS_FILE == serving.LABELS_FILE and str(predict.DEFAULT_RECORDS) in written
 
 
 def test_dvc_config_is_quiet():

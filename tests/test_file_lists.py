@@ -177,8 +177,10 @@ def test_split_stage_writes_csvs_and_flat_sorted_metrics(project: Path):
     test = pd.read_csv(out / "test.csv")
     assert list(test.columns) == ["path", "label", "label_index", "sha256", "width", "height", "format", "mode"]
     assert test["path"].tolist() == sorted(test["path"])
-    text = (project / "metrics" / "data.json").read_text()
+    text = (project / "metrics" / "split.json").read_text()
     metrics = json.loads(text)
+    headline = json.loads((project / "metrics" / "data.json").read_text())
+    assert headline == {"test.total": 4, "train.total": 12, "val.total": 16}  # what `dvc metrics show` prints
     assert list(metrics) == sorted(metrics)
     assert all(isinstance(v, int) for k, v in metrics.items() if not k.startswith(("imbalance.", "params_read.")))
     assert metrics["params_read.split.test_fraction"] == 0.2 and metrics["params_read.seed"] == 42
@@ -187,7 +189,7 @@ def test_split_stage_writes_csvs_and_flat_sorted_metrics(project: Path):
     first = {p.name: p.read_bytes() for p in out.iterdir()}
     split_stage.main(dvc_args("split"))
     assert {p.name: p.read_bytes() for p in out.iterdir()} == first
-    assert (project / "metrics" / "data.json").read_text() == text
+    assert (project / "metrics" / "split.json").read_text() == text
 
 
 def test_split_stage_failure_leaves_previous_output(project: Path, capsys):

@@ -106,7 +106,12 @@ def data_counts(classes: list[str]) -> dict:
 
 
 def build_inputs(
-    root: Path, source: str = "sample", weights: str = "none", classes: list[str] = CLASSES, test_per_class: int = 4
+    root: Path,
+    source: str = "sample",
+    weights: str = "none",
+    classes: list[str] = CLASSES,
+    test_per_class: int = 4,
+    chosen: str = "finetune",
 ) -> Path:
     """A consistent project tree with every input of the report stage, written by hand: the two-class PREDICTIONS
     for CLASSES, else `test_per_class` drawn test predictions per class."""
@@ -120,12 +125,22 @@ def build_inputs(
         (raw / path).write_bytes(jpeg_bytes(index, size=(48, 36)))
     write_json(
         raw / "manifest.json",
-        {"source": source, "archive": "a.zip", "bytes": 123456, "sha256": "ab" * 32, "files": {}, "ignored": {}},
+        {
+            "source": source,
+            "archive": "a.zip",
+            "bytes": 123456,
+            "sha256": "ab" * 32,
+            "ignored": {},
+            "files": dict(reference.DATA_FILES) if source == reference.DATASET else {},
+        },  # fmt: skip
     )
     write_json(root / "data" / "tfrecords" / "meta.json", {"class_names": classes, "image_size": 160, "splits": {}})
-    write_json(root / "metrics" / "data.json", data_counts(classes))
+    write_json(root / "metrics" / "split.json", data_counts(classes))
     write_json(root / "metrics" / "eval.json", eval_scores(classes, len(predictions)))
-    export = {"test_images": len(predictions), "keras.bytes": 17_000_000, "min_agreement": 0.95}
+    export = {"test_images": len(predictions), "keras.bytes": 17_000_000, "min_agreement": 0.95, "model": chosen}
+    export |= {"reason": "export.model: best, the highest val accuracy (baseline 0.5625, transfer 0.6875, finetune "
+               "0.8125)", "flagged.baseline": "baseline: val accuracy 0.5625 is no better than always answering the "
+               "most frequent class (0.5000 of 16 val images)"}  # fmt: skip
     for name, agreement in (("saved_model", 1.0), ("tflite_float32", 1.0), ("tflite_dynamic_range", 0.875)):
         export |= {f"{name}.agreement": agreement, f"{name}.flagged": int(agreement < 0.95)}
         export |= {f"{name}.bytes": 2_500_000, f"{name}.max_abs_diff": 0.05 if agreement < 1 else 2e-7}
@@ -178,9 +193,12 @@ def test_every_referenced_figure_is_a_png(rendered: Path):
     assert on_disk == set(figures)
 
 
-def test_model_table_holds_this_runs_numbers_and_labelled_reference(rendered: Path):
-    text = markdown(rendered)
-    rows = {m: next(line for line in text.splitlines() if line.startswith(f"| {m} (")) for m in reference.MODELS}
+def model_rows(text: str) -> dict[str, str]:
+    return {m: next(line for line in text.splitlines() if line.startswith(f"| {m} (")) for m in reference.MODELS}
+
+
+def test_model_table_holds_this_runs_numbers(rendered: Path):
+    rows = model_rows(markdown(rendered))
     for model, scores in SCORES.items():
         for value in scores.values():
             assert (f" {value:.4f} " if value is not None else " n/a ") in rows[model]
@@ -188,15 +206,39 @@ def test_model_table_holds_this_runs_numbers_and_labelled_reference(rendered: Pa
         assert f" {TRAINING[model]['params.trainable']:,} " in rows[model]
         assert f" {TRAINING[model]['seconds']:.1f} " in rows[model]
         assert f" {TRAINING[model]['val.accuracy']:.4f} " in rows[model]
-    assert "reference figure (NOT this run)" in text
-    assert "0.9765" in rows["transfer"] and "0.979" in rows["finetune"] and "0.71" in rows["baseline"]
-    assert "not from this run" in text
 
 
-def test_sample_data_and_random_weights_are_called_not_comparable(rendered: Path):
+def test_a_run_on_other_data_has_no_reference_column_and_a_one_line_banner(rendered: Path):
+    """Seen on the landed main: a user's 10-class run got the cats-vs-dogs figures in its table and a banner of
+    three sentences."""
     text = markdown(rendered)
-    assert "Not comparable with the reference figures" in text
-    assert "data from `sample`" in text and "random weights" in text
+    assert "| reference figure" not in text and "0.9765" not in text and "Reference figures are from" not in text
+    (banner,) = [line for line in text.splitlines() if "reference" in line.lower() and line.startswith(">")]
+    assert banner == (
+        "> Not comparable with the reference figures (the cats-vs-dogs tutorial's, not shown): this run used data "
+        "from `sample`; random weights (`model.weights: none`)."
+    )
+
+
+def test_a_run_comparable_with_the_reference_shows_its_figures_labelled(tmp_path: Path):
+    root = build_inputs(tmp_path / "reference", source=reference.DATASET, weights="imagenet")
+    report_stage.main(argv(root))
+    text = markdown(root)
+    rows = model_rows(text)
+    assert "| reference figure (NOT this run) |" in text and "not from this run" in text
+    assert "*0.9765 test accuracy (seed 002)*" in rows["transfer"] and "*0.979 test accuracy" in rows["finetune"]
+    assert "*0.71 val accuracy (seed 001, small CNN)*" in rows["baseline"]
+    assert "Comparability with the reference figures unknown" in text  # the reference's sha256 are not recorded
+
+
+def test_the_report_leads_with_the_model_a_user_gets_and_its_flags(tmp_path: Path):
+    root = build_inputs(tmp_path / "chosen", chosen="transfer")
+    report_stage.main(argv(root))
+    text = markdown(root)
+    assert text.splitlines()[2].startswith("**The model: `transfer`**, chosen by export.model: best, the highest val")
+    assert "> **Warning:** baseline: val accuracy 0.5625 is no better than always answering" in text
+    assert "## Predictions of the transfer model" in text and "Most confused by the transfer model" in text
+    assert "The transfer model (`.keras`, 17.0 MB) exported for serving" in text
 
 
 def manifest(source: str, files: dict, sha256: str = "ab" * 32) -> report.Metrics:
@@ -211,20 +253,21 @@ REAL_COUNTS = dict(reference.DATA_FILES)
 def test_comparability_is_judged_by_content_not_by_names(monkeypatch: pytest.MonkeyPatch):
     # A 180-image zip named like the reference, with random weights: not comparable, whatever its name.
     fake = manifest("archives/cats_and_dogs_filtered.zip", {"train/cats": 50, "train/dogs": 50, "validation/cats": 40})
-    notice = report.comparability_notice(fake, "none", "mobilenet_v2", 160)
-    assert "Not comparable" in notice and "not the reference archive's 3000 images" in notice and "random" in notice
+    notice = report.comparability(fake, "none", "mobilenet_v2", 160).notice
+    assert "Not comparable" in notice and "data from `archives/cats_and_dogs_filtered.zip`" in notice
+    assert "random" in notice
     # The reference's counts under any name, ImageNet's base and size: unknown while the reference hashes are not
     # recorded, and named so, with this run's hashes to record.
     real = manifest("my_download.zip", REAL_COUNTS, sha256="cd" * 32)
-    notice = report.comparability_notice(real, "ef" * 32, "mobilenet_v2", 160)
+    notice = report.comparability(real, "ef" * 32, "mobilenet_v2", 160).notice
     assert notice.startswith("> **Comparability with the reference figures unknown:**")
     assert "cd" * 32 in notice and "ef" * 32 in notice
     monkeypatch.setattr(reference, "DATA_SHA256", "cd" * 32)
     monkeypatch.setattr(reference, "WEIGHTS_SHA256", "ef" * 32)
-    assert "fair comparison" in report.comparability_notice(real, "ef" * 32, "mobilenet_v2", 160)
-    other = report.comparability_notice(real, "00" * 32, "mobilenet_v2", 160)
+    assert "fair comparison" in report.comparability(real, "ef" * 32, "mobilenet_v2", 160).notice
+    other = report.comparability(real, "00" * 32, "mobilenet_v2", 160).notice
     assert "Not comparable" in other and "other weights than ImageNet's" in other
-    assert "`resnet50` at 160 px" in report.comparability_notice(real, "ef" * 32, "resnet50", 160)
+    assert "`resnet50` at 160 px" in report.comparability(real, "ef" * 32, "resnet50", 160).notice
 
 
 def test_export_section_flags_a_format_below_the_minimum_agreement(rendered: Path):
@@ -254,7 +297,7 @@ def test_base_origin_quotes_only_a_description_of_these_very_weights(tmp_path: P
     for unrelated in ([1, 2], {"weights": "other.weights.h5"}, {"format": "keras"}):  # e.g. Keras' own model.json
         assert "described nowhere" in " ".join(report.base_origin(write_base(tmp_path, unrelated), "ab" * 32, []))
     real = manifest("x.zip", REAL_COUNTS)
-    notice = report.comparability_notice(real, "ab" * 32, "mobilenet_v2", 160, pretrained_here=True)
+    notice = report.comparability(real, "ab" * 32, "mobilenet_v2", 160, pretrained_here=True).notice
     assert "Not comparable" in notice and "pretrained by this project" in notice
 
 
@@ -281,7 +324,7 @@ def test_running_twice_gives_the_same_markdown(rendered: Path):
     ("relative", "stage"),
     [
         ("metrics/eval.json", "evaluate"),
-        ("metrics/data.json", "split"),
+        ("metrics/split.json", "split"),
         ("data/raw/manifest.json", "download"),
         ("dvclive/finetune/plots/metrics/eval/loss.tsv", "finetune"),
         ("evaluation/finetune/predictions.csv", "evaluate"),

@@ -186,8 +186,36 @@ def test_missing_model_is_exit_2_and_one_line(mixed, tmp_path, capsys):
     code, out, err = run(capsys, [str(mixed), "--model", str(tmp_path / "finetune.keras"), "--classes", "cats,dogs"])
     assert code == 2 and out == ""
     assert err == [
-        f"error: {tmp_path / 'finetune.keras'}: missing; train it first (dvc repro finetune) or pass --model"
+        f"error: {tmp_path / 'finetune.keras'}: missing (train and export it first, dvc repro; or pass --model)"
     ]
+
+
+def test_every_missing_input_is_named_at_once_with_the_demo_s_model(mixed, tmp_path, capsys, monkeypatch):
+    """Seen on the landed main: after `make demo`, predict from the project root said meta.json was missing, then,
+    once given, that the model was, one at a time, never mentioning demo/."""
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run(capsys, [str(mixed)])
+    assert code == 2 and out == ""
+    assert err == [
+        "error: models/export/model.keras: missing (train and export it first, dvc repro; or pass --model); "
+        "data/tfrecords/meta.json: missing (or pass the class names, class 0 first, e.g. --classes cats,dogs)"
+    ]
+    (tmp_path / "demo" / "models" / "export").mkdir(parents=True)
+    (tmp_path / "demo" / "models" / "export" / "model.keras").write_bytes(b"a demo's model")
+    code, _, err = run(capsys, [str(mixed)])
+    assert code == 2 and err[0].endswith(
+        "; a demo run's model is demo/models/export/model.keras, with its labels: pass --model "
+        "demo/models/export/model.keras"
+    )
+
+
+def test_the_exported_model_s_labels_come_from_beside_it(mixed, model_path, tmp_path, counting, capsys):
+    export = tmp_path / "export"
+    export.mkdir()
+    (export / "model.keras").write_bytes(model_path.read_bytes())
+    (export / "labels.txt").write_text("None\ncafé\n")  # names as the export stage writes them, one per line
+    code, out, _ = run(capsys, [str(mixed / "a.jpg"), "--model", str(export / "model.keras"), "--format", "json"])
+    assert code == 0 and json.loads(out)[0]["label"] in ("None", "café") and "p_café" in json.loads(out)[0]
 
 
 def test_a_file_that_is_not_a_model_is_exit_2_and_one_line(mixed, tmp_path, capsys):
@@ -225,7 +253,7 @@ def test_a_model_of_any_height_and_width_gets_images_of_its_shape(mixed, tmp_pat
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        (["--records", "nowhere"], "error: nowhere/meta.json: missing; pass the class names"),
+        (["--records", "nowhere"], "error: nowhere/meta.json: missing (or pass the class names"),
         (["--classes", "cats"], "error: --classes: need at least two distinct class names"),
         (["--classes", "cats,dogs", "--threshold", "1.5"], "error: --threshold: must be between 0 and 1"),
     ],

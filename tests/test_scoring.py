@@ -157,7 +157,9 @@ def evaluated(tmp_path_factory: pytest.TempPathFactory) -> Path:
     argv = ["--params", str(root / "params.yaml"), "--records", str(root / "data" / "tfrecords")]
     argv += [arg for m in evaluate_models() for arg in ("--model", str(root / "models" / f"{m}.keras"))]
     argv += ["--out", str(root / "evaluation")]
-    view = evaluate.main(argv + ["--metrics", str(root / "metrics" / "eval.json")])
+    view = evaluate.main(
+        argv + ["--metrics", str(root / "metrics" / "test"), "--details", str(root / "metrics" / "eval.json")]
+    )
     assert view.read == set(evaluate.PARAMS)
     return root
 
@@ -172,6 +174,9 @@ def test_eval_metrics_are_flat_sorted_per_model(evaluated: Path):
         assert metrics[f"{model}.test_images"] == test_images == 2
         assert sum(metrics[f"{model}.confusion.{c}"] for c in ("tn", "fp", "fn", "tp")) == test_images
     assert metrics["baseline.log_loss"] == metrics["transfer.log_loss"]  # same model, same numbers
+    for model in evaluate_models():  # the headline, one row per model in `dvc metrics show`
+        headline = json.loads((evaluated / "metrics" / "test" / f"{model}.json").read_text())
+        assert headline == {key: metrics[f"{model}.{key}"] for key in ("accuracy", "macro.f1", "roc_auc", "log_loss")}
 
 
 def test_predictions_csv_and_plot_data(evaluated: Path, tmp_path: Path):
@@ -192,7 +197,14 @@ def test_predictions_csv_and_plot_data(evaluated: Path, tmp_path: Path):
 def test_missing_model_is_a_clear_error(evaluated: Path, tmp_path: Path):
     argv = ["--params", str(evaluated / "params.yaml"), "--records", str(evaluated / "data" / "tfrecords")]
     argv += [arg for m in evaluate_models() for arg in ("--model", str(tmp_path / f"{m}.keras"))]
-    argv += ["--out", str(tmp_path / "evaluation"), "--metrics", str(tmp_path / "e.json")]
+    argv += [
+        "--out",
+        str(tmp_path / "evaluation"),
+        "--metrics",
+        str(tmp_path / "test"),
+        "--details",
+        str(tmp_path / "e.json"),
+    ]
     with pytest.raises(SystemExit) as exit_info:
         evaluate.run(lambda: evaluate.main(argv))
     assert "baseline.keras: missing; run the baseline stage first" in str(exit_info.value.code)
@@ -206,7 +218,8 @@ def test_test_time_augmentation_scores_each_image_with_its_mirror(evaluated: Pat
     params_yaml.write_text(yaml.safe_dump(raw))
     argv = ["--params", str(params_yaml), "--records", str(evaluated / "data" / "tfrecords")]
     argv += [arg for m in evaluate_models() for arg in ("--model", str(evaluated / "models" / f"{m}.keras"))]
-    evaluate.main(argv + ["--out", str(tmp_path / "evaluation"), "--metrics", str(tmp_path / "eval.json")])
+    evaluate.main(argv + ["--out", str(tmp_path / "evaluation"), "--metrics", str(tmp_path / "test"),
+                          "--details", str(tmp_path / "eval.json")])  # fmt: skip
     plain = json.loads((evaluated / "metrics" / "eval.json").read_text())
     flipped = json.loads((tmp_path / "eval.json").read_text())
     assert (plain["tta"], flipped["tta"]) == ("none", "flip")

@@ -14,6 +14,7 @@ Tolerances on probabilities (max |export - Keras| over the test split):
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import keras
@@ -23,7 +24,7 @@ import tensorflow as tf
 import yaml
 
 from stages import export
-from stages.lib import saving, serving
+from stages.lib import chance, saving, serving
 from tests.conftest import ROOT, build_trained_project
 
 pytestmark = pytest.mark.slow  # trains the tiny model with the real stages
@@ -33,21 +34,40 @@ FLOAT_TOLERANCE = 1e-4
 DYNAMIC_RANGE_TOLERANCE = 0.25
 
 
+MODELS = ("baseline", "transfer", "finetune")
+
+
 def export_args(root: Path) -> list[str]:
     return [
         "--params", str(root / "params.yaml"),
-        "--model", str(root / "models" / "finetune.keras"),
+        *(arg for m in MODELS for arg in ("--model", str(root / "models" / f"{m}.keras"))),
+        "--training-metrics", str(root / "metrics"),
         "--records", str(root / "data" / "tfrecords"),
         "--out", str(root / "models" / "export"),
         "--metrics", str(root / "metrics" / "export.json"),
     ]  # fmt: skip
 
 
+EXPORT_PARAMS = {"export.model", "export.flag_margin", "export.min_agreement", "evaluate.tta"}
+
+
+def with_val_scores(root: Path, **accuracies: float) -> None:
+    """Set the val accuracy each training stage recorded (metrics/<stage>.json), which `export.model: best` reads."""
+    for model, accuracy in accuracies.items():
+        path = root / "metrics" / f"{model}.json"
+        path.write_text(json.dumps(json.loads(path.read_text()) | {"val.accuracy": accuracy}))
+
+
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = build_trained_project(tmp_path_factory.mktemp("export"))
+    # The baseline slot holds a copy of the transfer model: export chooses among three model files.
+    (root / "models" / "baseline.keras").write_bytes((root / "models" / "transfer.keras").read_bytes())
+    (root / "metrics" / "baseline.json").write_bytes((root / "metrics" / "transfer.json").read_bytes())
+    with_val_scores(root, baseline=0.5, transfer=0.75, finetune=0.875)  # finetune the best: the tests' model
     view = export.main(export_args(root))
-    assert view.read == {"export.min_agreement", "evaluate.tta"}
+    assert view.read == EXPORT_PARAMS
+    assert metrics_of(root)["model"] == "finetune"
     return root
 
 
@@ -135,12 +155,49 @@ def run_cli(argv: list[str]) -> str:
     return ""
 
 
-def test_missing_model_is_one_line_naming_it(tmp_path: Path):
-    argv = ["--params", str(ROOT / "params.yaml"), "--model", str(tmp_path / "finetune.keras")]
-    argv += ["--records", str(tmp_path / "tfrecords"), "--out", str(tmp_path / "export")]
-    error = run_cli(argv + ["--metrics", str(tmp_path / "export.json")])
-    assert error == f"error: {tmp_path / 'finetune.keras'}: missing; run the finetune stage first (dvc repro finetune)"
-    assert not (tmp_path / "export").exists() and not (tmp_path / "export.json").exists()
+def test_missing_input_is_one_line_naming_it(tmp_path: Path):
+    argv = export_args(tmp_path)
+    argv[argv.index("--params") + 1] = str(ROOT / "params.yaml")
+    error = run_cli(argv)
+    metrics = tmp_path / "metrics" / "baseline.json"
+    assert error == f"error: {metrics}: missing; run the baseline stage first (dvc repro baseline)"
+    assert not (tmp_path / "models" / "export").exists() and not (tmp_path / "metrics" / "export.json").exists()
+
+
+def test_best_is_the_highest_val_accuracy_and_export_writes_it_with_its_reason(exported: Path, tmp_path: Path, capsys):
+    """Seen on the landed main: a user's run exported the fine-tuned model at 0.303 while the baseline had 0.966,
+    without a word."""
+    root = tmp_path / "best"
+    shutil.copytree(exported, root, ignore=shutil.ignore_patterns("export"))
+    with_val_scores(root, baseline=0.95, transfer=0.125, finetune=0.25)
+    transfer = root / "metrics" / "transfer.json"  # as a transfer stage with model.weights: none records it
+    transfer.write_text(json.dumps(json.loads(transfer.read_text()) | {"weights.sha256": "none"}))
+    capsys.readouterr()
+    export.main(export_args(root))
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == (
+        "export: the model is baseline: export.model: best, the highest val accuracy (baseline 0.9500, transfer "
+        "0.1250, finetune 0.2500)"
+    )
+    assert out[1].startswith("export: warning: transfer: val accuracy 0.1250 is no better than always answering")
+    assert out[1].endswith("; likely cause: " + chance.RANDOM_WEIGHTS)  # known from the transfer stage's record
+    metrics = metrics_of(root)
+    assert metrics["model"] == "baseline" and set(metrics) >= {"flagged.transfer", "flagged.finetune"}
+    exported_model = root / "models" / "export" / "model.keras"
+    assert exported_model.read_bytes() == (root / "models" / "baseline.keras").read_bytes()
+    assert (root / "models" / "export" / "labels.txt").read_text() == "cats\ndogs\n"
+
+
+def test_a_stage_s_name_exports_that_model_whatever_its_score(exported: Path, tmp_path: Path, capsys):
+    root = tmp_path / "named"
+    shutil.copytree(exported, root, ignore=shutil.ignore_patterns("export"))
+    with_val_scores(root, baseline=0.95, transfer=0.125, finetune=0.25)
+    raw = yaml.safe_load((root / "params.yaml").read_text())
+    raw["export"]["model"] = "finetune"
+    (root / "params.yaml").write_text(yaml.safe_dump(raw))
+    export.main(export_args(root))
+    assert capsys.readouterr().out.startswith("export: the model is finetune: export.model: finetune (val accuracy")
+    assert metrics_of(root)["model"] == "finetune"
 
 
 def test_a_float_format_past_the_tolerance_stops_the_stage():
@@ -177,7 +234,7 @@ def test_an_export_with_test_time_augmentation_carries_it_into_every_format(expo
     argv[argv.index("--out") + 1] = str(tmp_path / "export")
     argv[argv.index("--metrics") + 1] = str(tmp_path / "export.json")
     view = export.main(argv)  # inside: every format is checked against the wrapped Keras model
-    assert view.read == {"export.min_agreement", "evaluate.tta"}
+    assert view.read == EXPORT_PARAMS
     assert json.loads((tmp_path / "export.json").read_text())["tta"] == "flip"
     images = noise_images(3)
     model = saving.load_model(exported / "models" / "finetune.keras")

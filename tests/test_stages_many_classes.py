@@ -85,7 +85,10 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 
 def test_data_stages_keep_every_class_with_sorted_indices(project: Path):
-    data = read(project, "metrics/data.json")
+    data = read(project, "metrics/split.json")
+    assert read(project, "metrics/data.json") == {
+        f"{split}.total": data[f"{split}.total"] for split in ("train", "val", "test")
+    }
     assert data["classes"] == len(CLASSES) and [data[f"train.class.{name}"] for name in CLASSES] == [8] * len(CLASSES)
     assert data["train.total"] == 8 * len(CLASSES) and data["imbalance.train"] == 1.0 and data["skipped.total"] == 0
     assert read(project, "data/tfrecords/meta.json")["class_names"] == CLASSES

@@ -59,7 +59,8 @@ def training_parser(doc: str | None) -> argparse.ArgumentParser:
         ("--records", "data/tfrecords: the encoded splits"),
         ("--model", "the model to write (.keras)"),
         ("--logs", "the dvclive folder"),
-        ("--metrics", "the metrics JSON to write"),
+        ("--metrics", "the training record JSON to write"),
+        ("--val-metrics", "the headline JSON to write: the model's val accuracy"),
         ("--checkpoints", "where epoch checkpoints are kept until training completes"),
     ):
         parser.add_argument(name, type=Path, required=True, help=what)

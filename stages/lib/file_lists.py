@@ -28,6 +28,7 @@ from stages.lib.keys import class_key
 from stages.lib.layouts import IMAGES, TEST, TRAIN, VALIDATION
 
 SPLITS = ("train", "val", "test")  # also the order of precedence when removing duplicates
+HEADLINE = tuple(f"{split}.total" for split in SPLITS)  # metrics/data.json: what `dvc metrics show` prints
 COLUMNS = ["path", "label", "label_index", "sha256", "width", "height", "format", "mode"]
 SKIPPED_COLUMNS = ["path", "reason", "detail", "sha256"]
 SKIP_REASONS = IMAGE_SKIP_REASONS + ("no_class_folder",)

@@ -1,4 +1,4 @@
-"""Files: written so that a failed stage leaves nothing that looks valid, and hashed.
+"""Files: written so that a failed stage leaves nothing that looks valid, hashed, and a stage's JSON read back.
 
 Files are written to a temporary name beside the target and renamed into place; a directory output is
 built in a temporary sibling directory and swapped in only when the stage has finished it. Both get the
@@ -14,10 +14,11 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from stages.lib.cli import PipelineError, out_of_space
+from stages.lib.cli import PipelineError, out_of_space, require, rerun
 
 
 @contextlib.contextmanager
@@ -112,3 +113,26 @@ def sha256_file(path: Path, chunk_bytes: int = 1 << 20) -> str:
         while chunk := file.read(chunk_bytes):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class Metrics:
+    """A flat JSON file with the stage that writes it, so a missing key names both."""
+
+    path: Path
+    stage: str
+    values: dict[str, Any]
+
+    def __getitem__(self, key: str) -> Any:
+        try:
+            return self.values[key]
+        except KeyError:
+            raise rerun(self.path, self.stage, f"no {key!r}") from None
+
+
+def read_metrics(path: Path, stage: str) -> Metrics:
+    try:
+        values = json.loads(require(path, stage).read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise rerun(path, stage, f"not valid JSON ({exc})") from None
+    return Metrics(Path(path), stage, values)

@@ -18,6 +18,7 @@ import pandas as pd
 
 from stages.lib import figures, heads, reference, sources
 from stages.lib.cli import require, rerun
+from stages.lib.files import Metrics, read_metrics
 from stages.lib.keys import class_key
 from stages.lib.params import load_yaml
 from stages.lib.provenance import Provenance
@@ -25,29 +26,6 @@ from stages.lib.provenance import Provenance
 MOST_CONFUSED_FIGURE = "confusion_most_confused.png"
 
 # ---- inputs ---------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Metrics:
-    """A flat JSON file with the stage that writes it, so a missing key names both."""
-
-    path: Path
-    stage: str
-    values: dict[str, Any]
-
-    def __getitem__(self, key: str) -> Any:
-        try:
-            return self.values[key]
-        except KeyError:
-            raise rerun(self.path, self.stage, f"no {key!r}") from None
-
-
-def read_metrics(path: Path, stage: str) -> Metrics:
-    try:
-        values = json.loads(require(path, stage).read_text())
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise rerun(path, stage, f"not valid JSON ({exc})") from None
-    return Metrics(Path(path), stage, values)
 
 
 def read_curves(live_dir: Path, stage: str) -> pd.DataFrame:
@@ -101,7 +79,7 @@ class Inputs:
 def read_inputs(paths: InputPaths) -> Inputs:
     """Read everything the report shows, failing early (before any figure) on the first missing input."""
     models = reference.MODELS
-    data = read_metrics(paths.metrics / "data.json", "split")
+    data = read_metrics(paths.metrics / "split.json", "split")
     manifest = read_metrics(paths.raw / "manifest.json", "download")
     class_names = read_metrics(paths.records / "meta.json", "encode")["class_names"]
     training = {m: read_metrics(paths.metrics / f"{m}.json", m) for m in models}
@@ -129,48 +107,51 @@ def read_inputs(paths: InputPaths) -> Inputs:
 # ---- markdown -------------------------------------------------------------------------------------
 
 
-def comparability_notice(
+@dataclass(frozen=True)
+class Comparability:
+    comparable: bool  # the reference figures are shown beside this run's (fair, or not known to differ)
+    notice: str  # one blockquote line
+
+
+def comparability(
     manifest: Metrics, weights_sha256: str, base: str, image_size: int, pretrained_here: bool = False
-) -> str:
-    """One blockquote saying whether the reference figures apply to this run, judged by content (the archive's
-    class folder counts and sha256, the weights' sha256, the base), never by a file name. `pretrained_here`:
-    the weights are described as pretrained by this project (base_origin), so they are not ImageNet's."""
+) -> Comparability:
+    """Whether the reference figures apply to this run, judged by content (the archive's class folder counts and
+    sha256, the weights' sha256, the base), never by a file name. `pretrained_here`: the weights are described as
+    pretrained by this project (base_origin), so they are not ImageNet's."""
     differs, unknown = [], []
     files = manifest.values.get("files")
     if files != reference.DATA_FILES:
-        total = sum(reference.DATA_FILES.values())
         source = _code(sources.redact(manifest["source"]), table=False)
-        differs.append(f"data from {source}, not the reference archive's {total} images")
+        differs.append(f"data from {source}")
     elif reference.DATA_SHA256 is None:
         unknown.append(f"the data has the reference's file counts; its sha256 `{manifest['sha256']}` cannot be checked")
     elif manifest["sha256"] != reference.DATA_SHA256:
         differs.append("data with the reference's file counts but another sha256")
     if weights_sha256 == "none":
-        differs.append("random weights (`model.weights: none`), not ImageNet's")
+        differs.append("random weights (`model.weights: none`)")
     elif pretrained_here:
-        differs.append("weights pretrained by this project on drawn animals, not ImageNet's")
+        differs.append("weights pretrained by this project on drawn animals")
     elif (base, image_size) != (reference.BASE, reference.IMAGE_SIZE):
-        differs.append(f"the base `{base}` at {image_size} px, not `{reference.BASE}` at {reference.IMAGE_SIZE} px")
+        differs.append(f"the base `{base}` at {image_size} px")
     elif reference.WEIGHTS_SHA256 is None:
         unknown.append(f"the weights' sha256 `{weights_sha256}` cannot be checked")
     elif weights_sha256 != reference.WEIGHTS_SHA256:
         differs.append("other weights than ImageNet's (another sha256)")
     if differs:
-        return (
-            "> **Not comparable with the reference figures.** This run used " + "; ".join(differs) + ". Its numbers "
-            "do not say what the models reach on the real photos with ImageNet weights, and the reference figures "
-            "are not what this run should reach."
-        )
+        return Comparability(False, "> Not comparable with the reference figures (the cats-vs-dogs tutorial's, not "
+                             "shown): this run used " + "; ".join(differs) + ".")  # fmt: skip
     if unknown:
-        return (
-            "> **Comparability with the reference figures unknown:** "
-            + "; ".join(unknown)
-            + ", because the reference's are not recorded yet (`stages/lib/reference.py`). If these are the real "
-            "files, record them there; the figures are then a fair comparison."
+        return Comparability(
+            True,
+            "> **Comparability with the reference figures unknown:** " + "; ".join(unknown) + ", because the "
+            "reference's are not recorded yet (`stages/lib/reference.py`). If these are the real files, record them "
+            "there; the figures are then a fair comparison.",
         )
-    return (
+    return Comparability(
+        True,
         "> This run used the reference archive and ImageNet weights (checked by sha256), so the reference figures "
-        "are a fair comparison (other seeds; the reference's test images differ, see README)."
+        "are a fair comparison (other seeds; the reference's test images differ, see README).",
     )
 
 
@@ -257,19 +238,36 @@ def _model_description(model: str, params: dict[str, Any], training: Metrics) ->
     return f"finetune (`{base}` from layer {training.values.get('fine_tune_at', params['model']['fine_tune_at'])})"
 
 
+def chosen_model_section(inputs: Inputs) -> list[str]:
+    """The model export wrote and predict uses (selection.py), why, and the models flagged as not to trust."""
+    e = inputs.export
+    flagged = [f"> **Warning:** {e[key]}." for key in sorted(e.values) if key.startswith("flagged.")]
+    return [
+        f"**The model: {_code(e['model'], table=False)}**, chosen by {e['reason']}. `models/export/` holds it "
+        "(`model.keras`, SavedModel, TFLite), `predict` uses it, and the sections below show it.",
+        "",
+        *(line for warning in flagged for line in (warning, "")),
+    ]
+
+
 def models_section(inputs: Inputs) -> list[str]:
     s, p, names = inputs.scores, inputs.params, inputs.class_names
     weights_sha256 = str(inputs.training["transfer"].values.get("weights.sha256", "unknown"))
+    pretrained_here = pretraining_description(p) is not None
+    versus = comparability(inputs.manifest, weights_sha256, p["model"]["base"], p["model"]["image_size"],
+                           pretrained_here)  # fmt: skip
     binary = len(names) == 2
     header = ["model", "test accuracy", "F1" if binary else "macro F1", "ROC AUC"]
-    header += ["parameters", "trainable", "epochs", "train time (s)", "val accuracy", "reference figure (NOT this run)"]
+    header += ["parameters", "trainable", "epochs", "train time (s)", "val accuracy"]
+    header += ["reference figure (NOT this run)"] if versus.comparable else []
     rows = []
     for m in reference.MODELS:
         t = inputs.training[m]
         rows.append(
             [_model_description(m, p, t), _fmt(s[f"{m}.accuracy"]), _fmt(s[f"{m}.{'f1' if binary else 'macro.f1'}"])]
             + [_fmt(s[f"{m}.roc_auc"]), _count(t["params.total"]), _count(t["params.trainable"]), _count(t["epochs"])]
-            + [_fmt(t["seconds"], 1), _fmt(t["val.accuracy"]), f"*{reference.FIGURES[m]}*"]
+            + [_fmt(t["seconds"], 1), _fmt(t["val.accuracy"])]
+            + ([f"*{reference.FIGURES[m]}*"] if versus.comparable else [])
         )
     if binary:
         scores_note = (
@@ -286,27 +284,26 @@ def models_section(inputs: Inputs) -> list[str]:
     per_class = [[_code(c)] + [_fmt(s[class_key(c, k, prefix=m)]) for m in reference.MODELS for k in ("recall", "f1")]
                  for c in names]  # fmt: skip
     per_class_header = ["class"] + [f"{m} {k}" for m in reference.MODELS for k in ("recall", "f1")]
+    align = "l" + "r" * (len(header) - 1 - versus.comparable) + "l" * versus.comparable
     lines = [
         "## Models",
         "",
-        comparability_notice(
-            inputs.manifest,
-            weights_sha256,
-            p["model"]["base"],
-            p["model"]["image_size"],
-            pretrained_here=pretraining_description(p) is not None,
-        ),  # fmt: skip
+        versus.notice,
         "",
         *base_origin(p, weights_sha256, names),
-        *_table(header, rows, "l" + "r" * (len(header) - 2) + "l"),
+        *_table(header, rows, align),
         "",
         f"Test scores on {_count(s[f'{reference.MODELS[-1]}.test_images'])} test images {scores_note}. Epochs "
-        "and train time are each stage's own (fine-tuning's exclude transfer's); val accuracy is the last epoch's.",
-        "",
-        "*Reference figures are from earlier experiments, not from this run:* seed 002 trained MobileNetV2 "
-        f"with ImageNet weights on the real `{reference.DATASET}` data (two classes), seed 001 the small CNN.",
+        "and train time are each stage's own (fine-tuning's exclude transfer's); val accuracy is the last epoch's "
+        "(the best epoch's with `train.keep_best`).",
         "",
     ]
+    if versus.comparable:
+        lines += [
+            "*Reference figures are from earlier experiments, not from this run:* seed 002 trained MobileNetV2 "
+            f"with ImageNet weights on the real `{reference.DATASET}` data (two classes), seed 001 the small CNN.",
+            "",
+        ]
     table = _table(per_class_header, per_class)
     if len(names) > 20:  # a long table reads better folded
         return lines + [f"<details><summary>Per class on the test split ({len(names)} classes)</summary>", "",
@@ -325,7 +322,7 @@ def most_confused(predictions: pd.DataFrame, class_names: list[str], count: int 
 
 
 def confusions_section(inputs: Inputs) -> list[str]:
-    final = reference.MODELS[-1]
+    final = inputs.export["model"]  # the model a user takes away
     lines = [
         "## Test split",
         "",
@@ -375,7 +372,7 @@ def export_section(inputs: Inputs) -> list[str]:
     lines = [
         "## Export",
         "",
-        f"The {reference.MODELS[-1]} model (`.keras`, {keras_mb:.1f} MB) exported for serving, each format run on "
+        f"The {e['model']} model (`.keras`, {keras_mb:.1f} MB) exported for serving, each format run on "
         f"the {_count(e['test_images'])} test images beside it. Agreement is the share of images on which the "
         f"format predicts the same class as the Keras model (`export.min_agreement` {e['min_agreement']:.1%}).",
         "",
@@ -505,9 +502,9 @@ def write_report(inputs: Inputs, out_dir: Path, grid_images: int, prov: Provenan
     titles = {m: f"{m} (accuracy {_fmt(inputs.scores[f'{m}.accuracy'])})" for m in reference.MODELS}
     figures.plot_confusion(matrices, titles, inputs.class_names, out / "confusion_matrices.png")
     if len(inputs.class_names) > figures.NAMED_CLASSES:
-        final = reference.MODELS[-1]
+        final = inputs.export["model"]
         figures.plot_most_confused(matrices[final], inputs.class_names, titles[final], out / MOST_CONFUSED_FIGURE)
-    grid_model = reference.MODELS[-1]  # the final model's predictions
+    grid_model = inputs.export["model"]  # the model a user takes away
     predictions = inputs.predictions[grid_model]
     chosen = figures.select_grid(predictions, grid_images)
     figures.plot_grid(chosen, inputs.raw_dir, inputs.class_names, out / "test_predictions.png")
@@ -517,6 +514,7 @@ def write_report(inputs: Inputs, out_dir: Path, grid_images: int, prov: Provenan
     lines = [
         "# Run report",
         "",
+        *chosen_model_section(inputs),
         *models_section(inputs),
         "## Training curves",
         "",

@@ -31,7 +31,7 @@ from pydantic import (
 )
 from pydantic.dataclasses import dataclass
 
-from stages.lib import heads, sources
+from stages.lib import heads, reference, sources
 from stages.lib.architectures import ARCHITECTURES
 from stages.lib.bases import BASES
 from stages.lib.cli import PARAMS_FILE, PipelineError, first_line
@@ -231,6 +231,8 @@ class EvaluateParams:
 
 @dataclass(frozen=True, config=_CONFIG)
 class ExportParams:
+    model: Literal[("best", *reference.MODELS)]  # the model a user takes away: best on val, or a stage's (selection.py)
+    flag_margin: Annotated[Float, Field(ge=0, le=1)]  # a model this far below the best val accuracy is flagged
     min_agreement: Annotated[Float, Field(ge=0, le=1)]  # below: the format is flagged (it still exports)
 
 

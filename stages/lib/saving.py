@@ -125,7 +125,9 @@ def image_size(model: keras.Model, path: Path) -> tuple[int, int]:
     """(height, width) of the RGB images `model` takes; PipelineError naming its input shape for any other input
     (grayscale, RGBA, a vector, several inputs, a size left open)."""
     shape = model.input_shape
-    if not (isinstance(shape, tuple) and len(shape) == 4 and shape[3] == 3 and all(isinstance(d, int) for d in shape[1:3])):
+    if not (
+        isinstance(shape, tuple) and len(shape) == 4 and shape[3] == 3 and all(isinstance(d, int) for d in shape[1:3])
+    ):
         raise PipelineError(
             f"{path}: its input has shape {shape}, not images of a fixed height x width x 3 (RGB), which are what "
             "this project feeds a model; pass a model trained by this pipeline"

@@ -23,6 +23,8 @@ from stages.lib import heads
 from stages.lib.keys import class_key
 
 TOP_K_ABOVE = 5  # classes; with fewer, top-k accuracy says little
+# metrics/test/<model>.json, one row per model in `dvc metrics show`: the same keys for any number of classes.
+HEADLINE = ("accuracy", "macro.f1", "roc_auc", "log_loss")
 
 
 def _value(value: float) -> float | None:

@@ -30,6 +30,7 @@ SIGNATURE = "serving_default"
 INPUT = "image"
 SAVED_MODEL_DIR = "saved_model/1"  # TF Serving's layout: --model_base_path=<export>/saved_model, version 1
 LABELS_FILE = "labels.txt"
+KERAS_FILE = "model.keras"  # the chosen model itself, for predict and for Keras users
 TFLITE_FILES = {
     "tflite_float32": "model_float32.tflite",
     "tflite_dynamic_range": "model_dynamic_range.tflite",  # int8 weights, activations quantized on the fly

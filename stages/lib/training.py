@@ -40,7 +40,7 @@ from dvclive import Live
 from dvclive.keras import DVCLiveCallback
 from keras.optimizers.schedules import LearningRateSchedule
 
-from stages.lib import distribution, files, heads, records, runtime
+from stages.lib import chance, distribution, files, heads, records, runtime
 from stages.lib.cli import PipelineError
 from stages.lib.params import StageParams
 from stages.lib.saving import save_model, save_weights
@@ -434,19 +434,26 @@ class TrainingStage:
         with distribution.worker_failures(self.strategy), self.strategy.scope():
             yield
 
-    def finish(self, model: keras.Model, result: FitResult, **extra: object) -> dict:
-        """Save the model, write metrics/<stage>.json (summary plus `extra`), print the stage's last line. Another
-        worker than the chief writes nothing: the chief holds the same model. `result.model` may be a part of
-        `model` that trained on cached features (sharing its layers): `model` is saved with its optimizer."""
+    def finish(self, model: keras.Model, result: FitResult, cause: str | None = None, **extra: object) -> dict:
+        """Save the model, write metrics/<stage>.json (summary plus `extra`) and the headline
+        metrics/val/<stage>.json (val accuracy), print the stage's last line, and a
+        warning when the model is no better than chance on val (with its likely `cause`, where the stage knows it).
+        Another worker than the chief writes nothing: the chief holds the same model. `result.model` may be a part
+        of `model` that trained on cached features (sharing its layers): `model` is saved with its optimizer."""
         with_optimizer_of(model, result.model)
         metrics = summary(result, model) | extra | self.params.as_metrics()
         val_accuracy = metrics.get("val.accuracy", float("nan"))
+        warning = chance.chance_warning(self.name, val_accuracy, self.meta["splits"]["val"]["per_class"], cause)
+        if warning:
+            print(f"{self.name}: warning: {warning.removeprefix(self.name + ': ')}")
         if not distribution.writes_outputs(self.strategy):
             worker = self.strategy.cluster_resolver.task_id
             print(f"{self.name}: val accuracy {val_accuracy:.4f} (worker {worker}: the chief writes the outputs)")
             return metrics
         save_model(model, self.args.model)
         files.write_json(self.args.metrics, metrics)
+        # The headline row: `accuracy`, the test rows' column too, so `dvc metrics show` stays as wide.
+        files.write_json(self.args.val_metrics, {"accuracy": val_accuracy})
         print(f"{self.name}: val accuracy {val_accuracy:.4f} -> {self.args.model}")
         return metrics
 
