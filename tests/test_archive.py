@@ -203,7 +203,8 @@ def test_two_spellings_of_one_nfc_name_are_refused_naming_both(tmp_path: Path, f
     archive = write_zip(tmp_path / "a.zip", {first: JPEG, second: JPEG + b"2"})
     with pytest.raises(ArchiveError) as refused:
         extract_archive(archive, tmp_path / "out", **LIMITS)
-    assert f"{named[0]!r} and {named[1]!r} are one name once Unicode-normalised" in str(refused.value)
+    spelled = f"{named[0]!r} and {named[1]!r} ({ascii(named[0])} and {ascii(named[1])})"
+    assert f"{spelled} are one name once Unicode-normalised" in str(refused.value)
     assert not (tmp_path / "out").exists()
 
 

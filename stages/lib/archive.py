@@ -253,9 +253,10 @@ def _refuse_normalisation_clashes(archive: Path, members: list[_Member]) -> None
             spelling = "/".join(stored[:depth])
             first = spellings.setdefault("/".join(member.path.split("/")[:depth]), spelling)
             if first != spelling:
-                raise ArchiveError(
-                    f"{archive}: {first!r} and {spelling!r} are one name once Unicode-normalised (NFC; macOS and "
-                    "Linux tools write accents differently): rename one of them in the archive"
+                raise ArchiveError(  # ascii(): the two read alike, their code points differ
+                    f"{archive}: {first!r} and {spelling!r} ({ascii(first)} and {ascii(spelling)}) are one name once "
+                    "Unicode-normalised (NFC; macOS and Linux tools write accents differently): rename one of them "
+                    "in the archive"
                 )
 
 
