@@ -266,14 +266,14 @@ def test_targeted_encode_experiment_runs_encode_alone(project: Path):
 
 
 def test_metrics_params_and_plots_diff_across_commits(project: Path, tmp_path: Path):
-    names = ("baseline", "eval", "test/baseline")
+    names = ("baseline", "eval", "val/baseline", "test/baseline")
     committed = {name: read_json(project / "metrics" / f"{name}.json") for name in names}
     out = sh("dvc", "exp", "run", "-S", "baseline.epochs=3", cwd=project)
     assert ran(out) == {"baseline", "evaluate", "export", "report"}  # the pretrained models are not retrained
     commit(project, "baseline.epochs 3")
 
     diff = json.loads(sh("dvc", "metrics", "diff", "HEAD~1", "--json", cwd=project))
-    assert set(diff) <= {"metrics/test/baseline.json"}  # the headline: only the baseline's test scores can move
+    assert set(diff) <= {"metrics/val/baseline.json", "metrics/test/baseline.json"}  # the headline: the baseline's
     targets = ("--targets", "metrics/baseline.json", "metrics/eval.json")
     diff |= json.loads(sh("dvc", "metrics", "diff", "HEAD~1", *targets, "--json", cwd=project))  # the detail, by name
     assert diff["metrics/baseline.json"]["epochs"]["new"] == 3
