@@ -230,7 +230,8 @@ def audited(tmp_path_factory: pytest.TempPathFactory) -> dict:
     raw = root / "data" / "raw"
     flipped = draw_raw_tree(raw)
     common = ["--params", str(root / "params.yaml"), "--raw", str(raw)]
-    split_args = [*common, "--out", str(root / "data" / "splits"), "--metrics", str(root / "metrics" / "data.json")]
+    metrics = ["--metrics", str(root / "metrics" / "data.json"), "--details", str(root / "metrics" / "split.json")]
+    split_args = [*common, "--out", str(root / "data" / "splits"), *metrics]
     split.main(split_args)
     test = pd.read_csv(root / "data" / "splits" / "test.csv", dtype=str, keep_default_na=False)
     original = next(p for p in test["path"] if p not in flipped)
