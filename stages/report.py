@@ -1,12 +1,15 @@
-"""report stage: metrics, training logs, evaluation and test images -> reports/report.md + reports/figures/.
+"""report stage: metrics, training logs, evaluation, the audit's lists and test images -> reports/report.md +
+reports/figures/.
 
 One markdown file with the model table (beside reference figures from earlier experiments, labelled as
 such), training curves, confusion matrices, a grid of test predictions, the dataset counts and the
-provenance of the run (git commit, params.yaml, data archive hash, library versions, machine). Figures
-are linked by relative path, so reports/ reads on its own and as a pull-request comment.
+provenance of the run (git commit, params.yaml, data archive hash, library versions, machine), and the audit's
+findings. Figures (and the audit stage's lists in reports/audit/, its own output) are linked by relative path, so
+reports/ reads on its own and as a pull-request comment. The report writes report.md and figures/ only: the
+folder is shared with the audit stage's output.
 
 The whole params.yaml is read as a file, for provenance (and model.weights / data source to say whether
-the reference figures apply); the only param that shapes the report is report.grid_images.
+the reference figures apply); the params that shape the report are report.grid_images and audit.show.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from stages.lib import files, markdown, params
 from stages.lib.cli import run, stage_parser
 from stages.lib.provenance import provenance
 
-PARAMS = ("report.grid_images",)
+PARAMS = ("report.grid_images", "audit.show")
 
 
 def main(argv: list[str] | None = None) -> params.StageParams:
@@ -27,18 +30,21 @@ def main(argv: list[str] | None = None) -> params.StageParams:
     parser.add_argument("--evaluation", type=Path, required=True, help="the evaluate stage's per-model folders")
     parser.add_argument("--records", type=Path, required=True, help="for meta.json")
     parser.add_argument("--raw", type=Path, required=True, help="manifest.json and the images")
+    parser.add_argument("--audit", type=Path, required=True, help="the audit stage's lists")
     parser.add_argument("--out", type=Path, required=True, help="the report folder to write")
     args = parser.parse_args(argv)
     p = params.for_stage(PARAMS, args.params)
 
     # Every input is read before anything is drawn, so a missing one fails fast and names its stage.
     inputs = markdown.read_inputs(
-        markdown.InputPaths(args.metrics, args.dvclive, args.evaluation, args.records, args.raw, args.params)
+        markdown.InputPaths(
+            args.metrics, args.dvclive, args.evaluation, args.records, args.raw, args.params, args.audit
+        )
     )
     run_provenance = provenance(args.params.resolve().parent)  # git runs in the project root
-    with files.replace_dir(args.out) as tmp:
-        text = markdown.write_report(inputs, tmp, p.report.grid_images, run_provenance)
-        (tmp / "report.md").write_text(text)  # the folder is swapped in whole, so a plain write is enough
+    with files.replace_dir(args.out / markdown.FIGURES) as figures_dir:  # swapped in whole once every one is drawn
+        text = markdown.write_report(inputs, figures_dir, p.report.grid_images, run_provenance, p.audit.show)
+    files.write_text(args.out / "report.md", text)
     print(f"report: {args.out / 'report.md'} with {len(markdown.referenced_figures(text))} figures")
     return p
 

@@ -42,7 +42,6 @@ def main(argv: list[str] | None = None) -> params.StageParams:
     import tensorflow as tf
 
     from stages.lib import augment, models, records, training
-    from stages.lib.bases import BASES
 
     weights = models.resolve_weights(m.base, m.weights, size)
     if m.weights == "none":
@@ -54,13 +53,7 @@ def main(argv: list[str] | None = None) -> params.StageParams:
         augmentation = augment.build_augmentation(t.augment, seed)
         base = models.build_base(m.base, size, weights)
         if weights is None and m.calibration_images:  # random weights: BatchNorm statistics from the data
-            # The first batch of a seeded shuffle: a sample of the train images (all, if the split is smaller).
-            shuffled = records.make_dataset(
-                args.records, "train", image_size=size, batch_size=m.calibration_images, shuffle_seed=seed
-            )
-            images, _ = next(iter(shuffled))
-            models.calibrate_batchnorm(base, models.preprocessing(BASES[m.base])(images))
-            calibrated = int(images.shape[0])
+            calibrated = models.calibrate_on_train(base, m.base, args.records, size, m.calibration_images, seed)
         model = models.build_transfer_model(base, m.base, size, stage.num_classes, m.dropout, augmentation)
         stage.compile(model, keras.optimizers.Adam(stage.learning_rate(t.learning_rate, t, t.batch_size)))
 

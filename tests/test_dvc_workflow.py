@@ -226,6 +226,9 @@ def test_repro_runs_every_stage_and_writes_what_users_read(project: Path):
     assert (project / "models" / "export" / "model.keras").read_bytes() == (
         project / "models" / f"{export['model']}.keras"
     ).read_bytes()
+    audit = read_json(project / "metrics" / "audit.json")
+    assert audit["audit.images"] == data["train.total"] + data["val.total"] + data["test.total"]
+    assert "## Audit: images to look at" in report
     assert sh("git", "status", "--porcelain", cwd=project) == ""  # every output is either in git or in DVC
 
 

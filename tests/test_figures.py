@@ -148,3 +148,39 @@ def test_a_thousand_classes_draw_heat_maps_of_fixed_size_and_the_most_confused_i
     assert len(chosen) == figures.MOST_CONFUSED and min(errors[chosen]) >= np.sort(errors)[-figures.MOST_CONFUSED]
     with Image.open(tmp_path / "top.png") as image:
         assert image.width < 1200 and image.height < 1200
+
+
+def drawn_texts(figure) -> str:
+    return " ".join(text.get_text() for text in figure.findobj(matplotlib.text.Text))
+
+
+def test_audit_grids_name_hostile_classes_and_files_as_text(tmp_path: Path, recwarn):
+    names = ["$x$", "None", "猫", "long name " * 5]
+    paths = ["train/$x$/a$b.jpg", "test/None/猫.jpg", "val/猫/c.jpg"]
+    for index, path in enumerate(paths):
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).write_bytes(jpeg_bytes(index, size=(48, 36)))
+    issues = pd.DataFrame(
+        {"path": paths, "split": ["train", "test", "val"], "given": names[:3],
+         "suggested": [names[3], names[0], names[1]], "score": [0.01, 0.02, 0.3]}
+    )  # fmt: skip
+    pairs = pd.DataFrame(
+        {"path_a": paths[:2], "split_a": ["train", "test"], "path_b": paths[1:], "split_b": ["test", "val"],
+         "similarity": [0.99, 0.95], "same_bytes": [False, False]}
+    )  # fmt: skip
+    suspects, near = (
+        figures.label_issues_figure(issues, tmp_path, names),
+        figures.near_duplicates_figure(pairs, tmp_path),
+    )
+    for figure in (suspects, near):
+        assert texts_outside(figure) == []
+        assert not [t for t in figure.findobj(matplotlib.text.Text) if "$" in t.get_text() and t.get_parse_math()]
+    labels = figures.short_labels(names)  # `#2` for 猫: no CJK font here
+    assert all(f"given {labels[i]}" in drawn_texts(suspects) for i in range(3))
+    assert f"suggested {labels[3]}" in drawn_texts(suspects)
+    assert "train: a$b.jpg" in drawn_texts(near) and "similarity 0.990" in drawn_texts(near)
+    assert "(file name)" in drawn_texts(near)  # 猫.jpg
+    assert not [w for w in recwarn if "Glyph" in str(w.message)]
+    figures.plot_near_duplicates(pairs.head(1), tmp_path, tmp_path / "pairs.png")
+    with Image.open(tmp_path / "pairs.png") as image:
+        assert image.format == "PNG" and image.width >= 300 and image.height >= 300

@@ -12,8 +12,8 @@ import pytest
 from PIL import Image
 
 from stages import report as report_stage
+from stages.lib import audit, reference, scoring
 from stages.lib import markdown as report
-from stages.lib import reference, scoring
 from stages.lib.cli import PipelineError
 from stages.lib.keys import class_key
 from tests.conftest import ROOT, jpeg_bytes, set_params
@@ -155,7 +155,30 @@ def build_inputs(
         write_curves(root / "dvclive" / model, steps[model])
         (root / "evaluation" / model).mkdir(parents=True)
         predictions.to_csv(root / "evaluation" / model / "predictions.csv", index=False)
+    write_audit(root, list(predictions["path"]), classes)
     return root
+
+
+def write_audit(root: Path, paths: list[str], classes: list[str], enabled: bool = True) -> None:
+    """The audit stage's lists and metrics: two suspected label errors, one pair across splits, one outlier."""
+    tables = audit.empty_tables()
+    if enabled:
+        tables[audit.LABEL_ISSUES] = pd.DataFrame(
+            {"path": paths[2:4], "split": ["test", "val"], "given": classes[:2], "suggested": classes[1::-1],
+             "score": [0.0312, 0.2]}
+        )  # fmt: skip
+        tables[audit.NEAR_DUPLICATES] = pd.DataFrame(
+            {"path_a": paths[:1], "split_a": ["train"], "path_b": paths[1:2], "split_b": ["test"], "similarity": [0.97],
+             "same_bytes": [False]}
+        )  # fmt: skip
+        tables[audit.OUTLIERS] = pd.DataFrame(
+            {"path": paths[4:5], "split": ["val"], "label": classes[1:2], "score": [0.01]}
+        )
+    (root / "reports" / "audit").mkdir(parents=True)
+    audit.write(root / "reports" / "audit", tables)
+    images = pd.DataFrame({"path": paths, "split": "test", "label": 0, "sha256": paths})
+    counts = audit.metrics(images, *(tables[name] for name in audit.COLUMNS), ("train", "val", "test"), 5, 0)
+    write_json(root / "metrics" / "audit.json", counts if enabled else audit.disabled_metrics(("train", "val", "test")))
 
 
 def argv(root: Path) -> list[str]:
@@ -166,6 +189,7 @@ def argv(root: Path) -> list[str]:
         "--evaluation", str(root / "evaluation"),
         "--records", str(root / "data" / "tfrecords"),
         "--raw", str(root / "data" / "raw"),
+        "--audit", str(root / "reports" / "audit"),
         "--out", str(root / "reports"),
     ]  # fmt: skip
 
@@ -174,7 +198,7 @@ def argv(root: Path) -> list[str]:
 def rendered(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = build_inputs(tmp_path_factory.mktemp("report"))
     view = report_stage.main(argv(root))
-    assert view.read == {"report.grid_images"}
+    assert view.read == {"report.grid_images", "audit.show"}
     return root
 
 
@@ -184,7 +208,7 @@ def markdown(root: Path) -> str:
 
 def test_every_referenced_figure_is_a_png(rendered: Path):
     figures = report.referenced_figures(markdown(rendered))
-    assert len(figures) == 4
+    assert len(figures) == 6  # training x 2, confusion, predictions, the audit's suspects and pairs
     for figure in figures:
         assert not Path(figure).is_absolute() and figure.startswith("figures/")
         with Image.open(rendered / "reports" / figure) as image:
@@ -329,6 +353,8 @@ def test_running_twice_gives_the_same_markdown(rendered: Path):
         ("dvclive/finetune/plots/metrics/eval/loss.tsv", "finetune"),
         ("evaluation/finetune/predictions.csv", "evaluate"),
         ("data/raw/validation/cats/cat.3.jpg", "download"),  # an image the grid shows
+        ("metrics/audit.json", "audit"),
+        ("reports/audit/near_duplicates.csv", "audit"),
     ],
 )
 def test_a_missing_input_names_the_file_and_its_stage(tmp_path: Path, relative: str, stage: str):
@@ -337,7 +363,8 @@ def test_a_missing_input_names_the_file_and_its_stage(tmp_path: Path, relative: 
     with pytest.raises(PipelineError) as error:
         report_stage.main(argv(root))
     assert str(root / relative) in str(error.value) and f"dvc repro {stage}" in str(error.value)
-    assert not (root / "reports").exists()  # nothing half-written
+    # Nothing half-written: the report's own outputs (reports/ also holds the audit stage's lists).
+    assert not (root / "reports" / "report.md").exists() and not (root / "reports" / "figures").exists()
 
 
 HOSTILE_CLASSES = sorted(
@@ -358,6 +385,8 @@ def test_a_report_of_hostile_class_names_names_each_class_as_it_is(tmp_path: Pat
         assert f"| {cell} | 0.7500 |" in per_class  # the per-class scores row, under the model table
         assert f"| {cell} | 10 | 6 | 4 |" in text  # the dataset counts row
     assert "| ``x\\|y`z`` |" in text  # a | inside a name does not end the cell, a ` does not end the code span
+    audit_rows = text[text.index("## Audit") :]
+    assert f"| {report._code(HOSTILE_CLASSES[0])} | {report._code(HOSTILE_CLASSES[1])} |" in audit_rows
     assert "shortened in the figures" in text  # the 200-character name
     cat = HOSTILE_CLASSES.index("猫")
     assert "so the figures show them by class index (from 0, the order of the tables): " in text
@@ -382,3 +411,30 @@ def test_credentials_in_data_source_stay_out_of_the_report(tmp_path: Path):
     text = markdown(root)
     assert "s3cret" not in text and "t0k" not in text
     assert "source: https://***@host.example/d.zip?token=***" in text  # params.yaml, as the report shows it
+
+
+def test_the_audit_section_counts_shows_and_links_the_lists(rendered: Path):
+    text = markdown(rendered)
+    section = text[text.index("## Audit: images to look at") : text.index("## Dataset")]
+    assert "**These are suggestions, not verdicts**" in section and "`dvc repro`" in section
+    assert "| suspected label errors | 2 (0 train / 1 val / 1 test) |" in section
+    assert "| near-duplicate pairs across splits | 1 |" in section and "| outliers | 1 |" in section
+    assert "| `validation/cats/cat.3.jpg` | `test` | `cats` | `dogs` | 0.031 |" in section
+    assert "(audit/label_issues.csv)" in section and (rendered / "reports" / "audit" / "label_issues.csv").is_file()
+    assert "figures/audit_label_issues.png" in section and "figures/audit_near_duplicates.png" in section
+
+
+@pytest.mark.parametrize("enabled", [False, True])
+def test_an_audit_switched_off_or_shown_as_counts_only_draws_no_grid(tmp_path: Path, enabled: bool):
+    root = build_inputs(tmp_path / "project")
+    if enabled:
+        set_params(root, audit={"show": 0})
+    else:
+        shutil.rmtree(root / "reports" / "audit")
+        write_audit(root, [], CLASSES, enabled=False)
+    report_stage.main(argv(root))
+    text = markdown(root)
+    assert ("| suspected label errors | 2" in text) == enabled
+    assert ("The audit is off (`audit.enabled: false`)" in text) != enabled
+    assert not any("audit" in figure for figure in report.referenced_figures(text))
+    assert not list((root / "reports" / "figures").glob("audit_*"))

@@ -18,7 +18,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from stages import baseline, download, encode, evaluate, export, finetune, predict, report, split, transfer
+from stages import audit, baseline, download, encode, evaluate, export, finetune, predict, report, split, transfer
+from stages.lib import audit as audit_lists
 from stages.lib import heads, markdown, saving
 from tests.conftest import ROOT, calibrated_base_weights, dvc_args, jpeg_bytes, set_params
 
@@ -77,7 +78,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     before = Path.cwd()
     os.chdir(root)
     try:
-        for stage in (download, split, encode, baseline, transfer, finetune, evaluate, export, report):
+        for stage in (download, split, encode, baseline, transfer, finetune, evaluate, export, audit, report):
             stage.main(dvc_args(stage.__name__.rsplit(".", 1)[1]))
         yield root
     finally:
@@ -171,3 +172,17 @@ def test_report_shows_the_confusion_and_per_class_scores_of_every_class(project:
     assert set(markdown.referenced_figures(text)) == {
         p.relative_to(project / "reports").as_posix() for p in (project / "reports").rglob("*.png")
     }
+
+
+def test_audit_lists_every_class_by_its_name(project: Path):
+    metrics = read(project, "metrics/audit.json")
+    data = read(project, "metrics/data.json")
+    assert metrics["audit.enabled"] is True
+    assert metrics["audit.images"] == sum(data[f"{split}.total"] for split in ("train", "val", "test"))
+    tables = audit_lists.read(project / "reports" / "audit")
+    issues, outliers = tables[audit_lists.LABEL_ISSUES], tables[audit_lists.OUTLIERS]
+    assert set(issues["given"]) | set(issues["suggested"]) | set(outliers["label"]) <= set(CLASSES)
+    assert (
+        len(issues) == metrics["audit.suspected_label_errors"]
+        and "## Audit" in (project / "reports" / "report.md").read_text()
+    )

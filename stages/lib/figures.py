@@ -280,3 +280,62 @@ def plot_grid(chosen: pd.DataFrame, raw_dir: Path, class_names: list[str], path:
             spine.set_edgecolor("red")
             spine.set_linewidth(4)
     _save(figure, path)
+
+
+def _file_label(relative: str) -> str:
+    """A file's name for a grid title: shortened as class names are, `(file name)` where no font can draw it."""
+    name = Path(relative).name
+    if not drawable(name):
+        return "(file name)"
+    return name if len(name) <= MAX_LABEL_CHARS else name[: MAX_LABEL_CHARS - 1] + "…"
+
+
+def _image_cell(ax, raw_dir: Path, relative: str, title: str, color: str = "black") -> None:
+    ax.imshow(load_thumbnail(raw_dir, relative))
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_title(title, color=color, fontsize=9)
+
+
+def plot_label_issues(issues: pd.DataFrame, raw_dir: Path, class_names: list[str], path: Path) -> None:
+    _save(label_issues_figure(issues, raw_dir, class_names), path)
+
+
+@plain_text
+def label_issues_figure(issues: pd.DataFrame, raw_dir: Path, class_names: list[str]) -> Figure:
+    """Suspected label errors in their order (audit.py's label_issues.csv rows), each image titled with its split,
+    label quality score, the given label and the suggested one (as short_labels names them)."""
+    labels = dict(zip(class_names, short_labels(class_names)))
+    columns = max(1, math.ceil(math.sqrt(len(issues))))
+    rows = max(1, math.ceil(len(issues) / columns))
+    figure = _new_figure(2.8 * columns, 3.3 * rows)
+    axes = figure.subplots(rows, columns, squeeze=False).ravel()
+    for ax in axes[len(issues) :]:
+        ax.axis("off")
+    for ax, row in zip(axes, issues.to_dict("records")):
+        given, suggested = labels.get(row["given"], row["given"]), labels.get(row["suggested"], row["suggested"])
+        title = f"{row['split']}, score {row['score']:.2f}\ngiven {given}\nsuggested {suggested}"
+        _image_cell(ax, raw_dir, row["path"], title, color="firebrick")
+    return figure
+
+
+def plot_near_duplicates(pairs: pd.DataFrame, raw_dir: Path, path: Path) -> None:
+    _save(near_duplicates_figure(pairs, raw_dir), path)
+
+
+@plain_text
+def near_duplicates_figure(pairs: pd.DataFrame, raw_dir: Path) -> Figure:
+    """Near-duplicate pairs (audit.py's near_duplicates.csv rows), each pair side by side, two pairs a row, each image
+    titled with its split and file name and the pair's similarity over the first; pairs across splits in red."""
+    per_row = 1 if len(pairs) <= 1 else 2
+    rows = max(1, math.ceil(len(pairs) / per_row))
+    figure = _new_figure(2.6 * 2 * per_row, 3.1 * rows)
+    axes = figure.subplots(rows, 2 * per_row, squeeze=False).reshape(-1, 2)
+    for ax in axes[len(pairs) :].ravel():
+        ax.axis("off")
+    for (left, right), pair in zip(axes, pairs.to_dict("records")):
+        color = "firebrick" if pair["split_a"] != pair["split_b"] else "black"
+        title_a = f"similarity {pair['similarity']:.3f}\n{pair['split_a']}: {_file_label(pair['path_a'])}"
+        _image_cell(left, raw_dir, pair["path_a"], title_a, color)
+        _image_cell(right, raw_dir, pair["path_b"], f"\n{pair['split_b']}: {_file_label(pair['path_b'])}", color)
+    return figure

@@ -16,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from stages.lib import figures, heads, reference, sources
+from stages.lib import audit, figures, heads, reference, sources
 from stages.lib.cli import require, rerun
 from stages.lib.files import Metrics, read_metrics
 from stages.lib.keys import class_key
@@ -51,6 +51,16 @@ def read_predictions(path: Path) -> pd.DataFrame:
 
 
 @dataclass(frozen=True)
+class AuditInputs:
+    metrics: Metrics  # metrics/audit.json
+    tables: dict[str, pd.DataFrame]  # audit.LABEL_ISSUES, ... as audit.read gives them
+
+
+def read_audit(metrics_file: Path, folder: Path) -> AuditInputs:
+    return AuditInputs(read_metrics(metrics_file, "audit"), audit.read(folder))
+
+
+@dataclass(frozen=True)
 class InputPaths:
     metrics: Path  # data.json, <model>.json, eval.json
     dvclive: Path  # <model>/plots/metrics/{train,eval}/*.tsv
@@ -58,6 +68,7 @@ class InputPaths:
     records: Path  # meta.json (class names)
     raw: Path  # manifest.json and the images shown in the grid
     params: Path  # the whole params.yaml, for provenance
+    audit: Path  # the audit stage's lists (label_issues.csv, ...)
 
 
 @dataclass(frozen=True)
@@ -74,6 +85,7 @@ class Inputs:
     params_text: str
     params: dict[str, Any]
     raw_dir: Path
+    audit: AuditInputs
 
 
 def read_inputs(paths: InputPaths) -> Inputs:
@@ -101,6 +113,7 @@ def read_inputs(paths: InputPaths) -> Inputs:
         params_text=params_text,
         params=load_yaml(paths.params),
         raw_dir=Path(paths.raw),
+        audit=read_audit(paths.metrics / "audit.json", paths.audit),
     )
 
 
@@ -482,9 +495,93 @@ def provenance_section(inputs: Inputs, prov: Provenance) -> list[str]:
     ]
 
 
-def write_report(inputs: Inputs, out_dir: Path, grid_images: int, prov: Provenance) -> str:
-    """Draw every figure into out_dir/figures/ and return the markdown that links them."""
-    out = out_dir / "figures"
+# ---- audit section ---------------------------------------------------------------------------------
+
+FIGURES = "figures"  # the report folder's figures, linked by relative path
+AUDIT_FOLDER = "audit"  # the audit stage's lists beside report.md (reports/audit), linked by relative path
+
+
+def _audit_counts(m: Metrics) -> list[str]:
+    per_split = " / ".join(f"{_count(m[f'audit.suspected_label_errors.{s}'])} {s}" for s in ("train", "val", "test"))
+    rows = [
+        ["suspected label errors", f"{_count(m['audit.suspected_label_errors'])} ({per_split})"],
+        ["near-duplicate pairs across splits", _count(m["audit.near_duplicates_across_splits"])],
+        ["test images with a near-duplicate in train or val", _count(m["audit.test_images_near_other_splits"])],
+        ["near-duplicate pairs within a split", _count(m["audit.near_duplicates_within_splits"])],
+        ["of those, identical files", _count(m["audit.identical_files_within_splits"])],
+        ["outliers", _count(m["audit.outliers"])],
+    ]
+    return _table(["finding", "images or pairs"], rows)
+
+
+def _audit_list(frame: pd.DataFrame, columns: dict[str, str], show: int) -> list[str]:
+    """The first `show` rows of a list as a table: {column: header}; text in code spans, numbers to 3 places."""
+    rows = [
+        [f"{value:.3f}" if isinstance(value, float) else _code(value) for value in row]
+        for row in frame[list(columns)].head(show).itertuples(index=False)
+    ]
+    return _table(list(columns.values()), rows, "l" * (len(columns) - 1) + "r")
+
+
+def audit_section(audit_inputs: AuditInputs, class_names: list[str], raw_dir: Path, out: Path, show: int) -> list[str]:
+    """Counts, then the most suspicious of each list (a grid of images for the label issues and the near-duplicate
+    pairs, drawn into `out`): a suggestion of what to look at, never a verdict."""
+    m, tables = audit_inputs.metrics, audit_inputs.tables
+    lines = ["## Audit: images to look at", ""]
+    if not m["audit.enabled"]:
+        return lines + ["The audit is off (`audit.enabled: false`): no image was checked.", ""]
+    issues, pairs, outliers = (tables[name] for name in (audit.LABEL_ISSUES, audit.NEAR_DUPLICATES, audit.OUTLIERS))
+    links = ", ".join(f"[`{name}`]({AUDIT_FOLDER}/{name})" for name in (audit.LABEL_ISSUES, audit.NEAR_DUPLICATES,
+                                                                       audit.OUTLIERS))  # fmt: skip
+    lines += [
+        f"The frozen base's features of all {_count(m['audit.images'])} images of train, val and test, checked for "
+        f"labels that disagree with the images ({m['audit.folds']}-fold out-of-fold probabilities, cleanlab's "
+        "confident learning), near-duplicates within and across splits, and outliers. **These are suggestions, "
+        "not verdicts**: nothing was moved or relabelled. Look at each image; where a label is really wrong, move "
+        "the file to its class folder (or fix the source), remove true duplicates, and run `dvc repro`. "
+        f"The full lists: {links}.",
+        "",
+        *_audit_counts(m),
+        "",
+    ]
+    if show and len(issues):
+        shown = issues.head(show)
+        figures.plot_label_issues(shown, raw_dir, class_names, out / "audit_label_issues.png")
+        lines += [
+            f"The {len(shown)} most suspicious labels (of {len(issues)}), lowest label quality first (the out-of-fold "
+            "probability of the given label):",
+            "",
+            f"![Suspected label errors with given and suggested labels]({FIGURES}/audit_label_issues.png)",
+            "",
+            *_audit_list(
+                issues,
+                {"path": "image", "split": "split", "given": "given", "suggested": "suggested", "score": "score"},
+                show,
+            ),  # fmt: skip
+            "",
+        ]
+    if show and len(pairs):
+        shown = pairs.head(show)
+        figures.plot_near_duplicates(shown, raw_dir, out / "audit_near_duplicates.png")
+        lines += [
+            f"The {len(shown)} closest near-duplicate pairs (of {len(pairs)}), pairs across splits first (red): a test "
+            "image nearly the same as a train image is scored on what the model has seen.",
+            "",
+            f"![Near-duplicate pairs side by side, with their similarity]({FIGURES}/audit_near_duplicates.png)",
+            "",
+        ]
+    if show and len(outliers):
+        lines += [
+            f"The {min(show, len(outliers))} most atypical images (of {len(outliers)} outliers), lowest score first:",
+            "",
+            *_audit_list(outliers, {"path": "image", "split": "split", "label": "label", "score": "score"}, show),
+            "",
+        ]
+    return lines
+
+
+def write_report(inputs: Inputs, out: Path, grid_images: int, prov: Provenance, audit_show: int) -> str:
+    """Draw every figure into `out` (the report folder's FIGURES) and return the markdown that links them."""
     out.mkdir(parents=True, exist_ok=True)
     curves = (*heads.METRICS, "loss")  # accuracy above loss, as the reference tutorial
     continued = figures.continue_run(inputs.curves["transfer"], inputs.curves["finetune"], inputs.logs["finetune"])
@@ -540,6 +637,7 @@ def write_report(inputs: Inputs, out_dir: Path, grid_images: int, prov: Provenan
         "![Test images with predicted class and probability, mistakes in red](figures/test_predictions.png)",
         "",
         *export_section(inputs),
+        *audit_section(inputs.audit, inputs.class_names, inputs.raw_dir, out, audit_show),
         *dataset_section(inputs),
         *provenance_section(inputs, prov),
     ]

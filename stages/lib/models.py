@@ -17,7 +17,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from stages.lib import heads
+from stages.lib import heads, records
 from stages.lib.bases import BASES, Base
 from stages.lib.cli import PipelineError, first_line
 from stages.lib.saving import CaffePreprocess, InferenceMode
@@ -122,6 +122,17 @@ def calibrate_batchnorm(base: keras.Model, images) -> None:
             layer.momentum = momentum
 
 
+def calibrate_on_train(
+    base: keras.Model, base_name: str, records_dir: Path, image_size: int, count: int, seed: int
+) -> int:
+    """calibrate_batchnorm on `count` train images: the first batch of a seeded shuffle (all, if the split is
+    smaller), so the transfer and audit stages give a random base the same statistics. Returns the images used."""
+    shuffled = records.make_dataset(records_dir, "train", image_size=image_size, batch_size=count, shuffle_seed=seed)
+    images, _ = next(iter(shuffled))
+    calibrate_batchnorm(base, preprocessing(BASES[base_name])(images))
+    return int(images.shape[0])
+
+
 def build_transfer_model(
     base: keras.Model,
     base_name: str,
@@ -134,12 +145,24 @@ def build_transfer_model(
     base.trainable = False
     inputs = keras.Input((image_size, image_size, 3), name="image")
     x = augmentation(inputs) if augmentation is not None else inputs
-    x = preprocessing(BASES[base_name])(x)
-    x = InferenceMode(base, name=BASE_LAYER_NAME)(x)  # BatchNorm in inference mode, also when fine-tuning
-    x = keras.layers.GlobalAveragePooling2D(name=FEATURES_LAYER_NAME)(x)
+    x = _pooled_features(x, base, base_name)
     x = keras.layers.Dropout(dropout, name="dropout")(x)
     outputs = keras.layers.Dense(heads.units(num_classes), name="logits")(x)
     return keras.Model(inputs, outputs, name=f"transfer_{base_name}")
+
+
+def build_feature_model(base: keras.Model, base_name: str, image_size: int) -> keras.Model:
+    """Image -> the frozen `base`'s pooled features: the transfer model's layers up to FEATURES_LAYER_NAME, without
+    augmentation (what its cached-features path trains on), for the audit stage, which needs the features alone."""
+    base.trainable = False
+    inputs = keras.Input((image_size, image_size, 3), name="image")
+    return keras.Model(inputs, _pooled_features(inputs, base, base_name), name=f"features_{base_name}")
+
+
+def _pooled_features(x, base: keras.Model, base_name: str):
+    x = preprocessing(BASES[base_name])(x)
+    x = InferenceMode(base, name=BASE_LAYER_NAME)(x)  # BatchNorm in inference mode, also when fine-tuning
+    return keras.layers.GlobalAveragePooling2D(name=FEATURES_LAYER_NAME)(x)
 
 
 def base_of(model: keras.Model) -> keras.Model:

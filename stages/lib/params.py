@@ -237,6 +237,18 @@ class ExportParams:
 
 
 @dataclass(frozen=True, config=_CONFIG)
+class AuditParams:
+    """Suspected label errors, near-duplicates and outliers from the frozen base's features (stages/lib/audit.py)."""
+
+    enabled: StrictBool  # off: the stage writes empty lists and metrics that say it was off
+    folds: Annotated[Int, Field(ge=2, le=100)]  # cross-validation folds of the out-of-fold probabilities
+    similarity_threshold: Annotated[Float, Field(gt=0, le=1)]  # cosine similarity from which two images are near
+    whiten_components: Annotated[Int, Field(ge=0)]  # PCA-whitened dimensions the similarity is taken in; 0: none
+    batch_size: BatchSize  # images per batch through the frozen base
+    show: Annotated[Int, Field(ge=0, le=100)]  # suspects and near-duplicate pairs shown in the report's grids
+
+
+@dataclass(frozen=True, config=_CONFIG)
 class ReportParams:
     grid_images: Annotated[Int, Field(ge=1, le=100)]  # test images shown with their predictions
 
@@ -254,6 +266,7 @@ class Params:
     finetune: FinetuneParams
     evaluate: EvaluateParams
     export: ExportParams
+    audit: AuditParams
     report: ReportParams
 
     @model_validator(mode="after")

@@ -1,0 +1,129 @@
+"""audit stage: data/tfrecords + data/splits -> reports/audit/{label_issues,near_duplicates,outliers}.csv and
+metrics/audit.json.
+
+Which images to look at before trusting any number: suspected label errors, near-duplicates within and across
+splits, and outliers (stages/lib/audit.py says how each list is made). The features are the frozen pretrained
+base's (model.base with model.weights at model.image_size, calibrated as the transfer stage calibrates a random
+base): the transfer model's features layer (models.build_feature_model), run once over every image of train, val
+and test. It only reports: no image is moved or relabelled. With audit.enabled false it writes the three lists
+empty and metrics that say it was off, so the pipeline and the report stay whole.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from stages.lib import audit, files, params
+from stages.lib.cli import require, rerun, run, stage_parser
+from stages.lib.file_lists import SPLITS
+
+PARAMS = (
+    "seed",
+    "model.base",
+    "model.weights",
+    "model.image_size",
+    "model.calibration_images",
+    "audit.enabled",
+    "audit.folds",
+    "audit.similarity_threshold",
+    "audit.whiten_components",
+    "audit.batch_size",
+)
+
+
+def split_features(feature_model, records_dir: Path, split: str, image_size: int, batch_size: int):
+    """(features, labels, paths) of a split in stored order: models.features' one pass of the frozen base, with
+    the paths the records carry."""
+    from stages.lib import models, records
+
+    dataset = records.make_dataset(records_dir, split, image_size=image_size, batch_size=batch_size, with_paths=True)
+    paths: list[str] = []
+
+    def images_and_labels():
+        for images, labels, batch_paths in dataset:
+            paths.extend(path.decode("utf-8") for path in batch_paths.numpy())
+            yield images, labels
+
+    features, labels = models.features(feature_model, images_and_labels())
+    return features, labels, paths
+
+
+def content_hashes(splits_dir: Path, split: str, paths: list[str]) -> np.ndarray:
+    """The sha256 the split stage listed for each path (the bytes of the file in data/raw)."""
+    path = require(splits_dir / f"{split}.csv", "split")
+    listed = pd.read_csv(path, dtype=str, keep_default_na=False).set_index("path")["sha256"]
+    missing = [p for p in paths if p not in listed.index]
+    if missing:
+        raise rerun(path, "split", f"does not list {missing[0]!r} of the {split} records (re-run encode after it)")
+    return listed.loc[paths].to_numpy()
+
+
+def main(argv: list[str] | None = None) -> params.StageParams:
+    parser = stage_parser(__doc__)
+    parser.add_argument("--records", type=Path, required=True, help="data/tfrecords: the encoded splits")
+    parser.add_argument("--splits", type=Path, required=True, help="the split stage's lists (content hashes)")
+    parser.add_argument("--out", type=Path, required=True, help="the folder of audit lists to write")
+    parser.add_argument("--metrics", type=Path, required=True, help="the metrics JSON to write")
+    args = parser.parse_args(argv)
+    p = params.for_stage(PARAMS, args.params)
+    a = p.audit
+    if not a.enabled:
+        with files.replace_dir(args.out) as tmp:
+            audit.write(tmp, audit.empty_tables())
+        files.write_json(args.metrics, audit.disabled_metrics(SPLITS) | p.as_metrics())
+        print(f"audit: off (audit.enabled: false); empty lists in {args.out}")
+        return p
+    m, seed = p.model, p.seed
+    calibration_images = m.calibration_images  # used with random weights only, read (and recorded) always
+    start = time.perf_counter()
+    # TensorFlow only now: --help, a bad argument or a bad param answer in a second, not after its 4-5 s import.
+    from stages.lib import models, records
+
+    class_names = records.read_meta(args.records)["class_names"]
+    weights = models.resolve_weights(m.base, m.weights, m.image_size)
+    base = models.build_base(m.base, m.image_size, weights)
+    if weights is None and calibration_images:  # random weights: the statistics the transfer stage gives them
+        models.calibrate_on_train(base, m.base, args.records, m.image_size, calibration_images, seed)
+    feature_model = models.build_feature_model(base, m.base, m.image_size)
+    features, frames = [], []
+    for split in SPLITS:
+        split_x, split_y, paths = split_features(feature_model, args.records, split, m.image_size, a.batch_size)
+        features.append(split_x)
+        sha256 = content_hashes(args.splits, split, paths)
+        frames.append(pd.DataFrame({"path": paths, "split": split, "label": split_y.astype(int), "sha256": sha256}))
+    features, images = np.concatenate(features), pd.concat(frames, ignore_index=True)
+    features_seconds = time.perf_counter() - start
+
+    labels = images["label"].to_numpy()
+    folds = audit.folds_for(labels, a.folds)
+    if folds < a.folds:
+        print(f"audit: {folds} folds, not audit.folds {a.folds}: the smallest class has {folds} images")
+    probabilities = audit.out_of_fold_probabilities(features, labels, folds, seed)
+    dimensions = audit.whitened_dimensions(len(features), features.shape[1], a.whiten_components)
+    tables = {
+        audit.LABEL_ISSUES: audit.find_label_issues(images, probabilities, class_names),
+        audit.NEAR_DUPLICATES: audit.find_near_duplicates(
+            images, audit.similarity_vectors(features, a.whiten_components, seed), a.similarity_threshold, SPLITS
+        ),
+        audit.OUTLIERS: audit.find_outliers(images, features, class_names),
+    }
+    with files.replace_dir(args.out) as tmp:
+        audit.write(tmp, tables)
+    issues, pairs, outliers = (tables[name] for name in (audit.LABEL_ISSUES, audit.NEAR_DUPLICATES, audit.OUTLIERS))
+    counts = audit.metrics(images, issues, pairs, outliers, SPLITS, folds, dimensions)
+    files.write_json(args.metrics, counts | p.as_metrics())
+    print(
+        f"audit: {len(images)} images ({features_seconds:.1f} s of features, {time.perf_counter() - start:.1f} s in "
+        f"all): {counts['audit.suspected_label_errors']} suspected label errors, "
+        f"{counts['audit.near_duplicates_across_splits']} near-duplicate pairs across splits and "
+        f"{counts['audit.near_duplicates_within_splits']} within, {counts['audit.outliers']} outliers -> {args.out}"
+    )
+    return p
+
+
+if __name__ == "__main__":
+    run(main)
