@@ -18,8 +18,8 @@ import numpy as np
 import pandas as pd
 
 from stages.lib import audit, files, params
-from stages.lib.cli import require, rerun, run, stage_parser
-from stages.lib.file_lists import SPLITS
+from stages.lib.cli import rerun, run, stage_parser
+from stages.lib.file_lists import SPLITS, read_split
 
 PARAMS = (
     "seed",
@@ -54,8 +54,8 @@ def split_features(feature_model, records_dir: Path, split: str, image_size: int
 
 def content_hashes(splits_dir: Path, split: str, paths: list[str]) -> np.ndarray:
     """The sha256 the split stage listed for each path (the bytes of the file in data/raw)."""
-    path = require(splits_dir / f"{split}.csv", "split")
-    listed = pd.read_csv(path, dtype=str, keep_default_na=False).set_index("path")["sha256"]
+    path = Path(splits_dir) / f"{split}.csv"
+    listed = read_split(splits_dir, split).set_index("path")["sha256"]
     missing = [p for p in paths if p not in listed.index]
     if missing:
         raise rerun(path, "split", f"does not list {missing[0]!r} of the {split} records (re-run encode after it)")
