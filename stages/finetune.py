@@ -47,7 +47,8 @@ def main(argv: list[str] | None = None) -> params.StageParams:
 
     stage = training.start("finetune", args, p)
     with stage.scope():
-        model = saving.load_model(args.transfer_model, "transfer")  # without its optimizer: recompiled below
+        # Without its optimizer (recompiled below); its base wrapped in InferenceMode again, as it trained.
+        model = models.with_inference_mode(saving.load_model(args.transfer_model, "transfer"))
         if model.output_shape[-1] != heads.units(stage.num_classes):
             raise rerun(
                 args.transfer_model, "transfer", f"{model.output_shape[-1]} outputs for {stage.num_classes} classes"

@@ -158,3 +158,13 @@ def test_augmented_features_are_a_new_random_view_each_pass_and_plain_ones_are_f
         as_is, flipped = (np.abs(view - f).max(axis=1) < 1e-4 for f in (plain[0], mirrored))
         assert (as_is | flipped).all()
     assert any(np.abs(a - b).max() > 1e-3 for a, b in zip(views, views[1:]))  # other draws on other passes
+
+
+def test_caffe_preprocessing_is_keras_own_layer_and_exact():
+    """ResNet50 / VGG16 preprocessing (BGR minus the ImageNet means) as a frozen 1x1 Conv2D, which plain Keras
+    loads: the same numbers as computing it by hand, to the bit."""
+    layer = models.caffe_preprocessing()
+    images = np.random.default_rng(0).uniform(0, 255, (2, 8, 8, 3)).astype("float32")
+    expected = images[..., ::-1] - np.asarray(models.CAFFE_MEAN_BGR, dtype="float32")
+    assert np.array_equal(np.asarray(layer(images)), expected)
+    assert type(layer).__module__.startswith("keras.") and not layer.trainable_weights

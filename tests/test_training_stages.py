@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from stages import baseline, finetune, transfer
-from stages.lib import models, params, records, training
+from stages.lib import models, params, records, saving, training
 from tests.conftest import NO_AUGMENTATION, ROOT, THREE_CLASSES, build_encoded_project, dvc_args, set_params, stage_args
 
 
@@ -79,6 +79,28 @@ def test_finetune_continues_the_epoch_count(trained: Path):
     assert metrics["params.trainable"] == 1_862_721 and metrics["trainable_variables"] == 56
     model = keras.models.load_model(trained / "models" / "finetune.keras", safe_mode=True)
     assert float(model.optimizer.learning_rate) == pytest.approx(3e-4 * 0.1)  # transfer's rate x lr_factor
+
+
+PLAIN_KERAS = """
+import sys, numpy as np, keras
+images = np.random.default_rng(0).uniform(0, 255, (3, 32, 32, 3)).astype("float32")
+for path in sys.argv[1:]:
+    model = keras.saving.load_model(path)  # Keras' defaults: safe_mode and compile
+    np.save(path + ".npy", np.asarray(model(images, training=False)))
+assert not [name for name in sys.modules if name == "stages" or name.startswith("stages.")]
+"""
+
+
+def test_the_models_users_take_away_load_in_plain_keras(trained: Path, tmp_path: Path):
+    """Seen on the landed main: keras.saving.load_model("models/finetune.keras") in a Python without this project
+    failed with a 157,819-character error (`Could not locate class 'InferenceMode'`)."""
+    paths = [str(trained / "models" / f"{stage}.keras") for stage in ("transfer", "finetune")]
+    done = subprocess.run([sys.executable, "-c", PLAIN_KERAS, *paths], cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    images = np.random.default_rng(0).uniform(0, 255, (3, 32, 32, 3)).astype("float32")
+    for path in paths:  # the same outputs as the model this project loads
+        ours = np.asarray(saving.load_model(Path(path))(images, training=False))
+        assert np.abs(np.load(path + ".npy") - ours).max() <= 1e-6
 
 
 def test_finetune_rejects_a_layer_past_the_base(trained: Path, tmp_path: Path):

@@ -2,12 +2,13 @@
 
     Input (S, S, 3) float32 in [0, 255]
       -> augmentation (Keras preprocessing layers; identity at inference)
-      -> the base's own preprocessing, as Keras layers (no Lambda, so models load with safe_mode=True)
+      -> the base's own preprocessing, as Keras' own layers (no Lambda, so models load with safe_mode=True)
       -> base (frozen; wrapped in InferenceMode so BatchNorm stays in inference mode, also when fine-tuning)
       -> GlobalAveragePooling2D -> Dropout -> Dense(units) logits (heads.units: 1 for two classes)
 
 With MobileNetV2 at 160 px and two classes: 2,259,265 parameters, 1,281 trainable (the reference's counts,
-reference.py).
+reference.py). InferenceMode matters only while training: the saved model holds the base itself
+(saving.without_inference_mode), so it loads in plain Keras, and fine-tuning wraps it again (with_inference_mode).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import numpy as np
 from stages.lib import heads, records
 from stages.lib.bases import BASES, Base
 from stages.lib.cli import PipelineError, first_line
-from stages.lib.saving import CaffePreprocess, InferenceMode
+from stages.lib.saving import InferenceMode
 
 BASE_LAYER_NAME = "base"
 FEATURES_LAYER_NAME = "features"  # the pooled base output, what the cached-features path trains on
@@ -36,8 +37,22 @@ def preprocessing(base: Base) -> keras.layers.Layer:
     if base.preprocessing == "tf":
         return keras.layers.Rescaling(1 / 127.5, offset=-1.0, name="preprocess")  # [-1, 1]
     if base.preprocessing == "caffe":
-        return CaffePreprocess(name="preprocess")
+        return caffe_preprocessing()
     return keras.layers.Identity(name="preprocess")  # the model rescales inside
+
+
+# RGB in [0, 255] -> BGR minus the ImageNet channel means (what ResNet50 and VGG16 weights expect), as a frozen 1x1
+# convolution, a layer Keras loads by itself: each output is 1 x one input channel + 0 x the others + a bias, exact.
+CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
+
+
+def caffe_preprocessing() -> keras.layers.Layer:
+    to_bgr = np.eye(3, dtype="float32")[::-1].reshape(1, 1, 3, 3)  # output channel i reads input channel 2 - i
+    return keras.layers.Conv2D(
+        3, 1, name="preprocess", trainable=False,
+        kernel_initializer=keras.initializers.Constant(to_bgr),
+        bias_initializer=keras.initializers.Constant(-np.asarray(CAFFE_MEAN_BGR, dtype="float32")),
+    )  # fmt: skip
 
 
 def resolve_weights(base_name: str, weights: str, image_size: int) -> str | None:
@@ -161,12 +176,28 @@ def build_feature_model(base: keras.Model, base_name: str, image_size: int) -> k
 
 def _pooled_features(x, base: keras.Model, base_name: str):
     x = preprocessing(BASES[base_name])(x)
+    base.name = BASE_LAYER_NAME  # its name in the saved model, where it stands without the wrapper
     x = InferenceMode(base, name=BASE_LAYER_NAME)(x)  # BatchNorm in inference mode, also when fine-tuning
     return keras.layers.GlobalAveragePooling2D(name=FEATURES_LAYER_NAME)(x)
 
 
+def with_inference_mode(model: keras.Model) -> keras.Model:
+    """A saved transfer model (its base as a plain layer) with the base wrapped in InferenceMode again, the same
+    layers and weights: what fine-tuning trains. A model that has the wrapper already is returned as it is."""
+    if isinstance(model.get_layer(BASE_LAYER_NAME), InferenceMode):
+        return model
+    wrapped = keras.models.clone_model(
+        model,
+        clone_function=lambda layer: InferenceMode(layer, name=BASE_LAYER_NAME) if layer.name == BASE_LAYER_NAME
+        else layer,
+    )  # fmt: skip
+    return wrapped
+
+
 def base_of(model: keras.Model) -> keras.Model:
-    return model.get_layer(BASE_LAYER_NAME).layer
+    """The pretrained base of a transfer model, wrapped in InferenceMode (training) or as saved."""
+    layer = model.get_layer(BASE_LAYER_NAME)
+    return layer.layer if isinstance(layer, InferenceMode) else layer
 
 
 def unfreeze_from(model: keras.Model, fine_tune_at: int) -> None:

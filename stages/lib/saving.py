@@ -1,10 +1,11 @@
-"""Model files: the project's own Keras layers (registered, so saved models load with safe_mode=True), saving a
-model atomically, and loading one with a one-line error that names the stage to re-run.
+"""Model files: the project's own Keras layers (registered), saving a model atomically, and loading one with a
+one-line error that names the stage to re-run.
 
-Outside the pipeline, load a saved model with `stages.lib.saving.load_model(path)`, or import this module before
-`keras.models.load_model(path)`: the transfer and fine-tuned models contain InferenceMode (and, for ResNet50 and
-VGG16 bases, CaffePreprocess), which Keras finds only once this module has registered them. FlipAveraged is
-test-time augmentation, applied by evaluate, export and predict, never saved into a trained model.
+The models the stages save load in plain Keras, `keras.saving.load_model(path)`, without this project: InferenceMode
+matters only while training and is taken out before saving (`without_inference_mode`), and the ResNet50 / VGG16
+preprocessing is a layer of Keras' own. FlipAveraged is test-time augmentation, applied by evaluate, export and
+predict, never saved into a trained model. InferenceMode and CaffePreprocess stay registered so that models saved
+by earlier versions, which hold them, still load with `load_model` here.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from stages.lib.cli import PipelineError, first_line, require, rerun
 
 @keras.saving.register_keras_serializable(package="catsdogs")  # the package name is part of every saved file
 class CaffePreprocess(keras.layers.Layer):
-    """RGB [0, 255] -> BGR minus the ImageNet channel means: what ResNet50 and VGG16 weights expect."""
+    """RGB [0, 255] -> BGR minus the ImageNet channel means: the ResNet50 / VGG16 preprocessing of models saved by
+    earlier versions (models.caffe_preprocessing is Keras' own Conv2D now)."""
 
     MEAN_BGR = (103.939, 116.779, 123.68)
 
@@ -56,7 +58,7 @@ class InferenceMode(_Wrapper):
     `training` argument, so nothing overrides the one it passes on.
     """
 
-    def call(self, inputs):
+    def call(self, inputs, mask=None):  # `mask`: what a saved model's node passed the base, replayed by clone_model
         return self.layer(inputs, training=False)
 
 
@@ -102,6 +104,17 @@ def _save_atomically(path: Path, suffix: str, save) -> None:
 
 def save_model(model: keras.Model, path: Path) -> None:
     _save_atomically(path, ".keras", model.save)
+
+
+def without_inference_mode(model: keras.Model) -> keras.Model:
+    """`model` with every InferenceMode layer replaced by the layer it wraps (the same layers and weights): what a
+    stage saves, so that the file loads in plain Keras. At inference the two give the same outputs: InferenceMode
+    only keeps BatchNorm in inference mode while training. A model without one is returned as it is."""
+    if not any(isinstance(layer, InferenceMode) for layer in model.layers):
+        return model
+    return keras.models.clone_model(
+        model, clone_function=lambda layer: layer.layer if isinstance(layer, InferenceMode) else layer
+    )
 
 
 def save_weights(model: keras.Model, path: Path) -> None:

@@ -43,7 +43,7 @@ from keras.optimizers.schedules import LearningRateSchedule
 from stages.lib import chance, distribution, files, heads, records, runtime
 from stages.lib.cli import PipelineError
 from stages.lib.params import StageParams
-from stages.lib.saving import save_model, save_weights
+from stages.lib.saving import save_model, save_weights, without_inference_mode
 
 CHECKPOINT = "last.keras"
 BEST = "best.weights.h5"
@@ -450,7 +450,11 @@ class TrainingStage:
             worker = self.strategy.cluster_resolver.task_id
             print(f"{self.name}: val accuracy {val_accuracy:.4f} (worker {worker}: the chief writes the outputs)")
             return metrics
-        save_model(model, self.args.model)
+        saved = without_inference_mode(model)  # loads in plain Keras
+        if saved is not model:
+            with self.strategy.scope():  # with the optimizer that trained the same variables: its state is saved
+                self.compile(saved, model.optimizer)
+        save_model(saved, self.args.model)
         files.write_json(self.args.metrics, metrics)
         # The headline row: `accuracy`, the test rows' column too, so `dvc metrics show` stays as wide.
         files.write_json(self.args.val_metrics, {"accuracy": val_accuracy})
