@@ -293,3 +293,14 @@ def test_the_recipe_options_default_to_the_reference():
     assert (p.train.keep_best, p.train.patience, p.train.label_smoothing) == ("none", 0, 0.0)
     for section in (p.baseline, p.transfer, p.finetune):
         assert (section.lr_schedule, section.warmup_epochs) == ("constant", 0)
+
+
+def test_jit_compile_is_no_param_any_more():
+    # It did nothing: Keras compiles no model with XLA under the op determinism every stage turns on (it printed
+    # "Model doesn't support jit_compile=True"), and with determinism off XLA trained MobileNetV2 12-17x slower on
+    # this CPU (benchmarks/precision.py).
+    raw = raw_params()
+    raw["train"]["jit_compile"] = True
+    with pytest.raises(params.ParamsError) as err:
+        params.parse(raw, "params.yaml")
+    assert str(err.value) == "params.yaml: train.jit_compile: unknown key"

@@ -168,7 +168,6 @@ class TrainParams:
     patience: Annotated[Int, Field(ge=0)]  # early stopping after this many epochs without a better keep_best
     label_smoothing: Annotated[Float, Field(ge=0, lt=1)]
     precision: Literal["float32", "mixed_bfloat16", "mixed_float16"]  # Keras' dtype policy of the models built
-    jit_compile: StrictBool  # XLA; off by default as Keras turns it off with op determinism (training.set_seeds)
 
 
 Schedule = Literal["constant", "cosine"]  # after warmup_epochs of linear warmup from 0 (training.learning_rate)

@@ -55,7 +55,9 @@ class TrainingError(PipelineError):
 
 
 def set_seeds(seed: int) -> None:
-    """Python, NumPy and TensorFlow seeds, and deterministic TF ops (cheap on CPU)."""
+    """Python, NumPy and TensorFlow seeds, and deterministic TF ops (cheap on CPU). Under op determinism Keras
+    compiles no model with XLA; nor would that pay here: with determinism off, XLA trained MobileNetV2 0.06-0.08x
+    as fast (benchmarks/precision.py)."""
     keras.utils.set_random_seed(seed)
     tf.config.experimental.enable_op_determinism()
 
@@ -412,7 +414,7 @@ class TrainingStage:
         """`model` (a keras.Model or architectures.TrainingModels) compiled with heads' loss and metrics."""
         smoothing = self.params.train.label_smoothing
         loss, metrics = heads.loss(self.num_classes, smoothing), heads.metrics(self.num_classes, smoothing)
-        model.compile(optimizer=optimizer, loss=loss, metrics=metrics, jit_compile=self.params.train.jit_compile)
+        model.compile(optimizer=optimizer, loss=loss, metrics=metrics, jit_compile=False)  # no XLA: set_seeds
         return model
 
     def fit(self, build, train: tf.data.Dataset, val: tf.data.Dataset, epochs: range, **inputs: object) -> FitResult:
