@@ -1,9 +1,13 @@
-"""The stages' command line: a user error is one line and exit 1; missing and unusable inputs name their stage."""
+"""The stages' command line: a user error is one line and exit 1; missing and unusable inputs name their stage;
+Ctrl-C and SIGTERM end a stage at once with one line."""
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
+import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -77,3 +81,40 @@ def test_help_answers_without_importing_tensorflow(stage: str):
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "usage:" in done.stdout and done.stdout.split()[-2:] == ["False", "False"]
+
+
+@pytest.mark.parametrize(("signum", "name"), [(signal.SIGINT, "SIGINT"), (signal.SIGTERM, "SIGTERM")])
+def test_a_signal_ends_the_stage_at_once_with_one_line_wherever_its_main_thread_is(signum: int, name: str):
+    # The main thread blocks in a system call, as in TensorFlow's waits, so Python's own handling never comes.
+    script = textwrap.dedent(
+        f"""
+        import os, sys
+        sys.path.insert(0, {str(ROOT)!r})
+        from stages.lib import cli
+
+        def main():
+            cli.when_interrupted(" in epoch 3 of 10", "run the stage again to resume from its checkpoint of epoch 2")
+            never_written, _ = os.pipe()
+            print("blocked", flush=True)
+            os.read(never_written, 1)
+
+        cli.run(main)
+        """
+    )
+    stage = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert stage.stdout.readline() == "blocked\n"
+    sent = time.monotonic()
+    stage.send_signal(signum)
+    _, stderr = stage.communicate(timeout=30)
+    assert time.monotonic() - sent < 5
+    assert stage.returncode == 128 + signum
+    assert stderr == (
+        f"error: interrupted ({name}) in epoch 3 of 10; run the stage again to resume from its checkpoint of epoch 2\n"
+    )
+
+
+def test_run_gives_the_signals_back_when_the_stage_ends():
+    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    cli.run(lambda: None)
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
+    assert signal.set_wakeup_fd(-1) == -1  # none left set

@@ -1,12 +1,19 @@
-"""What every stage's command line shares: its parser, user errors as one line on stderr and exit code 1, and the
-two messages a stage gives about its inputs (missing; unreadable), which name the stage that writes them."""
+"""What every stage's command line shares: its parser, user errors as one line on stderr and exit code 1, the two
+messages a stage gives about its inputs (missing; unreadable), which name the stage that writes them, and how a
+stage run ends, whatever happens, without replacing an output with a wrong one:
+- Ctrl-C (SIGINT) and SIGTERM end a stage at once with one line, wherever its main thread is (`ending_on_signals`).
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
+import os
+import signal
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 PARAMS_FILE = Path("params.yaml")
@@ -66,9 +73,73 @@ def training_parser(doc: str | None) -> argparse.ArgumentParser:
     return parser
 
 
-def run(main: Callable[[], object]) -> None:
+RUN_AGAIN = "run the stage again"
+_interrupted = ["", RUN_AGAIN]  # where the stage was, and what to do: the line a signal ends it with
+_whole = threading.Lock()  # held while files that go together are written (a checkpoint's model and state)
+
+
+def when_interrupted(where: str = "", then: str = RUN_AGAIN) -> None:
+    """What the line says if Ctrl-C or SIGTERM ends the stage from now on: `interrupted (SIGINT){where}; {then}`."""
+    _interrupted[:] = [where, then]
+
+
+@contextlib.contextmanager
+def uninterrupted() -> Iterator[None]:
+    """A signal that arrives while the block runs ends the stage only once the block is done."""
+    with _whole:
+        yield
+
+
+def end_now(line: str, code: int) -> None:
+    """Print `line` on stderr and end the process at once, from any thread, whatever the main thread is doing."""
+    with contextlib.suppress(Exception):
+        if sys.stdout.isatty():
+            sys.stdout.write("\n")  # after Keras' progress bar
+        sys.stdout.flush()
+    os.write(2, f"{line}\n".encode())
+    os._exit(code)
+
+
+def _end_on_signal(wakeup: int) -> None:
+    while received := os.read(wakeup, 1):
+        signum = received[0]
+        if signum in (signal.SIGINT, signal.SIGTERM):
+            _whole.acquire(timeout=30)  # let a checkpoint being written finish, so a re-run resumes from it
+            where, then = _interrupted
+            end_now(f"error: interrupted ({signal.Signals(signum).name}){where}; {then}", 128 + signum)
+
+
+@contextlib.contextmanager
+def ending_on_signals() -> Iterator[None]:
+    """SIGINT (Ctrl-C) and SIGTERM end the stage at once, with one line (`when_interrupted`) and exit status
+    128 + the signal's number. Python runs its signal handlers in the main thread only, between bytecodes, which
+    never comes while TensorFlow blocks it (waiting for other workers, in a collective): a thread that Python's
+    own C-level handler wakes, through the signal wakeup fd, ends the process instead. Ending at once loses
+    nothing: outputs are renamed into place whole (stages.lib.files), and a checkpoint is written `uninterrupted`."""
+    wakeup, woken = os.pipe()
+    os.set_blocking(woken, False)
+    handlers = {signum: signal.signal(signum, lambda *_: None) for signum in (signal.SIGINT, signal.SIGTERM)}
+    previous = signal.set_wakeup_fd(woken, warn_on_full_buffer=False)
+    watcher = threading.Thread(target=_end_on_signal, args=(wakeup,), name="ends-on-signals", daemon=True)
+    watcher.start()
     try:
-        main()
+        yield
+    finally:
+        signal.set_wakeup_fd(previous)
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
+        os.close(woken)  # the watcher reads the end of the pipe and returns
+        watcher.join()
+        os.close(wakeup)
+        when_interrupted()
+
+
+def run(main: Callable[[], object]) -> None:
+    """Run a stage's `main` as its command: user errors as one line and exit status 1, signals as `ending_on_signals`
+    says."""
+    try:
+        with ending_on_signals():
+            main()
     except PipelineError as exc:
         sys.exit(f"error: {exc}")
     except Exception as exc:

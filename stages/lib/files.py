@@ -17,6 +17,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from stages.lib import cli
 from stages.lib.cli import PipelineError, out_of_space
 
 
@@ -99,9 +100,10 @@ def replace_dir(path: Path) -> Iterator[Path]:
         raise
     old = path.with_name(f".{path.name}.old")
     shutil.rmtree(old, ignore_errors=True)
-    if path.exists():
-        os.replace(path, old)
-    os.replace(tmp, path)
+    with cli.uninterrupted():  # not left absent by a signal between the two renames
+        if path.exists():
+            os.replace(path, old)
+        os.replace(tmp, path)
     shutil.rmtree(old, ignore_errors=True)
 
 
