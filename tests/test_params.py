@@ -149,6 +149,7 @@ def test_stage_declaring_a_key_that_does_not_exist_fails():
         ("transfer.epochs", 0, "params.yaml: transfer.epochs: Input should be greater than or equal to 1"),
         ("finetune.lr_factor", 0, "params.yaml: finetune.lr_factor: Input should be greater than 0"),
         ("transfer.cache_features", "yes", "params.yaml: transfer.cache_features: Input should be a valid boolean"),
+        ("train.join_timeout", 0, "params.yaml: train.join_timeout: Input should be greater than or equal to 1"),
     ],
 )
 def test_training_params_errors_are_one_line(key: str, value, expected: str):

@@ -168,6 +168,7 @@ class TrainParams:
     patience: Annotated[Int, Field(ge=0)]  # early stopping after this many epochs without a better keep_best
     label_smoothing: Annotated[Float, Field(ge=0, lt=1)]
     precision: Literal["float32", "mixed_bfloat16", "mixed_float16"]  # Keras' dtype policy of the models built
+    join_timeout: Annotated[Int, Field(ge=1)]  # multi_worker: seconds a worker waits for the others to start
 
 
 Schedule = Literal["constant", "cosine"]  # after warmup_epochs of linear warmup from 0 (training.learning_rate)

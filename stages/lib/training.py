@@ -480,7 +480,7 @@ class TrainingStage:
 def start(name: str, args: argparse.Namespace, params: StageParams) -> TrainingStage:
     """The tf.distribute strategy (first: see distribution.make_strategy), seeds and the records' meta: the set-up
     every training stage begins with."""
-    strategy = distribution.make_strategy(params.train.strategy)
+    strategy = distribution.make_strategy(params.train.strategy, params.train.join_timeout)
     set_seeds(params.seed)
     keras.mixed_precision.set_global_policy(params.train.precision)  # models built from here on compute in it
     meta = records.read_meta(args.records)
