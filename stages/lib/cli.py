@@ -1,6 +1,8 @@
 """What every stage's command line shares: its parser, user errors as one line on stderr and exit code 1, the two
 messages a stage gives about its inputs (missing; unreadable), which name the stage that writes them, and how a
 stage run ends, whatever happens, without replacing an output with a wrong one:
+- `run` holds the checks every output must pass before it is renamed into place (stages.lib.files and saving call
+  `before_replacing`): params.for_stage adds one, that the params the stage declares are those it read;
 - Ctrl-C (SIGINT) and SIGTERM end a stage at once with one line, wherever its main thread is (`ending_on_signals`).
 """
 
@@ -73,6 +75,22 @@ def training_parser(doc: str | None) -> argparse.ArgumentParser:
     return parser
 
 
+_checks_before_replacing: list[Callable[[], None]] | None = None  # while `run` runs a stage
+
+
+def check_before_replacing(check: Callable[[], None]) -> None:
+    """Have every output the running stage writes pass `check` (raising a PipelineError) before it replaces the old
+    one; outside `run` (a test calling a stage's main), nothing is checked."""
+    if _checks_before_replacing is not None:
+        _checks_before_replacing.append(check)
+
+
+def before_replacing() -> None:
+    """Called by whatever renames an output into place (stages.lib.files, saving), right before it does."""
+    for check in _checks_before_replacing or ():
+        check()
+
+
 RUN_AGAIN = "run the stage again"
 _interrupted = ["", RUN_AGAIN]  # where the stage was, and what to do: the line a signal ends it with
 _whole = threading.Lock()  # held while files that go together are written (a checkpoint's model and state)
@@ -136,7 +154,9 @@ def ending_on_signals() -> Iterator[None]:
 
 def run(main: Callable[[], object]) -> None:
     """Run a stage's `main` as its command: user errors as one line and exit status 1, signals as `ending_on_signals`
-    says."""
+    says, and its outputs replaced only after the checks `check_before_replacing` adds."""
+    global _checks_before_replacing
+    _checks_before_replacing = []
     try:
         with ending_on_signals():
             main()
@@ -147,3 +167,5 @@ def run(main: Callable[[], object]) -> None:
         if out_of_space(exc):
             sys.exit(f"error: no space left on the device ({first_line(exc)}); free some space and re-run the stage")
         raise
+    finally:
+        _checks_before_replacing = None

@@ -3,6 +3,8 @@
 Files are written to a temporary name beside the target and renamed into place; a directory output is
 built in a temporary sibling directory and swapped in only when the stage has finished it. Both get the
 permissions of a normally created file or folder (the umask applied), not mkstemp's private 0600 / 0700.
+Before anything is renamed into place, the running stage's checks pass (cli.before_replacing: its params are
+still those it read).
 """
 
 from __future__ import annotations
@@ -59,6 +61,7 @@ def write_bytes(path: Path, data: bytes) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_umask())
+        cli.before_replacing()
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -95,6 +98,7 @@ def replace_dir(path: Path) -> Iterator[Path]:
     try:
         with naming_a_full_disk(path):
             yield tmp
+        cli.before_replacing()
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
