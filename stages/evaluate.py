@@ -36,8 +36,8 @@ def main(argv: list[str] | None = None) -> params.StageParams:
     parser = stage_parser(__doc__)
     parser.add_argument("--records", type=Path, required=True, help="data/tfrecords: the test split")
     parser.add_argument("--model", type=Path, action="append", required=True, help="a model to score (repeat)")
-    parser.add_argument("--out", type=Path, required=True, help="per-model predictions and plot data")
-    parser.add_argument("--metrics", type=Path, required=True, help="the metrics JSON to write")
+    parser.add_output("--out", "per-model predictions and plot data")
+    parser.add_output("--metrics", "the metrics JSON to write")
     args = parser.parse_args(argv)
     p = params.for_stage(PARAMS, args.params)
     e = p.evaluate

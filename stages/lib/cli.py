@@ -1,6 +1,8 @@
 """What every stage's command line shares: its parser, user errors as one line on stderr and exit code 1, the two
 messages a stage gives about its inputs (missing; unreadable), which name the stage that writes them, and how a
 stage run ends, whatever happens, without replacing an output with a wrong one:
+- the paths a stage writes (its parser's `add_output`) must be writable before it starts: a read-only folder is one
+  line, not a traceback after another output was already replaced;
 - `run` holds the checks every output must pass before it is renamed into place (stages.lib.files and saving call
   `before_replacing`): params.for_stage adds one, that the params the stage declares are those it read;
 - Ctrl-C (SIGINT) and SIGTERM end a stage at once with one line, wherever its main thread is (`ending_on_signals`).
@@ -54,24 +56,58 @@ def first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def stage_parser(doc: str | None) -> argparse.ArgumentParser:
+class StageParser(argparse.ArgumentParser):
+    """A stage's parser. The paths it writes are added with `add_output`; once parsed, each must be writable."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.outputs: list[str] = []  # dests of the paths the stage writes: its DVC outputs and its scratch
+
+    def add_output(self, flag: str, help: str) -> None:
+        self.outputs.append(self.add_argument(flag, type=Path, required=True, help=help).dest)
+
+    def parse_args(self, args=None, namespace=None):
+        parsed = super().parse_args(args, namespace)
+        for dest in self.outputs:
+            writable(getattr(parsed, dest))
+        return parsed
+
+
+def writable(path: Path) -> None:
+    """Refuse `path` unless the stage can write it: its nearest existing folder (which it creates the rest in), and
+    the path itself when it is a folder already (dvclive logs and checkpoints are written into theirs), must be
+    writable. Checked when the stage starts, so nothing is replaced, and no training is lost, before the stage
+    finds out."""
+    path = Path(path)
+    folder = next(p for p in (path.parent.absolute(), *path.parent.absolute().parents) if p.exists())
+    for place in (folder, path) if path.is_dir() else (folder,):
+        if not place.is_dir():
+            raise PipelineError(f"{path}: cannot be written: {place} is a file, not a folder; nothing was written")
+        if not os.access(place, os.W_OK | os.X_OK):
+            raise PipelineError(
+                f"{path}: cannot be written: {place} is not writable; make it writable and run the stage again "
+                "(nothing was written)"
+            )
+
+
+def stage_parser(doc: str | None) -> StageParser:
     """A stage's parser: its docstring as help, and --params. The stage adds its paths, as dvc.yaml passes them."""
-    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = StageParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--params", type=Path, default=PARAMS_FILE, help=f"default {PARAMS_FILE}")
     return parser
 
 
-def training_parser(doc: str | None) -> argparse.ArgumentParser:
+def training_parser(doc: str | None) -> StageParser:
     """stage_parser with the paths every training stage takes."""
     parser = stage_parser(doc)
+    parser.add_argument("--records", type=Path, required=True, help="data/tfrecords: the encoded splits")
     for name, what in (
-        ("--records", "data/tfrecords: the encoded splits"),
         ("--model", "the model to write (.keras)"),
         ("--logs", "the dvclive folder"),
         ("--metrics", "the metrics JSON to write"),
         ("--checkpoints", "where epoch checkpoints are kept until training completes"),
     ):
-        parser.add_argument(name, type=Path, required=True, help=what)
+        parser.add_output(name, what)
     return parser
 
 
