@@ -66,8 +66,8 @@ def main(argv: list[str] | None = None) -> params.StageParams:
     parser = stage_parser(__doc__)
     parser.add_argument("--records", type=Path, required=True, help="data/tfrecords: the encoded splits")
     parser.add_argument("--splits", type=Path, required=True, help="the split stage's lists (content hashes)")
-    parser.add_argument("--out", type=Path, required=True, help="the folder of audit lists to write")
-    parser.add_argument("--metrics", type=Path, required=True, help="the metrics JSON to write")
+    parser.add_output("--out", "the folder of audit lists to write")
+    parser.add_output("--metrics", "the metrics JSON to write")
     args = parser.parse_args(argv)
     p = params.for_stage(PARAMS, args.params)
     a = p.audit

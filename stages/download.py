@@ -70,8 +70,8 @@ def normalise_layout(extracted: Path, out: Path, source: str) -> int:
 
 def main(argv: list[str] | None = None) -> params.StageParams:
     parser = stage_parser(__doc__)
-    parser.add_argument("--out", type=Path, required=True, help="the raw class folders to write")
-    parser.add_argument("--downloads", type=Path, required=True, help="where archives are kept (not a DVC output)")
+    parser.add_output("--out", "the raw class folders to write")
+    parser.add_output("--downloads", "where archives are kept (not a DVC output)")
     args = parser.parse_args(argv)
     p = params.for_stage(PARAMS, args.params)
     data, source = p.data, p.data.source

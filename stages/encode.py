@@ -21,7 +21,7 @@ def main(argv: list[str] | None = None) -> params.StageParams:
     parser = stage_parser(__doc__)
     parser.add_argument("--raw", type=Path, required=True, help="the download stage's class folders")
     parser.add_argument("--splits", type=Path, required=True, help="the split stage's lists")
-    parser.add_argument("--out", type=Path, required=True, help="the records folder to write")
+    parser.add_output("--out", "the records folder to write")
     args = parser.parse_args(argv)
     p = params.for_stage(PARAMS, args.params)
     from stages.lib import records  # TensorFlow only now: --help and a bad param answer in a second

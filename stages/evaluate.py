@@ -37,9 +37,9 @@ def main(argv: list[str] | None = None) -> params.StageParams:
     parser = stage_parser(__doc__)
     parser.add_argument("--records", type=Path, required=True, help="data/tfrecords: the test split")
     parser.add_argument("--model", type=Path, action="append", required=True, help="a model to score (repeat)")
-    parser.add_argument("--out", type=Path, required=True, help="per-model predictions and plot data")
-    parser.add_argument("--metrics", type=Path, required=True, help="the folder of headline <model>.json to write")
-    parser.add_argument("--details", type=Path, required=True, help="the JSON of every score to write")
+    parser.add_output("--out", "per-model predictions and plot data")
+    parser.add_output("--metrics", "the folder of headline <model>.json to write")
+    parser.add_output("--details", "the JSON of every score to write")
     args = parser.parse_args(argv)
     p = params.for_stage(PARAMS, args.params)
     e = p.evaluate

@@ -53,8 +53,8 @@ def main(argv: list[str] | None = None) -> params.StageParams:
     parser.add_argument("--model", type=Path, action="append", required=True, help="a model to choose from (repeat)")
     parser.add_argument("--training-metrics", type=Path, required=True, help="the training stages' <model>.json")
     parser.add_argument("--records", type=Path, required=True, help="data/tfrecords: the test split")
-    parser.add_argument("--out", type=Path, required=True, help="the export folder to write")
-    parser.add_argument("--metrics", type=Path, required=True, help="the metrics JSON to write")
+    parser.add_output("--out", "the export folder to write")
+    parser.add_output("--metrics", "the metrics JSON to write")
     args = parser.parse_args(argv)
     p = params.for_stage(PARAMS, args.params)
     e = p.export

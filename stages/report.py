@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> params.StageParams:
     parser.add_argument("--records", type=Path, required=True, help="for meta.json")
     parser.add_argument("--raw", type=Path, required=True, help="manifest.json and the images")
     parser.add_argument("--audit", type=Path, required=True, help="the audit stage's lists")
-    parser.add_argument("--out", type=Path, required=True, help="the report folder to write")
+    parser.add_output("--out", "the report folder to write")
     args = parser.parse_args(argv)
     p = params.for_stage(PARAMS, args.params)
 

@@ -19,9 +19,9 @@ PARAMS = ("seed", "split.test_fraction", "split.holdout_fraction")
 def main(argv: list[str] | None = None) -> params.StageParams:
     parser = stage_parser(__doc__)
     parser.add_argument("--raw", type=Path, required=True, help="the download stage's class folders")
-    parser.add_argument("--out", type=Path, required=True, help="the folder of split lists to write")
-    parser.add_argument("--metrics", type=Path, required=True, help="the headline data metrics JSON to write")
-    parser.add_argument("--details", type=Path, required=True, help="the JSON of every count to write")
+    parser.add_output("--out", "the folder of split lists to write")
+    parser.add_output("--metrics", "the headline data metrics JSON to write")
+    parser.add_output("--details", "the JSON of every count to write")
     args = parser.parse_args(argv)
     p = params.for_stage(PARAMS, args.params)
 

@@ -1,15 +1,22 @@
-"""The stages' command line: a user error is one line and exit 1; missing and unusable inputs name their stage."""
+"""The stages' command line: a user error is one line and exit 1; missing and unusable inputs name their stage;
+outputs that cannot be written are found before a stage starts; Ctrl-C and SIGTERM end it at once with one line."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import subprocess
 import sys
+import textwrap
+import time
 from pathlib import Path
 
 import pytest
 
+from stages import split
 from stages.lib import cli
-from tests.conftest import ROOT
+from tests.conftest import ROOT, build_encoded_project, set_params
 
 
 def test_a_pipeline_error_exits_1_with_one_error_line():
@@ -77,3 +84,84 @@ def test_help_answers_without_importing_tensorflow(stage: str):
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "usage:" in done.stdout and done.stdout.split()[-2:] == ["False", "False"]
+
+
+@contextlib.contextmanager
+def read_only(folder: Path):
+    """`folder` unwritable while the block runs: its mode 0555, and, for root (whom modes do not stop), immutable."""
+    folder.chmod(0o555)
+    immutable = os.geteuid() == 0 and subprocess.run(["chattr", "+i", str(folder)], capture_output=True).returncode == 0
+    try:
+        if os.access(folder, os.W_OK):
+            pytest.skip(f"{folder} cannot be made read-only here")
+        yield folder
+    finally:
+        if immutable:
+            subprocess.run(["chattr", "-i", str(folder)], check=True)
+        folder.chmod(0o755)
+
+
+def test_a_stage_run_by_hand_with_an_unwritable_output_replaces_none_of_its_outputs(tmp_path: Path):
+    # As the multi-worker recipe runs a stage's command by hand: data/splits is writable, metrics/ is not.
+    root = build_encoded_project(tmp_path / "p")
+    set_params(root, split={"test_fraction": 0.3})  # the stage would write other lists now
+    splits = {path: path.read_bytes() for path in (root / "data" / "splits").iterdir()}
+    argv = ["--params", str(root / "params.yaml"), "--raw", str(root / "data" / "raw")]
+    argv += ["--out", str(root / "data" / "splits"), "--metrics", str(root / "metrics" / "data.json")]
+    argv += ["--details", str(root / "metrics" / "split.json")]
+    with read_only(root / "metrics"), pytest.raises(SystemExit) as exit_:
+        cli.run(lambda: split.main(argv))
+    assert exit_.value.code == (
+        f"error: {root / 'metrics' / 'data.json'}: cannot be written: {root / 'metrics'} is not writable; make it "
+        "writable and run the stage again (nothing was written)"
+    )
+    assert {path: path.read_bytes() for path in (root / "data" / "splits").iterdir()} == splits
+
+
+def test_an_output_below_a_file_is_one_line(tmp_path: Path):
+    (tmp_path / "metrics").write_text("not a folder")
+    with pytest.raises(cli.PipelineError) as raised:
+        cli.writable(tmp_path / "metrics" / "data.json")
+    assert str(raised.value) == (
+        f"{tmp_path / 'metrics' / 'data.json'}: cannot be written: {tmp_path / 'metrics'} is a file, not a folder; "
+        "nothing was written"
+    )
+    cli.writable(tmp_path / "new" / "folders" / "m.json")  # folders still to be made: the nearest existing one counts
+    assert not (tmp_path / "new").exists()
+
+
+@pytest.mark.parametrize(("signum", "name"), [(signal.SIGINT, "SIGINT"), (signal.SIGTERM, "SIGTERM")])
+def test_a_signal_ends_the_stage_at_once_with_one_line_wherever_its_main_thread_is(signum: int, name: str):
+    # The main thread blocks in a system call, as in TensorFlow's waits, so Python's own handling never comes.
+    script = textwrap.dedent(
+        f"""
+        import os, sys
+        sys.path.insert(0, {str(ROOT)!r})
+        from stages.lib import cli
+
+        def main():
+            cli.when_interrupted(" in epoch 3 of 10", "run the stage again to resume from its checkpoint of epoch 2")
+            never_written, _ = os.pipe()
+            print("blocked", flush=True)
+            os.read(never_written, 1)
+
+        cli.run(main)
+        """
+    )
+    stage = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert stage.stdout.readline() == "blocked\n"
+    sent = time.monotonic()
+    stage.send_signal(signum)
+    _, stderr = stage.communicate(timeout=30)
+    assert time.monotonic() - sent < 5
+    assert stage.returncode == 128 + signum
+    assert stderr == (
+        f"error: interrupted ({name}) in epoch 3 of 10; run the stage again to resume from its checkpoint of epoch 2\n"
+    )
+
+
+def test_run_gives_the_signals_back_when_the_stage_ends():
+    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    cli.run(lambda: None)
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
+    assert signal.set_wakeup_fd(-1) == -1  # none left set

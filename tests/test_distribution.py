@@ -3,9 +3,12 @@ written here, as a cluster manager would), against one process's model."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -21,7 +24,7 @@ import yaml
 from stages import baseline
 from stages.lib import distribution, saving
 from stages.lib.cli import PipelineError
-from tests.conftest import NO_AUGMENTATION, ROOT, build_encoded_project, stage_args
+from tests.conftest import NO_AUGMENTATION, ROOT, build_encoded_project, set_params, stage_args
 
 
 def start_workers(*commands: list[str]) -> list[subprocess.Popen]:
@@ -60,7 +63,8 @@ def stage_command(root: Path, stage: str, params: Path | None = None) -> list[st
 def multi_worker_project(root: Path, **overrides: dict) -> Path:
     """A tiny encoded project (16 train and 10 val images, 32 px) training under two workers: each global batch of
     8 is two shares of 4, the val split's last batch of 2 two of 1."""
-    build_encoded_project(root, train={"strategy": "multi_worker"}, **overrides)
+    build_encoded_project(root, **overrides)
+    set_params(root, train={"strategy": "multi_worker"})
     return root
 
 
@@ -71,27 +75,82 @@ def weights_differences(a: Path, b: Path) -> list[float]:
 
 def test_strategy_choices():
     default = tf.distribute.get_strategy()
-    assert distribution.make_strategy("none") is default
-    assert distribution.make_strategy("auto").num_replicas_in_sync == 1  # no GPUs here
+    assert distribution.make_strategy("none", 600) is default
+    assert distribution.make_strategy("auto", 600).num_replicas_in_sync == 1  # no GPUs here
+
+
+def tf_config(cluster: object, task: object = None) -> str:
+    return json.dumps({"cluster": cluster, "task": {"type": "worker", "index": 0} if task is None else task})
 
 
 @pytest.mark.parametrize(
     ("tf_config", "expected"),
     [
         (None, "train.strategy: multi_worker needs TF_CONFIG in each worker's environment, e.g. {"),
-        ("{not json", "TF_CONFIG: not a cluster of workers with this one's task type and index; expected e.g. {"),
-        (json.dumps({"cluster": {"worker": ["a:1"]}, "task": {"type": "worker", "index": 1}}), "TF_CONFIG: not a"),
-        (json.dumps({"cluster": {"ps": ["a:1"]}, "task": {"type": "ps", "index": 0}}), "TF_CONFIG: not a"),
+        ("{not json", "TF_CONFIG: not JSON (Expecting property name enclosed in double quotes at character 1); e.g. {"),
+        ("[1, 2]", 'TF_CONFIG: needs a "cluster" and a "task" object, e.g. {'),
+        (
+            tf_config({"worker": "a:1,b:2"}),  # TensorFlow: TypeError "The tasks for job 'worker' must be a list"
+            'TF_CONFIG: the cluster\'s "worker" must be a list of "host:port" addresses, not "a:1,b:2"',
+        ),
+        (
+            tf_config({"worker": ["localhost:12345", "localhost:port"]}),  # TensorFlow: "Could not parse port"
+            'TF_CONFIG: worker 1\'s address "localhost:port" is not "host:port" with a port 1-65535',
+        ),
+        (tf_config({"worker": ["a:70000"]}), 'TF_CONFIG: worker 0\'s address "a:70000" is not "host:port" with a'),
+        (tf_config({"worker": ["a:1", "a:1"]}), 'TF_CONFIG: workers 0 and 1 have the same address "a:1"'),
+        (
+            tf_config({"chief": ["a:1"], "worker": ["b:1"]}),  # TensorFlow waits for the chief forever
+            'TF_CONFIG: the cluster has a "chief" job, which train.strategy: multi_worker does not run: list every '
+            'process under "worker" (worker 0 is the chief)',
+        ),
+        (tf_config({"ps": ["a:1"]}, {"type": "ps", "index": 0}), 'TF_CONFIG: the cluster has a "ps" job'),
+        (
+            tf_config({"worker": ["a:1"]}, {"type": "chief", "index": 0}),
+            'TF_CONFIG: the task\'s "type" is "chief"; every process is a "worker" (worker 0 is the chief)',
+        ),
+        (
+            tf_config({"worker": ["a:1", "b:1"]}, {"type": "worker", "index": 2}),
+            'TF_CONFIG: the task\'s "index" is 2, but the cluster lists 2 workers (0 to 1)',
+        ),
+        (tf_config({"worker": ["a:1"]}, {"type": "worker", "index": "0"}), 'TF_CONFIG: the task\'s "index" is "0"'),
+    ],
+    ids=[
+        "missing",
+        "not-json",
+        "not-an-object",
+        "workers-a-string",
+        "port-not-a-number",
+        "port-out-of-range",
+        "same-address",
+        "chief-job",
+        "ps-job",
+        "task-type-chief",
+        "index-out-of-range",
+        "index-a-string",
     ],
 )
-def test_multi_worker_needs_a_cluster_of_workers_in_tf_config(monkeypatch, tf_config, expected):
+def test_a_malformed_tf_config_is_one_line_before_tensorflow_reads_it(monkeypatch, tf_config, expected):
     if tf_config is None:
         monkeypatch.delenv("TF_CONFIG", raising=False)
     else:
         monkeypatch.setenv("TF_CONFIG", tf_config)
     with pytest.raises(PipelineError) as raised:
-        distribution.make_strategy("multi_worker")  # refused before the strategy would wait for other workers
+        distribution.make_strategy("multi_worker", 600)  # refused before the strategy would wait for other workers
     assert str(raised.value).startswith(expected)
+
+
+def test_a_port_another_program_holds_is_one_line_before_tensorflow_starts(monkeypatch):
+    # TensorFlow: "UnknownError: Could not start gRPC server", after its start-up.
+    with socket.create_server(("127.0.0.1", 0)) as holder:
+        address = f"127.0.0.1:{holder.getsockname()[1]}"
+        monkeypatch.setenv("TF_CONFIG", tf_config({"worker": [address, "127.0.0.1:1"]}))
+        with pytest.raises(PipelineError) as raised:
+            distribution.make_strategy("multi_worker", 600)
+    assert str(raised.value) == (
+        f"TF_CONFIG: worker 0's port {address.split(':')[1]} ({address}) is taken on this host (Address already in "
+        "use); stop what holds it, or give worker 0 another port in every worker's TF_CONFIG"
+    )
 
 
 def test_keras_fit_still_fails_under_two_workers_without_the_fixes():
@@ -124,7 +183,7 @@ def test_mirrored_strategy_trains_on_two_logical_cpus_and_each_replica_draws_its
         tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
         from stages.lib import distribution, training
         from test_training import tiny_data, tiny_model
-        strategy = distribution.make_strategy("mirrored")
+        strategy = distribution.make_strategy("mirrored", 600)
         train, val = tiny_data()
         result = training.fit(tiny_model, train, val, epochs=range(2), train_count=32,
             work_dir={str(tmp_path / "c")!r}, live_dir={str(tmp_path / "l")!r}, key="k", strategy=strategy)
@@ -162,7 +221,7 @@ def test_two_workers_train_the_model_one_process_trains(tmp_path: Path):
     assert list((two / "models" / "checkpoints").iterdir()) == []
 
 
-def test_a_killed_worker_stops_the_other_with_one_line_and_both_resume_from_the_chiefs_checkpoint(tmp_path: Path):
+def test_a_stopped_worker_stops_the_other_with_one_line_and_both_resume_from_the_chiefs_checkpoint(tmp_path: Path):
     root = multi_worker_project(
         tmp_path / "p", model={"dropout": 0.0}, transfer={"epochs": 6, "augment": NO_AUGMENTATION}
     )  # augmentation off: the head trains on features computed once, a fraction of a second per epoch
@@ -172,20 +231,25 @@ def test_a_killed_worker_stops_the_other_with_one_line_and_both_resume_from_the_
     while not (state.is_file() and json.loads(state.read_text())["next_epoch"] >= 2):
         assert time.monotonic() < deadline and chief.poll() is None, "no checkpoint of epoch 2 came"
         time.sleep(0.05)
-    worker.send_signal(signal.SIGKILL)
-    (code, output), _ = outputs([chief, worker])
+    worker.send_signal(signal.SIGTERM)  # which TensorFlow's coordination service takes for itself, unless told not to
+    (code, output), (worker_code, worker_output) = outputs([chief, worker])
+    assert worker_code == 143 and re.fullmatch(
+        r"error: interrupted \(SIGTERM\) (in|after) epoch \d of 6; start every worker again: they resume from the "
+        r"chief's checkpoint of epoch \d",
+        "\n".join(error_lines(worker_output)),
+    ), worker_output[-3000:]
     assert code == 1 and error_lines(output) == [error_lines(output)[-1]]  # one line
     assert error_lines(output)[0].startswith("error: another worker stopped (")
     assert error_lines(output)[0].endswith(
         "see its own output for why, then start every worker again: they resume from the chief's last checkpoint"
     )
     assert "Traceback" not in output
-    killed_at = json.loads(state.read_text())["next_epoch"]
+    stopped_at = json.loads(state.read_text())["next_epoch"]
 
     resumed = outputs(start_workers(stage_command(root, "transfer"), stage_command(root, "transfer")))
     assert [code for code, _ in resumed] == [0, 0], resumed[0][1][-3000:] + resumed[1][1][-3000:]
-    assert f"resuming from the checkpoint of epoch {killed_at} in {state.parent}" in resumed[0][1]
-    assert f"resuming from the checkpoint of epoch {killed_at} in the chief's checkpoint folder" in resumed[1][1]
+    assert f"resuming from the checkpoint of epoch {stopped_at} in {state.parent}" in resumed[0][1]
+    assert f"resuming from the checkpoint of epoch {stopped_at} in the chief's checkpoint folder" in resumed[1][1]
     lines = (root / "dvclive" / "transfer" / "plots" / "metrics" / "train" / "loss.tsv").read_text().splitlines()
     assert [int(line.split("\t")[0]) for line in lines[1:]] == list(range(6))  # every epoch logged once
     assert json.loads((root / "metrics" / "transfer.json").read_text())["epochs"] == 6
@@ -296,3 +360,76 @@ def test_a_worker_that_fails_before_training_stops_the_chief_with_one_line(tmp_p
     assert chief_code == 1 and "Traceback" not in chief
     assert len(error_lines(chief)) == 1 and error_lines(chief)[0].startswith("error: another worker stopped (")
     assert not (root / "models" / "baseline.keras").exists()
+
+
+def start_alone(command: list[str], spec: dict, index: int) -> subprocess.Popen:
+    """Worker `index` of the cluster `spec`, started without the others."""
+    task = {"cluster": spec, "task": {"type": "worker", "index": index}}
+    return subprocess.Popen(
+        [sys.executable, *command],
+        cwd=ROOT,
+        env={**os.environ, "TF_CONFIG": json.dumps(task)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+@contextlib.contextmanager
+def killed_when_done(workers: list[subprocess.Popen]):
+    """The workers, each killed at the end if it still runs (a test that failed: waiting workers hang)."""
+    try:
+        yield workers
+    finally:
+        for worker in workers:
+            if worker.poll() is None:
+                worker.kill()
+                worker.wait()
+
+
+@pytest.mark.slow
+def test_a_worker_that_never_comes_ends_the_others_after_the_join_timeout_with_one_line(tmp_path: Path):
+    root = multi_worker_project(tmp_path / "p", train={"join_timeout": 3})
+    chief_spec, worker_spec = distribution.local_cluster(2), distribution.local_cluster(2)
+    missing = [chief_spec["worker"][1], worker_spec["worker"][0]]
+    started = time.monotonic()
+    alone = [  # the chief without worker 1, and worker 1 without the chief
+        start_alone(stage_command(root, "baseline"), chief_spec, 0),
+        start_alone(stage_command(root, "baseline"), worker_spec, 1),
+    ]
+    with killed_when_done(alone):
+        ended = outputs(alone, timeout=120)
+    took = time.monotonic() - started
+    for index, address, (code, output) in zip((1, 0), missing, ended, strict=True):
+        assert code == 1 and "Traceback" not in output, output[-3000:]
+        assert error_lines(output) == [
+            f"error: worker {index} ({address}) of TF_CONFIG did not start within train.join_timeout (3 s); start it "
+            "with the same stage command and its own TF_CONFIG, then this one again"
+        ]
+    assert 3 < took < 60, took  # the join timeout, after TensorFlow's import
+    assert not (root / "models" / "baseline.keras").exists()
+
+
+@pytest.mark.slow
+def test_ctrl_c_and_sigterm_end_a_worker_waiting_for_the_others_at_once_with_one_line(tmp_path: Path):
+    root = multi_worker_project(tmp_path / "p")  # params.yaml's join timeout: 10 minutes
+    specs = {signal.SIGINT: distribution.local_cluster(2), signal.SIGTERM: distribution.local_cluster(2)}
+    waiting = {signum: start_alone(stage_command(root, "baseline"), spec, 0) for signum, spec in specs.items()}
+    with killed_when_done(list(waiting.values())):
+        for signum, spec in specs.items():  # it waits once it holds its own port
+            deadline = time.monotonic() + 120
+            while not distribution._listening(spec["worker"][0]):
+                assert time.monotonic() < deadline and waiting[signum].poll() is None, waiting[signum].stdout.read()
+                time.sleep(0.1)
+        sent = time.monotonic()
+        for signum, worker in waiting.items():
+            worker.send_signal(signum)
+        ended = outputs(list(waiting.values()), timeout=60)
+        took = time.monotonic() - sent
+    for signum, (code, output) in zip(waiting, ended, strict=True):
+        assert code == 128 + signum and "Traceback" not in output, output[-3000:]
+        assert error_lines(output) == [
+            f"error: interrupted ({signal.Signals(signum).name}) while waiting for the other workers to start; "
+            "nothing was written"
+        ]
+    assert took < 5, took

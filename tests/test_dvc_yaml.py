@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stages.lib import params
-from tests.conftest import ROOT
+from stages.lib import cli, params
+from tests.conftest import ROOT, dvc_args
 
 DVC = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
 # Code that moves bytes without deciding them; dvc.yaml leaves it out so that editing it (a new params section
@@ -95,6 +95,23 @@ def test_every_path_of_the_command_is_a_dep_or_an_out_and_back(name: str):
 
     assert all(covered(p) or p in SCRATCH for p in paths), sorted(p for p in paths if not covered(p))
     assert all(any(d == p or d.startswith(p + "/") for p in paths) for d in declared), sorted(declared)
+
+
+@pytest.mark.parametrize("name", sorted(DVC))
+def test_the_stage_checks_that_it_can_write_each_of_its_outs_before_it_starts(name: str, monkeypatch):
+    checked: list[str] = []
+    monkeypatch.setattr(cli, "writable", lambda path: checked.append(str(path)))
+
+    def started(*args, **kwargs):
+        raise StopIteration  # the stage's work would begin: the checks are done
+
+    monkeypatch.setattr(params, "for_stage", started)
+    with pytest.raises(StopIteration):
+        importlib.import_module(f"stages.{name}").main(dvc_args(name))
+    wanted = outputs(DVC[name]) | (set(command_paths(name)) & SCRATCH)
+    # A folder argument (evaluate's metrics/test) is checked once for the outputs it holds.
+    assert all(any(w == c or w.startswith(c + "/") for c in checked) for w in wanted), (checked, wanted)
+    assert all(any(w == c or w.startswith(c + "/") for w in wanted) for c in checked), (checked, wanted)
 
 
 @pytest.mark.parametrize("name", sorted(DVC))

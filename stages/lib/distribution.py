@@ -14,7 +14,9 @@ the same weights. What that needs here:
   (`writes_outputs`); restarted, every worker resumes from the chief's checkpoint (`chief_value`,
   `weights_from_chief`), so the workers need no shared folder, and none of them can resume from another epoch;
 - workers given other params or inputs are refused (`same_on_every_worker`), and a worker that stops ends the
-  others with one line (`worker_failures`).
+  others with one line (`worker_failures`);
+- TF_CONFIG is checked before TensorFlow reads it (`cluster_spec`), and the workers wait for each other in Python
+  (`join`) with a timeout (train.join_timeout), not in TensorFlow, whose wait ignores Ctrl-C and SIGTERM.
 """
 
 from __future__ import annotations
@@ -23,24 +25,38 @@ import contextlib
 import json
 import os
 import re
+import signal
 import socket
+import threading
+import time
 
 import numpy as np
 import tensorflow as tf
 
+from stages.lib import cli
 from stages.lib.cli import PipelineError, first_line
 
 
-def make_strategy(name: str) -> tf.distribute.Strategy:
-    """`train.strategy`: the batch size stays global; each replica gets batch / replicas.
+def make_strategy(name: str, join_timeout: float) -> tf.distribute.Strategy:
+    """`train.strategy`: the batch size stays global; each replica gets batch / replicas. Under multi_worker, a
+    worker that has not started after `join_timeout` seconds ends this one with a line naming it.
 
     MultiWorkerMirroredStrategy must be created before anything starts TensorFlow's runtime (listing devices
     does), so training.start creates the strategy first."""
     if name == "multi_worker":
-        cluster_spec()  # a missing or broken TF_CONFIG is one line, not a hang or a single-worker run
+        config = cluster_spec()  # a missing or broken TF_CONFIG is one line, not a hang or a single-worker run
+        join(config, join_timeout)
         keras_fixes()
         seeds_per_replica()
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        # Every worker has started: TensorFlow's own wait is short, unless one stops right now.
+        timer = threading.Timer(join_timeout, _never_joined, (config, join_timeout))
+        timer.daemon = True
+        timer.start()
+        strategy = tf.distribute.MultiWorkerMirroredStrategy()
+        timer.cancel()
+        # Its coordination service took SIGTERM for a preemption notice nothing here reads: the stage's again.
+        signal.signal(signal.SIGTERM, signal.getsignal(signal.SIGTERM))
+        return strategy
     if name == "none":
         return tf.distribute.get_strategy()
     gpus = tf.config.list_logical_devices("GPU")
@@ -56,25 +72,129 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
     return strategy
 
 
+TF_CONFIG_EXAMPLE = '{"cluster": {"worker": ["host1:12345", "host2:12345"]}, "task": {"type": "worker", "index": 0}}'
+
+
 def cluster_spec() -> dict:
-    """TF_CONFIG, checked: {"cluster": {"worker": ["host:port", ...]}, "task": {"type": "worker", "index": i}}."""
+    """TF_CONFIG, checked before TensorFlow reads it: {"cluster": {"worker": ["host:port", ...]}, "task": {"type":
+    "worker", "index": i}}. Every process is a worker, worker 0 the chief: TensorFlow's other jobs (chief, ps,
+    evaluator) are refused, as no process here runs them, and the strategy would wait for them forever."""
     raw = os.environ.get("TF_CONFIG")
-    example = '{"cluster": {"worker": ["host1:12345", "host2:12345"]}, "task": {"type": "worker", "index": 0}}'
     if not raw:
         raise PipelineError(
-            f"train.strategy: multi_worker needs TF_CONFIG in each worker's environment, e.g. {example}"
+            f"train.strategy: multi_worker needs TF_CONFIG in each worker's environment, e.g. {TF_CONFIG_EXAMPLE}"
         )
     try:
         config = json.loads(raw)
-        workers, task = config["cluster"]["worker"], config["task"]
-        index = task["index"]
-        if task["type"] != "worker" or not isinstance(index, int) or not 0 <= index < len(workers):
-            raise ValueError
-    except (ValueError, KeyError, TypeError):
+    except json.JSONDecodeError as exc:
         raise PipelineError(
-            f"TF_CONFIG: not a cluster of workers with this one's task type and index; expected e.g. {example}"
+            f"TF_CONFIG: not JSON ({exc.msg} at character {exc.pos}); e.g. {TF_CONFIG_EXAMPLE}"
         ) from None
+    if not (
+        isinstance(config, dict) and isinstance(config.get("cluster"), dict) and isinstance(config.get("task"), dict)
+    ):
+        raise PipelineError(f'TF_CONFIG: needs a "cluster" and a "task" object, e.g. {TF_CONFIG_EXAMPLE}')
+    cluster, task = config["cluster"], config["task"]
+    for job in cluster:
+        if job != "worker":
+            raise PipelineError(
+                f'TF_CONFIG: the cluster has a "{job}" job, which train.strategy: multi_worker does not run: list '
+                'every process under "worker" (worker 0 is the chief)'
+            )
+    workers = cluster.get("worker")
+    if not (isinstance(workers, list) and workers and all(isinstance(address, str) for address in workers)):
+        raise PipelineError(
+            f'TF_CONFIG: the cluster\'s "worker" must be a list of "host:port" addresses, not {json.dumps(workers)}'
+        )
+    for i, address in enumerate(workers):
+        if host_and_port(address) is None:
+            raise PipelineError(f'TF_CONFIG: worker {i}\'s address "{address}" is not "host:port" with a port 1-65535')
+        if address in workers[:i]:
+            raise PipelineError(
+                f'TF_CONFIG: workers {workers.index(address)} and {i} have the same address "{address}"'
+            )
+    if task.get("type") != "worker":
+        raise PipelineError(
+            f'TF_CONFIG: the task\'s "type" is {json.dumps(task.get("type"))}; every process is a "worker" (worker 0 '
+            "is the chief)"
+        )
+    index = task.get("index")
+    if not (isinstance(index, int) and not isinstance(index, bool) and 0 <= index < len(workers)):
+        raise PipelineError(
+            f'TF_CONFIG: the task\'s "index" is {json.dumps(index)}, but the cluster lists {len(workers)} workers '
+            f"(0 to {len(workers) - 1})"
+        )
     return config
+
+
+def host_and_port(address: str) -> tuple[str, int] | None:
+    """("host", port) of "host:port" ("[::1]:port" for IPv6), or None."""
+    host, _, port = address.rpartition(":")
+    if not host or not port.isascii() or not port.isdigit() or not 1 <= int(port) <= 65535:
+        return None
+    return host.removeprefix("[").removesuffix("]"), int(port)
+
+
+JOIN_POLL_SECONDS = 0.5  # how often a waiting worker looks for the others
+
+
+def join(config: dict, timeout: float) -> None:
+    """Wait until every other worker of TF_CONFIG listens on its address, for `timeout` seconds at most, then end
+    with a line naming those that never came. TensorFlow's own wait (in the strategy's constructor) has no timeout
+    of ours, and ignores Ctrl-C and SIGTERM: it waits in C++, and its coordination service takes SIGTERM. This
+    worker holds its own port meanwhile, so the others see it has come, and a port another program holds is
+    found before TensorFlow fails on it. Once all listen, the workers go on within a poll of each other."""
+    workers, index = config["cluster"]["worker"], config["task"]["index"]
+    _, port = host_and_port(workers[index])
+    with socket.socket() as own:
+        own.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gRPC: a closed connection's port is free
+        try:
+            own.bind(("", port))
+        except OSError as exc:
+            raise PipelineError(
+                f"TF_CONFIG: worker {index}'s port {port} ({workers[index]}) is taken on this host ({exc.strerror}); "
+                f"stop what holds it, or give worker {index} another port in every worker's TF_CONFIG"
+            ) from None
+        own.listen()
+        own.setblocking(False)
+        cli.when_interrupted(" while waiting for the other workers to start", "nothing was written")
+        deadline = time.monotonic() + timeout
+        waiting = [i for i in range(len(workers)) if i != index]
+        while waiting := [i for i in waiting if not _listening(workers[i])]:
+            if time.monotonic() > deadline:
+                raise PipelineError(_not_come(workers, waiting, timeout))
+            with contextlib.suppress(BlockingIOError):
+                while True:  # the others' looks at this worker, which need no answer
+                    own.accept()[0].close()
+            time.sleep(JOIN_POLL_SECONDS)
+        cli.when_interrupted()
+
+
+def _listening(address: str) -> bool:
+    try:
+        with socket.create_connection(host_and_port(address), timeout=JOIN_POLL_SECONDS):
+            return True
+    except OSError:
+        return False
+
+
+def _not_come(workers: list[str], missing: list[int], timeout: float) -> str:
+    named, them = ", ".join(f"worker {i} ({workers[i]})" for i in missing), "it" if len(missing) == 1 else "them"
+    return (
+        f"{named} of TF_CONFIG did not start within train.join_timeout ({timeout:g} s); start {them} with the same "
+        "stage command and its own TF_CONFIG, then this one again"
+    )
+
+
+def _never_joined(config: dict, timeout: float) -> None:
+    """The strategy still waits, in TensorFlow, for a worker that had started: it stopped before joining."""
+    workers, index = config["cluster"]["worker"], config["task"]["index"]
+    gone = [f"worker {i} ({workers[i]})" for i in range(len(workers)) if i != index and not _listening(workers[i])]
+    cli.end_now(
+        f"error: {', '.join(gone) or 'a worker'} of TF_CONFIG stopped before joining the others (waited "
+        f"train.join_timeout, {timeout:g} s); start every worker again",
+        1,
+    )
 
 
 def is_multi_worker(strategy: tf.distribute.Strategy) -> bool:

@@ -6,15 +6,20 @@ out-of-range values fail with a `ParamsError` that names the file, the key and w
 
 A stage reads its params through `for_stage(PARAMS)`, a view that allows only the keys the stage
 declares (the same list as its `params:` in dvc.yaml) and records which it read, so a test can check
-that DVC re-runs exactly the stages a change affects.
+that DVC re-runs exactly the stages a change affects. Run as a command (cli.run), the stage also replaces no
+output once the file holds other values for those keys than it read (`unchanged_since_read`): DVC records the
+values the file holds when the stage ends, and would file outputs of the old ones under the new.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
 import re
 import reprlib
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -31,7 +36,7 @@ from pydantic import (
 )
 from pydantic.dataclasses import dataclass
 
-from stages.lib import heads, reference, sources
+from stages.lib import cli, heads, reference, sources
 from stages.lib.architectures import ARCHITECTURES
 from stages.lib.bases import BASES
 from stages.lib.cli import PARAMS_FILE, PipelineError, first_line
@@ -168,7 +173,7 @@ class TrainParams:
     patience: Annotated[Int, Field(ge=0)]  # early stopping after this many epochs without a better keep_best
     label_smoothing: Annotated[Float, Field(ge=0, lt=1)]
     precision: Literal["float32", "mixed_bfloat16", "mixed_float16"]  # Keras' dtype policy of the models built
-    jit_compile: StrictBool  # XLA; off by default as Keras turns it off with op determinism (training.set_seeds)
+    join_timeout: Annotated[Int, Field(ge=1)]  # multi_worker: seconds a worker waits for the others to start
 
 
 Schedule = Literal["constant", "cosine"]  # after warmup_epochs of linear warmup from 0 (training.learning_rate)
@@ -468,10 +473,60 @@ class StageParams:
 
 
 def for_stage(declared: Iterable[str], path: Path | str = PARAMS_FILE) -> StageParams:
-    """Load and validate the whole file, then give the stage a view limited to `declared`."""
+    """Load and validate the whole file, then give the stage a view limited to `declared`; under cli.run, its
+    outputs are replaced only while the file still holds the values it read."""
+    read_at = _version(path)  # before reading: a change after this is seen by the check
     params = load(path)
     keys = frozenset(declared)
     unknown = [k for k in keys if not any(k == a or a.startswith(k + ".") for a in all_keys(params))]
     if unknown:
         raise ParamsError(f"{path}: stage declares keys that do not exist: {', '.join(sorted(unknown))}")
-    return StageParams(params, keys, set())
+    view = StageParams(params, keys, set())
+    cli.check_before_replacing(unchanged_since_read(view, path, read_at))
+    return view
+
+
+def _version(path: Path | str) -> tuple[int, ...] | None:
+    """What tells a changed file from the one read, without reading it (a stat per output replaced)."""
+    try:
+        found = os.stat(path)
+    except OSError:
+        return None
+    return found.st_ino, found.st_size, found.st_mtime_ns
+
+
+REWRITE_SECONDS = 0.5  # a params file caught half-written by whatever rewrites it is whole again after this
+
+
+def unchanged_since_read(view: StageParams, path: Path | str, read_at: tuple[int, ...] | None) -> Callable[[], None]:
+    """A check that raises a ParamsError naming each key `view` declares whose value in `path` is no longer the one
+    the stage read (a `dvc exp run -S` started while this stage runs writes its values there): its outputs are of
+    the old values, and DVC would record the new."""
+    seen = [read_at]
+
+    def check() -> None:
+        version = _version(path)
+        if version is not None and version == seen[0]:
+            return
+        try:
+            now = StageParams(load(path), view._declared, set()).snapshot()
+        except ParamsError:
+            time.sleep(REWRITE_SECONDS)  # caught while being rewritten (`dvc exp run -S` writes it in place)?
+            try:
+                now = StageParams(load(path), view._declared, set()).snapshot()
+            except ParamsError as exc:
+                raise ParamsError(f"{path} changed while the stage ran and no longer loads ({exc}); nothing was "
+                                  "replaced: fix it and run the stage again") from None  # fmt: skip
+        changed = [
+            f"{key} was {json.dumps(old, default=str)}, is now {json.dumps(now.get(key), default=str)}"
+            for key, old in view.snapshot().items()
+            if now.get(key) != old
+        ]
+        if changed:
+            raise ParamsError(
+                f"{path} changed while the stage ran: {'; '.join(changed)}; nothing was replaced, as DVC would "
+                "record outputs of the old values under the new: run the stage again"
+            )
+        seen[0] = version
+
+    return check

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import keras
 
-from stages.lib import files
+from stages.lib import cli, files
 from stages.lib.cli import PipelineError, first_line, require, rerun
 
 
@@ -97,6 +97,7 @@ def _save_atomically(path: Path, suffix: str, save) -> None:
     try:
         with files.naming_a_full_disk(path):
             save(tmp)
+        cli.before_replacing()
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

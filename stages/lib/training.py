@@ -40,7 +40,7 @@ from dvclive import Live
 from dvclive.keras import DVCLiveCallback
 from keras.optimizers.schedules import LearningRateSchedule
 
-from stages.lib import chance, distribution, files, heads, records, runtime
+from stages.lib import chance, cli, distribution, files, heads, records, runtime
 from stages.lib.cli import PipelineError
 from stages.lib.params import StageParams
 from stages.lib.saving import save_model, save_weights, without_inference_mode
@@ -55,7 +55,9 @@ class TrainingError(PipelineError):
 
 
 def set_seeds(seed: int) -> None:
-    """Python, NumPy and TensorFlow seeds, and deterministic TF ops (cheap on CPU)."""
+    """Python, NumPy and TensorFlow seeds, and deterministic TF ops (cheap on CPU). Under op determinism Keras
+    compiles no model with XLA; nor would that pay here: with determinism off, XLA trained MobileNetV2 0.06-0.08x
+    as fast (benchmarks/precision.py)."""
     keras.utils.set_random_seed(seed)
     tf.config.experimental.enable_op_determinism()
 
@@ -146,7 +148,8 @@ class ValidateWith(keras.callbacks.Callback):
 class Checkpoint(keras.callbacks.Callback):
     """At the end of every epoch: the best weights (when `monitor` improved), then the model, then state.json (next
     epoch, seconds so far, fingerprint, logs, the best epoch and whether early stopping ended training); with
-    `writes` off (a worker other than the chief), only the best epoch and early stopping, in memory."""
+    `writes` off (a worker other than the chief), only the best epoch and early stopping, in memory. Ctrl-C or
+    SIGTERM ends the stage with a line naming the epoch and the checkpoint a re-run resumes from (cli)."""
 
     def __init__(
         self,
@@ -154,21 +157,33 @@ class Checkpoint(keras.callbacks.Callback):
         key: str,
         seconds_before: float,
         state: dict | None,
+        epochs: range,
         monitor: str | None = None,
         patience: int = 0,
         writes: bool = True,
     ):
         super().__init__()
         self.work_dir, self.key, self.seconds_before = work_dir, key, seconds_before
-        self.monitor, self.patience, self.writes = monitor, patience, writes
+        self.monitor, self.patience, self.writes, self.epochs = monitor, patience, writes, epochs
         self.started = time.perf_counter()
         self.next_epoch: int | None = None  # after the first epoch of this run
         self.last_logs = state["logs"] if state else {}
         self.best: dict | None = state.get("best") if state else None  # {"epoch", "value", "logs"}
         self.stopped = bool(state and state.get("stopped"))
 
+    def on_epoch_begin(self, epoch, logs=None):
+        self._if_interrupted(f" in epoch {epoch + 1} of {self.epochs.stop}", epoch)
+
     def on_epoch_end(self, epoch, logs=None):
         self.last_logs = {k: float(v) for k, v in (logs or {}).items()}
+        with cli.uninterrupted():  # the best weights, the model and its state: all of this epoch, or none
+            self._save(epoch)
+            self._if_interrupted(f" after epoch {epoch + 1} of {self.epochs.stop}", epoch + 1)
+
+    def on_train_end(self, logs=None):
+        cli.when_interrupted()  # the checkpoint is about to go: the stage's own line again
+
+    def _save(self, epoch: int) -> None:
         if self.monitor:
             value = self.last_logs[self.monitor]
             if self.best is None or improved(self.monitor, value, self.best["value"]):
@@ -187,6 +202,17 @@ class Checkpoint(keras.callbacks.Callback):
             "best": self.best, "stopped": self.stopped,
         }  # fmt: skip
         files.write_json(self.work_dir / STATE, state)
+
+    def _if_interrupted(self, where: str, checkpointed: int) -> None:
+        """What Ctrl-C or SIGTERM prints from now on: `where`, and the epoch a re-run resumes after (`checkpointed`
+        epochs of the stage's numbering are in the checkpoint)."""
+        if checkpointed <= self.epochs.start:
+            then = f"run the stage again to train from epoch {self.epochs.start + 1}"
+        elif self.writes:
+            then = f"run the stage again to resume from its checkpoint of epoch {checkpointed}"
+        else:
+            then = f"start every worker again: they resume from the chief's checkpoint of epoch {checkpointed}"
+        cli.when_interrupted(where, then)
 
 
 def _read_state(work_dir: Path, key: str) -> dict | None:
@@ -259,7 +285,7 @@ def fit(
     resume = bool(state) and live_dir.is_dir()
     if resume and chief:
         _drop_logged_steps_from(live_dir, start)
-    checkpoint = Checkpoint(work_dir, key, seconds_before, state, monitor, patience, writes=chief)
+    checkpoint = Checkpoint(work_dir, key, seconds_before, state, epochs, monitor, patience, writes=chief)
     validate = [ValidateWith(val)] if callable(val) else []
     with _live(live_dir, resume, chief) as live:
         logging = [DVCLiveCallback(live=live)] if live else []  # only the chief logs
@@ -412,7 +438,7 @@ class TrainingStage:
         """`model` (a keras.Model or architectures.TrainingModels) compiled with heads' loss and metrics."""
         smoothing = self.params.train.label_smoothing
         loss, metrics = heads.loss(self.num_classes, smoothing), heads.metrics(self.num_classes, smoothing)
-        model.compile(optimizer=optimizer, loss=loss, metrics=metrics, jit_compile=self.params.train.jit_compile)
+        model.compile(optimizer=optimizer, loss=loss, metrics=metrics, jit_compile=False)  # no XLA: set_seeds
         return model
 
     def fit(self, build, train: tf.data.Dataset, val: tf.data.Dataset, epochs: range, **inputs: object) -> FitResult:
@@ -465,7 +491,7 @@ class TrainingStage:
 def start(name: str, args: argparse.Namespace, params: StageParams) -> TrainingStage:
     """The tf.distribute strategy (first: see distribution.make_strategy), seeds and the records' meta: the set-up
     every training stage begins with."""
-    strategy = distribution.make_strategy(params.train.strategy)
+    strategy = distribution.make_strategy(params.train.strategy, params.train.join_timeout)
     set_seeds(params.seed)
     keras.mixed_precision.set_global_policy(params.train.precision)  # models built from here on compute in it
     meta = records.read_meta(args.records)
