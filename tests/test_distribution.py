@@ -155,7 +155,7 @@ def test_a_port_another_program_holds_is_one_line_before_tensorflow_starts(monke
 
 def test_keras_fit_still_fails_under_two_workers_without_the_fixes():
     # Plain Keras, nothing of this project: when this starts passing, Keras has fixed keras-team/keras#20585 and
-    # distribution.keras_fixes can go.
+    # internals.multi_worker_fixes can go.
     script = textwrap.dedent(
         """
         import keras, numpy as np, tensorflow as tf
@@ -321,20 +321,6 @@ def test_worker_failures_are_one_line_under_several_workers_only(monkeypatch):
     assert str(raised.value) == (
         "another worker stopped (Collective ops is aborted by: peer down); see its own output for why, then start "
         "every worker again: they resume from the chief's last checkpoint"
-    )
-
-
-def test_keras_without_a_corrected_internal_is_one_line(monkeypatch):
-    from keras.src.backend.tensorflow import trainer
-
-    assert distribution.keras_internals() is trainer  # this Keras has them all
-    monkeypatch.delattr(trainer, "reduce_per_replica")
-    with pytest.raises(PipelineError) as raised:
-        distribution.keras_internals()
-    assert str(raised.value).startswith("train.strategy: multi_worker corrects Keras 3.15's trainer, and Keras 3.")
-    assert str(raised.value).endswith(
-        "has no keras.src.backend.tensorflow.trainer.reduce_per_replica; install the Keras of requirements.lock "
-        "(make venv)"
     )
 
 

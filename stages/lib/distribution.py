@@ -5,9 +5,10 @@ besides it.
 running the same stage command with TF_CONFIG naming the cluster and its own place in it. Every step, each worker
 computes the gradients of its share of the global batch and the gradients are all-reduced, so every worker holds
 the same weights. What that needs here:
-- Keras 3's `fit` fails under the strategy before its first step (keras-team/keras#20585): `keras_fixes` corrects
-  the two places (tests/test_distribution.py shows plain Keras still failing, so a fixed release shows), and
-  `seeds_per_replica` gives each replica its own random augmentation (under `mirrored` too);
+- Keras 3's `fit` fails under the strategy before its first step (keras-team/keras#20585):
+  `internals.multi_worker_fixes` corrects the two places (tests/test_distribution.py shows plain Keras still
+  failing, so a fixed release shows), and `internals.seeds_per_replica` gives each replica its own random
+  augmentation (under `mirrored` with several replicas too);
 - every worker reads the whole split and keeps its share of each batch (`shard_by_batch`), so the batches, and
   the model, are those of one process, when the shares are equal (`even_shares`);
 - only the chief (worker 0) writes anything: model, metrics, dvclive logs and the epoch checkpoints
@@ -43,11 +44,13 @@ def make_strategy(name: str, join_timeout: float) -> tf.distribute.Strategy:
 
     MultiWorkerMirroredStrategy must be created before anything starts TensorFlow's runtime (listing devices
     does), so training.start creates the strategy first."""
+    from stages.lib import internals  # Keras' private names: checked when imported
+
     if name == "multi_worker":
         config = cluster_spec()  # a missing or broken TF_CONFIG is one line, not a hang or a single-worker run
         join(config, join_timeout)
-        keras_fixes()
-        seeds_per_replica()
+        internals.multi_worker_fixes()
+        internals.seeds_per_replica()
         # Every worker has started: TensorFlow's own wait is short, unless one stops right now.
         timer = threading.Timer(join_timeout, _never_joined, (config, join_timeout))
         timer.daemon = True
@@ -68,7 +71,7 @@ def make_strategy(name: str, join_timeout: float) -> tf.distribute.Strategy:
     else:
         raise PipelineError(f"train.strategy: unknown strategy {name!r}")  # params.py allows only the ones above
     if strategy.num_replicas_in_sync > 1:
-        seeds_per_replica()
+        internals.seeds_per_replica()
     return strategy
 
 
@@ -343,96 +346,3 @@ def local_cluster(workers: int) -> dict:
             probe.bind(("127.0.0.1", 0))
             ports.append(probe.getsockname()[1])
     return {"worker": [f"127.0.0.1:{port}" for port in ports]}
-
-
-REPLICA_SEED_STRIDE = 1_000_003  # replica r draws with seed + r x this: far from the small offsets of the seed
-# that separate the random layers of one model (augment.py), so no replica draws another layer's numbers
-
-
-KERAS_INTERNALS = (  # what keras_fixes and seeds_per_replica replace or call, as in Keras 3.15
-    ("keras.src.backend.tensorflow.trainer", "TensorFlowTrainer._maybe_symbolic_build"),
-    ("keras.src.backend.tensorflow.trainer", "reduce_per_replica"),
-    ("keras.src.backend.tensorflow.trainer", "_collective_all_reduce_multi_worker"),
-    ("keras.src.random.seed_generator", "SeedGenerator.next"),
-)
-
-
-def keras_internals():
-    """Keras' TensorFlow trainer module, once every private name the corrections touch is found: another Keras
-    that moved one is one line, not a failure deep in `fit`."""
-    import importlib
-
-    import keras
-
-    for module_name, attribute in KERAS_INTERNALS:
-        try:
-            found = importlib.import_module(module_name)
-            for part in attribute.split("."):
-                found = getattr(found, part)
-        except (ImportError, AttributeError):
-            raise PipelineError(
-                f"train.strategy: multi_worker corrects Keras 3.15's trainer, and Keras {keras.__version__} has no "
-                f"{module_name}.{attribute}; install the Keras of requirements.lock (make venv)"
-            ) from None
-    return importlib.import_module(KERAS_INTERNALS[0][0])
-
-
-def keras_fixes() -> None:
-    """Correct Keras 3's TensorFlow trainer under MultiWorkerMirroredStrategy (keras-team/keras#20585), once.
-
-    1. `_maybe_symbolic_build` takes a first batch to build the metrics and reduces it across replicas eagerly,
-       which this strategy cannot do with a dataset's values ("Attempt to convert a value (PerReplica...)"). It
-       needs only the batch's structure, shapes and dtypes: give it the dataset's element spec. (Taking a batch
-       also starts an extra pass over the dataset, so a reshuffling dataset's epochs would not be a single
-       process's.)
-    2. `reduce_per_replica` means every step's scalar logs across workers along axis 0, which a scalar does not
-       have ("Invalid reduction dimension 0"): reduce them as the scalars they are.
-    """
-    from keras.src import tree
-
-    trainer = keras_internals()
-    if getattr(trainer.reduce_per_replica, "multi_worker_fix", False):
-        return
-
-    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
-        if self._distribute_strategy is None:
-            return
-        if iterator is not None and data_batch is None:
-            data_batch = iterator.data_adapter.get_tf_dataset().element_spec
-        with self.distribute_strategy.scope():
-            self._symbolic_build(data_batch=data_batch)
-
-    keras_reduce = trainer.reduce_per_replica
-
-    def reduce_per_replica(values, strategy, reduction):
-        if reduction in ("auto", "mean") and trainer._collective_all_reduce_multi_worker(strategy):
-            return tree.map_structure(lambda value: strategy.reduce("MEAN", value, axis=None), values)
-        return keras_reduce(values, strategy, reduction)
-
-    reduce_per_replica.multi_worker_fix = True
-    trainer.TensorFlowTrainer._maybe_symbolic_build = _maybe_symbolic_build
-    trainer.reduce_per_replica = reduce_per_replica
-
-
-def seeds_per_replica() -> None:
-    """Under any strategy with several replicas, every replica's random layers (augmentation, dropout) draw the
-    same numbers from their seed in Keras 3, so image i of each replica's share of a batch gets the same flip,
-    rotation and dropout mask. Replica r draws from its seed + r x REPLICA_SEED_STRIDE instead; the first
-    replica's numbers are unchanged. Once."""
-    keras_internals()  # under `mirrored` too
-    from keras.src.random.seed_generator import SeedGenerator
-
-    if getattr(SeedGenerator.next, "per_replica", False):
-        return
-    keras_next = SeedGenerator.next
-
-    def next_seed(self, ordered=True):
-        seed = keras_next(self, ordered)
-        context = tf.distribute.get_replica_context()
-        replica = 0 if context is None else context.replica_id_in_sync_group
-        if isinstance(replica, int) and replica == 0:
-            return seed
-        return seed + tf.cast(tf.stack([replica * REPLICA_SEED_STRIDE, 0]), seed.dtype)
-
-    next_seed.per_replica = True
-    SeedGenerator.next = next_seed

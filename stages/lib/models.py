@@ -216,14 +216,18 @@ def unfreeze_from(model: keras.Model, fine_tune_at: int) -> None:
 
 def _cut(base: keras.Model, fine_tune_at: int) -> list:
     """The tensors that cross from the base's layers below `fine_tune_at` to the ones from it on: one in a plain
-    chain, two inside a residual block (the block's input, for its skip connection, and the current one)."""
-    below = {id(layer) for layer in base.layers[:fine_tune_at]}
-    crossing = []
+    chain, two inside a residual block (the block's input, for its skip connection, and the current one). Found
+    with Keras' public `layer.input` and `layer.output` (each layer of a keras.applications base is called once)."""
+
+    def tensors(value) -> list:
+        return list(value) if isinstance(value, (list, tuple)) else [value]
+
+    below = {id(tensor) for layer in base.layers[:fine_tune_at] for tensor in tensors(layer.output)}
+    crossing: list = []
     for layer in base.layers[fine_tune_at:]:
-        for node in layer._inbound_nodes:
-            for tensor in node.input_tensors:
-                if id(tensor._keras_history.operation) in below and all(tensor is not t for t in crossing):
-                    crossing.append(tensor)
+        for tensor in tensors(layer.input):
+            if id(tensor) in below and all(tensor is not t for t in crossing):
+                crossing.append(tensor)
     return crossing
 
 

@@ -109,13 +109,6 @@ def quiet_tensorflow_import() -> None:
         sys.meta_path.insert(0, _QuietTensorFlowFinder())
 
 
-def onednn_enabled() -> bool:
-    """Whether TensorFlow runs its oneDNN kernels in this process (TF_ENABLE_ONEDNN_OPTS, else its CPU rule)."""
-    from tensorflow.python.util import _pywrap_util_port  # private, but it is the switch TensorFlow itself reads
-
-    return bool(_pywrap_util_port.IsMklEnabled())
-
-
 def cpu_info(cpuinfo: Path = Path("/proc/cpuinfo")) -> tuple[str, list[str]]:
     """(CPU model name, the KERNEL_FEATURES it has); ("unknown", []) where /proc/cpuinfo is not there."""
     try:
@@ -131,5 +124,7 @@ def cpu_info(cpuinfo: Path = Path("/proc/cpuinfo")) -> tuple[str, list[str]]:
 def machine() -> dict[str, str | int]:
     """What decides the numbers beyond params and data, as flat metrics keys: oneDNN on (1) or off (0),
     and the CPU (model and kernel-relevant features). Same values, same numbers (same library versions)."""
+    from stages.lib.internals import onednn_enabled  # TensorFlow's private switch
+
     model, features = cpu_info()
     return {"machine.onednn": int(onednn_enabled()), "machine.cpu": model, "machine.cpu_features": " ".join(features)}
