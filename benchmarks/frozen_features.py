@@ -65,7 +65,7 @@ def floor_seconds(tmp: Path, stage: str, epochs: int) -> float:
     base = models.build_base("mobilenet_v2", SIZE, None)
     model = models.build_transfer_model(base, "mobilenet_v2", SIZE, 2, 0.2, build_augmentation(augment, 0))
     if stage == "finetune":
-        models.unfreeze_from(model, 100)
+        models.unfreeze_from(model, 100, "mobilenet_v2")
     optimizer = keras.optimizers.Adam(3e-4) if stage == "transfer" else keras.optimizers.RMSprop(3e-5)
     model.compile(optimizer, keras.losses.BinaryCrossentropy(from_logits=True))
     batches = records.make_dataset(tmp / "records", "train", image_size=SIZE, batch_size=BATCH).cache()

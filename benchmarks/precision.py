@@ -35,7 +35,7 @@ def build(precision: str, jit_compile: bool, fine_tune_at: int | None) -> keras.
     base = models.build_base("mobilenet_v2", 160, None)
     model = models.build_transfer_model(base, "mobilenet_v2", 160, 2, 0.2, None)
     if fine_tune_at is not None:
-        models.unfreeze_from(model, fine_tune_at)
+        models.unfreeze_from(model, fine_tune_at, "mobilenet_v2")
     model.compile(
         keras.optimizers.Adam(3e-4), keras.losses.BinaryCrossentropy(from_logits=True), jit_compile=jit_compile
     )

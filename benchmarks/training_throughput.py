@@ -33,7 +33,7 @@ def build(augment: AugmentParams, fine_tune_at: int | None) -> keras.Model:
     base = models.build_base("mobilenet_v2", SIZE, None)
     model = models.build_transfer_model(base, "mobilenet_v2", SIZE, 2, 0.2, build_augmentation(augment, 0))
     if fine_tune_at is not None:
-        models.unfreeze_from(model, fine_tune_at)
+        models.unfreeze_from(model, fine_tune_at, "mobilenet_v2")
     optimizer = keras.optimizers.Adam(3e-4) if fine_tune_at is None else keras.optimizers.RMSprop(3e-5)
     model.compile(optimizer, keras.losses.BinaryCrossentropy(from_logits=True), metrics=["accuracy"])
     return model

@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> params.StageParams:
             raise rerun(
                 args.transfer_model, "transfer", f"{model.output_shape[-1]} outputs for {stage.num_classes} classes"
             )
-        models.unfreeze_from(model, fine_tune_at)
+        models.unfreeze_from(model, fine_tune_at, base)
 
         def optimizer() -> keras.optimizers.Optimizer:
             return keras.optimizers.RMSprop(stage.learning_rate(learning_rate, f, f.batch_size))

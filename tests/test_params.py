@@ -132,11 +132,6 @@ def test_stage_declaring_a_key_that_does_not_exist_fails():
             "lenet",
             "params.yaml: baseline.arch: must be one of simple_cnn, alexnet, vgg16, googlenet, resnet18",
         ),
-        (
-            "model.fine_tune_at",
-            154,
-            "params.yaml: model.fine_tune_at: 154 is past the base's layers; mobilenet_v2 has 154",
-        ),
         ("model.image_size", 31, "params.yaml: model.image_size: Input should be greater than or equal to 32"),
         (
             "train.strategy",

@@ -106,3 +106,12 @@ def test_cpu_info_reads_the_model_and_the_kernel_features(tmp_path: Path):
     )
     assert runtime.cpu_info(cpuinfo) == ("AMD EPYC 9B14", ["avx2", "fma", "avx512f", "avx512_bf16"])
     assert runtime.cpu_info(tmp_path / "absent") == ("unknown", [])
+
+
+@pytest.mark.slow
+def test_tensorflow_s_own_log_settings_do_not_silence_its_start_up_lines():
+    """Why quiet_tensorflow_import exists: with oneDNN on, TensorFlow prints these before it reads its log level.
+    When this fails, TF_CPP_MIN_LOG_LEVEL alone is quiet and the import filter can go."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "TF_ENABLE_ONEDNN_OPTS": "1", "ABSL_MIN_LOG_LEVEL": "2"}
+    done = subprocess.run([sys.executable, "-c", "import tensorflow"], env=env, capture_output=True, text=True)
+    assert done.returncode == 0 and "oneDNN custom operations are on" in done.stderr

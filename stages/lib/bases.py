@@ -1,8 +1,9 @@
 """The pretrained bases `model.base` can name: one entry per base, with everything the pipeline needs to know.
 
-Plain data (no Keras import), so params.py can check `model.base`, `model.image_size` and `model.fine_tune_at`
-against it the moment params.yaml is loaded. models.py builds a base from its entry. Adding a base is adding an
-entry here: README "Extending" shows one, and tests/test_models.py builds every entry and checks its layer count.
+Plain data (no Keras import), so params.py can check `model.base` and `model.image_size` against it the moment
+params.yaml is loaded. models.py builds a base from its entry; `model.fine_tune_at` is checked against the layers of
+the base itself (models.unfreeze_from), which no entry restates. Adding a base is adding an entry here: README
+"Extending" shows one, and tests/test_bases.py builds every entry.
 """
 
 from __future__ import annotations
@@ -23,8 +24,8 @@ class Base:
     preprocessing: Literal["tf", "caffe", "none"]
     weights_file: Callable[[int], str]  # image size -> the no-top file keras.applications looks for
     weights_url: str  # the folder that file is downloaded from
-    layers: int  # len(base.layers) without the top; fine_tune_at counts in these
-    fine_tune_at: int  # a sensible first layer to fine-tune: where the base's last stage (or the reference's) starts
+    fine_tune_at: int  # a sensible first layer to fine-tune (counted in base.layers, without the top): where the
+    # base's last stage (or the reference's) starts
     min_size: int = 32  # smallest input side keras.applications accepts
 
 
@@ -35,14 +36,13 @@ def _mobilenet_v2_file(image_size: int) -> str:
 
 BASES: dict[str, Base] = {
     # fine_tune_at 100: the reference tutorial's choice (block 11 of 16).
-    "mobilenet_v2": Base("MobileNetV2", "tf", _mobilenet_v2_file, KERAS_WEIGHTS + "mobilenet_v2/", 154, 100),
+    "mobilenet_v2": Base("MobileNetV2", "tf", _mobilenet_v2_file, KERAS_WEIGHTS + "mobilenet_v2/", 100),
     # 143: conv5_block1, the last of the five stages.
     "resnet50": Base(
         "ResNet50",
         "caffe",
         lambda _: "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
         KERAS_WEIGHTS + "resnet/",
-        175,
         143,
     ),  # fmt: skip
     # 15: block5_conv1, the last block.
@@ -51,7 +51,6 @@ BASES: dict[str, Base] = {
         "caffe",
         lambda _: "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5",
         KERAS_WEIGHTS + "vgg16/",
-        19,
         15,
     ),  # fmt: skip
     # 221: block7a, the last block.
@@ -60,7 +59,6 @@ BASES: dict[str, Base] = {
         "none",
         lambda _: "efficientnetb0_notop.h5",
         "https://storage.googleapis.com/keras-applications/",
-        237,
         221,
     ),  # fmt: skip
 }

@@ -200,14 +200,14 @@ def base_of(model: keras.Model) -> keras.Model:
     return layer.layer if isinstance(layer, InferenceMode) else layer
 
 
-def unfreeze_from(model: keras.Model, fine_tune_at: int) -> None:
-    """Make the base trainable from layer `fine_tune_at` on; the head stays trainable."""
+def unfreeze_from(model: keras.Model, fine_tune_at: int, base_name: str) -> None:
+    """Make the base (`model.base` `base_name`) trainable from layer `fine_tune_at` on; the head stays trainable."""
     base = base_of(model)
-    count = len(base.layers)
+    count = len(base.layers)  # the one statement of how many layers the base has
     if not 0 <= fine_tune_at < count:
         raise ModelError(
-            f"model.fine_tune_at: {fine_tune_at} is past the base's layers; "
-            f"{base.name} has {count} layers, so allowed values are 0 to {count - 1}"
+            f"model.fine_tune_at: {fine_tune_at} is past the base's layers; {base_name} has {count}, so allowed "
+            f"values are 0 to {count - 1} (its own choice: {BASES[base_name].fine_tune_at}, or null for that)"
         )
     base.trainable = True
     for layer in base.layers[:fine_tune_at]:

@@ -198,6 +198,7 @@ class ModelParams:
     image_size: ImageSize
     dropout: Factor
     fine_tune_at: Annotated[Int, Field(ge=0)] | None  # null: the base's own (bases.BASES); checked against its layers
+    # by fine-tuning, which has the base (models.unfreeze_from)
     # with weights: none, train images that set the random base's BatchNorm statistics (models.calibrate_batchnorm)
     calibration_images: Annotated[Int, AfterValidator(_check_calibration_images)]
 
@@ -317,12 +318,6 @@ class Params:
         if self.model.image_size < base.min_size:
             raise ValueError(
                 f"model.image_size: {self.model.base} needs at least {base.min_size} px (got {self.model.image_size})"
-            )
-        if self.model.fine_tune_at is not None and self.model.fine_tune_at >= base.layers:
-            raise ValueError(
-                f"model.fine_tune_at: {self.model.fine_tune_at} is past the base's layers; {self.model.base} has "
-                f"{base.layers}, so allowed values are 0 to {base.layers - 1} (its own choice: {base.fine_tune_at}, "
-                "or null for that)"
             )
         return self
 

@@ -9,6 +9,11 @@ so it covers every stage, predict and the benchmarks) points fd 2 at a temporary
 is imported and then passes on every line except those INFO lines, so warnings and errors still show.
 `PIPELINE_VERBOSE=1` turns the filter off and leaves TensorFlow's log level at its default.
 
+Why not TensorFlow's or absl's own settings: with oneDNN on, TF_CPP_MIN_LOG_LEVEL=3 (also with GLOG_minloglevel=2
+or ABSL_MIN_LOG_LEVEL=2) still prints the absl warning and the oneDNN notice, since both come before TensorFlow
+reads its level; only TF_ENABLE_ONEDNN_OPTS=0 silences them, which changes the numbers. tests/test_runtime.py
+holds that: the day it fails, TensorFlow's own setting suffices and this filter can go.
+
 Whether oneDNN is on changes numbers in the last bits (it reorders floating-point sums), and so, through
 training, the metrics: identical numbers hold per machine configuration. `machine()` describes that
 configuration; the stages record it in their metrics and the report prints it.
