@@ -72,6 +72,7 @@ def test_registry_lists_the_five_architectures():
     assert {arch: minimum_image_size(arch) for arch in ARCHS} == {arch: size for arch, (size, _) in TINY.items()}
 
 
+@pytest.mark.slow  # builds and steps every architecture
 @pytest.mark.parametrize("arch", ARCHS)
 def test_builds_at_its_minimum_size_and_trains_one_step(arch):
     keras.utils.set_random_seed(0)
@@ -147,6 +148,7 @@ def test_too_small_image_names_the_minimum(arch):
             builder(arch, minimum - 1)
 
 
+@pytest.mark.slow  # builds and steps every architecture
 @pytest.mark.parametrize("arch", ["simple_cnn", "googlenet"])
 def test_inference_model_round_trips_through_keras_file_in_safe_mode(arch, tmp_path):
     keras.utils.set_random_seed(1)
@@ -192,6 +194,7 @@ def test_augmentation_must_be_a_layer():
         build("simple_cnn", 16, augmentation="flip")
 
 
+@pytest.mark.slow  # builds and steps every architecture
 @pytest.mark.parametrize("arch", ARCHS)
 def test_more_classes_give_one_logit_each(arch):
     size = TINY[arch][0]

@@ -153,6 +153,7 @@ def test_a_port_another_program_holds_is_one_line_before_tensorflow_starts(monke
     )
 
 
+@pytest.mark.slow  # real worker processes
 def test_keras_fit_still_fails_under_two_workers_without_the_fixes():
     # Plain Keras, nothing of this project: when this starts passing, Keras has fixed keras-team/keras#20585 and
     # internals.multi_worker_fixes can go.
@@ -173,6 +174,7 @@ def test_keras_fit_still_fails_under_two_workers_without_the_fixes():
     assert all("PerReplica" in output and "trained" not in output for _, output in ended)
 
 
+@pytest.mark.slow  # real worker processes
 def test_mirrored_strategy_trains_on_two_logical_cpus_and_each_replica_draws_its_own_augmentation(tmp_path: Path):
     # Logical devices must be configured before TensorFlow starts, hence a fresh interpreter.
     script = textwrap.dedent(
@@ -203,6 +205,7 @@ def test_mirrored_strategy_trains_on_two_logical_cpus_and_each_replica_draws_its
     assert "same masks False" in done.stdout  # Keras alone gives both replicas the same masks
 
 
+@pytest.mark.slow  # real worker processes
 def test_two_workers_train_the_model_one_process_trains(tmp_path: Path):
     one = build_encoded_project(tmp_path / "one")
     baseline.main(stage_args(one, "baseline"))
@@ -221,6 +224,7 @@ def test_two_workers_train_the_model_one_process_trains(tmp_path: Path):
     assert list((two / "models" / "checkpoints").iterdir()) == []
 
 
+@pytest.mark.slow  # real worker processes
 def test_a_stopped_worker_stops_the_other_with_one_line_and_both_resume_from_the_chiefs_checkpoint(tmp_path: Path):
     root = multi_worker_project(
         tmp_path / "p", model={"dropout": 0.0}, transfer={"epochs": 6, "augment": NO_AUGMENTATION}
@@ -256,6 +260,7 @@ def test_a_stopped_worker_stops_the_other_with_one_line_and_both_resume_from_the
     assert not state.parent.exists()
 
 
+@pytest.mark.slow  # real worker processes
 def test_workers_given_other_params_are_refused_with_one_line_each(tmp_path: Path):
     root = multi_worker_project(tmp_path / "p")
     other = yaml.safe_load((root / "params.yaml").read_text())
@@ -324,6 +329,7 @@ def test_worker_failures_are_one_line_under_several_workers_only(monkeypatch):
     )
 
 
+@pytest.mark.slow  # real worker processes
 def test_an_uneven_batch_is_refused_on_every_worker_before_training(tmp_path: Path):
     root = multi_worker_project(tmp_path / "p", baseline={"batch_size": 5})  # 16 train images: a last batch of 1
     ended = outputs(start_workers(stage_command(root, "baseline"), stage_command(root, "baseline")))
@@ -337,6 +343,7 @@ def test_an_uneven_batch_is_refused_on_every_worker_before_training(tmp_path: Pa
     assert not (root / "models" / "baseline.keras").exists()
 
 
+@pytest.mark.slow  # real worker processes
 def test_a_worker_that_fails_before_training_stops_the_chief_with_one_line(tmp_path: Path):
     root = multi_worker_project(tmp_path / "p")
     broken = stage_command(root, "baseline")

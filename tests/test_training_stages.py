@@ -21,6 +21,8 @@ from stages import baseline, finetune, transfer
 from stages.lib import models, params, records, saving, training
 from tests.conftest import NO_AUGMENTATION, ROOT, THREE_CLASSES, build_encoded_project, dvc_args, set_params, stage_args
 
+pytestmark = pytest.mark.slow  # every test here trains with the real stages
+
 
 def declared_leaves(stage_params: tuple[str, ...], path: Path) -> set[str]:
     keys = params.all_keys(params.load(path))
@@ -174,7 +176,6 @@ def test_baseline_trains_and_saves_the_main_output(arch: str, tmp_path: Path):
     assert steps(root, "baseline") == [0]
 
 
-@pytest.mark.slow
 def test_killed_stage_resumes_from_its_last_epoch(tmp_path: Path):
     root = build_encoded_project(tmp_path, transfer={"epochs": 6, "batch_size": 4})
     argv = [sys.executable, "-m", "stages.transfer", *stage_args(root, "transfer")]
@@ -201,7 +202,6 @@ def test_killed_stage_resumes_from_its_last_epoch(tmp_path: Path):
     assert (root / "models" / "transfer.keras").exists() and not state.exists()
 
 
-@pytest.mark.slow
 def test_ctrl_c_ends_training_with_one_line_naming_the_epoch_and_a_rerun_resumes(tmp_path: Path):
     root = build_encoded_project(tmp_path, transfer={"epochs": 6, "batch_size": 4})
     argv = [sys.executable, "-m", "stages.transfer", *stage_args(root, "transfer")]
