@@ -2,20 +2,47 @@
 # Run the pipeline offline on generated sample data, through real dvc, in a copy of the project.
 set -euo pipefail
 
+# Offline settings: generated data (two classes, cats and dogs; 2x500 validation images, so the test split has
+# 200), 96 px images, and instead of ImageNet's weights (no network) a MobileNetV2 pretrained here on eight other
+# drawn animals (pretrained/mobilenet_v2_animals.json says how; README, "The demo"). Set with DVC's own -S logic
+# (hydra overrides), then `dvc repro`: a first run through `dvc exp run` prints a "No file hash info found"
+# warning per output.
+demo_params=(
+  data.source=sample
+  data.sample_train_per_class=200
+  data.sample_validation_per_class=500
+  encode.image_size=96
+  baseline.image_size=96
+  baseline.epochs=8
+  model.weights=pretrained/mobilenet_v2_animals.weights.h5
+  model.image_size=96
+  transfer.augment.flip=none
+  transfer.augment.rotation=0.0
+  transfer.epochs=20
+  transfer.learning_rate=0.001
+  finetune.epochs=10
+  finetune.lr_factor=0.3
+)
+
 usage() {
   cat <<'EOF'
 usage: scripts/demo.sh [--fresh] DIR [STAGE...] [-S key=value...]      (make demo runs: scripts/demo.sh demo)
 
 Makes DIR a copy of this project (its committed and new files; not data/, models/, .venv/) with a git + DVC
-history of its own, sets the demo's params (below, then yours: later -S win), runs `dvc repro [STAGE...]` and
-commits the result. Your own params.yaml, data/ and models/ are not touched. Inside DIR afterwards:
+history of its own, sets the demo's params (listed below, then yours: later -S win), runs `dvc repro [STAGE...]`
+and commits the result. Your own params.yaml, data/ and models/ are not touched. Inside DIR afterwards:
 
   dvc exp run -S model.fine_tune_at=120      an experiment on top of the demo run
   dvc exp diff; dvc metrics diff; dvc params diff; dvc plots diff      it against the demo run
 
 DIR must be new, empty, or an earlier demo workspace. One holding your own work (experiments, commits or
 changes of yours) is kept unless --fresh says to replace it.
+
+Back to the demo run after trying things in DIR: git reset --hard && git clean -fd && dvc checkout --force
+
+The demo's params:
 EOF
+  printf '  -S %s\n' "${demo_params[@]}"
 }
 
 fresh=0
@@ -79,27 +106,6 @@ commit() { git add -A && git -c user.name=demo -c user.email=demo@localhost comm
 commit "demo workspace"
 dvc config --local core.autostage true  # dvc stages dvc.lock itself, instead of a hint to `git add` it (not committed)
 
-# Offline settings: generated data (two classes, cats and dogs; 2x500 validation images, so the test split has
-# 200), 96 px images, and instead of ImageNet's weights (no network) a MobileNetV2 pretrained here on eight other
-# drawn animals (pretrained/mobilenet_v2_animals.json says how; README, "The demo"). Set with DVC's own -S logic
-# (hydra overrides), then `dvc repro`: a first run through `dvc exp run` prints a "No file hash info found"
-# warning per output.
-demo_params=(
-  data.source=sample
-  data.sample_train_per_class=200
-  data.sample_validation_per_class=500
-  encode.image_size=96
-  baseline.image_size=96
-  baseline.epochs=8
-  model.weights=pretrained/mobilenet_v2_animals.weights.h5
-  model.image_size=96
-  transfer.augment.flip=none
-  transfer.augment.rotation=0.0
-  transfer.epochs=20
-  transfer.learning_rate=0.001
-  finetune.epochs=10
-  finetune.lr_factor=0.3
-)
 python - "${demo_params[@]}" ${overrides[@]+"${overrides[@]}"} <<'PY'
 import sys
 from dvc.utils.hydra import apply_overrides  # what `dvc exp run -S` uses

@@ -2,7 +2,7 @@
 
     python -m stages.predict PATH... [--model models/export/model.keras] [--classes cats,dogs]
                                      [--threshold 0.5] [--top-k K] [--format table|csv|json] [--tta flip]
-    catsdogs-predict PATH...         (the same, as a console script)
+    imagefolder-predict PATH...      (the same, as a console script)
 
 PATHs are image files or folders. A folder is searched recursively for regular files, skipping names that
 start with "." (and hidden folders), in sorted order. Each image is read with Pillow the way the encode
@@ -62,7 +62,7 @@ class UsageError(Exception):
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="catsdogs-predict", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="imagefolder-predict", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="image files or folders")
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL, help=f"a .keras model (default {DEFAULT_MODEL})")
@@ -263,11 +263,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def cli() -> None:
-    """Console-script entry point (`catsdogs-predict`); importing `stages` has filtered TensorFlow's start-up lines."""
+    """Console-script entry point (`imagefolder-predict`); importing `stages` has filtered TensorFlow's start-up lines."""
     try:
         code = main()
         sys.stdout.flush()
-    except BrokenPipeError:  # `catsdogs-predict photos/ | head`: the reader left; not an error of ours
+    except BrokenPipeError:  # `imagefolder-predict photos/ | head`: the reader left; not an error of ours
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         code = 0
     sys.exit(code)

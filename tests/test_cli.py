@@ -165,3 +165,8 @@ def test_run_gives_the_signals_back_when_the_stage_ends():
     cli.run(lambda: None)
     assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
     assert signal.set_wakeup_fd(-1) == -1  # none left set
+
+
+def test_a_stage_s_help_names_it_as_it_is_run():
+    done = subprocess.run([sys.executable, "-m", "stages.split", "--help"], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.startswith("usage: python -m stages.split [-h]")

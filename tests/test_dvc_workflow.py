@@ -446,3 +446,18 @@ def test_the_readme_s_offline_recipe_for_your_own_data_runs_with_the_bundled_bas
     assert (project / "models" / "export" / "model.keras").read_bytes() == (
         project / "models" / f"{export['model']}.keras"
     ).read_bytes()
+
+
+def test_back_to_the_demo_run_as_demo_sh_help_says(project: Path):
+    """Seen on the landed main: `git checkout -- .` left a stale dvc.lock staged (the demo turns DVC's autostage on),
+    and `dvc status` then listed every stage as changed."""
+    help_text = sh("bash", str(ROOT / "scripts" / "demo.sh"), "--help", cwd=ROOT)
+    assert "  -S model.weights=pretrained/mobilenet_v2_animals.weights.h5\n" in help_text  # the params it sets
+    (line,) = [line for line in help_text.splitlines() if line.startswith("Back to the demo run")]
+    recipe = line.split(": ", 1)[1]
+    sh("dvc", "exp", "run", "-S", "evaluate.threshold=0.3", cwd=project)  # an experiment left in the workspace
+    assert sh("git", "status", "--porcelain", cwd=project) != ""
+    sh("bash", "-c", recipe, cwd=project)
+    assert sh("git", "status", "--porcelain", cwd=project) == ""
+    assert "Data and pipelines are up to date." in sh("dvc", "status", cwd=project)
+    assert (project / "reports" / "report.md").is_file() and (project / "metrics" / "eval.json").is_file()

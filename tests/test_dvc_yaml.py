@@ -160,7 +160,7 @@ def test_every_data_dep_is_written_by_a_stage():
 
 
 def test_predict_defaults_are_the_pipeline_outputs():
-    """catsdogs-predict, the one command users run without dvc, defaults to what the pipeline writes."""
+    """imagefolder-predict, the one command users run without dvc, defaults to what the pipeline writes."""
     from stages import predict
     from stages.lib import serving
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import zipfile
 from pathlib import Path
 
 import keras
@@ -92,3 +93,22 @@ def test_flip_averaged_gives_the_mean_of_the_image_and_mirror_probabilities(unit
     saving.save_model(tta, tmp_path / "tta.keras")  # registered: loads with safe_mode, as an export needs
     assert np.allclose(saving.load_model(tmp_path / "tta.keras")(images), tta(images), atol=1e-6)
     assert saving.with_test_time_augmentation(model, "none") is model
+
+
+def test_a_model_saved_under_the_former_package_name_still_loads(tmp_path: Path):
+    """Models saved before the rename record `catsdogs>InferenceMode`: they load as they did."""
+    inner = keras.Sequential([keras.Input((4, 4, 3)), keras.layers.Conv2D(2, 1)], name="inner")
+    inputs = keras.Input((4, 4, 3))
+    model = keras.Model(inputs, saving.InferenceMode(inner, name="base")(inputs))
+    model.save(tmp_path / "new.keras")
+    with zipfile.ZipFile(tmp_path / "new.keras") as new, zipfile.ZipFile(tmp_path / "old.keras", "w") as old:
+        for info in new.infolist():
+            data = new.read(info)
+            if info.filename == "config.json":
+                assert b'"imagefolder>InferenceMode"' in data
+                data = data.replace(b'"imagefolder>', b'"catsdogs>')
+            old.writestr(info, data)
+    loaded = saving.load_model(tmp_path / "old.keras")
+    assert isinstance(loaded.get_layer("base"), saving.InferenceMode)
+    images = np.ones((1, 4, 4, 3), "float32")
+    assert np.array_equal(np.asarray(loaded(images)), np.asarray(model(images)))

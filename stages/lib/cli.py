@@ -92,9 +92,15 @@ def writable(path: Path) -> None:
 
 def stage_parser(doc: str | None) -> StageParser:
     """A stage's parser: its docstring as help, and --params. The stage adds its paths, as dvc.yaml passes them."""
-    parser = StageParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = StageParser(prog=_command(), description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--params", type=Path, default=PARAMS_FILE, help=f"default {PARAMS_FILE}")
     return parser
+
+
+def _command() -> str | None:
+    """`python -m stages.<name>`, as the stage is run (argparse would say `<name>.py`); None outside `-m`."""
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    return f"python -m {spec.name}" if spec is not None and spec.name.startswith("stages.") else None
 
 
 def training_parser(doc: str | None) -> StageParser:

@@ -18,8 +18,11 @@ import keras
 from stages.lib import cli, files
 from stages.lib.cli import PipelineError, first_line, require, rerun
 
+PACKAGE = "imagefolder"  # the package of this project's layers, part of the name a saved file records for each
+FORMER_PACKAGES = ("catsdogs",)  # its earlier names: models saved under them still load (registered_aliases)
 
-@keras.saving.register_keras_serializable(package="catsdogs")  # the package name is part of every saved file
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
 class CaffePreprocess(keras.layers.Layer):
     """RGB [0, 255] -> BGR minus the ImageNet channel means: the ResNet50 / VGG16 preprocessing of models saved by
     earlier versions (models.caffe_preprocessing is Keras' own Conv2D now)."""
@@ -48,7 +51,7 @@ class _Wrapper(keras.layers.Layer):
         return cls(keras.saving.deserialize_keras_object(config.pop("layer")), **config)
 
 
-@keras.saving.register_keras_serializable(package="catsdogs")
+@keras.saving.register_keras_serializable(package=PACKAGE)
 class InferenceMode(_Wrapper):
     """Calls the wrapped model with training=False, whatever mode the outer model runs in.
 
@@ -62,7 +65,7 @@ class InferenceMode(_Wrapper):
         return self.layer(inputs, training=False)
 
 
-@keras.saving.register_keras_serializable(package="catsdogs")
+@keras.saving.register_keras_serializable(package=PACKAGE)
 class FlipAveraged(_Wrapper):
     """Test-time augmentation: the wrapped classifier on the image and on its mirror image, class probabilities
     averaged, returned as logits again (log-odds for one logit, log-probabilities for several), so that whatever
@@ -78,6 +81,16 @@ class FlipAveraged(_Wrapper):
             return ops.log(p) - ops.log1p(-p)
         p = (ops.softmax(logits[0]) + ops.softmax(logits[1])) / 2
         return ops.log(ops.maximum(p, 1e-30))
+
+
+def registered_aliases() -> None:
+    """Register every layer of PACKAGE under the FORMER_PACKAGES too, so a model saved as `catsdogs>InferenceMode`
+    finds InferenceMode. Called once, below."""
+    custom = keras.saving.get_custom_objects()
+    for name, layer in list(custom.items()):
+        if name.startswith(PACKAGE + ">"):
+            for former in FORMER_PACKAGES:
+                custom.setdefault(former + name.removeprefix(PACKAGE), layer)
 
 
 def with_test_time_augmentation(model: keras.Model, tta: str) -> keras.Model:
@@ -147,3 +160,6 @@ def image_size(model: keras.Model, path: Path) -> tuple[int, int]:
             "this project feeds a model; pass a model trained by this pipeline"
         )
     return shape[1], shape[2]
+
+
+registered_aliases()

@@ -4,7 +4,7 @@ The real dataset cannot be downloaded on an offline machine, so :func:`write_sam
 (drawing.py: cats and dogs, and with ``classes`` > 2 the next classes of ``drawing.ANIMALS``) and writes them as a
 zip archive with the same layout as the reference archive::
 
-    cats_and_dogs_sample/
+    animals_sample/
         vectorize.py                       stray non-image file, like the reference's own vectorize.py
         train/cats/cat.0.jpg ...           indices 0 .. T-1 (T = number of numbered train files of the class)
         train/dogs/dog.0.jpg ...
@@ -12,7 +12,7 @@ zip archive with the same layout as the reference archive::
         validation/dogs/dog.T'.jpg ...
         train/rabbits/rabbit.0.jpg ...     with classes >= 3, and so on (clean: the dirt is in cats and dogs)
 
-plus zip directory entries (``cats_and_dogs_sample/``, ``cats_and_dogs_sample/train/``, ...) as ordinary zip tools
+plus zip directory entries (``animals_sample/``, ``animals_sample/train/``, ...) as ordinary zip tools
 write them. :func:`plan_sample_archive` lists every file with its kind without drawing anything.
 
 Dirty files
@@ -80,7 +80,7 @@ from stages.lib.sample.drawing import ANIMALS, CLASS_NAMES, class_index, draw_an
 
 __all__ = ["CLASS_NAMES", "MAX_CLASSES", "plan_sample_archive", "sample_archive_bytes", "write_sample_archive"]
 
-SAMPLE_TOP_FOLDER = "cats_and_dogs_sample"
+SAMPLE_TOP_FOLDER = "animals_sample"
 MAX_CLASSES = len(ANIMALS)
 SPLITS = ("train", "validation")
 
