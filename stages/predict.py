@@ -263,7 +263,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def cli() -> None:
-    """Console-script entry point (`imagefolder-predict`); importing `stages` has filtered TensorFlow's start-up lines."""
+    """Console-script entry point (`imagefolder-predict`); importing `stages` filtered TensorFlow's start-up lines."""
     try:
         code = main()
         sys.stdout.flush()
