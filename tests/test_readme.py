@@ -1,6 +1,7 @@
-"""The README says what dvc.yaml and params.py say: the stage table (each stage's params and what it writes), the
-stage command the two-host recipe gives worker 1, and every `-S key=value` of its commands (a param that exists,
-valid with the others of its command); "Beyond the reference" opens with one `dvc exp run -S` line."""
+"""The README and docs/ say what dvc.yaml and params.py say: the stage table (each stage's params and what it
+writes), the stage command the two-host recipe gives worker 1, and every `-S key=value` of their commands (a param
+that exists, valid with the others of its command); "Beyond the reference" opens with one `dvc exp run -S` line.
+The README stays short (under 250 lines) and every link of it and of docs/ leads to a file that exists."""
 
 from __future__ import annotations
 
@@ -13,14 +14,17 @@ from stages.lib import params
 from tests.conftest import ROOT
 
 README = (ROOT / "README.md").read_text()
+DOCS = {path.name: path.read_text() for path in sorted((ROOT / "docs").glob("*.md"))}
+STAGES_PAGE, SCALING_PAGE, EXPERIMENTS_PAGE = (DOCS[n] for n in ("stages-and-parameters.md", "scaling-out.md",
+                                                                 "experiments.md"))  # fmt: skip
 DVC = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
 LEAVES = params.all_keys(params.load(ROOT / "params.yaml"))
 
 
 def stage_table() -> dict[str, tuple[str, str]]:
     """stage -> (reads cell, writes cell) of the table under "## Stages"."""
-    section = README[README.index("## Stages") :]
-    rows = re.findall(r"^\| (\w+) \| (.*?) \| (.*?) \|$", section.split("\n\n", 2)[1], re.M)
+    section = STAGES_PAGE[STAGES_PAGE.index("| stage | reads (params) | writes |") :]
+    rows = re.findall(r"^\| (\w+) \| (.*?) \| (.*?) \|$", section.split("\n\n", 1)[0], re.M)
     return {stage: (reads, writes) for stage, reads, writes in rows if stage != "stage"}
 
 
@@ -56,14 +60,14 @@ def test_writes_column_names_every_output(stage: str):
 
 
 def test_the_two_host_recipe_gives_worker_1_the_transfer_stage_command_of_dvc_yaml():
-    section = README[README.index("## Scaling out") :]
+    section = SCALING_PAGE
     command = re.search(r"^  (python -m stages\.transfer .*?)\n  ```", section, re.M | re.S).group(1)
     assert " ".join(command.replace("\\\n", " ").split()) == " ".join(DVC["transfer"]["cmd"].split())
 
 
 def commands_with_overrides() -> list[tuple[str, list[tuple[str, str]]]]:
-    """Every command line of the README (continuation lines joined) that sets params with `-S key=value`."""
-    joined = re.sub(r"\\\n\s*", " ", README)
+    """Every command line of the README and docs/ (continuation lines joined) that sets params with `-S key=value`."""
+    joined = re.sub(r"\\\n\s*", " ", "\n".join([README, *DOCS.values()]))
     found = []
     for line in joined.splitlines():
         overrides = re.findall(r"-S ([\w.]+)=([^\s`')]+)", line)
@@ -101,7 +105,7 @@ def test_every_readme_command_sets_params_that_exist_and_validate_together():
 
 
 def test_beyond_the_reference_opens_with_one_dvc_exp_run_line_that_changes_the_reference():
-    section = README[README.index("## Beyond the reference") :]
+    section = EXPERIMENTS_PAGE[EXPERIMENTS_PAGE.index("## Beyond the reference") :]
     block = re.search(r"```\n(.*?)\n```", section, re.S).group(1)
     assert "\n" not in block and block.startswith("dvc exp run -S ")
     overrides = re.findall(r"-S ([\w.]+)=(\S+)", block)
@@ -111,3 +115,22 @@ def test_beyond_the_reference_opens_with_one_dvc_exp_run_line_that_changes_the_r
         (old, leaf), (new, _) = section_of(reference, key), section_of(changed, key)
         assert old[leaf] != new[leaf], f"-S {key} is the reference's value already"
     params.parse(changed, "params.yaml")
+
+
+def test_the_readme_is_read_in_five_minutes():
+    assert len(README.splitlines()) < 250
+
+
+@pytest.mark.parametrize("page", ["README.md", *(f"docs/{name}" for name in DOCS)])
+def test_every_relative_link_leads_to_a_file_and_a_heading_that_exist(page: str):
+    text = (ROOT / page).read_text()
+    for target in re.findall(r"\]\(([^)\s]+)\)", text):
+        if target.startswith(("http://", "https://")):
+            continue
+        file, _, anchor = target.partition("#")
+        path = (ROOT / page).parent / file if file else ROOT / page
+        assert path.exists(), f"{page}: {target}"
+        if anchor and path.suffix == ".md":
+            headings = re.findall(r"^#+ (.+)$", path.read_text(), re.M)
+            slugs = {re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-") for h in headings}
+            assert anchor in slugs, f"{page}: {target}"
