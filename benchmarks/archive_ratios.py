@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from benchmarks.common import recorded
 from stages.lib.sample import write_sample_archive
 
 
@@ -33,6 +34,7 @@ def report(name: str, image: Image.Image) -> None:
     print(f"{name:40s} {image.size[0]:>5}x{image.size[1]:<5} " + "  ".join(f"{k} {v:6.1f}" for k, v in ratios.items()))
 
 
+@recorded
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("photos", nargs="*", type=Path)

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import io
+import os
+import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from stages.lib import files, records
+from stages.lib import files, records, runtime
 from stages.lib.archive import extract_archive
 from stages.lib.file_lists import SPLITS, make_splits
 from stages.lib.layouts import find_layout
@@ -51,3 +57,47 @@ def encode(raw: Path, frames: dict[str, pd.DataFrame], out: Path, image_size: in
         meta["splits"][split] = {"count": len(rows), "shards": shards}
     files.write_json(out / records.META_FILE, meta)
     return time.perf_counter() - start
+
+
+RESULTS = Path(__file__).parent / "results"
+
+
+class _Tee(io.TextIOBase):
+    def __init__(self, *streams) -> None:
+        self.streams = streams
+
+    def write(self, text: str) -> int:
+        for stream in self.streams:
+            stream.write(text)
+        return len(text)
+
+    def flush(self) -> None:
+        for stream in self.streams:
+            stream.flush()
+
+
+def recorded(main: Callable[[], None]) -> Callable[[], None]:
+    """`main` printing as it does, and what it printed written to benchmarks/results/<benchmark>.json with the
+    command line and the machine it ran on: each number lives beside the code that measured it, and a new
+    measurement is a new file, not a prose edit."""
+
+    @functools.wraps(main)
+    def run() -> None:
+        printed = io.StringIO()
+        with contextlib.redirect_stdout(_Tee(sys.stdout, printed)):
+            main()
+        if "tensorflow" in sys.modules:  # the stages' own description, with whether oneDNN ran
+            machine = runtime.machine()
+        else:
+            cpu, features = runtime.cpu_info()
+            machine = {"machine.cpu": cpu, "machine.cpu_features": " ".join(features)}
+        machine["machine.cores"] = os.cpu_count()
+        spec = getattr(sys.modules["__main__"], "__spec__", None)  # run as `python -m benchmarks.<name>`
+        module = spec.name if spec is not None else main.__module__
+        name = module.rsplit(".", 1)[-1]
+        RESULTS.mkdir(exist_ok=True)
+        result = {"command": " ".join(["python -m", module, *sys.argv[1:]]), "machine": machine,
+                  "printed": printed.getvalue().splitlines()}  # fmt: skip
+        files.write_json(RESULTS / f"{name}.json", result)
+
+    return run

@@ -18,6 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchmarks.common import recorded
+
 ROOT = Path(__file__).resolve().parents[1]
 TINY_DEMO = [
     "data.sample_train_per_class=12",
@@ -58,6 +60,7 @@ def build_tiny_demo(folder: Path) -> Path:
     return workspace
 
 
+@recorded
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workspace", type=Path, help="a complete run to time (default: a tiny one, made first)")

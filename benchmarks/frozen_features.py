@@ -24,7 +24,7 @@ from pathlib import Path
 import keras
 import yaml
 
-from benchmarks.common import encode, prepare_raw
+from benchmarks.common import encode, prepare_raw, recorded
 from stages import finetune, transfer
 from stages.lib import models, records
 from stages.lib.augment import build_augmentation
@@ -75,6 +75,7 @@ def floor_seconds(tmp: Path, stage: str, epochs: int) -> float:
     return time.perf_counter() - start
 
 
+@recorded
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--train-per-class", type=int, default=200)

@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.common import encode, prepare_raw
+from benchmarks.common import encode, prepare_raw, recorded
 from stages.lib import records
 
 BATCH = 32
@@ -35,6 +35,7 @@ def images_per_second(dataset, epochs: int) -> float:
     return best
 
 
+@recorded
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--train-per-class", type=int, default=1000)

@@ -14,6 +14,8 @@ import time
 
 import numpy as np
 
+from benchmarks.common import recorded
+
 SIZE = 160
 
 
@@ -35,6 +37,7 @@ def build(fine_tune_at: int | None):
     return model
 
 
+@recorded
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=10)

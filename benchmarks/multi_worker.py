@@ -24,7 +24,7 @@ from pathlib import Path
 
 import yaml
 
-from benchmarks.common import encode, prepare_raw
+from benchmarks.common import encode, prepare_raw, recorded
 from stages.lib import distribution
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -67,6 +67,7 @@ def run(tmp: Path, stage: str, workers: int, epochs: int) -> dict:
     return {"wall": time.perf_counter() - start, **metrics}
 
 
+@recorded
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--stage", choices=("baseline", "transfer", "finetune"), default="baseline")

@@ -19,6 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchmarks.common import recorded
 from benchmarks.dvc_noop import ROOT, venv_env
 
 SETTINGS = ("1", "0")
@@ -45,6 +46,7 @@ def run_stage(workspace: Path, stage: str, onednn: str) -> dict:
     return metrics | {"wall": wall}
 
 
+@recorded
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workspace", type=Path, help="a demo workspace run at least up to transfer")

@@ -19,6 +19,7 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.python.framework import config as tf_config  # op determinism, both ways
 
+from benchmarks.common import recorded
 from stages.lib import models
 
 SETTINGS = (("float32", False), ("mixed_bfloat16", False), ("mixed_float16", False), ("float32", True))
@@ -44,6 +45,7 @@ def build(precision: str, jit_compile: bool, fine_tune_at: int | None) -> keras.
     return model
 
 
+@recorded
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=int, default=256)

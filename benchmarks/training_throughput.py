@@ -19,7 +19,7 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
-from benchmarks.common import encode, prepare_raw
+from benchmarks.common import encode, prepare_raw, recorded
 from stages.lib import models, records
 from stages.lib.augment import build_augmentation
 from stages.lib.params import AugmentParams
@@ -53,6 +53,7 @@ def best_rates(model: keras.Model, datasets: dict[str, tf.data.Dataset], count: 
     return best
 
 
+@recorded
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--train-per-class", type=int, default=200)
