@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from stages.lib import files, markdown, params
+from stages.lib import files, markdown, params, report_inputs
 from stages.lib.cli import run, stage_parser
 from stages.lib.provenance import provenance
 
@@ -36,8 +36,8 @@ def main(argv: list[str] | None = None) -> params.StageParams:
     p = params.for_stage(PARAMS, args.params)
 
     # Every input is read before anything is drawn, so a missing one fails fast and names its stage.
-    inputs = markdown.read_inputs(
-        markdown.InputPaths(
+    inputs = report_inputs.read_inputs(
+        report_inputs.InputPaths(
             args.metrics, args.dvclive, args.evaluation, args.records, args.raw, args.params, args.audit
         )
     )

@@ -1,4 +1,4 @@
-"""The reference experiment is stated once (stages/lib/reference.py); the README, docs/ and params.yaml agree with it."""
+"""The reference experiment is stated once (stages/lib/reference.py); the README, docs/ and params.yaml agree."""
 
 from __future__ import annotations
 

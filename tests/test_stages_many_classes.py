@@ -20,7 +20,7 @@ from PIL import Image
 
 from stages import audit, baseline, download, encode, evaluate, export, finetune, predict, report, split, transfer
 from stages.lib import audit as audit_lists
-from stages.lib import heads, markdown, saving
+from stages.lib import heads, markdown, report_inputs, saving
 from tests.conftest import ROOT, calibrated_base_weights, dvc_args, jpeg_bytes, set_params
 
 pytestmark = pytest.mark.slow  # trains three tiny models with the real stages
@@ -118,7 +118,7 @@ def test_evaluate_scores_every_class(project: Path):
         for key in ("accuracy", "macro.f1", "weighted.f1", "log_loss", "roc_auc"):
             assert scores[f"{model}.{key}"] is not None
         assert f"{model}.confusion.tp" not in scores and f"{model}.f1" not in scores  # two-class keys only
-        frame = markdown.read_predictions(project / "evaluation" / model / "predictions.csv")
+        frame = report_inputs.read_predictions(project / "evaluation" / model / "predictions.csv")
         assert list(frame.columns) == ["path", "label", "predicted", "confidence", *[f"p_{c}" for c in CLASSES]]
         assert np.allclose(frame[[f"p_{c}" for c in CLASSES]].sum(axis=1), 1.0, atol=1e-5)
         assert (frame["predicted"] == frame[[f"p_{c}" for c in CLASSES]].to_numpy().argmax(axis=1)).all()

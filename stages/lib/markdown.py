@@ -1,5 +1,5 @@
-"""The report's text: what it reads (`read_inputs`), and its markdown (`render`), from a model table beside the
-reference figures to the dataset counts and the provenance of the run.
+"""The report's markdown (`write_report`, which also draws its figures), from the model a user gets and the model
+table to the audit, the dataset counts and the provenance of the run; report_inputs.py reads what it shows.
 
 Nothing in the markdown depends on the clock or on dict order: identical inputs give an identical report.md.
 Reference figures (reference.py) are quoted beside this run's numbers and labelled as such; when the run used
@@ -17,107 +17,12 @@ from typing import Any
 import pandas as pd
 
 from stages.lib import audit, figures, heads, reference, sources
-from stages.lib.cli import require, rerun
-from stages.lib.files import Metrics, read_metrics
+from stages.lib.files import Metrics
 from stages.lib.keys import class_key
-from stages.lib.params import load_yaml
 from stages.lib.provenance import Provenance
+from stages.lib.report_inputs import AuditInputs, Inputs
 
 MOST_CONFUSED_FIGURE = "confusion_most_confused.png"
-
-# ---- inputs ---------------------------------------------------------------------------------------
-
-
-def read_curves(live_dir: Path, stage: str) -> pd.DataFrame:
-    """dvclive's per-epoch TSVs of one stage (train/<name>.tsv, eval/<name>.tsv), joined on `step` (0-based
-    epoch): step, then <name> and val_<name> for the loss and every metric in heads.METRICS."""
-    frame = None
-    for name in ("loss", *heads.METRICS):
-        for folder, column in (("train", name), ("eval", f"val_{name}")):
-            path = require(Path(live_dir) / "plots" / "metrics" / folder / f"{name}.tsv", stage)
-            table = pd.read_csv(path, sep="\t")
-            if not {"step", name} <= set(table.columns):
-                raise rerun(path, stage, f"expected the columns step and {name}, found {list(table.columns)}")
-            table = table[["step", name]].rename(columns={name: column})
-            frame = table if frame is None else frame.merge(table, on="step", how="outer")
-    if frame.empty:
-        raise rerun(live_dir, stage, "no epochs logged")
-    return frame.sort_values("step").reset_index(drop=True)
-
-
-def read_predictions(path: Path) -> pd.DataFrame:
-    """evaluate's predictions.csv of one model; paths stay text whatever they read like."""
-    return pd.read_csv(require(path, "evaluate"), dtype={"path": str}, keep_default_na=False)
-
-
-@dataclass(frozen=True)
-class AuditInputs:
-    metrics: Metrics  # metrics/audit.json
-    tables: dict[str, pd.DataFrame]  # audit.LABEL_ISSUES, ... as audit.read gives them
-
-
-def read_audit(metrics_file: Path, folder: Path) -> AuditInputs:
-    return AuditInputs(read_metrics(metrics_file, "audit"), audit.read(folder))
-
-
-@dataclass(frozen=True)
-class InputPaths:
-    metrics: Path  # data.json, <model>.json, eval.json
-    dvclive: Path  # <model>/plots/metrics/{train,eval}/*.tsv
-    evaluation: Path  # <model>/predictions.csv
-    records: Path  # meta.json (class names)
-    raw: Path  # manifest.json and the images shown in the grid
-    params: Path  # the whole params.yaml, for provenance
-    audit: Path  # the audit stage's lists (label_issues.csv, ...)
-
-
-@dataclass(frozen=True)
-class Inputs:
-    data: Metrics
-    training: dict[str, Metrics]
-    scores: Metrics
-    export: Metrics
-    curves: dict[str, pd.DataFrame]
-    logs: dict[str, Path]  # per model: its stage's dvclive folder, where `curves` come from
-    predictions: dict[str, pd.DataFrame]  # per model: path, label, probability, predicted
-    class_names: list[str]
-    manifest: Metrics
-    params_text: str
-    params: dict[str, Any]
-    raw_dir: Path
-    audit: AuditInputs
-
-
-def read_inputs(paths: InputPaths) -> Inputs:
-    """Read everything the report shows, failing early (before any figure) on the first missing input."""
-    models = reference.MODELS
-    data = read_metrics(paths.metrics / "split.json", "split")
-    manifest = read_metrics(paths.raw / "manifest.json", "download")
-    class_names = read_metrics(paths.records / "meta.json", "encode")["class_names"]
-    training = {m: read_metrics(paths.metrics / f"{m}.json", m) for m in models}
-    curves = {m: read_curves(paths.dvclive / m, m) for m in models}
-    scores = read_metrics(paths.metrics / "eval.json", "evaluate")
-    export = read_metrics(paths.metrics / "export.json", "export")
-    predictions = {m: read_predictions(paths.evaluation / m / "predictions.csv") for m in models}
-    params_text = sources.redact(Path(paths.params).read_text(encoding="utf-8"))  # data.source may hold a password
-    return Inputs(
-        data=data,
-        training=training,
-        scores=scores,
-        export=export,
-        curves=curves,
-        logs={m: paths.dvclive / m for m in models},
-        predictions=predictions,
-        class_names=list(class_names),
-        manifest=manifest,
-        params_text=params_text,
-        params=load_yaml(paths.params),
-        raw_dir=Path(paths.raw),
-        audit=read_audit(paths.metrics / "audit.json", paths.audit),
-    )
-
-
-# ---- markdown -------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
