@@ -477,9 +477,8 @@ class TrainingStage:
             print(f"{self.name}: val accuracy {val_accuracy:.4f} (worker {worker}: the chief writes the outputs)")
             return metrics
         saved = without_inference_mode(model)  # loads in plain Keras
-        if saved is not model:
-            with self.strategy.scope():  # with the optimizer that trained the same variables: its state is saved
-                self.compile(saved, model.optimizer)
+        if saved is not model:  # with the optimizer that trained the same variables, so its state is saved; outside
+            self.compile(saved, model.optimizer)  # the strategy's scope: the chief alone creates its metrics' variables
         save_model(saved, self.args.model)
         files.write_json(self.args.metrics, metrics)
         # The headline row: `accuracy`, the test rows' column too, so `dvc metrics show` stays as wide.
