@@ -13,7 +13,7 @@ import shutil
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
-from stages.lib import files, params, sources
+from stages.lib import fetch, files, params, sources
 from stages.lib.archive import extract_archive
 from stages.lib.cli import PipelineError, run, stage_parser
 from stages.lib.fetch import download
@@ -31,7 +31,7 @@ def cached_download(url: str, downloads: Path, sha256: str | None) -> Path:
         name = "download"
     archive = downloads / f"{hashlib.sha256(url.encode()).hexdigest()[:12]}-{name}"
     if archive.is_file() and (sha256 is None or files.sha256_file(archive) == sha256):
-        print(f"download: reusing {archive} for {sources.redact(url)} (delete it to download again)")  # atomic
+        print(f"download: reusing {archive} for {fetch.redact(url)} (delete it to download again)")  # atomic
     else:
         download(url, archive, sha256=sha256)
     return archive
@@ -111,14 +111,14 @@ def main(argv: list[str] | None = None) -> params.StageParams:
             if folder.is_dir()
         }
         manifest = {
-            "source": sources.redact(source),
+            "source": fetch.redact(source),
             **described,
             "files": counts,
             "ignored": dict(sorted(ignored.items())),
         }
         files.write_json(tmp / "manifest.json", manifest)
     print(
-        f"download: {sources.redact(source)} -> {args.out}: {len(counts)} class folders, {sum(counts.values())} files; "
+        f"download: {fetch.redact(source)} -> {args.out}: {len(counts)} class folders, {sum(counts.values())} files; "
         f"ignored {sum(ignored.values())}"
     )
     return p

@@ -34,7 +34,6 @@ from tqdm import tqdm
 
 from stages.lib import files
 from stages.lib.cli import PipelineError
-from stages.lib.sources import redact
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +53,23 @@ _TRUNCATED_BODY_ERRORS = (
     urllib3.exceptions.ProtocolError,
     http.client.IncompleteRead,
 )
+
+
+# The secret parts of a URL: user and password (`https://user:secret@host/`), and query values whose names say they
+# are credentials (S3's X-Amz-Signature and X-Amz-Credential, `token=`, `sig=`, `key=`, ...), up to the punctuation
+# that ends a URL quoted in a message.
+_URL_USERINFO = re.compile(r"(?P<scheme>\b[a-zA-Z][a-zA-Z0-9+.-]*://)[^/\s]+@")
+_SECRET_QUERY = re.compile(
+    r"(?i)(?P<name>[?&][^=&\s#]*(?:token|signature|sig|secret|passw|credential|key|auth)[^=&\s#]*=)[^&\s#:'\")]*"
+)
+REDACTED = "***"
+
+
+def redact(text: str) -> str:
+    """`text` with the credentials of every URL in it replaced by ***: what the project prints, writes into
+    manifest.json and the report, or raises, never holds a password or token typed into data.source."""
+    text = _URL_USERINFO.sub(rf"\g<scheme>{REDACTED}@", text)
+    return _SECRET_QUERY.sub(rf"\g<name>{REDACTED}", text)
 
 
 # A PipelineError so that a stage reports it as one line on stderr (no network is a user-fixable problem).
@@ -92,7 +108,7 @@ def download(
     `sha256` (hex, any case), when given, must match or DownloadError is raised and `dest` is left
     as it was. `retries` is the number of extra attempts after the first (see the module
     docstring for what is retried). Raises DownloadError for every download failure, its message naming the URL
-    without credentials (sources.redact).
+    without credentials (redact).
     """
     try:
         return _download(url, dest, sha256, retries, backoff_seconds, (connect_timeout, read_timeout), chunk_bytes,

@@ -10,7 +10,7 @@ from typing import Any
 
 import pandas as pd
 
-from stages.lib import audit, heads, reference, sources
+from stages.lib import audit, fetch, heads, reference
 from stages.lib.cli import require, rerun
 from stages.lib.files import Metrics, read_metrics
 from stages.lib.params import load_yaml
@@ -87,7 +87,7 @@ def read_inputs(paths: InputPaths) -> Inputs:
     scores = read_metrics(paths.metrics / "eval.json", "evaluate")
     export = read_metrics(paths.metrics / "export.json", "export")
     predictions = {m: read_predictions(paths.evaluation / m / "predictions.csv") for m in models}
-    params_text = sources.redact(Path(paths.params).read_text(encoding="utf-8"))  # data.source may hold a password
+    params_text = fetch.redact(Path(paths.params).read_text(encoding="utf-8"))  # data.source may hold a password
     return Inputs(
         data=data,
         training=training,

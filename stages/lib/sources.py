@@ -12,7 +12,6 @@ downloader (short timeouts), so the stage fails within seconds naming the file a
 from __future__ import annotations
 
 import io
-import re
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from PIL import Image
 
 from stages.lib import files
 from stages.lib.cli import PipelineError
+from stages.lib.fetch import DownloadError, download, keras_home
 
 KERAS_DATASETS_URL = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/"
 REFERENCE = "cats_and_dogs_filtered"  # the reference experiment's data (reference.py)
@@ -40,23 +40,6 @@ CIFAR100 = (  # the fine label names, by label index
     "skyscraper snail snake spider squirrel streetcar sunflower sweet_pepper table tank telephone television tiger "
     "tractor train trout tulip turtle wardrobe whale willow_tree wolf woman worm"
 ).split()
-
-
-# The secret parts of a URL: user and password (`https://user:secret@host/`), and query values whose names say they
-# are credentials (S3's X-Amz-Signature and X-Amz-Credential, `token=`, `sig=`, `key=`, ...), up to the punctuation
-# that ends a URL quoted in a message.
-_URL_USERINFO = re.compile(r"(?P<scheme>\b[a-zA-Z][a-zA-Z0-9+.-]*://)[^/\s]+@")
-_SECRET_QUERY = re.compile(
-    r"(?i)(?P<name>[?&][^=&\s#]*(?:token|signature|sig|secret|passw|credential|key|auth)[^=&\s#]*=)[^&\s#:'\")]*"
-)
-REDACTED = "***"
-
-
-def redact(text: str) -> str:
-    """`text` with the credentials of every URL in it replaced by ***: what the project prints, writes into
-    manifest.json and the report, or raises, never holds a password or token typed into data.source."""
-    text = _URL_USERINFO.sub(rf"\g<scheme>{REDACTED}@", text)
-    return _SECRET_QUERY.sub(rf"\g<name>{REDACTED}", text)
 
 
 @dataclass(frozen=True)
@@ -102,7 +85,6 @@ NAMES = (*ARCHIVES, *KERAS_DATASETS)
 
 def fetch_keras_files(name: str) -> list[Path]:
     """Every file of a Keras dataset in Keras' cache, downloaded first with short timeouts where missing."""
-    from stages.lib.fetch import DownloadError, download, keras_home  # transport only
 
     paths = []
     for url, relative in KERAS_DATASETS[name].files:
@@ -148,6 +130,5 @@ def write_keras_dataset(name: str, out: Path) -> dict[str, int]:
 
 
 def keras_files_sha256(name: str) -> dict[str, str]:
-    from stages.lib.fetch import keras_home
 
     return {relative: files.sha256_file(keras_home() / relative) for _, relative in KERAS_DATASETS[name].files}
