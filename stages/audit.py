@@ -17,9 +17,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from stages.lib import audit, files, params
+from stages.lib import audit, files, stage_params
 from stages.lib.cli import rerun, run, stage_parser
 from stages.lib.file_lists import SPLITS, read_split
+from stages.lib.params import Params
 
 PARAMS = (
     "seed",
@@ -62,19 +63,19 @@ def content_hashes(splits_dir: Path, split: str, paths: list[str]) -> np.ndarray
     return listed.loc[paths].to_numpy()
 
 
-def main(argv: list[str] | None = None) -> params.StageParams:
+def main(argv: list[str] | None = None) -> Params:
     parser = stage_parser(__doc__)
     parser.add_argument("--records", type=Path, required=True, help="data/tfrecords: the encoded splits")
     parser.add_argument("--splits", type=Path, required=True, help="the split stage's lists (content hashes)")
     parser.add_output("--out", "the folder of audit lists to write")
     parser.add_output("--metrics", "the metrics JSON to write")
     args = parser.parse_args(argv)
-    p = params.for_stage(PARAMS, args.params)
+    p = stage_params.for_stage(PARAMS, args.params)
     a = p.audit
     if not a.enabled:
         with files.replace_dir(args.out) as tmp:
             audit.write(tmp, audit.empty_tables())
-        files.write_json(args.metrics, audit.disabled_metrics(SPLITS) | p.as_metrics())
+        files.write_json(args.metrics, audit.disabled_metrics(SPLITS) | stage_params.values_read(p))
         print(f"audit: off (audit.enabled: false); empty lists in {args.out}")
         return p
     m, seed = p.model, p.seed
@@ -115,7 +116,7 @@ def main(argv: list[str] | None = None) -> params.StageParams:
         audit.write(tmp, tables)
     issues, pairs, outliers = (tables[name] for name in (audit.LABEL_ISSUES, audit.NEAR_DUPLICATES, audit.OUTLIERS))
     counts = audit.metrics(images, issues, pairs, outliers, SPLITS, folds, dimensions)
-    files.write_json(args.metrics, counts | p.as_metrics())
+    files.write_json(args.metrics, counts | stage_params.values_read(p))
     print(
         f"audit: {len(images)} images ({features_seconds:.1f} s of features, {time.perf_counter() - start:.1f} s in "
         f"all): {counts['audit.suspected_label_errors']} suspected label errors, "

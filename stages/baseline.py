@@ -6,20 +6,22 @@ baseline.image_size, resized from the stored records in the input pipeline.
 
 from __future__ import annotations
 
-from stages.lib import params
+from stages.lib import architectures, stage_params
 from stages.lib.cli import run, training_parser
+from stages.lib.params import Params
 
 PARAMS = ("seed", "train", "baseline")
 
 
-def main(argv: list[str] | None = None) -> params.StageParams:
+def main(argv: list[str] | None = None) -> Params:
     args = training_parser(__doc__).parse_args(argv)
-    p = params.for_stage(PARAMS, args.params)
+    p = stage_params.for_stage(PARAMS, args.params)
     b = p.baseline
+    architectures.check_params(b.arch, b.image_size, str(args.params))
     # TensorFlow only now: --help, a bad argument or a bad param answer in a second, not after its 4-5 s import.
     import keras
 
-    from stages.lib import architectures, augment, training
+    from stages.lib import augment, training
 
     stage = training.start("baseline", args, p)
     with stage.scope():

@@ -13,12 +13,13 @@ import shutil
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
-from stages.lib import fetch, files, params, sources
+from stages.lib import files, params, redaction, sources, stage_params
 from stages.lib.archive import extract_archive
 from stages.lib.cli import PipelineError, run, stage_parser
 from stages.lib.fetch import download
 from stages.lib.layouts import find_layout
-from stages.lib.sample import write_sample_archive
+from stages.lib.params import Params, ParamsError
+from stages.lib.sample import MAX_CLASSES, write_sample_archive
 
 PARAMS = ("seed", "data")
 
@@ -31,7 +32,7 @@ def cached_download(url: str, downloads: Path, sha256: str | None) -> Path:
         name = "download"
     archive = downloads / f"{hashlib.sha256(url.encode()).hexdigest()[:12]}-{name}"
     if archive.is_file() and (sha256 is None or files.sha256_file(archive) == sha256):
-        print(f"download: reusing {archive} for {fetch.redact(url)} (delete it to download again)")  # atomic
+        print(f"download: reusing {archive} for {redaction.redact(url)} (delete it to download again)")  # atomic
     else:
         download(url, archive, sha256=sha256)
     return archive
@@ -68,15 +69,31 @@ def normalise_layout(extracted: Path, out: Path, source: str) -> int:
     return left_over
 
 
-def main(argv: list[str] | None = None) -> params.StageParams:
+def check_params(source: str, sample_classes: int, params_file: str) -> None:
+    """What the schema (params.py) cannot check without the code of sources.py and sample/: that a named source
+    exists, and that the sample has data.sample_classes animals to draw."""
+    if params.DATASET_NAME.fullmatch(source) and source not in (*sources.NAMES, params.SAMPLE_DATASET):
+        raise ParamsError(
+            f"{params_file}: data.source: must be a named dataset ({', '.join(sources.NAMES)}), "
+            f"{params.SAMPLE_DATASET!r}, an http(s) URL or a local archive path ending in "
+            f"{', '.join(params.ARCHIVE_SUFFIXES)} (got {source!r})"
+        )
+    if sample_classes > MAX_CLASSES:
+        raise ParamsError(
+            f"{params_file}: data.sample_classes: the sample draws at most {MAX_CLASSES} animals (got {sample_classes})"
+        )
+
+
+def main(argv: list[str] | None = None) -> Params:
     parser = stage_parser(__doc__)
     parser.add_output("--out", "the raw class folders to write")
     parser.add_output("--downloads", "where archives are kept (not a DVC output)")
     args = parser.parse_args(argv)
-    p = params.for_stage(PARAMS, args.params)
+    p = stage_params.for_stage(PARAMS, args.params)
     data, source = p.data, p.data.source
     # Read for every source: a change re-runs this stage whatever the source, as DVC's deps cannot depend on it.
     sample = (data.sample_train_per_class, data.sample_validation_per_class, data.sample_classes)
+    check_params(source, data.sample_classes, str(args.params))
     args.downloads.mkdir(parents=True, exist_ok=True)
 
     with files.replace_dir(args.out) as tmp:
@@ -111,16 +128,14 @@ def main(argv: list[str] | None = None) -> params.StageParams:
             if folder.is_dir()
         }
         manifest = {
-            "source": fetch.redact(source),
+            "source": redaction.redact(source),
             **described,
             "files": counts,
             "ignored": dict(sorted(ignored.items())),
         }
         files.write_json(tmp / "manifest.json", manifest)
-    print(
-        f"download: {fetch.redact(source)} -> {args.out}: {len(counts)} class folders, {sum(counts.values())} files; "
-        f"ignored {sum(ignored.values())}"
-    )
+    shown, found = redaction.redact(source), f"{len(counts)} class folders, {sum(counts.values())} files"
+    print(f"download: {shown} -> {args.out}: {found}; ignored {sum(ignored.values())}")
     return p
 
 

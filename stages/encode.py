@@ -10,20 +10,21 @@ from pathlib import Path
 
 import numpy as np
 
-from stages.lib import files, params
+from stages.lib import files, stage_params
 from stages.lib.cli import run, stage_parser
 from stages.lib.file_lists import SPLITS, read_split
+from stages.lib.params import Params
 
 PARAMS = ("seed", "encode.image_size", "encode.jpeg_quality", "encode.examples_per_shard")
 
 
-def main(argv: list[str] | None = None) -> params.StageParams:
+def main(argv: list[str] | None = None) -> Params:
     parser = stage_parser(__doc__)
     parser.add_argument("--raw", type=Path, required=True, help="the download stage's class folders")
     parser.add_argument("--splits", type=Path, required=True, help="the split stage's lists")
     parser.add_output("--out", "the records folder to write")
     args = parser.parse_args(argv)
-    p = params.for_stage(PARAMS, args.params)
+    p = stage_params.for_stage(PARAMS, args.params)
     from stages.lib import records  # TensorFlow only now: --help and a bad param answer in a second
 
     frames = {split: read_split(args.splits, split) for split in SPLITS}

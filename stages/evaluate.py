@@ -13,8 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from stages.lib import files, params
+from stages.lib import files, stage_params
 from stages.lib.cli import PipelineError, run, stage_parser
+from stages.lib.params import Params
 
 PARAMS = ("evaluate.threshold", "evaluate.batch_size", "evaluate.top_k", "evaluate.tta")
 
@@ -33,7 +34,7 @@ def predict_split(model, records_dir: Path, batch_size: int) -> tuple[list[str],
     return paths, np.concatenate(labels), heads.probabilities(np.concatenate(logits))
 
 
-def main(argv: list[str] | None = None) -> params.StageParams:
+def main(argv: list[str] | None = None) -> Params:
     parser = stage_parser(__doc__)
     parser.add_argument("--records", type=Path, required=True, help="data/tfrecords: the test split")
     parser.add_argument("--model", type=Path, action="append", required=True, help="a model to score (repeat)")
@@ -41,7 +42,7 @@ def main(argv: list[str] | None = None) -> params.StageParams:
     parser.add_output("--metrics", "the folder of headline <model>.json to write")
     parser.add_output("--details", "the JSON of every score to write")
     args = parser.parse_args(argv)
-    p = params.for_stage(PARAMS, args.params)
+    p = stage_params.for_stage(PARAMS, args.params)
     e = p.evaluate
     # TensorFlow only now: --help, a bad argument or a bad param answer in a second, not after its 4-5 s import.
     from stages.lib import heads, records, runtime, saving, scoring
@@ -72,7 +73,7 @@ def main(argv: list[str] | None = None) -> params.StageParams:
                 f"evaluate: {name}: accuracy {model_scores['accuracy']:.4f}, {f1} {model_scores[f1]:.4f}, "
                 f"roc_auc {model_scores['roc_auc']} on {len(labels)} test images"
             )
-    files.write_json(args.details, scores | runtime.machine() | p.as_metrics())
+    files.write_json(args.details, scores | runtime.machine() | stage_params.values_read(p))
     for name, headline in headlines.items():
         files.write_json(args.metrics / f"{name}.json", headline)
     return p

@@ -19,8 +19,9 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from stages.lib import chance, files, params, selection
+from stages.lib import chance, files, selection, stage_params
 from stages.lib.cli import PipelineError, run, stage_parser
+from stages.lib.params import Params
 
 PARAMS = ("export.model", "export.flag_margin", "export.min_agreement", "evaluate.tta")
 BATCH_SIZE = 64  # images per parity step; does not change any number written
@@ -48,7 +49,7 @@ def validation_scores(models: list[Path], training_metrics: Path) -> tuple[dict[
     return scores, causes
 
 
-def main(argv: list[str] | None = None) -> params.StageParams:
+def main(argv: list[str] | None = None) -> Params:
     parser = stage_parser(__doc__)
     parser.add_argument("--model", type=Path, action="append", required=True, help="a model to choose from (repeat)")
     parser.add_argument("--training-metrics", type=Path, required=True, help="the training stages' <model>.json")
@@ -56,7 +57,7 @@ def main(argv: list[str] | None = None) -> params.StageParams:
     parser.add_output("--out", "the export folder to write")
     parser.add_output("--metrics", "the metrics JSON to write")
     args = parser.parse_args(argv)
-    p = params.for_stage(PARAMS, args.params)
+    p = stage_params.for_stage(PARAMS, args.params)
     e = p.export
     models = {path.stem: path for path in args.model}  # models/<stage>.keras, in the stages' order
     scores, causes = validation_scores(args.model, args.training_metrics)
@@ -93,7 +94,7 @@ def main(argv: list[str] | None = None) -> params.StageParams:
         metrics[f"{name}.agreement"] = round(parity.agreement[name], 6)
         metrics[f"{name}.flagged"] = int(parity.agreement[name] < e.min_agreement)  # the report says why
         metrics[f"{name}.bytes"] = export.sizes[name]
-    files.write_json(args.metrics, metrics | runtime.machine() | p.as_metrics())
+    files.write_json(args.metrics, metrics | runtime.machine() | stage_params.values_read(p))
     summary = ", ".join(
         f"{name} {parity.max_abs_diff[name]:.2g} ({parity.agreement[name]:.1%} same class)" for name in serving.FORMATS
     )

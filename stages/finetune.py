@@ -15,8 +15,9 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from stages.lib import params
+from stages.lib import stage_params
 from stages.lib.cli import rerun, run, training_parser
+from stages.lib.params import Params
 
 PARAMS = (
     "seed",
@@ -29,11 +30,11 @@ PARAMS = (
 )
 
 
-def main(argv: list[str] | None = None) -> params.StageParams:
+def main(argv: list[str] | None = None) -> Params:
     parser = training_parser(__doc__)
     parser.add_argument("--transfer-model", type=Path, required=True, help="the transfer stage's model")
     args = parser.parse_args(argv)
-    p = params.for_stage(PARAMS, args.params)
+    p = stage_params.for_stage(PARAMS, args.params)
     base, fine_tune_at, f = p.model.base, p.model.fine_tune_at, p.finetune
     # TensorFlow only now: --help, a bad argument or a bad param answer in a second, not after its 4-5 s import.
     import keras

@@ -16,14 +16,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from stages.lib import files, markdown, params, report_inputs
+from stages.lib import files, markdown, report_inputs, stage_params
 from stages.lib.cli import run, stage_parser
+from stages.lib.params import Params
 from stages.lib.provenance import provenance
 
 PARAMS = ("report.grid_images", "audit.show")
 
 
-def main(argv: list[str] | None = None) -> params.StageParams:
+def main(argv: list[str] | None = None) -> Params:
     parser = stage_parser(__doc__)
     parser.add_argument("--metrics", type=Path, required=True, help="data.json, <model>.json, eval.json")
     parser.add_argument("--dvclive", type=Path, required=True, help="the training stages' dvclive folders")
@@ -33,7 +34,7 @@ def main(argv: list[str] | None = None) -> params.StageParams:
     parser.add_argument("--audit", type=Path, required=True, help="the audit stage's lists")
     parser.add_output("--out", "the report folder to write")
     args = parser.parse_args(argv)
-    p = params.for_stage(PARAMS, args.params)
+    p = stage_params.for_stage(PARAMS, args.params)
 
     # Every input is read before anything is drawn, so a missing one fails fast and names its stage.
     inputs = report_inputs.read_inputs(

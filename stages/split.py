@@ -9,21 +9,22 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from stages.lib import files, params
+from stages.lib import files, stage_params
 from stages.lib.cli import run, stage_parser
 from stages.lib.file_lists import HEADLINE, SPLITS, make_splits
+from stages.lib.params import Params
 
 PARAMS = ("seed", "split.test_fraction", "split.holdout_fraction")
 
 
-def main(argv: list[str] | None = None) -> params.StageParams:
+def main(argv: list[str] | None = None) -> Params:
     parser = stage_parser(__doc__)
     parser.add_argument("--raw", type=Path, required=True, help="the download stage's class folders")
     parser.add_output("--out", "the folder of split lists to write")
     parser.add_output("--metrics", "the headline data metrics JSON to write")
     parser.add_output("--details", "the JSON of every count to write")
     args = parser.parse_args(argv)
-    p = params.for_stage(PARAMS, args.params)
+    p = stage_params.for_stage(PARAMS, args.params)
 
     splits = make_splits(
         args.raw, test_fraction=p.split.test_fraction, holdout_fraction=p.split.holdout_fraction, seed=p.seed
@@ -33,7 +34,7 @@ def main(argv: list[str] | None = None) -> params.StageParams:
             splits.frames[split].to_csv(tmp / f"{split}.csv", index=False, lineterminator="\n")
         splits.skipped.to_csv(tmp / "skipped.csv", index=False, lineterminator="\n")
     metrics = splits.metrics()
-    files.write_json(args.details, metrics | p.as_metrics())
+    files.write_json(args.details, metrics | stage_params.values_read(p))
     files.write_json(args.metrics, {key: metrics[key] for key in HEADLINE})
 
     print(

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import time
 
-from stages.lib import chance, params
+from stages.lib import chance, stage_params
 from stages.lib.cli import run, training_parser
+from stages.lib.params import Params
 
 PARAMS = (
     "seed",
@@ -31,9 +32,9 @@ PARAMS = (
 )
 
 
-def main(argv: list[str] | None = None) -> params.StageParams:
+def main(argv: list[str] | None = None) -> Params:
     args = training_parser(__doc__).parse_args(argv)
-    p = params.for_stage(PARAMS, args.params)
+    p = stage_params.for_stage(PARAMS, args.params)
     m, t = p.model, p.transfer
     size, seed = m.image_size, p.seed
     # TensorFlow only now: --help, a bad argument or a bad param answer in a second, not after its 4-5 s import.

@@ -138,6 +138,32 @@ def test_unknown_arch_names_the_allowed_ones(call):
         call("lenet", 224)
 
 
+@pytest.mark.parametrize(
+    ("arch", "image_size", "expected"),
+    [
+        ("lenet", 100, "params.yaml: baseline.arch: must be one of simple_cnn, alexnet, vgg16, googlenet, resnet18 "
+                       "(got 'lenet')"),
+        ("alexnet", 64, "params.yaml: baseline.image_size: alexnet needs at least 67 px (got 64)"),
+    ],
+)  # fmt: skip
+def test_the_baseline_params_are_checked_against_the_registry_as_one_params_error(arch, image_size, expected):
+    with pytest.raises(architectures.ArchitectureError) as caught:
+        architectures.check_params(arch, image_size, "params.yaml")
+    assert str(caught.value) == expected
+    architectures.check_params("alexnet", 67, "params.yaml")  # its minimum is enough
+
+
+def test_the_baseline_stage_refuses_an_unknown_arch_before_anything_else(project, capsys):
+    from stages import baseline
+    from stages.lib import cli
+    from tests.conftest import set_params, stage_args
+
+    set_params(project, baseline={"arch": "lenet"})
+    with pytest.raises(SystemExit) as exit_:  # no records in the project: the check comes first
+        cli.run(lambda: baseline.main(stage_args(project, "baseline")))
+    assert str(exit_.value.code).startswith(f"error: {project / 'params.yaml'}: baseline.arch: must be one of")
+
+
 @pytest.mark.parametrize("arch", ARCHS)
 def test_too_small_image_names_the_minimum(arch):
     minimum = minimum_image_size(arch)

@@ -183,11 +183,11 @@ def test_mirrored_strategy_trains_on_two_logical_cpus_and_each_replica_draws_its
         import keras, tensorflow as tf
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-        from stages.lib import distribution, training
-        from test_training import tiny_data, tiny_model
+        from stages.lib import distribution, fitting
+        from test_fitting import tiny_data, tiny_model
         strategy = distribution.make_strategy("mirrored", 600)
         train, val = tiny_data()
-        result = training.fit(tiny_model, train, val, epochs=range(2), train_count=32,
+        result = fitting.fit(tiny_model, train, val, epochs=range(2), train_count=32,
             work_dir={str(tmp_path / "c")!r}, live_dir={str(tmp_path / "l")!r}, key="k", strategy=strategy)
         print("replicas", strategy.num_replicas_in_sync, "epochs", result.epochs, "loss", result.final["loss"])
         with strategy.scope():

@@ -90,6 +90,19 @@ def test_missing_local_archive_names_the_key(project: Path):
     assert error.startswith("error: data.source: nowhere/data.zip is not a file")
 
 
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        ({"source": "imagenet"}, "data.source: must be a named dataset (cats_and_dogs_filtered, hotdog, mnist, "),
+        ({"source": "sample", "sample_classes": 11}, "data.sample_classes: the sample draws at most 10 animals"),
+    ],
+)
+def test_keys_only_the_registries_know_are_checked_first(project: Path, data: dict, expected: str):
+    set_params(project, data=data)
+    assert run_stage().startswith(f"error: params.yaml: {expected}")
+    assert not (project / "data").exists()
+
+
 def test_sha256_pin_is_checked_before_extraction(project: Path, tmp_path: Path):
     zip_tree(make_raw_tree(tmp_path / "tree", 2, 2), project / "my.zip")
     set_params(project, data={"source": "my.zip", "sha256": "0" * 64})

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stages.lib import cli, params
+from stages.lib import cli, params, stage_params
 from tests.conftest import ROOT, dvc_args
 
 DVC = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
@@ -24,6 +24,8 @@ DVC = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
 PLUMBING = {
     "stages/lib/__init__.py",
     "stages/lib/params.py",
+    "stages/lib/params_file.py",
+    "stages/lib/stage_params.py",
     "stages/lib/files.py",
     "stages/lib/cli.py",
     "stages/lib/runtime.py",
@@ -105,7 +107,7 @@ def test_the_stage_checks_that_it_can_write_each_of_its_outs_before_it_starts(na
     def started(*args, **kwargs):
         raise StopIteration  # the stage's work would begin: the checks are done
 
-    monkeypatch.setattr(params, "for_stage", started)
+    monkeypatch.setattr(stage_params, "for_stage", started)
     with pytest.raises(StopIteration):
         importlib.import_module(f"stages.{name}").main(dvc_args(name))
     wanted = outputs(DVC[name]) | (set(command_paths(name)) & SCRATCH)

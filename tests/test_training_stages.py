@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from stages import baseline, finetune, transfer
-from stages.lib import models, params, records, saving, training
+from stages.lib import checkpoints, models, params, records, saving, stage_params, training
 from tests.conftest import NO_AUGMENTATION, ROOT, THREE_CLASSES, build_encoded_project, dvc_args, set_params, stage_args
 
 pytestmark = pytest.mark.slow  # every test here trains with the real stages
@@ -179,7 +179,7 @@ def test_baseline_trains_and_saves_the_main_output(arch: str, tmp_path: Path):
 def test_killed_stage_resumes_from_its_last_epoch(tmp_path: Path):
     root = build_encoded_project(tmp_path, transfer={"epochs": 6, "batch_size": 4})
     argv = [sys.executable, "-m", "stages.transfer", *stage_args(root, "transfer")]
-    state = root / "models" / "checkpoints" / "transfer" / training.STATE
+    state = root / "models" / "checkpoints" / "transfer" / checkpoints.STATE
     proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and proc.poll() is None:
@@ -205,7 +205,7 @@ def test_killed_stage_resumes_from_its_last_epoch(tmp_path: Path):
 def test_ctrl_c_ends_training_with_one_line_naming_the_epoch_and_a_rerun_resumes(tmp_path: Path):
     root = build_encoded_project(tmp_path, transfer={"epochs": 6, "batch_size": 4})
     argv = [sys.executable, "-m", "stages.transfer", *stage_args(root, "transfer")]
-    state = root / "models" / "checkpoints" / "transfer" / training.STATE
+    state = root / "models" / "checkpoints" / "transfer" / checkpoints.STATE
     proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and proc.poll() is None:
@@ -266,11 +266,11 @@ def test_class_weight_balanced_weighs_each_class_as_if_the_split_were_balanced(t
     meta = json.loads((root / "data" / "tfrecords" / "meta.json").read_text())
     meta["splits"]["train"]["per_class"] = {"cats": 30, "dogs": 10}
     args = argparse.Namespace(records=root / "data" / "tfrecords")
-    view = params.for_stage(baseline.PARAMS, root / "params.yaml")
+    view = stage_params.for_stage(baseline.PARAMS, root / "params.yaml")
     stage = training.TrainingStage("baseline", args, view, None, meta)
     assert stage.class_weights() is None  # train.class_weight: none
     set_params(root, train={"class_weight": "balanced"})
-    view = params.for_stage(baseline.PARAMS, root / "params.yaml")
+    view = stage_params.for_stage(baseline.PARAMS, root / "params.yaml")
     weights = training.TrainingStage("baseline", args, view, None, meta).class_weights()
     assert weights.tolist() == pytest.approx([40 / (2 * 30), 40 / (2 * 10)])  # n / (classes x n_c)
 
@@ -418,13 +418,13 @@ def test_a_resumed_finetune_on_cached_activations_saves_what_it_trained(tmp_path
     root = build_encoded_project(tmp_path, transfer={"epochs": 1, "augment": NO_AUGMENTATION}, finetune={"epochs": 2})
     transfer.main(stage_args(root, "transfer"))
     argv = stage_args(root, "finetune") + ["--transfer-model", str(root / "models" / "transfer.keras")]
-    real_end = training.Checkpoint.on_epoch_end
+    real_end = checkpoints.Checkpoint.on_epoch_end
 
     def killed_after_one_epoch(self, epoch, logs=None):
         real_end(self, epoch, logs)
         raise KeyboardInterrupt  # as a kill right after the checkpoint of epoch 1
 
-    monkeypatch.setattr(training.Checkpoint, "on_epoch_end", killed_after_one_epoch)
+    monkeypatch.setattr(checkpoints.Checkpoint, "on_epoch_end", killed_after_one_epoch)
     with pytest.raises(KeyboardInterrupt):
         finetune.main(argv)
     monkeypatch.undo()

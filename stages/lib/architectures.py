@@ -355,6 +355,17 @@ def _architecture(arch: str, image_size: int) -> Architecture:
     return ARCHITECTURES[arch]
 
 
+def check_params(arch: str, image_size: int, source: str) -> None:
+    """baseline.arch and baseline.image_size against this registry, as one params error naming `source` (the
+    schema in params.py knows no registry of code): the baseline stage's first step, before it imports Keras."""
+    if arch not in ARCHITECTURES:
+        raise ArchitectureError(f"{source}: baseline.arch: must be one of {', '.join(ARCHITECTURES)} (got {arch!r})")
+    if image_size < ARCHITECTURES[arch].min_size:
+        raise ArchitectureError(
+            f"{source}: baseline.image_size: {arch} needs at least {ARCHITECTURES[arch].min_size} px (got {image_size})"
+        )
+
+
 def build_for_training(
     arch: str, image_size: int, num_classes: int, augmentation: keras.layers.Layer | None = None
 ) -> TrainingModels:

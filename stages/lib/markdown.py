@@ -16,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from stages.lib import audit, fetch, figures, heads, reference
+from stages.lib import audit, figures, heads, redaction, reference
 from stages.lib.files import Metrics
 from stages.lib.keys import class_key
 from stages.lib.provenance import Provenance
@@ -40,7 +40,7 @@ def comparability(
     differs, unknown = [], []
     files = manifest.values.get("files")
     if files != reference.DATA_FILES:
-        source = _code(fetch.redact(manifest["source"]), table=False)
+        source = _code(redaction.redact(manifest["source"]), table=False)
         differs.append(f"data from {source}")
     elif reference.DATA_SHA256 is None:
         unknown.append(f"the data has the reference's file counts; its sha256 `{manifest['sha256']}` cannot be checked")
@@ -332,7 +332,7 @@ def dataset_section(inputs: Inputs) -> list[str]:
     lines = [
         "## Dataset",
         "",
-        f"Source {_code(fetch.redact(manifest['source']), table=False)}: {_code(archive, table=False)}{size}, "
+        f"Source {_code(redaction.redact(manifest['source']), table=False)}: {_code(archive, table=False)}{size}, "
         f"{digest}.",
         "",
         f"{len(names)} classes"

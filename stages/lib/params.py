@@ -1,29 +1,23 @@
-"""Load `params.yaml` into frozen, typed dataclasses, validated on load.
+"""params.yaml's schema: frozen, typed dataclasses, validated when loaded.
 
 Every section of params.yaml is one dataclass below, and every key is required: a default hidden in
 code would be a number DVC does not track. Unknown keys, wrong types (no silent "5" -> 5) and
 out-of-range values fail with a `ParamsError` that names the file, the key and what is allowed.
 
-A stage reads its params through `for_stage(PARAMS)`, a view that allows only the keys the stage
-declares (the same list as its `params:` in dvc.yaml) and records which it read, so a test can check
-that DVC re-runs exactly the stages a change affects. Run as a command (cli.run), the stage also replaces no
-output once the file holds other values for those keys than it read (`unchanged_since_read`): DVC records the
-values the file holds when the stage ends, and would file outputs of the old ones under the new.
+The schema knows the plain-data tables below it (bases.py, reference.py) and nothing that builds or draws: a name
+that only a registry of code can check is checked by the stage that uses it, before it starts its work
+(`baseline.arch` by architectures.check_params, a named `data.source` and `data.sample_classes` by download).
+A stage reads its params through stage_params.for_stage; params_file.py reads the YAML.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
 import re
 import reprlib
-import time
-from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import (
     AfterValidator,
     ConfigDict,
@@ -36,31 +30,26 @@ from pydantic import (
 )
 from pydantic.dataclasses import dataclass
 
-from stages.lib import cli, heads, reference, sources
-from stages.lib.architectures import ARCHITECTURES
+from stages.lib import heads, params_file, reference
 from stages.lib.bases import BASES
-from stages.lib.cli import PARAMS_FILE, PipelineError, first_line
-from stages.lib.sample.drawing import ANIMALS
+from stages.lib.cli import PARAMS_FILE
+from stages.lib.params_file import ParamsError
 
-MAX_SAMPLE_CLASSES = len(ANIMALS)
+__all__ = ["Params", "ParamsError", "all_keys", "flatten", "load", "parse"]
 
-# Named datasets that `data.source` accepts besides URLs and local archives.
-SAMPLE_DATASET = "sample"
+SAMPLE_DATASET = "sample"  # data.source: the generated sample (stages/lib/sample), besides named datasets
 ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz")
-
-
-class ParamsError(PipelineError, ValueError):
-    """params.yaml is missing, unreadable, or has a bad key or value."""
+DATASET_NAME = re.compile(r"[a-z][a-z0-9_]*")  # the shape of a named dataset (sources.NAMES, checked by download)
 
 
 def _check_source(value: str) -> str:
-    if value in (*sources.NAMES, SAMPLE_DATASET) or re.match(r"https?://\S+$", value):
+    if DATASET_NAME.fullmatch(value) or re.match(r"https?://\S+$", value):
         return value
     if "://" not in value and value.lower().endswith(ARCHIVE_SUFFIXES):
         return value
     raise ValueError(
-        f"must be a named dataset ({', '.join(sources.NAMES)}), {SAMPLE_DATASET!r}, an http(s) URL or a local "
-        f"archive path ending in {', '.join(ARCHIVE_SUFFIXES)} (got {value!r})"
+        f"must be a named dataset (sources.py), {SAMPLE_DATASET!r}, an http(s) URL or a local archive path ending in "
+        f"{', '.join(ARCHIVE_SUFFIXES)} (got {value!r})"
     )
 
 
@@ -110,7 +99,7 @@ class DataParams:
     max_compression_ratio: Annotated[Int, Field(ge=1)]  # unpacked / packed bytes of one member (archive.py)
     sample_train_per_class: Annotated[Int, Field(ge=2, le=100_000)]
     sample_validation_per_class: Annotated[Int, Field(ge=2, le=100_000)]
-    sample_classes: Annotated[Int, Field(ge=2, le=MAX_SAMPLE_CLASSES)]  # the first N of sample.drawing.ANIMALS
+    sample_classes: Annotated[Int, Field(ge=2)]  # the first N of sample.drawing.ANIMALS (at most: download)
 
 
 @dataclass(frozen=True, config=_CONFIG)
@@ -181,8 +170,8 @@ Schedule = Literal["constant", "cosine"]  # after warmup_epochs of linear warmup
 
 @dataclass(frozen=True, config=_CONFIG)
 class BaselineParams:
-    arch: Annotated[Str, AfterValidator(_in_registry(ARCHITECTURES))]  # architectures.ARCHITECTURES
-    image_size: Annotated[Int, Field(ge=1, le=1024)]  # at least the arch's minimum: checked in Params below
+    arch: Str  # architectures.ARCHITECTURES: checked with the image size by the baseline stage
+    image_size: Annotated[Int, Field(ge=1, le=1024)]  # at least the arch's minimum (architectures.check_params)
     epochs: Epochs
     batch_size: BatchSize
     learning_rate: LearningRate
@@ -308,13 +297,8 @@ class Params:
         return self
 
     @model_validator(mode="after")
-    def _models_fit_their_registries(self) -> Params:
-        arch, base = ARCHITECTURES[self.baseline.arch], BASES[self.model.base]
-        if self.baseline.image_size < arch.min_size:
-            raise ValueError(
-                f"baseline.image_size: {self.baseline.arch} needs at least {arch.min_size} px "
-                f"(got {self.baseline.image_size})"
-            )
+    def _base_takes_its_image_size(self) -> Params:
+        base = BASES[self.model.base]
         if self.model.image_size < base.min_size:
             raise ValueError(
                 f"model.image_size: {self.model.base} needs at least {base.min_size} px (got {self.model.image_size})"
@@ -353,46 +337,7 @@ def parse(raw: Any, source: str = str(PARAMS_FILE)) -> Params:
 
 
 def load(path: Path | str = PARAMS_FILE) -> Params:
-    return parse(load_yaml(path), str(path))
-
-
-def load_yaml(path: Path | str = PARAMS_FILE) -> Any:
-    """The file's YAML, unvalidated; a file that cannot be read, is not UTF-8 or not YAML is one ParamsError line."""
-    path = Path(path)
-    try:
-        text = path.read_bytes().decode("utf-8")  # what DVC reads it as, whatever the locale
-    except FileNotFoundError:
-        raise ParamsError(f"{path}: not found (run from the project root)") from None
-    except IsADirectoryError:
-        raise ParamsError(f"{path}: is a directory; the params file must be a YAML file") from None
-    except UnicodeDecodeError as exc:
-        at = f"byte {exc.object[exc.start]:#04x} at offset {exc.start}"
-        raise ParamsError(f"{path}: not UTF-8 text ({at}); save it as UTF-8") from None
-    except OSError as exc:
-        raise ParamsError(f"{path}: cannot be read ({exc.strerror or exc})") from None
-    try:
-        return yaml.load(text, Loader=_ParamsLoader)  # noqa: S506 - a SafeLoader, see below
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
-        raise ParamsError(f"{where}: not valid YAML: {exc.problem or exc.context}") from None
-    except yaml.YAMLError as exc:
-        raise ParamsError(f"{path}: not valid YAML: {first_line(exc)}") from None
-
-
-class _ParamsLoader(yaml.SafeLoader):
-    """safe_load, refusing a key given twice in one mapping (PyYAML keeps the last silently; DVC refuses it)."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: set[Any] = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            if key in seen and key != "<<":
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {key!r}; keep one of them", key_node.start_mark
-                )
-            seen.add(key)
-        return super().construct_mapping(node, deep=deep)
+    return parse(params_file.read(path), str(path))
 
 
 # Values in error messages, bounded: an alias bomb (nested *refs) expands to gigabytes when printed in full.
@@ -403,125 +348,14 @@ _SHORT_REPR.maxstring = _SHORT_REPR.maxother = 80
 
 def all_keys(params: Params) -> set[str]:
     """Dotted names of every leaf key, e.g. {'seed', 'split.test_fraction', ...}."""
-    return set(_flatten(dataclasses.asdict(params)))
+    return set(flatten(dataclasses.asdict(params)))
 
 
-def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     flat: dict[str, Any] = {}
     for name, value in tree.items():
         if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{name}."))
+            flat.update(flatten(value, f"{prefix}{name}."))
         else:
             flat[f"{prefix}{name}"] = value
     return flat
-
-
-READ_PREFIX = "params_read."
-
-
-class UndeclaredParamError(AttributeError):
-    """A stage read a key that its PARAMS (and so its dvc.yaml `params:`) does not list."""
-
-
-class StageParams:
-    """Read-only view of `Params` that allows only declared keys and records the ones read.
-
-    Declared names are dotted leaf keys (`split.test_fraction`) or whole sections (`encode`), as in dvc.yaml.
-    """
-
-    def __init__(
-        self, node: Any, declared: frozenset[str], read: set[str], prefix: str = "", values: dict | None = None
-    ) -> None:
-        self._node, self._declared, self.read, self._prefix = node, declared, read, prefix
-        self._values: dict[str, Any] = {} if values is None else values
-
-    def _allows(self, key: str) -> bool:
-        return any(key == d or key.startswith(d + ".") for d in self._declared)
-
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("_"):
-            raise AttributeError(name)
-        key = self._prefix + name
-        value = getattr(self._node, name)
-        if dataclasses.is_dataclass(value):
-            if not any(self._allows(key) or d.startswith(key + ".") for d in self._declared):
-                raise UndeclaredParamError(f"stage reads section {key!r} but declares none of its keys")
-            return StageParams(value, self._declared, self.read, key + ".", self._values)
-        if not self._allows(key):
-            raise UndeclaredParamError(
-                f"stage reads {key!r} but does not declare it: "
-                "add it to the stage's PARAMS and to its params: in dvc.yaml"
-            )
-        self.read.add(key)
-        self._values[key] = value
-        return value
-
-    def as_metrics(self) -> dict[str, Any]:
-        """`params_read.<key>`: the value of every key the stage read, for its metrics file. A run whose params.yaml
-        changed under it (a second `dvc exp run -S` while a `dvc repro` runs) shows there what it really used."""
-        return {f"{READ_PREFIX}{key}": value for key, value in sorted(self._values.items())}
-
-    def snapshot(self) -> dict[str, Any]:
-        """Every declared leaf and its value (for checkpoint fingerprints), without counting as a read."""
-        leaves = _flatten(dataclasses.asdict(self._node), self._prefix)
-        return {key: value for key, value in sorted(leaves.items()) if self._allows(key)}
-
-
-def for_stage(declared: Iterable[str], path: Path | str = PARAMS_FILE) -> StageParams:
-    """Load and validate the whole file, then give the stage a view limited to `declared`; under cli.run, its
-    outputs are replaced only while the file still holds the values it read."""
-    read_at = _version(path)  # before reading: a change after this is seen by the check
-    params = load(path)
-    keys = frozenset(declared)
-    unknown = [k for k in keys if not any(k == a or a.startswith(k + ".") for a in all_keys(params))]
-    if unknown:
-        raise ParamsError(f"{path}: stage declares keys that do not exist: {', '.join(sorted(unknown))}")
-    view = StageParams(params, keys, set())
-    cli.check_before_replacing(unchanged_since_read(view, path, read_at))
-    return view
-
-
-def _version(path: Path | str) -> tuple[int, ...] | None:
-    """What tells a changed file from the one read, without reading it (a stat per output replaced)."""
-    try:
-        found = os.stat(path)
-    except OSError:
-        return None
-    return found.st_ino, found.st_size, found.st_mtime_ns
-
-
-REWRITE_SECONDS = 0.5  # a params file caught half-written by whatever rewrites it is whole again after this
-
-
-def unchanged_since_read(view: StageParams, path: Path | str, read_at: tuple[int, ...] | None) -> Callable[[], None]:
-    """A check that raises a ParamsError naming each key `view` declares whose value in `path` is no longer the one
-    the stage read (a `dvc exp run -S` started while this stage runs writes its values there): its outputs are of
-    the old values, and DVC would record the new."""
-    seen = [read_at]
-
-    def check() -> None:
-        version = _version(path)
-        if version is not None and version == seen[0]:
-            return
-        try:
-            now = StageParams(load(path), view._declared, set()).snapshot()
-        except ParamsError:
-            time.sleep(REWRITE_SECONDS)  # caught while being rewritten (`dvc exp run -S` writes it in place)?
-            try:
-                now = StageParams(load(path), view._declared, set()).snapshot()
-            except ParamsError as exc:
-                raise ParamsError(f"{path} changed while the stage ran and no longer loads ({exc}); nothing was "
-                                  "replaced: fix it and run the stage again") from None  # fmt: skip
-        changed = [
-            f"{key} was {json.dumps(old, default=str)}, is now {json.dumps(now.get(key), default=str)}"
-            for key, old in view.snapshot().items()
-            if now.get(key) != old
-        ]
-        if changed:
-            raise ParamsError(
-                f"{path} changed while the stage ran: {'; '.join(changed)}; nothing was replaced, as DVC would "
-                "record outputs of the old values under the new: run the stage again"
-            )
-        seen[0] = version
-
-    return check

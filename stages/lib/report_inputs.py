@@ -10,10 +10,9 @@ from typing import Any
 
 import pandas as pd
 
-from stages.lib import audit, fetch, heads, reference
+from stages.lib import audit, heads, params_file, redaction, reference
 from stages.lib.cli import require, rerun
 from stages.lib.files import Metrics, read_metrics
-from stages.lib.params import load_yaml
 
 
 def read_curves(live_dir: Path, stage: str) -> pd.DataFrame:
@@ -87,7 +86,7 @@ def read_inputs(paths: InputPaths) -> Inputs:
     scores = read_metrics(paths.metrics / "eval.json", "evaluate")
     export = read_metrics(paths.metrics / "export.json", "export")
     predictions = {m: read_predictions(paths.evaluation / m / "predictions.csv") for m in models}
-    params_text = fetch.redact(Path(paths.params).read_text(encoding="utf-8"))  # data.source may hold a password
+    params_text = redaction.redact(Path(paths.params).read_text(encoding="utf-8"))  # data.source may hold a password
     return Inputs(
         data=data,
         training=training,
@@ -99,7 +98,7 @@ def read_inputs(paths: InputPaths) -> Inputs:
         class_names=list(class_names),
         manifest=manifest,
         params_text=params_text,
-        params=load_yaml(paths.params),
+        params=params_file.read(paths.params),
         raw_dir=Path(paths.raw),
         audit=read_audit(paths.metrics / "audit.json", paths.audit),
     )

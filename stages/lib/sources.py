@@ -20,14 +20,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from stages.lib import files
+from stages.lib import files, reference
 from stages.lib.cli import PipelineError
 from stages.lib.fetch import DownloadError, download, keras_home
 
 KERAS_DATASETS_URL = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/"
-REFERENCE = "cats_and_dogs_filtered"  # the reference experiment's data (reference.py)
 ARCHIVES = {
-    REFERENCE: "https://storage.googleapis.com/mledu-datasets/cats_and_dogs_filtered.zip",
+    reference.DATASET: reference.URL,
     "hotdog": "http://d2l-data.s3-accelerate.amazonaws.com/hotdog.zip",
 }
 

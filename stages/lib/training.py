@@ -1,57 +1,29 @@
-"""What the baseline, transfer and finetune stages share: their paths, seeds, strategy, input, a resumable `fit`
-logged by dvclive, and the summary in metrics/<stage>.json.
-
-`fit` is `model.fit` with these callbacks, in this order at the end of each epoch:
-- `MainOutputLogs`: a model with auxiliary outputs (GoogLeNet) logs its main output under the plain names;
-- `StopOnNonFinite`: a NaN or infinite loss raises a TrainingError at once, so no model and no checkpoint is
-  written. (Keras' TerminateOnNaN only sets `stop_training`: the epoch still ends, the checkpoint below would
-  save the broken weights, and a re-run would resume from them.)
-- `dvclive.keras.DVCLiveCallback`: every logged value, per epoch, as dvclive/<stage>/plots/metrics/{train,eval}/
-  <name>.tsv with the epoch as the step; the step starts at `epochs.start`, so fine-tuning continues transfer's
-  epoch numbers;
-- `Checkpoint`: with train.keep_best, first the weights of the best epoch so far (`best.weights.h5`) and, with
-  train.patience, early stopping; then the model (with its optimizer state) and a state file, written atomically,
-  so a stage killed
-  mid-training (even kill -9) resumes from its last finished epoch. (Keras' BackupAndRestore writes its weights
-  and epoch counter in place, one after the other: a kill between or during them leaves a truncated file or an
-  epoch trained twice; it also cannot tell a checkpoint of other params from its own, and keeps the resumed
-  epoch private, which the log trimming below needs.) A checkpoint is resumed only if its fingerprint (params
-  and inputs) matches; the logs of epochs after it are dropped first.
+"""What the baseline, transfer and finetune stages share: `start` gives a stage its strategy, seeds and the records'
+meta as a `TrainingStage`, whose methods give it its datasets, learning rate and compiled model, train it
+(`fit`: fitting.fit with the stage's paths, strategy and fingerprint) and `finish` it: the saved model, the summary
+in metrics/<stage>.json and the headline val accuracy.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import hashlib
-import json
 import math
-import shutil
-import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import keras
 import numpy as np
 import tensorflow as tf
-from dvclive import Live
-from dvclive.keras import DVCLiveCallback
 from keras.optimizers.schedules import LearningRateSchedule
 
-from stages.lib import chance, cli, distribution, files, heads, records, runtime
-from stages.lib.cli import PipelineError
-from stages.lib.params import StageParams
-from stages.lib.saving import save_model, save_weights, without_inference_mode
+from stages.lib import chance, distribution, files, heads, records, runtime, stage_params
+from stages.lib.checkpoints import fingerprint
+from stages.lib.fitting import FitResult, fit
+from stages.lib.params import BaselineParams, FinetuneParams, Params, TransferParams
+from stages.lib.saving import save_model, without_inference_mode
 
-CHECKPOINT = "last.keras"
-BEST = "best.weights.h5"
-STATE = "state.json"
-
-
-class TrainingError(PipelineError):
-    pass
+Recipe = BaselineParams | TransferParams | FinetuneParams  # a training stage's own section of params.yaml
 
 
 def set_seeds(seed: int) -> None:
@@ -75,248 +47,6 @@ def learning_rate(
         return keras.optimizers.schedules.CosineDecay(peak, decay_steps, alpha=alpha)
     return keras.optimizers.schedules.CosineDecay(
         0.0, decay_steps, alpha=alpha, warmup_target=peak, warmup_steps=warmup_steps
-    )
-
-
-def fingerprint(**parts: object) -> str:
-    """A stable hash of what a checkpoint depends on (params values, input metadata, parent model hash)."""
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
-
-
-@dataclass(frozen=True)
-class FitResult:
-    model: keras.Model
-    final: dict[str, float]  # the last epoch's logs: loss, val_loss and heads.METRICS, with and without val_
-    epochs: int  # epochs of this stage trained, including any run before a resume (fewer if stopped early)
-    best_epoch: int | None  # with train.keep_best: the epoch (1-based, in the stage's numbering) `model` is from
-    seconds: float  # wall time of training, including any run before a resume
-    images_per_second: float  # training throughput of this process
-
-
-class MainOutputLogs(keras.callbacks.Callback):
-    """A model with auxiliary outputs logs its main output (heads.MAIN_OUTPUT) as logit_loss, val_logit_accuracy,
-    ... and the weighted sum of all losses as loss; replace the epoch's logs by the main output's, under the plain
-    names every other model logs. It edits the logs dict Keras passes on, so it must come first in `callbacks`."""
-
-    def on_epoch_end(self, epoch, logs=None):
-        prefix = f"{heads.MAIN_OUTPUT}_"
-        if logs is not None and any(key.startswith(prefix) for key in logs):
-            main = {k.replace(prefix, "", 1): v for k, v in logs.items() if k.startswith((prefix, f"val_{prefix}"))}
-            logs.clear()
-            logs.update(main)
-
-
-class StopOnNonFinite(keras.callbacks.Callback):
-    epoch = 0
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.epoch = epoch
-
-    def on_train_batch_end(self, batch, logs=None):
-        loss = (logs or {}).get("loss")
-        if loss is not None and not math.isfinite(float(loss)):
-            raise TrainingError(
-                f"the training loss became {float(loss)} in epoch {self.epoch + 1}, batch {batch + 1}; "
-                "no model was written. "
-                "Lower the learning rate or check the input data."
-            )
-
-    def on_epoch_end(self, epoch, logs=None):
-        for name, value in (logs or {}).items():
-            if "loss" in name and not math.isfinite(float(value)):
-                raise TrainingError(f"{name} became {float(value)} in epoch {epoch + 1}; no model was written")
-
-
-def improved(monitor: str, value: float, best: float) -> bool:
-    """A loss improves downwards, every metric of heads.METRICS upwards."""
-    return value < best if monitor.endswith("loss") else value > best
-
-
-class ValidateWith(keras.callbacks.Callback):
-    """Sets the epoch's val_<name> logs from `validate(model)` instead of Keras' validation pass (see `fit`): first
-    in `callbacks`, so that dvclive, the checkpoint's keep_best and the progress line all see them."""
-
-    def __init__(self, validate: Callable[[keras.Model], dict[str, float]]):
-        super().__init__()
-        self.validate = validate
-
-    def on_epoch_end(self, epoch, logs=None):
-        if logs is not None:
-            logs.update(self.validate(self.model))
-
-
-class Checkpoint(keras.callbacks.Callback):
-    """At the end of every epoch: the best weights (when `monitor` improved), then the model, then state.json (next
-    epoch, seconds so far, fingerprint, logs, the best epoch and whether early stopping ended training); with
-    `writes` off (a worker other than the chief), only the best epoch and early stopping, in memory. Ctrl-C or
-    SIGTERM ends the stage with a line naming the epoch and the checkpoint a re-run resumes from (cli)."""
-
-    def __init__(
-        self,
-        work_dir: Path,
-        key: str,
-        seconds_before: float,
-        state: dict | None,
-        epochs: range,
-        monitor: str | None = None,
-        patience: int = 0,
-        writes: bool = True,
-    ):
-        super().__init__()
-        self.work_dir, self.key, self.seconds_before = work_dir, key, seconds_before
-        self.monitor, self.patience, self.writes, self.epochs = monitor, patience, writes, epochs
-        self.started = time.perf_counter()
-        self.next_epoch: int | None = None  # after the first epoch of this run
-        self.last_logs = state["logs"] if state else {}
-        self.best: dict | None = state.get("best") if state else None  # {"epoch", "value", "logs"}
-        self.stopped = bool(state and state.get("stopped"))
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._if_interrupted(f" in epoch {epoch + 1} of {self.epochs.stop}", epoch)
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.last_logs = {k: float(v) for k, v in (logs or {}).items()}
-        with cli.uninterrupted():  # the best weights, the model and its state: all of this epoch, or none
-            self._save(epoch)
-            self._if_interrupted(f" after epoch {epoch + 1} of {self.epochs.stop}", epoch + 1)
-
-    def on_train_end(self, logs=None):
-        cli.when_interrupted()  # the checkpoint is about to go: the stage's own line again
-
-    def _save(self, epoch: int) -> None:
-        if self.monitor:
-            value = self.last_logs[self.monitor]
-            if self.best is None or improved(self.monitor, value, self.best["value"]):
-                if self.writes:
-                    save_weights(self.model, self.work_dir / BEST)
-                self.best = {"epoch": epoch, "value": value, "logs": self.last_logs}
-            if self.patience and epoch - self.best["epoch"] >= self.patience:
-                self.model.stop_training = self.stopped = True
-        self.next_epoch = epoch + 1
-        if not self.writes:  # another worker than the chief: it tracks the best epoch, and writes nothing
-            return
-        save_model(self.model, self.work_dir / CHECKPOINT)
-        seconds = self.seconds_before + time.perf_counter() - self.started
-        state = {
-            "next_epoch": epoch + 1, "seconds": seconds, "key": self.key, "logs": self.last_logs,
-            "best": self.best, "stopped": self.stopped,
-        }  # fmt: skip
-        files.write_json(self.work_dir / STATE, state)
-
-    def _if_interrupted(self, where: str, checkpointed: int) -> None:
-        """What Ctrl-C or SIGTERM prints from now on: `where`, and the epoch a re-run resumes after (`checkpointed`
-        epochs of the stage's numbering are in the checkpoint)."""
-        if checkpointed <= self.epochs.start:
-            then = f"run the stage again to train from epoch {self.epochs.start + 1}"
-        elif self.writes:
-            then = f"run the stage again to resume from its checkpoint of epoch {checkpointed}"
-        else:
-            then = f"start every worker again: they resume from the chief's checkpoint of epoch {checkpointed}"
-        cli.when_interrupted(where, then)
-
-
-def _read_state(work_dir: Path, key: str) -> dict | None:
-    try:
-        state = json.loads((work_dir / STATE).read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
-    return state if state.get("key") == key and (work_dir / CHECKPOINT).is_file() else None
-
-
-def _drop_logged_steps_from(live_dir: Path, first_step: int) -> None:
-    """Remove dvclive rows of epochs that are about to be run again (logged after the last checkpoint)."""
-    for tsv in (live_dir / "plots" / "metrics").rglob("*.tsv"):
-        lines = tsv.read_text().splitlines(keepends=True)
-        header, rows = lines[:1], lines[1:]
-        step_col = header[0].rstrip("\n").split("\t").index("step") if header else 0
-        kept = [r for r in rows if int(r.split("\t")[step_col]) < first_step]
-        files.write_text(tsv, "".join(header + kept))
-
-
-def _live(live_dir: Path, resume: bool, chief: bool):
-    """dvclive's logger for the process that writes the outputs; nothing for another worker."""
-    if not chief:
-        return contextlib.nullcontext()
-    return Live(str(live_dir), resume=resume, dvcyaml=False, save_dvc_exp=False, report=None)
-
-
-def fit(
-    build: Callable[[], keras.Model],
-    train: tf.data.Dataset,
-    val: tf.data.Dataset | Callable[[keras.Model], dict[str, float]],
-    *,
-    epochs: range,
-    train_count: int,
-    work_dir: Path,
-    live_dir: Path,
-    key: str,
-    strategy: tf.distribute.Strategy,
-    monitor: str | None = None,
-    patience: int = 0,
-) -> FitResult:
-    """Train the epochs in `epochs` (0-based; fine-tuning's continue transfer's), resuming if possible.
-
-    `build()` returns a compiled model; it is called in the strategy's scope, and a checkpoint with the same `key`
-    in `work_dir` is loaded into it (weights and optimizer state). The checkpoint is removed when training completes, so
-    a finished stage leaves only its final model (saved by the caller). `val` is a dataset, or a function giving
-    the model's val_<name> logs another way (TrainingStage.validation_on_features). With `monitor` (a val metric), the
-    model returned has the weights of the epoch that was best by it, and `patience` > 0 stops training after that
-    many epochs without a better one.
-    """
-    work_dir, live_dir, chief = Path(work_dir), Path(live_dir), distribution.writes_outputs(strategy)
-    distribution.same_on_every_worker(strategy, key, "params or inputs (params.yaml, data/, models/)")
-    # Several workers resume from the chief's checkpoint: it alone writes one (see distribution).
-    state = distribution.chief_value(strategy, _read_state(work_dir, key) if chief else None)
-    if chief and not state:
-        shutil.rmtree(work_dir, ignore_errors=True)
-    with strategy.scope():
-        model = build()  # on every worker alike: under several, creating variables is a collective
-        if state and model.optimizer is not None and not model.optimizer.built:
-            model.optimizer.build(model.trainable_variables)  # so that its state is loaded too
-    if state:
-        if chief:  # out of the scope: loading makes variables of its own, which are no collective then
-            model.load_weights(work_dir / CHECKPOINT)
-        distribution.weights_from_chief(strategy, model)
-        where = work_dir if chief else "the chief's checkpoint folder"
-        print(f"resuming from the checkpoint of epoch {state['next_epoch']} in {where}")
-    start, seconds_before = (state["next_epoch"], state["seconds"]) if state else (epochs.start, 0.0)
-    if chief:
-        work_dir.mkdir(parents=True, exist_ok=True)
-    resume = bool(state) and live_dir.is_dir()
-    if resume and chief:
-        _drop_logged_steps_from(live_dir, start)
-    checkpoint = Checkpoint(work_dir, key, seconds_before, state, epochs, monitor, patience, writes=chief)
-    validate = [ValidateWith(val)] if callable(val) else []
-    with _live(live_dir, resume, chief) as live:
-        logging = [DVCLiveCallback(live=live)] if live else []  # only the chief logs
-        if live:
-            live.step = start
-        if start < epochs.stop and not checkpoint.stopped:
-            model.fit(
-                distribution.shard_by_batch(train, strategy),
-                validation_data=None if validate else distribution.shard_by_batch(val, strategy),
-                initial_epoch=start,
-                shuffle=False,  # the datasets shuffle themselves, seeded
-                epochs=epochs.stop,
-                callbacks=[*validate, MainOutputLogs(), StopOnNonFinite(), *logging, checkpoint],
-                verbose=1 if sys.stdout.isatty() else 2,  # a progress bar on a terminal, one line per epoch in CI logs
-            )
-    run_seconds = time.perf_counter() - checkpoint.started
-    trained_until = checkpoint.next_epoch or start
-    final, best_epoch = checkpoint.last_logs, None
-    if monitor and checkpoint.best:
-        if chief:  # another worker's model is not saved
-            model.load_weights(work_dir / BEST)
-        final, best_epoch = checkpoint.best["logs"], checkpoint.best["epoch"] + 1
-    if chief:
-        shutil.rmtree(work_dir, ignore_errors=True)
-    return FitResult(
-        model=model,
-        final=final,
-        epochs=trained_until - epochs.start,
-        best_epoch=best_epoch,
-        seconds=seconds_before + run_seconds,
-        images_per_second=train_count * (trained_until - start) / run_seconds if run_seconds > 0 else 0.0,
     )
 
 
@@ -367,7 +97,7 @@ class TrainingStage:
 
     name: str  # baseline, transfer or finetune
     args: argparse.Namespace  # the paths of cli.training_parser
-    params: StageParams  # the stage's view; it declares seed and train
+    params: Params  # the stage's view (stage_params.for_stage); it declares seed and train
     strategy: tf.distribute.Strategy
     meta: dict  # the records' meta.json
 
@@ -429,7 +159,7 @@ class TrainingStage:
 
         return validate
 
-    def learning_rate(self, peak: float, recipe: StageParams, batch_size: int) -> float | LearningRateSchedule:
+    def learning_rate(self, peak: float, recipe: Recipe, batch_size: int) -> float | LearningRateSchedule:
         """The learning rate for a stage section's lr_schedule, warmup_epochs and epochs (see `learning_rate`)."""
         steps_per_epoch = math.ceil(self.meta["splits"]["train"]["count"] / batch_size)
         return learning_rate(peak, recipe.lr_schedule, recipe.warmup_epochs, recipe.epochs, steps_per_epoch)
@@ -444,7 +174,7 @@ class TrainingStage:
     def fit(self, build, train: tf.data.Dataset, val: tf.data.Dataset, epochs: range, **inputs: object) -> FitResult:
         """`fit` with this stage's paths, strategy, train.keep_best and train.patience, and a fingerprint of its
         params, the records and `inputs`."""
-        key = fingerprint(stage=self.name, params=self.params.snapshot(), meta=self.meta, **inputs)
+        key = fingerprint(stage=self.name, params=stage_params.snapshot(self.params), meta=self.meta, **inputs)
         keep_best = self.params.train.keep_best
         with distribution.worker_failures(self.strategy):
             return fit(
@@ -467,7 +197,7 @@ class TrainingStage:
         Another worker than the chief writes nothing: the chief holds the same model. `result.model` may be a part
         of `model` that trained on cached features (sharing its layers): `model` is saved with its optimizer."""
         with_optimizer_of(model, result.model)
-        metrics = summary(result, model) | extra | self.params.as_metrics()
+        metrics = summary(result, model) | extra | stage_params.values_read(self.params)
         val_accuracy = metrics.get("val.accuracy", float("nan"))
         warning = chance.chance_warning(self.name, val_accuracy, self.meta["splits"]["val"]["per_class"], cause)
         if warning:
@@ -487,7 +217,7 @@ class TrainingStage:
         return metrics
 
 
-def start(name: str, args: argparse.Namespace, params: StageParams) -> TrainingStage:
+def start(name: str, args: argparse.Namespace, params: Params) -> TrainingStage:
     """The tf.distribute strategy (first: see distribution.make_strategy), seeds and the records' meta: the set-up
     every training stage begins with."""
     strategy = distribution.make_strategy(params.train.strategy, params.train.join_timeout)
