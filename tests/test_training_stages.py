@@ -176,17 +176,24 @@ def test_baseline_trains_and_saves_the_main_output(arch: str, tmp_path: Path):
     assert steps(root, "baseline") == [0]
 
 
-def test_killed_stage_resumes_from_its_last_epoch(tmp_path: Path):
+def transfer_after_two_epochs(tmp_path: Path, **streams) -> tuple[Path, list[str], Path, subprocess.Popen]:
+    """A 6-epoch transfer stage started as its own process, once its checkpoint holds 2 epochs: the project, the
+    command, the checkpoint's state file and the process (still running)."""
     root = build_encoded_project(tmp_path, transfer={"epochs": 6, "batch_size": 4})
     argv = [sys.executable, "-m", "stages.transfer", *stage_args(root, "transfer")]
     state = root / "models" / "checkpoints" / "transfer" / checkpoints.STATE
-    proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, text=True, **streams)
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and proc.poll() is None:
         if state.exists() and json.loads(state.read_text())["next_epoch"] >= 2:
             break
         time.sleep(0.05)
-    assert proc.poll() is None, "training finished before it could be killed:\n" + proc.stdout.read()
+    assert proc.poll() is None, "training finished before it could be stopped:\n" + proc.stdout.read()
+    return root, argv, state, proc
+
+
+def test_killed_stage_resumes_from_its_last_epoch(tmp_path: Path):
+    root, argv, state, proc = transfer_after_two_epochs(tmp_path, stderr=subprocess.STDOUT)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     done_before = json.loads(state.read_text())["next_epoch"]
@@ -203,16 +210,7 @@ def test_killed_stage_resumes_from_its_last_epoch(tmp_path: Path):
 
 
 def test_ctrl_c_ends_training_with_one_line_naming_the_epoch_and_a_rerun_resumes(tmp_path: Path):
-    root = build_encoded_project(tmp_path, transfer={"epochs": 6, "batch_size": 4})
-    argv = [sys.executable, "-m", "stages.transfer", *stage_args(root, "transfer")]
-    state = root / "models" / "checkpoints" / "transfer" / checkpoints.STATE
-    proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and proc.poll() is None:
-        if state.exists() and json.loads(state.read_text())["next_epoch"] >= 2:
-            break
-        time.sleep(0.05)
-    assert proc.poll() is None, "training finished before it could be interrupted:\n" + proc.stdout.read()
+    root, argv, state, proc = transfer_after_two_epochs(tmp_path, stderr=subprocess.PIPE)
     sent = time.monotonic()
     proc.send_signal(signal.SIGINT)  # what Ctrl-C sends, to dvc repro and the stage alike
     try:
