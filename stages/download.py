@@ -49,7 +49,7 @@ def fetch_archive(source: str, downloads: Path, sha256: str | None, seed: int, s
             archive, seed=seed, train_per_class=train, validation_per_class=validation, classes=classes
         )
         return archive
-    if source in sources.ARCHIVES or source.startswith(("http://", "https://")):
+    if source in sources.ARCHIVES or params.is_url(source):
         return cached_download(sources.ARCHIVES.get(source, source), downloads, sha256)
     archive = Path(source)
     if not archive.is_file():
@@ -72,7 +72,8 @@ def normalise_layout(extracted: Path, out: Path, source: str) -> int:
 def check_params(source: str, sample_classes: int, params_file: str) -> None:
     """What the schema (params.py) cannot check without the code of sources.py and sample/: that a named source
     exists, and that the sample has data.sample_classes animals to draw."""
-    if params.DATASET_NAME.fullmatch(source) and source not in (*sources.NAMES, params.SAMPLE_DATASET):
+    named = (*sources.NAMES, params.SAMPLE_DATASET)
+    if source not in named and not params.is_url(source) and not params.is_archive_path(source):
         raise ParamsError(
             f"{params_file}: data.source: must be a named dataset ({', '.join(sources.NAMES)}), "
             f"{params.SAMPLE_DATASET!r}, an http(s) URL or a local archive path ending in "

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from stages import download as download_stage
-from stages.lib import params, reference
+from stages.lib import params, reference, sources
 from tests.conftest import dvc_args, make_raw_tree, set_params
 
 
@@ -94,7 +94,9 @@ def test_missing_local_archive_names_the_key(project: Path):
     ("data", "expected"),
     [
         ({"source": "imagenet"}, "data.source: must be a named dataset (cats_and_dogs_filtered, hotdog, mnist, "),
+        ({"source": "cifar-10"}, "data.source: must be a named dataset (cats_and_dogs_filtered, hotdog, mnist, "),
         ({"source": "sample", "sample_classes": 11}, "data.sample_classes: the sample draws at most 10 animals"),
+        ({"source": "mine.zip", "sample_classes": 11}, "data.sample_classes: the sample draws at most 10 animals"),
     ],
 )
 def test_keys_only_the_registries_know_are_checked_first(project: Path, data: dict, expected: str):
@@ -126,7 +128,8 @@ def test_reference_name_means_the_reference_url(monkeypatch: pytest.MonkeyPatch,
     asked = []
     monkeypatch.setattr(download_stage, "download", lambda url, dest, sha256: asked.append((url, dest.name)))
     download_stage.fetch_archive("cats_and_dogs_filtered", tmp_path, None, 0, (2, 2, 2))
-    assert [url for url, _ in asked] == [reference.URL] and asked[0][1].endswith("-cats_and_dogs_filtered.zip")
+    assert [url for url, _ in asked] == [sources.ARCHIVES[reference.DATASET]]
+    assert asked[0][1].endswith("-cats_and_dogs_filtered.zip")
 
 
 def test_the_download_cache_is_keyed_by_the_url_not_the_file_name(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):

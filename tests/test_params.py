@@ -40,7 +40,7 @@ def test_params_are_frozen():
         ("encode.image_size", 4096, "encode.image_size: must be 0"),
         ("encode.jpeg_quality", 101, "encode.jpeg_quality: Input should be less than or equal to 100"),
         ("encode.examples_per_shard", 0, "encode.examples_per_shard: Input should be greater than or equal to 1"),
-        ("data.source", "Cats & Dogs", "data.source: must be a named dataset (sources.py), 'sample', an http(s) URL"),
+        ("data.source", "ftp://host/a", "data.source: must be an http(s) URL, a local archive path or a dataset name"),
         ("data.source", "ftp://host/a.zip", "data.source: must be"),
         ("data.sha256", "abc", "data.sha256: must be null or 64 hex digits"),
         ("data.sample_train_per_class", 1, "data.sample_train_per_class: Input should be greater than or equal to 2"),

@@ -6,7 +6,7 @@ import re
 
 import yaml
 
-from stages.lib import reference
+from stages.lib import reference, sources
 from tests.conftest import ROOT
 
 README = (ROOT / "README.md").read_text()
@@ -26,4 +26,4 @@ def test_readme_quotes_the_reference_figures_and_counts_as_stated_here():
         assert re.search(rf"(?<![\d.]){re.escape(number)}(?![\d])", README), figure  # 0.71, not 0.716
     for count in (reference.PARAMS_TOTAL, reference.PARAMS_TRAINABLE_TRANSFER, reference.PARAMS_TRAINABLE_FINETUNE_100):
         assert f"{count:,}" in DOCS
-    assert reference.URL in README
+    assert sources.ARCHIVES[reference.DATASET] in README

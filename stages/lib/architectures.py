@@ -8,9 +8,9 @@ LOGITS (heads.loss and heads.probabilities take them). No Lambda or custom layer
 loads with `keras.models.load_model(path, safe_mode=True)`. Each model is named after its arch.
 
 The registry: ARCHITECTURES[name] is an Architecture(build, min_size). Adding an architecture is one builder
-function and one entry; params.py takes the allowed `baseline.arch` names and the minimum sizes from it.
-Keras is imported inside the builders, not at the top: params.py reads ARCHITECTURES on every stage start, and
-importing Keras costs 4-5 s that the stages without TensorFlow (download, split, report) need not pay.
+function and one entry; the baseline stage checks `baseline.arch` and `baseline.image_size` against it first
+(`check_params`). Keras is imported inside the builders, not at the top: the baseline stage makes that check before
+its 4-5 s import of Keras, so that a bad name is answered at once.
 
     build_for_training(arch, image_size, num_classes, augmentation=None) -> TrainingModels(train, inference,
         loss_weights): what the baseline stage fits and saves. For GoogLeNet `train` has three outputs (main
@@ -19,7 +19,7 @@ importing Keras costs 4-5 s that the stages without TensorFlow (download, split,
         (the saved file holds no auxiliary heads). For every other arch `train is inference` and
         `loss_weights is None`. `TrainingModels.compile(...)` and `TrainingModels.targets` (a tf.data map
         function repeating the label once per output) hide the difference. (Logged metric names get the
-        output's prefix on the 3-output model: `logit_accuracy`; training.py logs them under the plain names.
+        output's prefix on the 3-output model: `logit_accuracy`; fitting.py logs them under the plain names.
         Tracing GoogLeNet's training step takes ~25 s on 2 CPU cores, once per fit.)
     build(arch, image_size, num_classes, augmentation=None) -> keras.Model: the inference model alone.
     Unknown arch names and sizes below an arch's minimum raise ArchitectureError naming what is allowed.
@@ -81,6 +81,7 @@ from typing import TYPE_CHECKING, Any
 
 from stages.lib import heads
 from stages.lib.cli import PipelineError
+from stages.lib.params_file import ParamsError
 
 if TYPE_CHECKING:
     import keras
@@ -356,14 +357,13 @@ def _architecture(arch: str, image_size: int) -> Architecture:
 
 
 def check_params(arch: str, image_size: int, source: str) -> None:
-    """baseline.arch and baseline.image_size against this registry, as one params error naming `source` (the
-    schema in params.py knows no registry of code): the baseline stage's first step, before it imports Keras."""
-    if arch not in ARCHITECTURES:
-        raise ArchitectureError(f"{source}: baseline.arch: must be one of {', '.join(ARCHITECTURES)} (got {arch!r})")
-    if image_size < ARCHITECTURES[arch].min_size:
-        raise ArchitectureError(
-            f"{source}: baseline.image_size: {arch} needs at least {ARCHITECTURES[arch].min_size} px (got {image_size})"
-        )
+    """baseline.arch and baseline.image_size against this registry, as one ParamsError naming `source` and the key
+    (the schema in params.py knows no registry of code): the baseline stage's first step."""
+    try:
+        _architecture(arch, image_size)
+    except ArchitectureError as exc:
+        key = "baseline.arch" if arch not in ARCHITECTURES else "baseline.image_size"
+        raise ParamsError(f"{source}: {key}: {exc}") from None
 
 
 def build_for_training(

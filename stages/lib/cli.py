@@ -4,7 +4,7 @@ stage run ends, whatever happens, without replacing an output with a wrong one:
 - the paths a stage writes (its parser's `add_output`) must be writable before it starts: a read-only folder is one
   line, not a traceback after another output was already replaced;
 - `run` holds the checks every output must pass before it is renamed into place (stages.lib.files and saving call
-  `before_replacing`): params.for_stage adds one, that the params the stage declares are those it read;
+  `before_replacing`): stage_params.for_stage adds one, that the params the stage declares are those it read;
 - Ctrl-C (SIGINT) and SIGTERM end a stage at once with one line, wherever its main thread is (`ending_on_signals`).
 """
 

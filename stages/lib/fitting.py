@@ -50,7 +50,8 @@ class FitResult:
 class MainOutputLogs(keras.callbacks.Callback):
     """A model with auxiliary outputs logs its main output (heads.MAIN_OUTPUT) as logit_loss, val_logit_accuracy,
     ... and the weighted sum of all losses as loss; replace the epoch's logs by the main output's, under the plain
-    names every other model logs. It edits the logs dict Keras passes on, so it must come first in `callbacks`."""
+    names every other model logs. It edits the logs dict Keras passes on, so it must come before dvclive and the
+    checkpoint."""
 
     def on_epoch_end(self, epoch, logs=None):
         prefix = f"{heads.MAIN_OUTPUT}_"

@@ -1,5 +1,6 @@
 """params.yaml read as YAML, unvalidated: a file that is missing, unreadable, not UTF-8, not YAML or that gives a key
-twice is one ParamsError line naming the file (and the line, where YAML says it). params.py validates what it reads.
+twice is one ParamsError line naming the file (and the line, where YAML says it). params.py validates what it reads;
+`version` tells a rewritten file from the one read without reading it (stage_params.unchanged_since_read).
 """
 
 from __future__ import annotations

@@ -8,8 +8,7 @@ is comparable with them; the README's figures are held to this module by a test.
 
 from __future__ import annotations
 
-DATASET = "cats_and_dogs_filtered"  # the name data.source takes for the reference archive (sources.ARCHIVES)
-URL = "https://storage.googleapis.com/mledu-datasets/cats_and_dogs_filtered.zip"
+DATASET = "cats_and_dogs_filtered"  # data.source's name for the reference archive, whose URL is in sources.ARCHIVES
 WEIGHTS = "imagenet"
 BASE = "mobilenet_v2"
 IMAGE_SIZE = 160

@@ -107,28 +107,30 @@ def _as_view(view: Params) -> StageParams:
 REWRITE_SECONDS = 0.5  # a params file caught half-written by whatever rewrites it is whole again after this
 
 
-def unchanged_since_read(view: StageParams, path: Path | str, read_at: tuple[int, ...] | None) -> Callable[[], None]:
+def unchanged_since_read(view: Params, path: Path | str, read_at: tuple[int, ...] | None) -> Callable[[], None]:
     """A check that raises a ParamsError naming each key `view` declares whose value in `path` is no longer the one
     the stage read (a `dvc exp run -S` started while this stage runs writes its values there): its outputs are of
     the old values, and DVC would record the new."""
-    seen = [read_at]
+    declared, seen = _as_view(view)._declared, [read_at]
 
     def check() -> None:
         version = params_file.version(path)
         if version is not None and version == seen[0]:
             return
         try:
-            now = StageParams(params.load(path), view._declared, set()).snapshot()
+            now = StageParams(params.load(path), declared, set()).snapshot()
         except params.ParamsError:
             time.sleep(REWRITE_SECONDS)  # caught while being rewritten (`dvc exp run -S` writes it in place)?
             try:
-                now = StageParams(params.load(path), view._declared, set()).snapshot()
+                now = StageParams(params.load(path), declared, set()).snapshot()
             except params.ParamsError as exc:
-                raise params.ParamsError(f"{path} changed while the stage ran and no longer loads ({exc}); nothing was "
-                                  "replaced: fix it and run the stage again") from None  # fmt: skip
+                raise params.ParamsError(
+                    f"{path} changed while the stage ran and no longer loads ({exc}); nothing was replaced: fix it and "
+                    "run the stage again"
+                ) from None
         changed = [
             f"{key} was {json.dumps(old, default=str)}, is now {json.dumps(now.get(key), default=str)}"
-            for key, old in view.snapshot().items()
+            for key, old in snapshot(view).items()
             if now.get(key) != old
         ]
         if changed:
