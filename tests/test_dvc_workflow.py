@@ -148,8 +148,18 @@ def test_the_demo_is_quiet_and_leaves_a_two_commit_history(project: Path):
 
 
 def test_comparisons_work_right_after_the_demo(project: Path, tmp_path: Path):
-    """The README's commands after `make demo`: an experiment, then it against the demo's committed run."""
-    sh("dvc", "exp", "run", "-S", "model.fine_tune_at=120", cwd=project)
+    """The README's commands after `make demo`: an experiment, which re-runs only what depends on its param, then it
+    against the demo's committed run."""
+    out = sh("dvc", "exp", "run", "-n", "unfreeze-120", "-S", "model.fine_tune_at=120", cwd=project)
+    assert ran(out) == {"finetune", "evaluate", "export", "report"}  # and nothing upstream
+    finetune = read_json(project / "metrics" / "finetune.json")
+    assert finetune["params.trainable"] < 1_862_721  # fewer layers unfrozen than from 100
+    steps = (project / "dvclive" / "finetune" / "plots" / "metrics" / "train" / "loss.tsv").read_text().split()[2::2]
+    assert steps == ["2", "3"]  # epochs continue after the transfer stage's two
+    data = experiments(project)["unfreeze-120"]
+    assert data["params"]["params.yaml"]["data"]["model"]["fine_tune_at"] == 120
+    assert data["metrics"]["metrics/test/finetune.json"]["data"] == read_json(project / "metrics/test/finetune.json")
+
     exp_diff = json.loads(sh("dvc", "exp", "diff", "--json", cwd=project))
     assert exp_diff["params"]["params.yaml"]["model.fine_tune_at"] == {"old": 100, "new": 120, "diff": 20}
     assert "metrics/test/finetune.json" in exp_diff["metrics"]
@@ -246,19 +256,6 @@ def test_forced_download_rerun_changes_no_hash_downstream(project: Path):
     assert ran(sh("dvc", "repro", cwd=project)) == set()
 
 
-def test_fine_tune_at_experiment_reruns_only_what_depends_on_it(project: Path):
-    out = sh("dvc", "exp", "run", "-n", "unfreeze-120", "-S", "model.fine_tune_at=120", cwd=project)
-    assert ran(out) == {"finetune", "evaluate", "export", "report"}  # and nothing upstream
-    finetune = read_json(project / "metrics" / "finetune.json")
-    assert finetune["params.trainable"] < 1_862_721  # fewer layers unfrozen than from 100
-    steps = (project / "dvclive" / "finetune" / "plots" / "metrics" / "train" / "loss.tsv").read_text().split()[2::2]
-    assert steps == ["2", "3"]  # epochs continue after the transfer stage's two
-
-    data = experiments(project)["unfreeze-120"]
-    assert data["params"]["params.yaml"]["data"]["model"]["fine_tune_at"] == 120
-    assert data["metrics"]["metrics/test/finetune.json"]["data"] == read_json(project / "metrics/test/finetune.json")
-
-
 def test_targeted_encode_experiment_runs_encode_alone(project: Path):
     out = sh("dvc", "exp", "run", "-S", "encode.examples_per_shard=7", "encode", cwd=project)
     assert ran(out) == {"encode"}
@@ -269,26 +266,32 @@ def test_targeted_encode_experiment_runs_encode_alone(project: Path):
 
 
 def test_metrics_params_and_plots_diff_across_commits(project: Path, tmp_path: Path):
-    names = ("baseline", "eval", "val/baseline", "test/baseline")
+    # A param only evaluate and report read keeps the run short; the test scores move, the models do not.
+    models = ("baseline", "transfer", "finetune")
+    names = ("eval", *(f"test/{model}" for model in models), *(f"val/{model}" for model in models))
     committed = {name: read_json(project / "metrics" / f"{name}.json") for name in names}
-    out = sh("dvc", "exp", "run", "-S", "baseline.epochs=3", cwd=project)
-    assert ran(out) == {"baseline", "evaluate", "export", "report"}  # the pretrained models are not retrained
-    commit(project, "baseline.epochs 3")
+    out = sh("dvc", "exp", "run", "-S", "evaluate.threshold=0.3", cwd=project)
+    assert ran(out) == {"evaluate", "report"}  # no model is trained or exported again
+    commit(project, "evaluate.threshold 0.3")
 
     diff = json.loads(sh("dvc", "metrics", "diff", "HEAD~1", "--json", cwd=project))
-    assert set(diff) <= {"metrics/val/baseline.json", "metrics/test/baseline.json"}  # the headline: the baseline's
-    targets = ("--targets", "metrics/baseline.json", "metrics/eval.json")
-    diff |= json.loads(sh("dvc", "metrics", "diff", "HEAD~1", *targets, "--json", cwd=project))  # the detail, by name
-    assert diff["metrics/baseline.json"]["epochs"]["new"] == 3
+    assert set(diff) <= {f"metrics/test/{model}.json" for model in models}  # the headline: test scores only
+    diff |= json.loads(sh("dvc", "metrics", "diff", "HEAD~1", "--targets", "metrics/eval.json", "--json", cwd=project))
+    threshold = diff["metrics/eval.json"]["threshold"]  # the detail, by name
+    assert (threshold["old"], threshold["new"]) == (0.5, 0.3)
     for name in names:
         now = read_json(project / "metrics" / f"{name}.json")
         for key, change in diff.get(f"metrics/{name}.json", {}).items():
             assert change["old"] == committed[name][key] and change["new"] == now[key] != change["old"]
-    # Per model: only the baseline's test metrics can have moved.
-    assert all(key.startswith("baseline.") for key in diff.get("metrics/eval.json", {}))
+    # A threshold moves no ranking: the ROC AUC of every model is the committed one.
+    assert not any(key.endswith("roc_auc") for changes in diff.values() for key in changes)
 
     params = json.loads(sh("dvc", "params", "diff", "HEAD~1", "--json", cwd=project))
-    assert params == {"params.yaml": {"baseline.epochs": {"old": 2, "new": 3, "diff": 1}}}
+    assert list(params) == ["params.yaml"] and list(params["params.yaml"]) == ["evaluate.threshold"]
+    assert (params["params.yaml"]["evaluate.threshold"]["old"], params["params.yaml"]["evaluate.threshold"]["new"]) == (
+        0.5,
+        0.3,
+    )
 
     sh("dvc", "plots", "diff", "HEAD~1", "-o", str(tmp_path / "plots"), cwd=project)
     html = (tmp_path / "plots" / "index.html").read_text()
