@@ -48,3 +48,4 @@ def test_make_test_runs_with_onednn_on_unless_told_otherwise():
     pytest_lines = [line for line in recipe.splitlines() if "-m pytest" in line]
     assert len(pytest_lines) == 1
     assert pytest_lines[0].startswith("TF_ENABLE_ONEDNN_OPTS=${TF_ENABLE_ONEDNN_OPTS:-1} ")
+    assert pytest_lines[0].endswith(" -m pytest -n 2")  # the whole suite, in two workers (Makefile: TEST_WORKERS)
