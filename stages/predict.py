@@ -4,8 +4,9 @@
                                      [--threshold 0.5] [--top-k K] [--format table|csv|json] [--tta flip]
     imagefolder-predict PATH...      (the same, as a console script)
 
-PATHs are image files or folders. A folder is searched recursively for regular files, skipping names that
-start with "." (and hidden folders), in sorted order. Each image is read with Pillow the way the encode
+PATHs are image files or folders. A folder is searched recursively for regular files, in sorted order, skipping
+what extraction leaves out of a dataset: names that start with "." (and hidden folders), __MACOSX/, Thumbs.db,
+desktop.ini. Each image is read with Pillow the way the encode
 stage reads it (EXIF orientation applied, converted to RGB, squashed to the model's square input size with
 a bilinear resize), and the model runs on batches of 32 images. With --tta flip, each image's class
 probabilities are averaged with its mirror image's (as evaluate.tta: flip does in evaluate and export).
@@ -45,6 +46,7 @@ from pathlib import Path
 import numpy as np
 
 from stages.lib import heads
+from stages.lib.archive import ignore_reason
 from stages.lib.cli import first_line
 from stages.lib.images import load_for_model, read_image_file
 
@@ -138,16 +140,20 @@ def load_model(path: Path, classes: list[str], tta: str = "none"):
     return saving.with_test_time_augmentation(model, tta)
 
 
-def is_hidden(path: Path, folder: Path) -> bool:
-    return any(part.startswith(".") for part in path.relative_to(folder).parts)
+def skipped_in_a_folder(relative: str) -> bool:
+    """What extraction leaves out of a dataset, less names with a control character: the pipeline skips those
+    because they would split a row of its lists, while predict prints them escaped."""
+    return ignore_reason(relative) not in (None, "control_character")
 
 
 def expand(paths: Sequence[Path], report) -> list[Path]:
-    """Files to classify: files as given, folders as their sorted non-hidden regular files, recursively."""
+    """Files to classify: files as given, folders as their sorted regular files, recursively, less those that
+    extraction leaves out of a dataset (archive.ignore_reason: hidden, __MACOSX, Thumbs.db, ...)."""
     files: list[Path] = []
     for path in paths:
         if path.is_dir():
-            files.extend(sorted(f for f in path.rglob("*") if f.is_file() and not is_hidden(f, path)))
+            found = (f for f in path.rglob("*") if f.is_file())
+            files.extend(sorted(f for f in found if not skipped_in_a_folder(f.relative_to(path).as_posix())))
         elif path.is_file():
             files.append(path)
         else:

@@ -28,7 +28,8 @@ BAD = {  # name -> how its error line starts after the path, in the order the fi
     "truncated.jpg": "cannot decode the image: ",
     "zero.jpg": "zero-byte file",
 }
-HIDDEN = [".DS_Store", ".cache/c.jpg"]
+# Skipped in a folder, as extraction skips them in an archive (archive.ignore_reason): one rule for both.
+HIDDEN = [".DS_Store", ".cache/c.jpg", "Thumbs.db", "sub/desktop.ini", "__MACOSX/._a.jpg"]
 
 
 @pytest.fixture(scope="module")
@@ -53,6 +54,7 @@ def mixed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("mixed")
     (folder / "sub").mkdir()
     (folder / ".cache").mkdir()
+    (folder / "__MACOSX").mkdir()
     (folder / "a.jpg").write_bytes(jpeg_bytes(1, size=(60, 45)))
     (folder / "b.jpg").write_bytes(jpeg_bytes(2, size=(30, 50)))
     (folder / "sub" / "gray.jpg").write_bytes(jpeg_bytes(3, mode="L"))
@@ -125,6 +127,18 @@ def parse(out: str, fmt: str) -> list[dict]:
         assert header.split() == ["path", "label", "probability", "p_dogs"]
         rows = [dict(zip(header.split(), line.split())) for line in lines]
     return [{**row, "probability": float(row["probability"]), "p_dogs": float(row["p_dogs"])} for row in rows]
+
+
+def test_a_folder_skips_exactly_the_files_extraction_skips(tmp_path: Path):
+    from stages.lib.archive import ignore_reason
+
+    names = [*HIDDEN, "a.jpg", "sub/b.webp", "THUMBS.DB", "x/.hidden/y.jpg", "Thumbs.db.jpg", "notes.txt"]
+    for name in names:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"x")
+    kept = {path.relative_to(tmp_path).as_posix() for path in predict.expand([tmp_path], report=None)}
+    assert kept == {name for name in names if ignore_reason(name) is None}  # (control characters: the next test)
+    assert kept == {"a.jpg", "sub/b.webp", "Thumbs.db.jpg", "notes.txt"}
 
 
 @pytest.mark.parametrize("fmt", predict.FORMATS)
