@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from stages.lib import fitting, training
-from stages.lib.checkpoints import CHECKPOINT, STATE
+from stages.lib import checkpoints, fitting, training
+from stages.lib.checkpoints import STATE
 from stages.lib.saving import save_model
 
 
@@ -70,8 +70,8 @@ def test_matching_checkpoint_is_resumed(tmp_path: Path):
     model = tiny_model(learning_rate=0.0)  # the checkpoint's optimizer, and so the resumed one, changes nothing
     model.set_weights([np.full((4, 1), 0.25, np.float32), np.full((1,), -1.0, np.float32)])
     model.fit(*tiny_data()[:1], epochs=1, verbose=0)  # 4 steps: the optimizer's state, as a real checkpoint has
-    save_model(model, tmp_path / "ckpt" / CHECKPOINT)
-    state = {"next_epoch": 2, "seconds": 5.0, "key": "k", "logs": {}}
+    save_model(model, tmp_path / "ckpt" / "epoch-2.keras")
+    state = {"next_epoch": 2, "seconds": 5.0, "key": "k", "logs": {}, "model": "epoch-2.keras"}
     (tmp_path / "ckpt" / STATE).write_text(json.dumps(state))
     result = fit(tmp_path, 0, 4, build=tiny_model)  # a fresh model, at a rate of 0.05: the checkpoint's replace both
     assert logged_steps(tmp_path / "live") == [0, 1, 2, 3]
@@ -81,8 +81,9 @@ def test_matching_checkpoint_is_resumed(tmp_path: Path):
 
 
 def test_checkpoint_of_other_params_is_not_resumed(tmp_path: Path):
-    save_model(tiny_model(), tmp_path / "ckpt" / CHECKPOINT)
-    (tmp_path / "ckpt" / STATE).write_text(json.dumps({"next_epoch": 2, "seconds": 1.0, "key": "old"}))
+    save_model(tiny_model(), tmp_path / "ckpt" / "epoch-2.keras")
+    state = {"next_epoch": 2, "seconds": 1.0, "key": "old", "model": "epoch-2.keras"}
+    (tmp_path / "ckpt" / STATE).write_text(json.dumps(state))
     built = []
     result = fit(tmp_path, 0, 2, key="new", build=lambda: built.append(1) or tiny_model())
     assert built == [1]
@@ -139,3 +140,30 @@ def test_a_learning_rate_schedule_continues_after_a_resume(tmp_path: Path, monke
     optimizer = resumed.model.optimizer
     assert int(optimizer.iterations) == 16  # the step count, and so the schedule, went on from the checkpoint
     assert float(optimizer.learning_rate) == pytest.approx(0.0, abs=1e-7)
+
+
+def test_a_kill_between_a_model_and_its_state_resumes_a_model_and_state_of_one_epoch(tmp_path: Path, monkeypatch):
+    """kill -9 (nothing Python can defer) after epoch 2's model is written and before its state is: the checkpoint a
+    re-run resumes from must still be epoch 1's model with epoch 1's state, not epoch 2's model as epoch 1."""
+    monkeypatch.setattr(fitting.shutil, "rmtree", lambda *args, **kwargs: None)  # killed after epoch 1
+    fit(tmp_path, 0, 1, data=against_the_training_labels(), monitor="val_loss")
+    state = checkpoints.read_state(tmp_path / "ckpt", "k")
+    after_one = keras.saving.load_model(checkpoints.model_path(tmp_path / "ckpt", state)).get_weights()
+    write_json = checkpoints.files.write_json
+
+    def killed_before_the_state(path, data):
+        if path.name == STATE and data["next_epoch"] == 2:
+            raise SystemExit(-9)
+        write_json(path, data)
+
+    monkeypatch.setattr(checkpoints.files, "write_json", killed_before_the_state)
+    with pytest.raises(SystemExit):
+        fit(tmp_path, 0, 3, data=against_the_training_labels(), monitor="val_loss")
+    state = checkpoints.read_state(tmp_path / "ckpt", "k")
+    assert state["next_epoch"] == 1
+    resumed = keras.saving.load_model(checkpoints.model_path(tmp_path / "ckpt", state)).get_weights()
+    assert all((a == b).all() for a, b in zip(after_one, resumed))
+    assert state["best"]["epoch"] == 0 and (tmp_path / "ckpt" / state["best"]["file"]).is_file()
+    monkeypatch.undo()
+    assert fit(tmp_path, 0, 3, data=against_the_training_labels(), monitor="val_loss").epochs == 3
+    assert not (tmp_path / "ckpt").exists()

@@ -1,7 +1,9 @@
 """A training stage's checkpoint, so that a stage killed mid-training (even kill -9) resumes from its last finished
 epoch: `Checkpoint`, a Keras callback that writes at the end of every epoch, with train.keep_best, first the weights
-of the best epoch so far (`best.weights.h5`) and, with train.patience, stops early; then the model (with its
-optimizer state) and a state file, written atomically.
+of the best epoch so far (`best-<epoch>.weights.h5`) and, with train.patience, stops early; then the model (with its
+optimizer state, `epoch-<epoch>.keras`) and last the state file that names both, each written atomically. The files
+of earlier epochs go only after the new state is written, so a kill at any point (even kill -9, which no handler
+can defer) leaves a state whose files are those of its own epoch.
 
 Not Keras' BackupAndRestore: it writes its weights and epoch counter in place, one after the other, so a kill
 between or during them leaves a truncated file or an epoch trained twice; it also cannot tell a checkpoint of other
@@ -21,9 +23,7 @@ import keras
 from stages.lib import cli, files
 from stages.lib.saving import save_model, save_weights
 
-CHECKPOINT = "last.keras"
-BEST = "best.weights.h5"
-STATE = "state.json"
+STATE = "state.json"  # names the epoch's model and best weights files; they are only ever read through it
 
 
 def fingerprint(**parts: object) -> str:
@@ -78,21 +78,27 @@ class Checkpoint(keras.callbacks.Callback):
         if self.monitor:
             value = self.last_logs[self.monitor]
             if self.best is None or improved(self.monitor, value, self.best["value"]):
+                best_file = f"best-{epoch + 1}.weights.h5"
                 if self.writes:
-                    save_weights(self.model, self.work_dir / BEST)
-                self.best = {"epoch": epoch, "value": value, "logs": self.last_logs}
+                    save_weights(self.model, self.work_dir / best_file)
+                self.best = {"epoch": epoch, "value": value, "logs": self.last_logs, "file": best_file}
             if self.patience and epoch - self.best["epoch"] >= self.patience:
                 self.model.stop_training = self.stopped = True
         self.next_epoch = epoch + 1
         if not self.writes:  # another worker than the chief: it tracks the best epoch, and writes nothing
             return
-        save_model(self.model, self.work_dir / CHECKPOINT)
+        model_file = f"epoch-{epoch + 1}.keras"
+        save_model(self.model, self.work_dir / model_file)
         seconds = self.seconds_before + time.perf_counter() - self.started
         state = {
             "next_epoch": epoch + 1, "seconds": seconds, "key": self.key, "logs": self.last_logs,
-            "best": self.best, "stopped": self.stopped,
+            "best": self.best, "stopped": self.stopped, "model": model_file,
         }  # fmt: skip
         files.write_json(self.work_dir / STATE, state)
+        kept = {STATE, model_file, *([self.best["file"]] if self.best else [])}
+        for old in self.work_dir.iterdir():  # earlier epochs' files, now that no state names them
+            if old.name not in kept and old.name.endswith((".keras", ".weights.h5")):
+                old.unlink()
 
     def _if_interrupted(self, where: str, checkpointed: int) -> None:
         """What Ctrl-C or SIGTERM prints from now on: `where`, and the epoch a re-run resumes after (`checkpointed`
@@ -107,12 +113,26 @@ class Checkpoint(keras.callbacks.Callback):
 
 
 def read_state(work_dir: Path, key: str) -> dict | None:
-    """The state of the checkpoint in `work_dir`, if it is whole and of `key`; else None."""
+    """The state of the checkpoint in `work_dir`, if it is whole, of `key`, and the files it names are there; else
+    None."""
     try:
         state = json.loads((work_dir / STATE).read_text())
     except (FileNotFoundError, json.JSONDecodeError):
         return None
-    return state if state.get("key") == key and (work_dir / CHECKPOINT).is_file() else None
+    if not isinstance(state, dict) or state.get("key") != key or not isinstance(state.get("model"), str):
+        return None
+    named = [state["model"], *([state["best"]["file"]] if state.get("best") else [])]
+    return state if all((work_dir / name).is_file() for name in named) else None
+
+
+def model_path(work_dir: Path, state: dict) -> Path:
+    """The model file of the checkpoint whose state `read_state` gave."""
+    return Path(work_dir) / state["model"]
+
+
+def best_weights_path(work_dir: Path, best: dict) -> Path:
+    """The weights file of the best epoch the checkpoint holds (its state's "best")."""
+    return Path(work_dir) / best["file"]
 
 
 def drop_logged_steps_from(live_dir: Path, first_step: int) -> None:

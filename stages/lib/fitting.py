@@ -29,7 +29,7 @@ from dvclive import Live
 from dvclive.keras import DVCLiveCallback
 
 from stages.lib import distribution, heads
-from stages.lib.checkpoints import BEST, CHECKPOINT, Checkpoint, drop_logged_steps_from, read_state
+from stages.lib.checkpoints import Checkpoint, best_weights_path, drop_logged_steps_from, model_path, read_state
 from stages.lib.cli import PipelineError
 
 
@@ -137,7 +137,7 @@ def fit(
             model.optimizer.build(model.trainable_variables)  # so that its state is loaded too
     if state:
         if chief:  # out of the scope: loading makes variables of its own, which are no collective then
-            model.load_weights(work_dir / CHECKPOINT)
+            model.load_weights(model_path(work_dir, state))
         distribution.weights_from_chief(strategy, model)
         where = work_dir if chief else "the chief's checkpoint folder"
         print(f"resuming from the checkpoint of epoch {state['next_epoch']} in {where}")
@@ -168,7 +168,7 @@ def fit(
     final, best_epoch = checkpoint.last_logs, None
     if monitor and checkpoint.best:
         if chief:  # another worker's model is not saved
-            model.load_weights(work_dir / BEST)
+            model.load_weights(best_weights_path(work_dir, checkpoint.best))
         final, best_epoch = checkpoint.best["logs"], checkpoint.best["epoch"] + 1
     if chief:
         shutil.rmtree(work_dir, ignore_errors=True)
