@@ -48,7 +48,7 @@ def logged_steps(live_dir: Path, name: str = "train/loss") -> list[int]:
     return [int(line.split("\t")[0]) for line in lines]
 
 
-def test_fit_logs_each_epoch_with_continuing_steps_and_cleans_up(tmp_path: Path):
+def test_fit_logs_each_epoch_with_continuing_steps_and_keeps_its_last_checkpoint(tmp_path: Path):
     result = fit(tmp_path, first=3, last=6)
     assert result.epochs == 3
     assert set(result.final) == {"loss", "accuracy", "val_loss", "val_accuracy"}
@@ -58,7 +58,8 @@ def test_fit_logs_each_epoch_with_continuing_steps_and_cleans_up(tmp_path: Path)
     assert logged == ["eval/accuracy.tsv", "eval/loss.tsv", "train/accuracy.tsv", "train/loss.tsv"]
     for name in logged:
         assert logged_steps(tmp_path / "live", name.removesuffix(".tsv")) == [3, 4, 5]
-    assert not (tmp_path / "ckpt").exists()  # the checkpoint goes once training completed
+    # The last epoch's checkpoint stays for the caller to remove once it saved the model (TrainingStage.finish).
+    assert checkpoints.read_state(tmp_path / "ckpt", "k")["next_epoch"] == 6
     assert result.images_per_second > 0 and result.seconds > 0
     assert not (tmp_path / "live" / "dvc.yaml").exists()  # dvclive never writes pipeline files
 
@@ -108,7 +109,6 @@ def test_keep_best_returns_the_best_epoch_and_patience_stops_training(tmp_path: 
     _, val = against_the_training_labels()
     val_loss = result.model.evaluate(val, verbose=0, return_dict=True)["loss"]
     assert val_loss == pytest.approx(result.final["val_loss"], rel=1e-5)  # the model is epoch 1's, as its logs
-    assert not (tmp_path / "ckpt").exists()
 
 
 def test_keep_best_without_patience_trains_every_epoch(tmp_path: Path):
@@ -166,4 +166,4 @@ def test_a_kill_between_a_model_and_its_state_resumes_a_model_and_state_of_one_e
     assert state["best"]["epoch"] == 0 and (tmp_path / "ckpt" / state["best"]["file"]).is_file()
     monkeypatch.undo()
     assert fit(tmp_path, 0, 3, data=against_the_training_labels(), monitor="val_loss").epochs == 3
-    assert not (tmp_path / "ckpt").exists()
+    assert sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == ["best-1.weights.h5", "epoch-3.keras", STATE]

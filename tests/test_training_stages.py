@@ -176,6 +176,26 @@ def test_baseline_trains_and_saves_the_main_output(arch: str, tmp_path: Path):
     assert steps(root, "baseline") == [0]
 
 
+def test_a_stage_killed_before_its_model_is_saved_trains_nothing_again(tmp_path: Path, monkeypatch, capsys):
+    root = build_encoded_project(tmp_path, baseline={"epochs": 2})
+    real_save = training.save_model
+
+    def killed(*args, **kwargs):
+        raise SystemExit(-9)  # as a kill -9 after the last epoch's checkpoint, before the stage's model is written
+
+    monkeypatch.setattr(training, "save_model", killed)
+    with pytest.raises(SystemExit):
+        baseline.main(stage_args(root, "baseline"))
+    monkeypatch.setattr(training, "save_model", real_save)
+    capsys.readouterr()
+    baseline.main(stage_args(root, "baseline"))
+    out = capsys.readouterr().out
+    assert "resuming from the checkpoint of epoch 2" in out and "Epoch 1/2" not in out and "Epoch 2/2" not in out
+    assert json.loads((root / "metrics" / "baseline.json").read_text())["epochs"] == 2
+    assert (root / "models" / "baseline.keras").is_file()
+    assert not (root / "models" / "checkpoints" / "baseline").exists()  # gone once the model is saved
+
+
 def transfer_after_two_epochs(tmp_path: Path, **streams) -> tuple[Path, list[str], Path, subprocess.Popen]:
     """A 6-epoch transfer stage started as its own process, once its checkpoint holds 2 epochs: the project, the
     command, the checkpoint's state file and the process (still running)."""

@@ -119,8 +119,9 @@ def fit(
     """Train the epochs in `epochs` (0-based; fine-tuning's continue transfer's), resuming if possible.
 
     `build()` returns a compiled model; it is called in the strategy's scope, and a checkpoint with the same `key`
-    in `work_dir` is loaded into it (weights and optimizer state). The checkpoint is removed when training completes, so
-    a finished stage leaves only its final model (saved by the caller). `val` is a dataset, or a function giving
+    in `work_dir` is loaded into it (weights and optimizer state). The checkpoint stays when training completes: the
+    caller removes it once it has saved the model (TrainingStage.finish), so that a kill in between trains nothing
+    again. `val` is a dataset, or a function giving
     the model's val_<name> logs another way (TrainingStage.validation_on_features). With `monitor` (a val metric), the
     model returned has the weights of the epoch that was best by it, and `patience` > 0 stops training after that
     many epochs without a better one.
@@ -170,8 +171,6 @@ def fit(
         if chief:  # another worker's model is not saved
             model.load_weights(best_weights_path(work_dir, checkpoint.best))
         final, best_epoch = checkpoint.best["logs"], checkpoint.best["epoch"] + 1
-    if chief:
-        shutil.rmtree(work_dir, ignore_errors=True)
     return FitResult(
         model=model,
         final=final,

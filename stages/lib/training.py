@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import math
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -213,6 +214,7 @@ class TrainingStage:
         files.write_json(self.args.metrics, metrics)
         # The headline row: `accuracy`, the test rows' column too, so `dvc metrics show` stays as wide.
         files.write_json(self.args.val_metrics, {"accuracy": val_accuracy})
+        shutil.rmtree(self.args.checkpoints, ignore_errors=True)  # only now: a kill before this resumes, trains nothing
         print(f"{self.name}: val accuracy {val_accuracy:.4f} -> {self.args.model}")
         return metrics
 
