@@ -159,7 +159,8 @@ def test_the_committed_baseline_is_in_the_registry():
     from tests.conftest import ROOT
 
     baseline = params.load(ROOT / "params.yaml").baseline
-    architectures.check_params(baseline.arch, baseline.image_size, "params.yaml")
+    architectures.check_params(baseline.arch, baseline.image_size, "params.yaml")  # raises if the registry refuses
+    assert baseline.image_size >= ARCHITECTURES[baseline.arch].min_size
 
 
 def test_the_baseline_stage_refuses_an_unknown_arch_before_anything_else(project, capsys):

@@ -59,7 +59,7 @@ class Checkpoint(keras.callbacks.Callback):
         self.started = time.perf_counter()
         self.next_epoch: int | None = None  # after the first epoch of this run
         self.last_logs = state["logs"] if state else {}
-        self.best: dict | None = state.get("best") if state else None  # {"epoch", "value", "logs"}
+        self.best: dict | None = state.get("best") if state else None  # {"epoch", "value", "logs", "file"}
         self.stopped = bool(state and state.get("stopped"))
 
     def on_epoch_begin(self, epoch, logs=None):

@@ -121,10 +121,9 @@ def fit(
     `build()` returns a compiled model; it is called in the strategy's scope, and a checkpoint with the same `key`
     in `work_dir` is loaded into it (weights and optimizer state). The checkpoint stays when training completes: the
     caller removes it once it has saved the model (TrainingStage.finish), so that a kill in between trains nothing
-    again. `val` is a dataset, or a function giving
-    the model's val_<name> logs another way (TrainingStage.validation_on_features). With `monitor` (a val metric), the
-    model returned has the weights of the epoch that was best by it, and `patience` > 0 stops training after that
-    many epochs without a better one.
+    again. `val` is a dataset, or a function giving the model's val_<name> logs another way
+    (TrainingStage.validation_on_features). With `monitor` (a val metric), the model returned has the weights of the
+    epoch that was best by it, and `patience` > 0 stops training after that many epochs without a better one.
     """
     work_dir, live_dir, chief = Path(work_dir), Path(live_dir), distribution.writes_outputs(strategy)
     distribution.same_on_every_worker(strategy, key, "params or inputs (params.yaml, data/, models/)")

@@ -111,7 +111,7 @@ def unchanged_since_read(view: Params, path: Path | str, read_at: tuple[int, ...
     """A check that raises a ParamsError naming each key `view` declares whose value in `path` is no longer the one
     the stage read (a `dvc exp run -S` started while this stage runs writes its values there): its outputs are of
     the old values, and DVC would record the new."""
-    declared, seen = _as_view(view)._declared, [read_at]
+    declared, read, seen = _as_view(view)._declared, snapshot(view), [read_at]  # what the stage read: fixed
 
     def check() -> None:
         version = params_file.version(path)
@@ -130,7 +130,7 @@ def unchanged_since_read(view: Params, path: Path | str, read_at: tuple[int, ...
                 ) from None
         changed = [
             f"{key} was {json.dumps(old, default=str)}, is now {json.dumps(now.get(key), default=str)}"
-            for key, old in snapshot(view).items()
+            for key, old in read.items()
             if now.get(key) != old
         ]
         if changed:
