@@ -32,6 +32,8 @@ PARAMS = (
     "audit.folds",
     "audit.similarity_threshold",
     "audit.whiten_components",
+    "audit.weak_judge_error",
+    "audit.weak_judge_suspects",
     "audit.batch_size",
 )
 
@@ -103,25 +105,56 @@ def main(argv: list[str] | None = None) -> Params:
     folds = audit.folds_for(labels, a.folds)
     if folds < a.folds:
         print(f"audit: {folds} folds, not audit.folds {a.folds}: the smallest class has {folds} images")
-    probabilities = audit.out_of_fold_probabilities(features, labels, folds, seed)
     dimensions = audit.whitened_dimensions(len(features), features.shape[1], a.whiten_components)
-    tables = {
-        audit.LABEL_ISSUES: audit.find_label_issues(images, probabilities, class_names),
-        audit.NEAR_DUPLICATES: audit.find_near_duplicates(
-            images, audit.similarity_vectors(features, a.whiten_components, seed), a.similarity_threshold, SPLITS
-        ),
-        audit.OUTLIERS: audit.find_outliers(images, features, class_names),
-    }
+    projection = audit.project(features, max(audit.JUDGE_DIMENSIONS, dimensions), seed)
+    judge_features = projection.coordinates[:, : audit.JUDGE_DIMENSIONS]
+    seconds = {"features": features_seconds}
+    start = time.perf_counter()
+    probabilities = audit.out_of_fold_probabilities(judge_features, labels, folds, seed)
+    judge = audit.judge_of(probabilities, labels, a.weak_judge_error)
+    suspects = audit.find_label_issues(images, probabilities, class_names)
+    weak_list = a.weak_judge_suspects  # used by a weak judge only, read (and recorded) always
+    issues = suspects.head(weak_list) if judge.weak else suspects
+    seconds["judge"] = time.perf_counter() - start
+    start = time.perf_counter()
+    pairs = audit.near_duplicates(images, features, projection, a.whiten_components, a.similarity_threshold, SPLITS)
+    near_duplicates_judged = pairs is not None
+    if pairs is None:
+        pairs = audit.empty_tables()[audit.NEAR_DUPLICATES]
+    seconds["near-duplicates"] = time.perf_counter() - start
+    start = time.perf_counter()
+    outliers = audit.find_outliers(images, judge_features, class_names)
+    seconds["outliers"] = time.perf_counter() - start
+    tables = {audit.LABEL_ISSUES: issues, audit.NEAR_DUPLICATES: pairs, audit.OUTLIERS: outliers}
     with files.replace_dir(args.out) as tmp:
         audit.write(tmp, tables)
-    issues, pairs, outliers = (tables[name] for name in (audit.LABEL_ISSUES, audit.NEAR_DUPLICATES, audit.OUTLIERS))
-    counts = audit.metrics(images, issues, pairs, outliers, SPLITS, folds, dimensions)
+    counts = audit.metrics(
+        images, tables, SPLITS, folds=folds, dimensions=dimensions, judge=judge, suspects_found=len(suspects),
+        near_duplicates_judged=near_duplicates_judged,
+    )  # fmt: skip
     files.write_json(args.metrics, counts | stage_params.values_read(p))
+    low, high = judge.interval
     print(
-        f"audit: {len(images)} images ({features_seconds:.1f} s of features, {time.perf_counter() - start:.1f} s in "
-        f"all): {counts['audit.suspected_label_errors']} suspected label errors, "
+        f"audit: {len(images)} images; the judge is right on {judge.accuracy:.3f} [{low:.3f}, {high:.3f}] of them "
+        f"out of fold (always the most frequent class: {judge.chance:.3f})"
+    )
+    if judge.weak:
+        print(
+            f"audit: warning: the judge is weak (at chance, or wrong on more than audit.weak_judge_error "
+            f"{a.weak_judge_error} of the images), so most of its {len(suspects)} suspects are its own mistakes: "
+            f"only the {len(issues)} most suspicious are listed; a base pretrained on images like yours judges better"
+        )
+    if not near_duplicates_judged:
+        print(
+            f"audit: {len(images)} images are too few to judge near-duplicates by their features (whitening needs "
+            f"{audit.IMAGES_PER_WHITENED_DIMENSION * min(a.whiten_components, audit.MIN_WHITENED_DIMENSIONS)}); "
+            "identical files are found by the split stage"
+        )
+    print(
+        f"audit: {counts['audit.suspected_label_errors']} suspected label errors, "
         f"{counts['audit.near_duplicates_across_splits']} near-duplicate pairs across splits and "
-        f"{counts['audit.near_duplicates_within_splits']} within, {counts['audit.outliers']} outliers -> {args.out}"
+        f"{counts['audit.near_duplicates_within_splits']} within, {counts['audit.outliers']} outliers -> {args.out} "
+        f"({', '.join(f'{part} {s:.1f} s' for part, s in seconds.items())})"
     )
     return p
 

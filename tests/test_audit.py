@@ -74,6 +74,61 @@ def test_out_of_fold_probabilities_come_from_heads_that_never_saw_the_image():
     assert probabilities[0, 1] < 0.5  # in-sample, a weakly regularised head would have fitted it
 
 
+def test_the_judge_is_linear_discriminant_analysis():
+    """On many images per dimension the Ledoit-Wolf shrinkage is nil: the judge's posteriors are scikit-learn's
+    LinearDiscriminantAnalysis's (one covariance shared by the classes) to the third decimal."""
+    from scipy.special import softmax
+    from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
+
+    features, labels = blobs(per_class=1000, classes=3, dimensions=8, seed=4)
+    features = features * np.linspace(0.5, 3, 8)  # unequal variances: the covariance matters
+    ours = softmax(audit.discriminant_scores(features, labels, 3, features[:300]), axis=1)
+    theirs = LinearDiscriminantAnalysis(solver="lsqr").fit(features, labels).predict_proba(features[:300])
+    assert np.abs(ours - theirs).max() < 1e-3
+
+
+def test_temperature_scaling_makes_an_overconfident_judge_honest():
+    """Scores ten times too sharp give the same probabilities once scaled, and the judge's mean confidence is its
+    accuracy (what confident learning's per-class thresholds rely on)."""
+    from scipy.special import softmax
+
+    features, labels = blobs(per_class=200, classes=4, dimensions=16, seed=5)
+    labels[::10] = (labels[::10] + 1) % 4  # a judge that cannot be sure of everything
+    scores = audit.discriminant_scores(
+        features, labels, 4, features + np.random.default_rng(0).normal(0, 2, features.shape)
+    )
+    honest = audit.temperature_scaled(scores, labels)
+    assert np.allclose(audit.temperature_scaled(10 * scores, labels), honest, atol=1e-3)
+    accuracy = (honest.argmax(axis=1) == labels).mean()
+    assert abs(honest.max(axis=1).mean() - accuracy) < 0.05
+    assert softmax(10 * scores, axis=1).max(axis=1).mean() - accuracy > 0.05  # what it was before
+
+
+def test_the_judge_separates_many_classes_of_few_images():
+    """1,000 classes of 5 images defeated the old judge's time; this one is right on nearly all of 300 x 5."""
+    features, labels = blobs(per_class=5, classes=300, dimensions=64, seed=6)
+    probabilities = audit.out_of_fold_probabilities(features, labels, folds=audit.folds_for(labels, 5), seed=0)
+    assert probabilities.shape == (1500, 300) and np.allclose(probabilities.sum(axis=1), 1)
+    judge = audit.judge_of(probabilities, labels, weak_error=0.25)
+    assert judge.accuracy > 0.9 and not judge.weak and judge.chance == pytest.approx(1 / 300)
+
+
+def test_a_judge_at_chance_or_often_wrong_is_weak():
+    rng = np.random.default_rng(7)
+    labels = np.repeat([0, 1, 2], 100)
+    noise = audit.out_of_fold_probabilities(rng.normal(0, 1, (300, 16)), labels, folds=5, seed=0)
+    at_chance = audit.judge_of(noise, labels, weak_error=0.9)
+    assert at_chance.weak and at_chance.accuracy < 0.45 and at_chance.chance == pytest.approx(1 / 3)
+    low, high = at_chance.interval
+    assert low < at_chance.accuracy < high and high - low < 0.12  # Wilson, 300 images
+    features, _ = blobs(per_class=100, classes=3, seed=8)
+    sometimes = labels.copy()
+    sometimes[::3] = (sometimes[::3] + 1) % 3  # a third of the labels wrong: the judge disagrees with a third
+    probabilities = audit.out_of_fold_probabilities(features, sometimes, folds=5, seed=0)
+    assert audit.judge_of(probabilities, sometimes, weak_error=0.25).weak
+    assert not audit.judge_of(probabilities, sometimes, weak_error=0.5).weak
+
+
 def test_folds_are_at_most_the_smallest_class():
     assert audit.folds_for(np.array([0] * 10 + [1] * 3), 5) == 3
     assert audit.folds_for(np.array([0] * 10 + [1] * 10), 5) == 5
@@ -88,7 +143,7 @@ def test_a_planted_near_copy_is_named_across_splits_and_identical_files_are_mark
     splits[151] = "train"
     images = images_frame(200, splits)
     images.loc[151, "sha256"] = images.loc[4, "sha256"]
-    pairs = audit.find_near_duplicates(images, audit.similarity_vectors(features, 0, 0), 0.95, SPLITS)
+    pairs = audit.find_near_duplicates(images, audit.similarity_vectors(features, None, 0), 0.95, SPLITS)
 
     assert len(pairs) == 2
     across, within = pairs.iloc[0], pairs.iloc[1]  # pairs across splits first
@@ -100,8 +155,10 @@ def test_a_planted_near_copy_is_named_across_splits_and_identical_files_are_mark
         "img/0004.jpg", "img/0151.jpg", "train", "train"
     )  # fmt: skip
     assert within["similarity"] == pytest.approx(1.0) and within["same_bytes"]
-    empty = audit.empty_tables()
-    counts = audit.metrics(images, empty[audit.LABEL_ISSUES], pairs, empty[audit.OUTLIERS], SPLITS, 5, 0)
+    tables = audit.empty_tables() | {audit.NEAR_DUPLICATES: pairs}
+    counts = audit.metrics(
+        images, tables, SPLITS, folds=5, dimensions=0, judge=None, suspects_found=0, near_duplicates_judged=True
+    )
     assert counts["audit.near_duplicates_across_splits"] == 1 and counts["audit.near_duplicates_within_splits"] == 1
     assert counts["audit.identical_files_within_splits"] == 1 and counts["audit.test_images_near_other_splits"] == 1
 
@@ -114,18 +171,34 @@ def test_whitening_tells_a_copy_from_a_look_alike():
     features = 10 * common + rng.normal(0, 1, (400, 256))  # every image mostly the same direction
     features[399] = features[0] + rng.normal(0, 0.1, 256)
     images = images_frame(400)
-    raw = audit.find_near_duplicates(images, audit.similarity_vectors(features, 0, 0), 0.9, SPLITS)
-    whitened = audit.find_near_duplicates(images, audit.similarity_vectors(features, 64, 0), 0.9, SPLITS)
+    raw = audit.find_near_duplicates(images, audit.similarity_vectors(features, None, 0), 0.9, SPLITS)
+    vectors = audit.similarity_vectors(features, audit.project(features, 64, 0), 64)
+    whitened = audit.find_near_duplicates(images, vectors, 0.9, SPLITS)
     assert len(raw) > 1000
     assert list(zip(whitened["path_a"], whitened["path_b"])) == [("img/0000.jpg", "img/0399.jpg")]
 
 
 def test_whitening_keeps_at_most_one_dimension_per_four_images():
     assert audit.whitened_dimensions(1000, 1280, 128) == 128
-    assert audit.whitened_dimensions(100, 1280, 128) == 25
-    assert audit.whitened_dimensions(100, 1280, 0) == 0
-    assert audit.whitened_dimensions(3, 1280, 128) == 0  # too few images to whiten: the features as they are
-    assert audit.similarity_vectors(np.ones((3, 8)), 128, 0).shape == (3, 8)
+    assert audit.whitened_dimensions(200, 1280, 128) == 50
+    assert audit.whitened_dimensions(100, 1280, 16) == 16  # a small audit.whiten_components is the user's choice
+    assert audit.whitened_dimensions(100, 1280, 0) == 0  # the features as they are
+    assert audit.whitened_dimensions(100, 1280, 128) == 0  # too few images to whiten (below)
+    assert audit.similarity_vectors(np.ones((3, 8)), None, 0).shape == (3, 8)
+
+
+def test_too_few_images_to_whiten_judge_no_near_duplicates():
+    """12 distinct images whitened to 3 dimensions (one per 4 images) all look alike: the audit once listed 14
+    near-duplicate pairs among 12 distinct images. Below 32 whitened dimensions there are no pairs to report."""
+    features = np.random.default_rng(3).normal(0, 1, (12, 1280))
+    images = images_frame(12)
+    three = audit.similarity_vectors(features, audit.project(features, 3, 0), 3)
+    assert len(audit.find_near_duplicates(images, three, 0.9, SPLITS)) > 0  # what whitening 12 images gives
+    assert audit.too_few_to_whiten(12, 128) and audit.too_few_to_whiten(127, 128)
+    assert not audit.too_few_to_whiten(128, 128) and not audit.too_few_to_whiten(12, 0)
+    projection = audit.project(features, 128, 0)
+    assert audit.near_duplicates(images, features, projection, 128, 0.9, SPLITS) is None
+    assert audit.near_duplicates(images, features, projection, 0, 0.9, SPLITS).empty  # raw features: judged
 
 
 def test_an_image_far_from_every_other_is_an_outlier():

@@ -177,7 +177,10 @@ def write_audit(root: Path, paths: list[str], classes: list[str], enabled: bool 
     (root / "reports" / "audit").mkdir(parents=True)
     audit.write(root / "reports" / "audit", tables)
     images = pd.DataFrame({"path": paths, "split": "test", "label": 0, "sha256": paths})
-    counts = audit.metrics(images, *(tables[name] for name in audit.COLUMNS), ("train", "val", "test"), 5, 0)
+    counts = audit.metrics(
+        images, tables, ("train", "val", "test"), folds=5, dimensions=0, judge=None, suspects_found=0,
+        near_duplicates_judged=True,
+    )  # fmt: skip
     write_json(root / "metrics" / "audit.json", counts if enabled else audit.disabled_metrics(("train", "val", "test")))
 
 

@@ -1,25 +1,30 @@
 """The audit: which images to look at before trusting any number. From the frozen pretrained base's features of
 every image of train, val and test (the audit stage computes them once), three lists, most suspicious first:
 
-- **Suspected label errors.** Out-of-fold predicted probabilities for every image: k-fold cross-validation
-  (scikit-learn) of a light head, a logistic regression on the standardised features, so no image is scored by a
-  head that saw its label. cleanlab's confident learning (`cleanlab.filter.find_label_issues`) names the suspects;
-  they are ranked by cleanlab's label quality score (`cleanlab.rank.get_label_quality_scores`, the out-of-fold
-  probability of the given label: 0 is the most suspicious). The suggested label is the most probable class out of
-  fold. The test split is audited with train and val in one cross-validation: its labels decide every reported
-  number, and the audit's head is none of the pipeline's models, so seeing test labels in other folds leaks nothing
-  into training or model choice.
+- **Suspected label errors.** Out-of-fold predicted probabilities for every image: k-fold cross-validation of a
+  light judge, so no image is scored by a judge that saw its label. The judge is linear discriminant analysis on
+  the features' JUDGE_DIMENSIONS leading principal components, fitted in closed form (its cost grows linearly in
+  images and in classes), its probabilities temperature-scaled. cleanlab's confident learning
+  (`cleanlab.filter.find_label_issues`) names the suspects; they are ranked by cleanlab's label quality score
+  (`cleanlab.rank.get_label_quality_scores`, the out-of-fold probability of the given label: 0 is the most
+  suspicious). The suggested label is the most probable class out of fold. How far to trust the list is the
+  judge's own out-of-fold accuracy (`judge_of`, with its 95% interval): a weak judge (at chance, or wrong on more
+  than audit.weak_judge_error of the images) lists only its audit.weak_judge_suspects most suspicious images, as
+  most of its disagreements with the labels are its own mistakes. The test split is audited with train and val
+  in one cross-validation: its labels decide every reported number, and the judge is none of the pipeline's
+  models, so seeing test labels in other folds leaks nothing into training or model choice.
 - **Near-duplicates.** Every pair of images, within a split and across splits, whose features have a cosine
   similarity at or above a threshold. The features are PCA-whitened first (a standard step of image retrieval
   and copy detection): a frozen base's pooled features put most of their variance in a few directions, so two
-  different pictures of the same kind of scene score as high as a resized copy; whitened, they do not. The search
-  is scikit-learn's radius neighbours (chunked matrix products, not pairs in Python). `same_bytes` marks pairs of
-  identical files (the split lists' sha256): the split stage removes those across splits, repeats within one
-  split remain.
+  different pictures of the same kind of scene score as high as a resized copy; whitened, they do not. Whitening
+  needs images: below IMAGES_PER_WHITENED_DIMENSION x MIN_WHITENED_DIMENSIONS there are too few to judge, and no
+  pair is reported (the metrics say so). The search is scikit-learn's radius neighbours (chunked matrix products,
+  not pairs in Python). `same_bytes` marks pairs of identical files (the split lists' sha256): the split stage
+  removes those across splits, repeats within one split remain.
 - **Outliers.** cleanlab's out-of-distribution score (`cleanlab.outlier.OutOfDistribution`: the average distance
-  to an image's nearest neighbours in feature space, as a score in (0, 1]); an image is an outlier past the same
-  fence cleanlab's Datalab draws by default, OUTLIER_IQRS interquartile ranges above the third quartile of those
-  distances.
+  to an image's nearest neighbours among the judge's principal components, as a score in (0, 1]); an image is
+  an outlier past the same fence cleanlab's Datalab draws by default, OUTLIER_IQRS interquartile ranges above the
+  third quartile of those distances.
 
 It only reports: nothing is moved or relabelled. Class names stay data (cells of the CSVs), never keys.
 scikit-learn and cleanlab are imported where they are used, so the report, which reads these files, does not
@@ -28,11 +33,13 @@ import them.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from stages.lib import chance, intervals
 from stages.lib.cli import require, rerun
 
 LABEL_ISSUES, NEAR_DUPLICATES, OUTLIERS = "label_issues.csv", "near_duplicates.csv", "outliers.csv"
@@ -50,10 +57,31 @@ OUTLIER_IQRS = 1.7
 # Whitening needs many more images than dimensions: with nearly as many, the small differences between a
 # near-copy and its original become whole dimensions of their own and are blown up to the size of any other.
 IMAGES_PER_WHITENED_DIMENSION = 4
-# The logistic regression's inverse L2 strength on standardised features: on the demo's features with flips injected,
-# C 1 listed more false suspects and converged slowly, 0.01 to 0.1 found the same flips.
-HEAD_C = 0.1
-HEAD_MAX_ITER = 1000  # lbfgs iterations; the default 100 stops short on 1,280 features and warns
+# The judge and the outlier search see the features' leading principal components: on the demo's features with
+# flips planted, 128 found as many flips as all 1,280 at a tenth of the cost (benchmarks/audit.py).
+JUDGE_DIMENSIONS = 128
+# Cosine similarity in few whitened dimensions is high between unrelated images by chance (random unit vectors in
+# d dimensions have a cosine of about +-1/sqrt(d)): from 32 on, 0.9 is five of those. Fewer images than
+# IMAGES_PER_WHITENED_DIMENSION x 32 are too few to judge near-duplicates by their features.
+MIN_WHITENED_DIMENSIONS = 32
+
+
+@dataclass(frozen=True)
+class Projection:
+    """The features on their leading principal axes (PCA, unwhitened), computed once for the judge, the
+    near-duplicate search and the outliers."""
+
+    coordinates: np.ndarray  # (images, dimensions), largest variance first
+    variances: np.ndarray  # (dimensions,): each axis's variance, to whiten by
+
+
+def project(features: np.ndarray, dimensions: int, seed: int) -> Projection:
+    """The features' `dimensions` leading principal components (fewer with fewer images or features)."""
+    from sklearn.decomposition import PCA
+
+    features = np.asarray(features, dtype=np.float32)
+    pca = PCA(n_components=max(1, min(dimensions, *features.shape)), random_state=seed)
+    return Projection(pca.fit_transform(features), pca.explained_variance_)
 
 
 def folds_for(labels: np.ndarray, folds: int) -> int:
@@ -62,15 +90,53 @@ def folds_for(labels: np.ndarray, folds: int) -> int:
 
 
 def out_of_fold_probabilities(features: np.ndarray, labels: np.ndarray, folds: int, seed: int) -> np.ndarray:
-    """(images, classes) probabilities, each row from a head trained on the other folds (stratified, seeded)."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import StratifiedKFold, cross_val_predict
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
+    """(images, classes) probabilities, each row from a judge fitted on the other folds (stratified, seeded).
 
-    head = make_pipeline(StandardScaler(), LogisticRegression(C=HEAD_C, max_iter=HEAD_MAX_ITER))
+    The judge is linear discriminant analysis, one covariance shared by the classes, Ledoit-Wolf shrunk: fitted in
+    closed form, so its cost grows linearly in images and in classes (a logistic regression's iterations did not:
+    1,000 classes had not finished after 330 s). Its probabilities are then temperature-scaled: a covariance
+    estimated from few images per dimension makes them overconfident (about 5x at 10 classes), and confident
+    learning counts an image by how sure the judge is."""
+    from sklearn.model_selection import StratifiedKFold
+
+    features = np.asarray(features, dtype=np.float64)
+    classes = int(labels.max()) + 1
+    scores = np.empty((len(labels), classes))
     cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-    return cross_val_predict(head, features, labels, cv=cv, method="predict_proba")
+    for fitted_on, held_out in cv.split(features, labels):
+        scores[held_out] = discriminant_scores(features[fitted_on], labels[fitted_on], classes, features[held_out])
+    return temperature_scaled(scores, labels)
+
+
+def discriminant_scores(features: np.ndarray, labels: np.ndarray, classes: int, scored: np.ndarray) -> np.ndarray:
+    """Linear discriminant analysis fitted on (features, labels): each class's log posterior, up to a constant per
+    row, for each row of `scored`. scikit-learn's LinearDiscriminantAnalysis shrinks a covariance per class (20 ms
+    a class a fold, in Python); this pools the classes first and shrinks once."""
+    from sklearn.covariance import ledoit_wolf
+
+    counts = np.bincount(labels, minlength=classes).astype(np.float64)
+    means = np.zeros((classes, features.shape[1]))
+    np.add.at(means, labels, features)
+    means /= counts[:, None]
+    covariance, _ = ledoit_wolf(features - means[labels], assume_centered=True)
+    coefficients = np.linalg.solve(covariance, means.T)  # (dimensions, classes)
+    intercepts = -0.5 * np.einsum("kd,dk->k", means, coefficients) + np.log(counts / counts.sum())
+    return scored @ coefficients + intercepts
+
+
+def temperature_scaled(scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """softmax(scores / T), T minimising the log loss of the given labels (temperature scaling, Guo et al. 2017):
+    one number for all images, searched in [1/20, 100]."""
+    from scipy.optimize import minimize_scalar
+    from scipy.special import log_softmax, softmax
+
+    rows = np.arange(len(labels))
+
+    def log_loss(log_temperature: float) -> float:
+        return -log_softmax(scores / np.exp(log_temperature), axis=1)[rows, labels].mean()
+
+    best = minimize_scalar(log_loss, bounds=(np.log(0.05), np.log(100.0)), method="bounded")
+    return softmax(scores / np.exp(best.x), axis=1)
 
 
 def find_label_issues(images: pd.DataFrame, probabilities: np.ndarray, class_names: list[str]) -> pd.DataFrame:
@@ -94,23 +160,46 @@ def find_label_issues(images: pd.DataFrame, probabilities: np.ndarray, class_nam
     return frame.sort_values(["score", "path"], kind="stable").reset_index(drop=True)
 
 
-def similarity_vectors(features: np.ndarray, components: int, seed: int) -> np.ndarray:
-    """Unit vectors whose dot products are the similarities compared with the threshold: the features PCA-whitened
-    to `components` dimensions (at most one per IMAGES_PER_WHITENED_DIMENSION images), or as they are with 0."""
-    vectors = np.asarray(features, dtype=np.float32)
-    dimensions = whitened_dimensions(len(vectors), vectors.shape[1], components)
-    if dimensions:
-        from sklearn.decomposition import PCA
+def near_duplicates(
+    images: pd.DataFrame,
+    features: np.ndarray,
+    projection: Projection,
+    components: int,
+    threshold: float,
+    split_order: tuple[str, ...],
+) -> pd.DataFrame | None:
+    """find_near_duplicates in the whitened features (audit.whiten_components; 0: the features as they are), or
+    None when the images are too few to judge near-duplicates by their features (too_few_to_whiten)."""
+    if too_few_to_whiten(len(images), components):
+        return None
+    dimensions = whitened_dimensions(len(images), features.shape[1], components)
+    return find_near_duplicates(images, similarity_vectors(features, projection, dimensions), threshold, split_order)
 
-        vectors = PCA(n_components=dimensions, whiten=True, random_state=seed).fit_transform(vectors)
+
+def similarity_vectors(features: np.ndarray, projection: Projection | None, dimensions: int) -> np.ndarray:
+    """Unit vectors whose dot products are the similarities compared with the threshold: the projection's
+    `dimensions` leading components whitened (each divided by its standard deviation, as PCA's whitening does), or
+    with 0 the features as they are."""
+    if dimensions:
+        vectors = projection.coordinates[:, :dimensions] / np.sqrt(projection.variances[:dimensions])
+    else:
+        vectors = np.asarray(features, dtype=np.float32)
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     return vectors / np.where(norms > 0, norms, 1.0)
 
 
+def too_few_to_whiten(images: int, components: int) -> bool:
+    """Whether `images` are too few for near-duplicates to be judged in whitened features (audit.whiten_components
+    0 compares the features as they are, at any count)."""
+    return components > 0 and images // IMAGES_PER_WHITENED_DIMENSION < min(components, MIN_WHITENED_DIMENSIONS)
+
+
 def whitened_dimensions(images: int, feature_dimensions: int, components: int) -> int:
-    """The dimensions similarity_vectors keeps (0: the features as they are)."""
-    dimensions = min(components, images // IMAGES_PER_WHITENED_DIMENSION, feature_dimensions)
-    return dimensions if components and dimensions >= 1 else 0
+    """The dimensions similarity_vectors whitens to: audit.whiten_components, at most one per
+    IMAGES_PER_WHITENED_DIMENSION images (0: the features as they are, or too few images to whiten)."""
+    if too_few_to_whiten(images, components):
+        return 0
+    return min(components, images // IMAGES_PER_WHITENED_DIMENSION, feature_dimensions)
 
 
 def find_near_duplicates(
@@ -172,16 +261,40 @@ def find_outliers(images: pd.DataFrame, features: np.ndarray, class_names: list[
     return frame.sort_values(["score", "path"], kind="stable").reset_index(drop=True)
 
 
+@dataclass(frozen=True)
+class Judge:
+    """How far to trust the judge's suspects: its out-of-fold accuracy on the given labels, with its 95% interval,
+    beside always answering the most frequent class."""
+
+    accuracy: float
+    interval: tuple[float, float]
+    chance: float
+    weak: bool  # at chance, or wrong on more than audit.weak_judge_error of the images
+
+
+def judge_of(probabilities: np.ndarray, labels: np.ndarray, weak_error: float) -> Judge:
+    right, count = int((probabilities.argmax(axis=1) == labels).sum()), len(labels)
+    per_class = {str(index): int(images) for index, images in enumerate(np.bincount(labels))}
+    accuracy = right / count
+    weak = chance.at_chance(accuracy, per_class) or 1 - accuracy > weak_error
+    return Judge(accuracy, intervals.wilson(right, count), chance.majority_share(per_class), weak)
+
+
 def metrics(
     images: pd.DataFrame,
-    issues: pd.DataFrame,
-    pairs: pd.DataFrame,
-    outliers: pd.DataFrame,
+    tables: dict[str, pd.DataFrame],
     split_order: tuple[str, ...],
+    *,
     folds: int,
     dimensions: int,
-) -> dict[str, bool | int]:
-    """Flat counts for metrics/audit.json, every key present (zero or not) so `dvc metrics diff` lines up."""
+    judge: Judge | None,
+    suspects_found: int,
+    near_duplicates_judged: bool,
+) -> dict[str, bool | int | float | None]:
+    """Flat counts for metrics/audit.json, every key present (zero or not) so `dvc metrics diff` lines up.
+    `suspects_found` is confident learning's count; `suspected_label_errors` those listed (fewer when the judge is
+    weak). `near_duplicates_judged` is false when there were too few images to judge them (too_few_to_whiten)."""
+    issues, pairs, outliers = tables[LABEL_ISSUES], tables[NEAR_DUPLICATES], tables[OUTLIERS]
     within = pairs["split_a"] == pairs["split_b"]
     near_test = pairs.loc[~within & (pairs["split_b"] == split_order[-1]), "path_b"]
     counts = issues["split"].value_counts()
@@ -189,9 +302,16 @@ def metrics(
         "audit.enabled": True,
         "audit.images": len(images),
         "audit.folds": folds,
-        "audit.whitened_dimensions": dimensions,
+        "audit.judge_accuracy": None if judge is None else round(judge.accuracy, 4),
+        "audit.judge_accuracy_low": None if judge is None else round(judge.interval[0], 4),
+        "audit.judge_accuracy_high": None if judge is None else round(judge.interval[1], 4),
+        "audit.judge_chance": None if judge is None else round(judge.chance, 4),
+        "audit.judge_weak": None if judge is None else judge.weak,
+        "audit.suspects_found": suspects_found,
         "audit.suspected_label_errors": len(issues),
         **{f"audit.suspected_label_errors.{split}": int(counts.get(split, 0)) for split in split_order},
+        "audit.whitened_dimensions": dimensions,
+        "audit.near_duplicates_judged": near_duplicates_judged,
         "audit.near_duplicates_across_splits": int((~within).sum()),
         "audit.near_duplicates_within_splits": int(within.sum()),
         "audit.identical_files_within_splits": int((within & pairs["same_bytes"].astype(bool)).sum()),
@@ -202,9 +322,17 @@ def metrics(
 
 def disabled_metrics(split_order: tuple[str, ...]) -> dict[str, bool | None]:
     """audit.enabled: false, and every count null: an audit that did not run found nothing, and says so."""
-    empty = {name: pd.DataFrame(columns=columns) for name, columns in COLUMNS.items()}
     images = pd.DataFrame(columns=IMAGE_COLUMNS)
-    counts = metrics(images, empty[LABEL_ISSUES], empty[NEAR_DUPLICATES], empty[OUTLIERS], split_order, 0, 0)
+    counts = metrics(
+        images,
+        empty_tables(),
+        split_order,
+        folds=0,
+        dimensions=0,
+        judge=None,
+        suspects_found=0,
+        near_duplicates_judged=False,
+    )
     return {key: None for key in counts} | {"audit.enabled": False}
 
 

@@ -236,6 +236,8 @@ class AuditParams:
     folds: Annotated[Int, Field(ge=2, le=100)]  # cross-validation folds of the out-of-fold probabilities
     similarity_threshold: Annotated[Float, Field(gt=0, le=1)]  # cosine similarity from which two images are near
     whiten_components: Annotated[Int, Field(ge=0)]  # PCA-whitened dimensions the similarity is taken in; 0: none
+    weak_judge_error: Annotated[Float, Field(gt=0, lt=1)]  # a judge wrong on more of the images out of fold is weak
+    weak_judge_suspects: Annotated[Int, Field(ge=1)]  # a weak judge's list: its most suspicious images only
     batch_size: BatchSize  # images per batch through the frozen base
     show: Annotated[Int, Field(ge=0, le=100)]  # suspects and near-duplicate pairs shown in the report's grids
 
