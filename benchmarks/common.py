@@ -22,12 +22,17 @@ from stages.lib.sample import write_sample_archive
 
 
 def prepare_raw(
-    tmp: Path, train_per_class: int, validation_per_class: int = 10
+    tmp: Path, train_per_class: int, validation_per_class: int = 10, classes: int = 2
 ) -> tuple[Path, dict[str, pd.DataFrame]]:
-    """Generate and extract the sample archive, then split it: (raw folder, split frames)."""
+    """Generate and extract the sample archive (its first `classes` animals), then split it: (raw folder, split
+    frames)."""
     start = time.perf_counter()
     write_sample_archive(
-        tmp / "sample.zip", seed=0, train_per_class=train_per_class, validation_per_class=validation_per_class
+        tmp / "sample.zip",
+        seed=0,
+        train_per_class=train_per_class,
+        validation_per_class=validation_per_class,
+        classes=classes,
     )
     extract_archive(
         tmp / "sample.zip", tmp / "extracted", max_members=10**6, max_total_bytes=10**10, max_compression_ratio=100
@@ -46,7 +51,8 @@ def encode(raw: Path, frames: dict[str, pd.DataFrame], out: Path, image_size: in
     """Encode every split as the encode stage does (train in a seeded order); return seconds spent."""
     out.mkdir(parents=True)
     start = time.perf_counter()
-    meta = {"class_names": ["cats", "dogs"], "image_size": image_size, "jpeg_quality": 95, "splits": {}}
+    class_names = sorted(set(frames["train"]["label"]))
+    meta = {"class_names": class_names, "image_size": image_size, "jpeg_quality": 95, "splits": {}}
     for split in SPLITS:
         frame = frames[split]
         if split == "train":
