@@ -11,7 +11,7 @@ from pathlib import Path
 
 from stages.lib import files, stage_params
 from stages.lib.cli import run, stage_parser
-from stages.lib.file_lists import HEADLINE, SPLITS, make_splits
+from stages.lib.file_lists import HEADLINE, SKIP_REASONS, SPLITS, make_splits
 from stages.lib.params import Params
 
 PARAMS = ("seed", "split.test_fraction", "split.holdout_fraction")
@@ -37,11 +37,13 @@ def main(argv: list[str] | None = None) -> Params:
     files.write_json(args.details, metrics | stage_params.values_read(p))
     files.write_json(args.metrics, {key: metrics[key] for key in HEADLINE})
 
+    reasons = ", ".join(f"{r} {metrics[f'skipped.{r}']}" for r in SKIP_REASONS if metrics[f"skipped.{r}"])
     print(
         "split: "
         + ", ".join(f"{s} {metrics[f'{s}.total']}" for s in SPLITS)
-        + f"; skipped {metrics['skipped.total']}; duplicates removed "
-        + str(sum(splits.duplicates_removed.values()))
+        + f"; skipped {metrics['skipped.total']}"
+        + (f" ({reasons}: {args.out / 'skipped.csv'})" if reasons else "")
+        + f"; duplicates removed {sum(splits.duplicates_removed.values())}"
     )
     return p
 

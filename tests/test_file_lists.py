@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 
 from stages import split as split_stage
-from stages.lib.file_lists import SKIP_REASONS, SplitError, make_splits, read_split, split_validation
+from stages.lib.file_lists import SKIP_REASONS, SplitError, make_splits, read_skipped, read_split, split_validation
+from stages.lib.files import sha256_file
 from tests.conftest import dvc_args, jpeg_bytes, make_raw_tree
 
 
@@ -219,3 +220,73 @@ def test_classes_named_like_missing_values_or_aggregates_keep_their_own_counts(t
     read_back = read_split(tmp_path / "splits", "train")
     assert sorted(set(read_back["label"])) == sorted(names)  # strings, not NaN
     assert read_back["label_index"].tolist() == splits.frames["train"]["label_index"].tolist()
+
+
+def test_the_same_image_under_two_labels_is_skipped_in_every_copy_naming_the_others(tmp_path: Path):
+    """Seen in issue 33: the validation copy of an image also in train under another label was dropped, counted as a
+    duplicate but named nowhere, and the train copy trained on a label that may be wrong."""
+    names = ("None", "macro", "猫")
+    raw = make_raw_tree(tmp_path / "raw", train_per_class=4, validation_per_class=10, classes=names)
+    image = sorted((raw / "train" / "None").iterdir())[0]
+    copies = {  # the same bytes in train under None, in validation under macro and 猫
+        f"train/None/{image.name}": "None",
+        "validation/macro/copy.jpg": "macro",
+        "validation/猫/copy.jpg": "猫",
+    }
+    for path in list(copies)[1:]:
+        (raw / path).write_bytes(image.read_bytes())
+    splits = splits_of(raw)
+    kept = pd.concat(splits.frames.values())
+    assert not set(copies) & set(kept["path"])
+    conflicts = splits.skipped[splits.skipped["reason"] == "label_conflict"]
+    assert dict(zip(conflicts["path"], conflicts["label"])) == copies
+    assert set(conflicts["sha256"]) == {sha256_file(image)}
+    detail = dict(zip(conflicts["path"], conflicts["detail"]))
+    assert detail["validation/macro/copy.jpg"] == (
+        f"the same image as train/None/{image.name} (class 'None'), validation/猫/copy.jpg (class '猫'); which label "
+        "is right is unknown: keep one copy, in its right class folder, and delete the others"
+    )
+    metrics = splits.metrics()
+    assert metrics["skipped.label_conflict"] == 3 and metrics["skipped.total"] == 3
+    assert sum(splits.duplicates_removed.values()) == 0  # not duplicates of one label: none of them was kept
+    assert metrics["train.class.None"] == 3
+
+
+def test_the_same_image_under_two_classes_of_one_split_is_skipped_in_both(raw_tree: Path):
+    cat = sorted((raw_tree / "train" / "cats").iterdir())[0]
+    (raw_tree / "train" / "dogs" / "also_a_dog.jpg").write_bytes(cat.read_bytes())
+    (raw_tree / "train" / "cats" / "twin.jpg").write_bytes(cat.read_bytes())  # a third copy, of the same label
+    splits = splits_of(raw_tree)
+    conflicts = splits.skipped.set_index("path")
+    assert conflicts["reason"].to_dict() == {
+        f"train/cats/{cat.name}": "label_conflict",
+        "train/cats/twin.jpg": "label_conflict",
+        "train/dogs/also_a_dog.jpg": "label_conflict",
+    }
+    assert conflicts.loc["train/dogs/also_a_dog.jpg", "detail"].startswith(
+        f"the same image as train/cats/{cat.name} (class 'cats'), train/cats/twin.jpg (class 'cats'); "
+    )
+    assert splits.duplicates_within["train"] == 0 and len(splits.frames["train"]) == 11
+
+
+def test_skipped_csv_names_the_class_folder_of_every_copy_and_reads_back_as_text(project: Path, capsys):
+    """The audit lists skipped.csv's label conflicts with the label each copy was given: a class `None` stays text."""
+    raw = make_raw_tree(project / "data" / "raw", classes=("None", "NA"))
+    first = sorted((raw / "train" / "None").iterdir())[0]
+    (raw / "validation" / "NA" / "copy.jpg").write_bytes(first.read_bytes())
+    (raw / "train" / "NA" / "empty.jpg").write_bytes(b"")
+    (raw / "train" / "stray.jpg").write_bytes(b"")
+    split_stage.main(dvc_args("split"))
+    skipped = read_skipped(project / "data" / "splits")
+    assert list(skipped.columns) == ["path", "reason", "detail", "sha256", "label"]
+    assert skipped.set_index("path")["label"].to_dict() == {
+        "train/NA/empty.jpg": "NA",
+        f"train/None/{first.name}": "None",
+        "train/stray.jpg": "",  # not in a class folder
+        "validation/NA/copy.jpg": "NA",
+    }
+    assert json.loads((project / "metrics" / "split.json").read_text())["skipped.label_conflict"] == 2
+    assert capsys.readouterr().out.splitlines()[-1] == (
+        "split: train 11, val 16, test 4; skipped 4 (empty 1, no_class_folder 1, label_conflict 2: "
+        "data/splits/skipped.csv); duplicates removed 0"
+    )
