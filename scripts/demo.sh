@@ -5,8 +5,8 @@ set -euo pipefail
 # Offline settings: generated data (two classes, cats and dogs; 2x500 validation images, so the test split has
 # 200), 96 px images, and instead of ImageNet's weights (no network) a MobileNetV2 pretrained here on eight other
 # drawn animals (pretrained/mobilenet_v2_animals.json says how; README, "The demo"). Set with DVC's own -S logic
-# (hydra overrides), then `dvc repro`: a first run through `dvc exp run` prints a "No file hash info found"
-# warning per output.
+# (hydra overrides), then `dvc repro`: a first run through `dvc exp run` prints DVC's "No file hash info found"
+# warning per cached output (no dvc.lock yet to restore them from; docs/troubleshooting.md).
 demo_params=(
   data.source=sample
   data.sample_train_per_class=200
