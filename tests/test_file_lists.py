@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from PIL import Image
 
 from stages import split as split_stage
 from stages.lib.file_lists import SKIP_REASONS, SplitError, make_splits, read_skipped, read_split, split_validation
@@ -290,3 +291,44 @@ def test_skipped_csv_names_the_class_folder_of_every_copy_and_reads_back_as_text
         "split: train 11, val 16, test 4; skipped 4 (empty 1, no_class_folder 1, label_conflict 2: "
         "data/splits/skipped.csv); duplicates removed 0"
     )
+
+
+def test_images_every_stage_distorts_are_named_and_counted(project: Path, capsys):
+    """Seen in issue 33: 1x1 and 20000x20 images were stretched to the stored square without a word."""
+    raw = make_raw_tree(project / "data" / "raw", classes=("None", "macro"))
+    Image.new("RGB", (1, 1), "red").save(raw / "train" / "None" / "dot.png")
+    Image.new("RGB", (20_000, 20), "blue").save(raw / "train" / "macro" / "strip.png")
+    Image.new("RGB", (20, 20_000), "blue").save(raw / "validation" / "macro" / "pole.png")
+    Image.new("RGB", (90, 10), "green").save(raw / "train" / "macro" / "wide_but_within.png")  # 9:1
+    split_stage.main(dvc_args("split"))
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[-2:] == [
+        "split: warning: 2 images far from square (the longer side over split.warn_aspect_ratio=10 times the "
+        "shorter): train/macro/strip.png 20000x20, validation/macro/pole.png 20x20000; every stage squashes an "
+        "image to a square",
+        "split: warning: 1 image with a side under split.warn_min_side=8 pixels: train/None/dot.png 1x1; every stage "
+        "enlarges an image to its square size",
+    ]
+    metrics = json.loads((project / "metrics" / "split.json").read_text())
+    assert metrics["warned.aspect_ratio"] == 2 and metrics["warned.min_side"] == 1
+    assert {"train/None/dot.png", "train/macro/strip.png"} <= set(
+        read_split(project / "data" / "splits", "train")["path"]
+    )
+
+
+def test_shape_warnings_follow_their_thresholds_and_name_at_most_five(raw_tree: Path):
+    from stages.lib.file_lists import shape_warnings, warning_lines
+
+    for index in range(7):
+        Image.new("RGB", (300 + index, 10)).save(raw_tree / "train" / "cats" / f"wide{index}.png")
+    frames = splits_of(raw_tree).frames
+    warned = shape_warnings(frames, warn_aspect_ratio=10.0, warn_min_side=8)
+    assert warned["warning"].tolist() == ["aspect_ratio"] * 7
+    (line,) = warning_lines(warned, warn_aspect_ratio=10.0, warn_min_side=8)
+    assert (
+        line.startswith("split: warning: 7 images far from square")
+        and ", train/cats/wide4.png 304x10 and 2 more" in line
+    )
+    assert shape_warnings(frames, warn_aspect_ratio=31.0, warn_min_side=8).empty  # 306:10 is under 31
+    assert shape_warnings(frames, warn_aspect_ratio=31.0, warn_min_side=11)["warning"].tolist() == ["min_side"] * 7
+    assert warning_lines(shape_warnings(frames, warn_aspect_ratio=31.0, warn_min_side=8), 31.0, 8) == []

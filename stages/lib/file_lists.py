@@ -44,6 +44,8 @@ COLUMNS = ["path", "label", "label_index", "sha256", "width", "height", "format"
 SKIPPED_COLUMNS = ["path", "reason", "detail", "sha256", "label"]  # data/splits/skipped.csv: the module docstring
 SKIP_REASONS = IMAGE_SKIP_REASONS + ("no_class_folder", "label_conflict")
 _SHOWN_COPIES = 5  # other copies a label conflict's detail names
+SHAPE_WARNINGS = ("aspect_ratio", "min_side")  # metrics/split.json's warned.<name>, set by split.warn_<name>
+_SHOWN_WARNED = 5  # images a warning line names
 
 
 class SplitError(PipelineError):
@@ -245,3 +247,49 @@ def make_splits(raw_dir: Path, *, test_fraction: float, holdout_fraction: float,
 
 def _sorted(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.sort_values("path").reset_index(drop=True)
+
+
+def shape_warnings(frames: dict[str, pd.DataFrame], *, warn_aspect_ratio: float, warn_min_side: int) -> pd.DataFrame:
+    """The kept images every stage distorts, as rows (path, width, height, warning) sorted by warning and path:
+    `aspect_ratio`, the longer side over warn_aspect_ratio times the shorter (squashed to a square, a 20000x20 strip
+    becomes a smear); `min_side`, a side under warn_min_side pixels (a 1x1 image enlarged to a flat square).
+    Kept, not skipped: they may be right for the data; named so that a person can look."""
+    rows = pd.concat([frames[split] for split in SPLITS], ignore_index=True)
+    longer, shorter = rows[["width", "height"]].max(axis=1), rows[["width", "height"]].min(axis=1)
+    found = pd.concat(
+        [
+            rows[longer > warn_aspect_ratio * shorter].assign(warning="aspect_ratio"),
+            rows[shorter < warn_min_side].assign(warning="min_side"),
+        ]
+    )
+    return found[["path", "width", "height", "warning"]].sort_values(["warning", "path"]).reset_index(drop=True)
+
+
+def warning_counts(warned: pd.DataFrame) -> dict[str, int]:
+    """`warned.<name>` for metrics/split.json, every name present even when zero."""
+    return {f"warned.{name}": int((warned["warning"] == name).sum()) for name in SHAPE_WARNINGS}
+
+
+def warning_lines(warned: pd.DataFrame, warn_aspect_ratio: float, warn_min_side: int) -> list[str]:
+    """One `split: warning:` line per kind of distortion found, naming the first images with their sizes."""
+    what = {
+        "aspect_ratio": (
+            f"far from square (the longer side over split.warn_aspect_ratio={warn_aspect_ratio:g} times the shorter)",
+            "every stage squashes an image to a square",
+        ),
+        "min_side": (f"with a side under split.warn_min_side={warn_min_side} pixels", "every stage enlarges an image "
+                     "to its square size"),
+    }  # fmt: skip
+    lines = []
+    for name in SHAPE_WARNINGS:
+        rows = warned[warned["warning"] == name]
+        if rows.empty:
+            continue
+        shown = [f"{row.path} {row.width}x{row.height}" for row in rows.head(_SHOWN_WARNED).itertuples()]
+        more = (
+            f" and {len(rows) - _SHOWN_WARNED} more (sizes in data/splits/*.csv)" if len(rows) > _SHOWN_WARNED else ""
+        )
+        images = "image" if len(rows) == 1 else "images"
+        kind, why = what[name]
+        lines.append(f"split: warning: {len(rows)} {images} {kind}: {', '.join(shown)}{more}; {why}")
+    return lines
