@@ -332,3 +332,18 @@ def test_shape_warnings_follow_their_thresholds_and_name_at_most_five(raw_tree: 
     assert shape_warnings(frames, warn_aspect_ratio=31.0, warn_min_side=8).empty  # 306:10 is under 31
     assert shape_warnings(frames, warn_aspect_ratio=31.0, warn_min_side=11)["warning"].tolist() == ["min_side"] * 7
     assert warning_lines(shape_warnings(frames, warn_aspect_ratio=31.0, warn_min_side=8), 31.0, 8) == []
+
+
+def test_a_label_conflict_of_many_copies_names_five_others_and_counts_the_rest(raw_tree: Path):
+    cat = sorted((raw_tree / "train" / "cats").iterdir())[0]
+    for index in range(7):
+        (raw_tree / "train" / "dogs" / f"copy{index}.jpg").write_bytes(cat.read_bytes())
+    splits = splits_of(raw_tree)
+    details = splits.skipped.set_index("path")["detail"]
+    assert len(details) == 8
+    assert details["train/dogs/copy6.jpg"].startswith(
+        f"the same image as train/cats/{cat.name} (class 'cats'), train/dogs/copy0.jpg (class 'dogs'), "
+        "train/dogs/copy1.jpg (class 'dogs'), train/dogs/copy2.jpg (class 'dogs'), train/dogs/copy3.jpg (class "
+        "'dogs') and 2 more; "
+    )
+    assert "train/dogs/copy0.jpg (class 'dogs') and" not in details["train/dogs/copy0.jpg"]

@@ -164,11 +164,12 @@ def remove_label_conflicts(frames: dict[str, pd.DataFrame]) -> tuple[dict[str, p
     conflicting = set(labels.index[labels > 1])
     skipped = []
     for digest, copies in rows[rows["sha256"].isin(conflicting)].sort_values("path").groupby("sha256", sort=False):
-        for path, label in zip(copies["path"], copies["label"]):
-            others = [f"{p} (class {lab!r})" for p, lab in zip(copies["path"], copies["label"]) if p != path]
-            shown = ", ".join(others[:_SHOWN_COPIES]) + (
-                f" and {len(others) - _SHOWN_COPIES} more" if len(others) > _SHOWN_COPIES else ""
-            )
+        paths, labels = copies["path"].tolist(), copies["label"].tolist()
+        named = [f"{p} (class {lab!r})" for p, lab in zip(paths[: _SHOWN_COPIES + 1], labels)]
+        for index, (path, label) in enumerate(zip(paths, labels)):
+            others = [text for at, text in enumerate(named) if at != index][:_SHOWN_COPIES]
+            more = len(paths) - 1 - len(others)
+            shown = ", ".join(others) + (f" and {more} more" if more else "")
             detail = (
                 f"the same image as {shown}; which label is right is unknown: keep one copy, in its right class "
                 "folder, and delete the others"
@@ -272,14 +273,12 @@ def warning_counts(warned: pd.DataFrame) -> dict[str, int]:
 
 def warning_lines(warned: pd.DataFrame, warn_aspect_ratio: float, warn_min_side: int) -> list[str]:
     """One `split: warning:` line per kind of distortion found, naming the first images with their sizes."""
+    ratio, side = f"split.warn_aspect_ratio={warn_aspect_ratio:g}", f"split.warn_min_side={warn_min_side}"
     what = {
-        "aspect_ratio": (
-            f"far from square (the longer side over split.warn_aspect_ratio={warn_aspect_ratio:g} times the shorter)",
-            "every stage squashes an image to a square",
-        ),
-        "min_side": (f"with a side under split.warn_min_side={warn_min_side} pixels", "every stage enlarges an image "
-                     "to its square size"),
-    }  # fmt: skip
+        "aspect_ratio": f"far from square (the longer side over {ratio} times the shorter)",
+        "min_side": f"with a side under {side} pixels",
+    }
+    why = {"aspect_ratio": "squashes an image to a square", "min_side": "enlarges an image to its square size"}
     lines = []
     for name in SHAPE_WARNINGS:
         rows = warned[warned["warning"] == name]
@@ -290,6 +289,7 @@ def warning_lines(warned: pd.DataFrame, warn_aspect_ratio: float, warn_min_side:
             f" and {len(rows) - _SHOWN_WARNED} more (sizes in data/splits/*.csv)" if len(rows) > _SHOWN_WARNED else ""
         )
         images = "image" if len(rows) == 1 else "images"
-        kind, why = what[name]
-        lines.append(f"split: warning: {len(rows)} {images} {kind}: {', '.join(shown)}{more}; {why}")
+        lines.append(
+            f"split: warning: {len(rows)} {images} {what[name]}: {', '.join(shown)}{more}; every stage {why[name]}"
+        )
     return lines
