@@ -5,8 +5,8 @@ set -euo pipefail
 # Offline settings: generated data (two classes, cats and dogs; 2x500 validation images, so the test split has
 # 200), 96 px images, and instead of ImageNet's weights (no network) a MobileNetV2 pretrained here on eight other
 # drawn animals (pretrained/mobilenet_v2_animals.json says how; README, "The demo"). Set with DVC's own -S logic
-# (hydra overrides), then `dvc repro`: a first run through `dvc exp run` prints a "No file hash info found"
-# warning per output.
+# (hydra overrides), then `dvc repro`: a first run through `dvc exp run` prints DVC's "No file hash info found"
+# warning per cached output (no dvc.lock yet to restore them from; docs/troubleshooting.md).
 demo_params=(
   data.source=sample
   data.sample_train_per_class=200
@@ -126,8 +126,8 @@ m = json.load(open("metrics/eval.json"))
 def show(value):
     return "n/a" if value is None else f"{value:.3f}"
 for name in ("baseline", "transfer", "finetune"):
-    f1 = m.get(f"{name}.f1", m.get(f"{name}.macro.f1"))  # two classes: of class 1; more: the macro average
-    print(f"  {name:9s} accuracy {show(m[name + '.accuracy'])}  f1 {show(f1)}  roc_auc {show(m[name + '.roc_auc'])}")
+    headline = json.load(open(f"metrics/test/{name}.json"))  # what `dvc metrics show` prints, by its names
+    print(f"  {name:9s} " + "  ".join(f"{key} {show(headline[key])}" for key in ("accuracy", "macro.f1", "roc_auc")))
 gain, kept = m["transfer.accuracy"] - m["baseline.accuracy"], m["finetune.accuracy"] - m["transfer.accuracy"]
 print(f"Transfer learning: transfer - baseline {gain:+.3f} (demo target >= +0.05), "
       f"finetune - transfer {kept:+.3f} (target >= -0.02), on {m['finetune.test_images']} test images")

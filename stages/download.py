@@ -17,7 +17,7 @@ from stages.lib import files, params, redaction, sources, stage_params
 from stages.lib.archive import extract_archive
 from stages.lib.cli import PipelineError, run, stage_parser
 from stages.lib.fetch import download
-from stages.lib.layouts import find_layout
+from stages.lib.layouts import IMAGES, TEST, TRAIN, VALIDATION, find_layout
 from stages.lib.params import Params, ParamsError
 from stages.lib.sample import MAX_CLASSES, write_sample_archive
 
@@ -59,14 +59,31 @@ def fetch_archive(source: str, downloads: Path, sha256: str | None, seed: int, s
     return archive
 
 
-def normalise_layout(extracted: Path, out: Path, source: str) -> int:
+def normalise_layout(extracted: Path, out: Path, source: str, left_out: list[str]) -> int:
     """Move the dataset's folders from `extracted` into `out` as data/raw holds them; return the files left out.
-    Errors name `source`, the archive or dataset: `extracted` is a temporary folder gone after the stage."""
-    for folder, found in find_layout(extracted, source).folders.items():
+    Errors name `source`, the archive or dataset: `extracted` is a temporary folder gone after the stage.
+    `left_out`: the files extraction did not write, which an empty class folder's error names."""
+    for folder, found in find_layout(extracted, source, left_out).folders.items():
         shutil.move(found, out / folder)
     left_over = sum(1 for f in extracted.rglob("*") if f.is_file()) if extracted.exists() else 0
     shutil.rmtree(extracted, ignore_errors=True)
     return left_over
+
+
+def summary(counts: dict[str, int], ignored: dict[str, int]) -> str:
+    """`3 classes, 9 files (train 6, validation 3); ignored 1 (hidden 1)`: classes, not class folders of every split.
+    `counts`: files per `<folder>/<class>` of data/raw."""
+    classes = {key.split("/", 1)[1] for key in counts}
+    per_folder: dict[str, int] = {}
+    for key, count in counts.items():
+        folder = key.split("/", 1)[0]
+        per_folder[folder] = per_folder.get(folder, 0) + count
+    order = [folder for folder in (TRAIN, VALIDATION, TEST, IMAGES) if folder in per_folder]
+    folders = ", ".join(f"{folder} {per_folder[folder]}" for folder in order)
+    reasons = ", ".join(f"{reason} {count}" for reason, count in sorted(ignored.items()))
+    return f"{len(classes)} classes, {sum(counts.values())} files ({folders}); ignored {sum(ignored.values())}" + (
+        f" ({reasons})" if reasons else ""
+    )
 
 
 def check_params(source: str, sample_classes: int, params_file: str) -> None:
@@ -103,7 +120,7 @@ def main(argv: list[str] | None = None) -> Params:
             used = sources.fetch_keras_files(source)
             described = {"archive": [path.name for path in used], "sha256": sources.keras_files_sha256(source)}
             sources.write_keras_dataset(source, extracted)
-            ignored: dict[str, int] = {}
+            left_out: dict[str, list[str]] = {}
         else:
             archive = fetch_archive(source, args.downloads, data.sha256, p.seed, sample)
             digest = files.sha256_file(archive)
@@ -112,7 +129,7 @@ def main(argv: list[str] | None = None) -> Params:
                     f"{archive}: sha256 is {digest}, but data.sha256 pins {data.sha256}; delete the file or fix the pin"
                 )
             described = {"archive": archive.name, "bytes": archive.stat().st_size, "sha256": digest}
-            ignored = extract_archive(
+            left_out = extract_archive(
                 archive,
                 extracted,
                 max_members=data.max_archive_members,
@@ -120,8 +137,9 @@ def main(argv: list[str] | None = None) -> Params:
                 max_compression_ratio=data.max_compression_ratio,
             )
         origin = source if source in sources.KERAS_DATASETS else str(archive)
-        left_over = normalise_layout(extracted, tmp, origin)  # e.g. files beside the class folders
-        if left_over:
+        ignored = {reason: len(paths) for reason, paths in left_out.items()}
+        left_over = normalise_layout(extracted, tmp, origin, [path for paths in left_out.values() for path in paths])
+        if left_over:  # e.g. files beside the class folders
             ignored["outside_layout"] = ignored.get("outside_layout", 0) + left_over
         counts = {
             folder.relative_to(tmp).as_posix(): sum(1 for f in folder.iterdir() if f.is_file())
@@ -135,8 +153,7 @@ def main(argv: list[str] | None = None) -> Params:
             "ignored": dict(sorted(ignored.items())),
         }
         files.write_json(tmp / "manifest.json", manifest)
-    shown, found = redaction.redact(source), f"{len(counts)} class folders, {sum(counts.values())} files"
-    print(f"download: {shown} -> {args.out}: {found}; ignored {sum(ignored.values())}")
+    print(f"download: {redaction.redact(source)} -> {args.out}: {summary(counts, ignored)}")
     return p
 
 

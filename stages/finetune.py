@@ -7,7 +7,8 @@ with 10 + 10 epochs the logs show 11-20. With finetune.cache_features, the val i
 layers below fine_tune_at (frozen, in inference mode) and every epoch validates the layers above on those
 activations; when the model has no augmentation, the train images' too, and only the layers above train on
 them (models.trained_part shares them with the model that is saved): the same numbers, without re-running
-the frozen part.
+the frozen part. From layer 0 nothing is frozen below the cut, so there is nothing to compute once: the stage
+trains without the cache and says so.
 """
 
 from __future__ import annotations
@@ -61,11 +62,17 @@ def main(argv: list[str] | None = None) -> Params:
 
         stage.compile(model, optimizer())
     size = model.input_shape[1]  # the size the transfer stage trained at
-    cache_train = f.cache_features and not models.has_augmentation(model)  # no augmentation: train's are fixed too
+    cache = f.cache_features and fine_tune_at > 0
+    if f.cache_features and not cache:
+        print(
+            f"finetune: model.fine_tune_at {fine_tune_at} trains every layer of the base: nothing below it to compute "
+            "once, so finetune.cache_features is not used"
+        )
+    cache_train = cache and not models.has_augmentation(model)  # no augmentation: train's are fixed too
     extra: dict[str, float] = {"cached_features": int(cache_train)}
     epochs = range(transfer_epochs, transfer_epochs + f.epochs)
     parent = files.sha256_file(args.transfer_model)
-    if f.cache_features:  # below fine_tune_at nothing trains: the activations there never change
+    if cache:  # below fine_tune_at nothing trains: the activations there never change
         start = time.perf_counter()
         frozen = models.frozen_part(model, fine_tune_at)
         cut = {}
@@ -87,7 +94,7 @@ def main(argv: list[str] | None = None) -> Params:
                            epochs, parent=parent)  # fmt: skip
     else:
         train, val = stage.datasets(size, f.batch_size)
-        if f.cache_features:
+        if cache:
             val = stage.validation_on_features(
                 *cut["val"], lambda trained: models.trained_part(trained, fine_tune_at), f.batch_size
             )

@@ -11,10 +11,18 @@ from pathlib import Path
 
 from stages.lib import files, stage_params
 from stages.lib.cli import run, stage_parser
-from stages.lib.file_lists import HEADLINE, SPLITS, make_splits
+from stages.lib.file_lists import (
+    HEADLINE,
+    SKIP_REASONS,
+    SPLITS,
+    make_splits,
+    shape_warnings,
+    warning_counts,
+    warning_lines,
+)
 from stages.lib.params import Params
 
-PARAMS = ("seed", "split.test_fraction", "split.holdout_fraction")
+PARAMS = ("seed", "split.test_fraction", "split.holdout_fraction", "split.warn_aspect_ratio", "split.warn_min_side")
 
 
 def main(argv: list[str] | None = None) -> Params:
@@ -26,23 +34,27 @@ def main(argv: list[str] | None = None) -> Params:
     args = parser.parse_args(argv)
     p = stage_params.for_stage(PARAMS, args.params)
 
-    splits = make_splits(
-        args.raw, test_fraction=p.split.test_fraction, holdout_fraction=p.split.holdout_fraction, seed=p.seed
-    )
+    s = p.split
+    splits = make_splits(args.raw, test_fraction=s.test_fraction, holdout_fraction=s.holdout_fraction, seed=p.seed)
+    warned = shape_warnings(splits.frames, warn_aspect_ratio=s.warn_aspect_ratio, warn_min_side=s.warn_min_side)
     with files.replace_dir(args.out) as tmp:
         for split in SPLITS:
             splits.frames[split].to_csv(tmp / f"{split}.csv", index=False, lineterminator="\n")
         splits.skipped.to_csv(tmp / "skipped.csv", index=False, lineterminator="\n")
-    metrics = splits.metrics()
+    metrics = splits.metrics() | warning_counts(warned)
     files.write_json(args.details, metrics | stage_params.values_read(p))
     files.write_json(args.metrics, {key: metrics[key] for key in HEADLINE})
 
+    reasons = ", ".join(f"{r} {metrics[f'skipped.{r}']}" for r in SKIP_REASONS if metrics[f"skipped.{r}"])
     print(
         "split: "
         + ", ".join(f"{s} {metrics[f'{s}.total']}" for s in SPLITS)
-        + f"; skipped {metrics['skipped.total']}; duplicates removed "
-        + str(sum(splits.duplicates_removed.values()))
+        + f"; skipped {metrics['skipped.total']}"
+        + (f" ({reasons}: {args.out / 'skipped.csv'})" if reasons else "")
+        + f"; duplicates removed {sum(splits.duplicates_removed.values())}"
     )
+    for line in warning_lines(warned, s.warn_aspect_ratio, s.warn_min_side):
+        print(line)
     return p
 
 

@@ -33,7 +33,14 @@ GOOD_LAYOUT = {
     "__MACOSX/cats_and_dogs_filtered/._vectorize.py": b"resource fork",
 }
 GOOD_IMAGES = {name: data for name, data in GOOD_LAYOUT.items() if ignore_reason(name) is None}
-GOOD_IGNORED = {"macosx": 2, "hidden": 1, "system_file": 1}
+GOOD_IGNORED = {  # by reason, in the archive's order
+    "system_file": ["cats_and_dogs_filtered/train/cats/Thumbs.db"],
+    "hidden": ["cats_and_dogs_filtered/train/.DS_Store"],
+    "macosx": [
+        "__MACOSX/cats_and_dogs_filtered/train/cats/._cat.1.jpg",
+        "__MACOSX/cats_and_dogs_filtered/._vectorize.py",
+    ],
+}
 
 
 def write_zip(path: Path, members: dict[str, bytes], *, folders: tuple[str, ...] = ()) -> Path:
@@ -122,7 +129,7 @@ def test_a_name_with_a_carriage_return_is_skipped_and_counted_not_extracted(tmp_
     """A \\r in a file name would split its row of the split stage's CSV in two; a \\n, predict's table."""
     archive = write_zip(tmp_path / "a.zip", {"train/cats/ok.jpg": jpeg_bytes(1), "train/cats/bad\r.jpg": jpeg_bytes(2)})
     ignored = extract_archive(archive, tmp_path / "out", **LIMITS)
-    assert ignored == {"control_character": 1}
+    assert ignored == {"control_character": ["train/cats/bad\r.jpg"]}
     assert [p.name for p in (tmp_path / "out" / "train" / "cats").iterdir()] == ["ok.jpg"]
 
 
@@ -165,13 +172,29 @@ def test_good_tar_gz_is_detected_by_content_and_ignores_archive_permissions(tmp_
     assert stat.S_IMODE((dest / "cats_and_dogs_filtered/train/cats/cat.3.gif").stat().st_mode) == 0o644
 
 
+def test_a_folder_holding_only_left_out_files_is_kept_empty_so_its_class_does_not_vanish(tmp_path: Path) -> None:
+    """Seen in issue 33: a class folder of only .DS_Store vanished, with `ignored 1` as the only trace; kept empty,
+    the layout names it. Folders that are left out themselves (__MACOSX/, .git/) are not created."""
+    members = {"d/a/1.jpg": JPEG, "d/None/.DS_Store": b"finder", "d/macro/Thumbs.db": b"t", "d/.git/config": b"x"}
+    members["__MACOSX/d/None/._x.jpg"] = b"fork"
+    ignored = extract_archive(write_zip(tmp_path / "a.zip", members), tmp_path / "out", **LIMITS)
+    assert ignored == {
+        "hidden": ["d/None/.DS_Store", "d/.git/config"],
+        "system_file": ["d/macro/Thumbs.db"],
+        "macosx": ["__MACOSX/d/None/._x.jpg"],
+    }
+    assert sorted(p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").rglob("*")) == [
+        "d", "d/None", "d/a", "d/a/1.jpg", "d/macro"
+    ]  # fmt: skip
+
+
 def test_ignored_members_do_not_count_towards_the_size_cap(tmp_path: Path) -> None:
     archive = write_zip(tmp_path / "a.zip", {"train/cat.jpg": JPEG, "__MACOSX/._cat.jpg": b"#" * 5000})
     dest = tmp_path / "out"
 
     ignored = extract_archive(archive, dest, **{**LIMITS, "max_members": 10, "max_total_bytes": len(JPEG)})
 
-    assert ignored == {"macosx": 1}
+    assert ignored == {"macosx": ["__MACOSX/._cat.jpg"]}
     assert files_under(dest) == {"train/cat.jpg": JPEG}
 
 
@@ -211,7 +234,7 @@ def test_two_spellings_of_one_nfc_name_are_refused_naming_both(tmp_path: Path, f
 def test_a_file_name_too_long_for_the_file_system_is_skipped_and_counted(tmp_path: Path) -> None:
     long_name = "猫" * 90 + ".jpg"  # 274 bytes in UTF-8
     archive = write_zip(tmp_path / "a.zip", {f"d/cats/{long_name}": JPEG, "d/cats/ok.jpg": JPEG})
-    assert extract_archive(archive, tmp_path / "out", **LIMITS) == {"name_too_long": 1}
+    assert extract_archive(archive, tmp_path / "out", **LIMITS) == {"name_too_long": [f"d/cats/{long_name}"]}
     assert sorted(files_under(tmp_path / "out")) == ["d/cats/ok.jpg"]
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from stages import download as download_stage
 from stages.lib import params, reference, sources
-from tests.conftest import dvc_args, make_raw_tree, set_params
+from tests.conftest import dvc_args, jpeg_bytes, make_raw_tree, set_params
 
 
 def zip_tree(tree: Path, archive: Path, top: str = "my_dataset") -> Path:
@@ -189,4 +189,64 @@ def test_credentials_in_the_url_are_never_printed_or_stored(project: Path, tmp_p
     assert "s3cret" not in shown and "t0ken" not in shown and "user" not in shown
     assert json.loads((project / "data" / "raw" / "manifest.json").read_text())["source"] == (
         "http://***@127.0.0.1:8000/data.zip?X-Amz-Signature=***"
+    )
+
+
+def zip_members(archive: Path, members: dict[str, bytes]) -> Path:
+    with zipfile.ZipFile(archive, "w") as zf:
+        for name, data in members.items():
+            if name.endswith("/"):
+                zf.mkdir(name)
+            else:
+                zf.writestr(name, data)
+    return archive
+
+
+def images(prefix: str, count: int, first_seed: int) -> dict[str, bytes]:
+    return {f"{prefix}/{i}.jpg": jpeg_bytes(first_seed + i) for i in range(count)}
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        ({"ds/None/": b""}, "error: mine.zip: the class folder ds/None/ is empty; put its images in it, or delete"),
+        (
+            {"ds/None/.DS_Store": b"finder"},
+            "error: mine.zip: the class folder ds/None/ holds no image, only .DS_Store (hidden and system files are "
+            "left out of every dataset); put its images in it, or delete the folder",
+        ),
+    ],
+    ids=["empty", "only_ds_store"],
+)
+def test_a_class_folder_without_files_is_one_line_naming_it(project: Path, extra: dict, expected: str):
+    """Seen in issue 33: an empty ds/c gave `no dataset folder ... ds/ holds: a/, b/, c/`, and a folder of only
+    .DS_Store vanished as a class (the archive became a two-class dataset with `ignored 1` as the only trace)."""
+    zip_members(project / "mine.zip", {**images("ds/a", 3, 0), **images("ds/macro", 3, 10), **extra})
+    set_params(project, data={"source": "mine.zip"})
+    assert run_stage().startswith(expected)
+    assert not (project / "data" / "raw").exists()
+    assert [p.name for p in (project / "data").iterdir() if p.name.startswith(".")] == []  # no temp dirs left
+
+
+def test_one_class_is_the_fewer_than_two_classes_line(project: Path):
+    zip_members(project / "mine.zip", images("ds/café", 4, 0))
+    set_params(project, data={"source": "mine.zip"})
+    assert run_stage() == (
+        "error: mine.zip: a classifier needs at least two classes, found one class folder: ds/café/; put each "
+        "class's images in a folder of its own beside it"
+    )
+    assert not (project / "data" / "raw").exists()
+
+
+def test_the_download_line_counts_classes_not_class_folders(project: Path, capsys):
+    """Seen in issue 33: `6 class folders` for 3 classes in train/ and validation/."""
+    members = {}
+    for seed, name in enumerate(("a", "None", "猫")):
+        members |= images(f"ds/train/{name}", 2, 10 * seed) | images(f"ds/validation/{name}", 1, 10 * seed + 5)
+    members["ds/train/a/.DS_Store"] = b"finder"
+    zip_members(project / "mine.zip", members)
+    set_params(project, data={"source": "mine.zip"})
+    assert run_stage() == ""
+    assert capsys.readouterr().out.splitlines()[-1] == (
+        "download: mine.zip -> data/raw: 3 classes, 9 files (train 6, validation 3); ignored 1 (hidden 1)"
     )

@@ -147,6 +147,18 @@ def test_the_demo_is_quiet_and_leaves_a_two_commit_history(project: Path):
     assert sh("git", "status", "--porcelain", cwd=project) == ""
 
 
+def test_the_demo_s_summary_is_the_headline_by_its_names(project: Path):
+    """Seen in issue 33: the demo printed an `f1` (class 1's, 0.679) that was not the macro F1 `dvc metrics show`
+    gives (0.723)."""
+    lines = DEMO_OUTPUT["out"].split("Test split, per model", 1)[1].splitlines()[1:4]
+    for line in lines:
+        name, *pairs = line.split()
+        headline = read_json(project / "metrics" / "test" / f"{name}.json")
+        printed = dict(zip(pairs[::2], pairs[1::2]))
+        assert list(printed) == ["accuracy", "macro.f1", "roc_auc"]
+        assert printed == {key: "n/a" if headline[key] is None else f"{headline[key]:.3f}" for key in printed}
+
+
 def test_comparisons_work_right_after_the_demo(project: Path, tmp_path: Path):
     """The README's commands after `make demo`: an experiment, which re-runs only what depends on its param, then it
     against the demo's committed run."""

@@ -6,9 +6,11 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from PIL import Image
 
 from stages import split as split_stage
-from stages.lib.file_lists import SKIP_REASONS, SplitError, make_splits, read_split, split_validation
+from stages.lib.file_lists import SKIP_REASONS, SplitError, make_splits, read_skipped, read_split, split_validation
+from stages.lib.files import sha256_file
 from tests.conftest import dvc_args, jpeg_bytes, make_raw_tree
 
 
@@ -219,3 +221,129 @@ def test_classes_named_like_missing_values_or_aggregates_keep_their_own_counts(t
     read_back = read_split(tmp_path / "splits", "train")
     assert sorted(set(read_back["label"])) == sorted(names)  # strings, not NaN
     assert read_back["label_index"].tolist() == splits.frames["train"]["label_index"].tolist()
+
+
+def test_the_same_image_under_two_labels_is_skipped_in_every_copy_naming_the_others(tmp_path: Path):
+    """Seen in issue 33: the validation copy of an image also in train under another label was dropped, counted as a
+    duplicate but named nowhere, and the train copy trained on a label that may be wrong."""
+    names = ("None", "macro", "猫")
+    raw = make_raw_tree(tmp_path / "raw", train_per_class=4, validation_per_class=10, classes=names)
+    image = sorted((raw / "train" / "None").iterdir())[0]
+    copies = {  # the same bytes in train under None, in validation under macro and 猫
+        f"train/None/{image.name}": "None",
+        "validation/macro/copy.jpg": "macro",
+        "validation/猫/copy.jpg": "猫",
+    }
+    for path in list(copies)[1:]:
+        (raw / path).write_bytes(image.read_bytes())
+    splits = splits_of(raw)
+    kept = pd.concat(splits.frames.values())
+    assert not set(copies) & set(kept["path"])
+    conflicts = splits.skipped[splits.skipped["reason"] == "label_conflict"]
+    assert dict(zip(conflicts["path"], conflicts["label"])) == copies
+    assert set(conflicts["sha256"]) == {sha256_file(image)}
+    detail = dict(zip(conflicts["path"], conflicts["detail"]))
+    assert detail["validation/macro/copy.jpg"] == (
+        f"the same image as train/None/{image.name} (class 'None'), validation/猫/copy.jpg (class '猫'); which label "
+        "is right is unknown: keep one copy, in its right class folder, and delete the others"
+    )
+    metrics = splits.metrics()
+    assert metrics["skipped.label_conflict"] == 3 and metrics["skipped.total"] == 3
+    assert sum(splits.duplicates_removed.values()) == 0  # not duplicates of one label: none of them was kept
+    assert metrics["train.class.None"] == 3
+
+
+def test_the_same_image_under_two_classes_of_one_split_is_skipped_in_both(raw_tree: Path):
+    cat = sorted((raw_tree / "train" / "cats").iterdir())[0]
+    (raw_tree / "train" / "dogs" / "also_a_dog.jpg").write_bytes(cat.read_bytes())
+    (raw_tree / "train" / "cats" / "twin.jpg").write_bytes(cat.read_bytes())  # a third copy, of the same label
+    splits = splits_of(raw_tree)
+    conflicts = splits.skipped.set_index("path")
+    assert conflicts["reason"].to_dict() == {
+        f"train/cats/{cat.name}": "label_conflict",
+        "train/cats/twin.jpg": "label_conflict",
+        "train/dogs/also_a_dog.jpg": "label_conflict",
+    }
+    assert conflicts.loc["train/dogs/also_a_dog.jpg", "detail"].startswith(
+        f"the same image as train/cats/{cat.name} (class 'cats'), train/cats/twin.jpg (class 'cats'); "
+    )
+    assert splits.duplicates_within["train"] == 0 and len(splits.frames["train"]) == 11
+
+
+def test_skipped_csv_names_the_class_folder_of_every_copy_and_reads_back_as_text(project: Path, capsys):
+    """The audit lists skipped.csv's label conflicts with the label each copy was given: a class `None` stays text."""
+    raw = make_raw_tree(project / "data" / "raw", classes=("None", "NA"))
+    first = sorted((raw / "train" / "None").iterdir())[0]
+    (raw / "validation" / "NA" / "copy.jpg").write_bytes(first.read_bytes())
+    (raw / "train" / "NA" / "empty.jpg").write_bytes(b"")
+    (raw / "train" / "stray.jpg").write_bytes(b"")
+    split_stage.main(dvc_args("split"))
+    skipped = read_skipped(project / "data" / "splits")
+    assert list(skipped.columns) == ["path", "reason", "detail", "sha256", "label"]
+    assert skipped.set_index("path")["label"].to_dict() == {
+        "train/NA/empty.jpg": "NA",
+        f"train/None/{first.name}": "None",
+        "train/stray.jpg": "",  # not in a class folder
+        "validation/NA/copy.jpg": "NA",
+    }
+    assert json.loads((project / "metrics" / "split.json").read_text())["skipped.label_conflict"] == 2
+    assert capsys.readouterr().out.splitlines()[-1] == (
+        "split: train 11, val 16, test 4; skipped 4 (empty 1, no_class_folder 1, label_conflict 2: "
+        "data/splits/skipped.csv); duplicates removed 0"
+    )
+
+
+def test_images_every_stage_distorts_are_named_and_counted(project: Path, capsys):
+    """Seen in issue 33: 1x1 and 20000x20 images were stretched to the stored square without a word."""
+    raw = make_raw_tree(project / "data" / "raw", classes=("None", "macro"))
+    Image.new("RGB", (1, 1), "red").save(raw / "train" / "None" / "dot.png")
+    Image.new("RGB", (20_000, 20), "blue").save(raw / "train" / "macro" / "strip.png")
+    Image.new("RGB", (20, 20_000), "blue").save(raw / "validation" / "macro" / "pole.png")
+    Image.new("RGB", (90, 10), "green").save(raw / "train" / "macro" / "wide_but_within.png")  # 9:1
+    split_stage.main(dvc_args("split"))
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[-2:] == [
+        "split: warning: 2 images far from square (the longer side over split.warn_aspect_ratio=10 times the "
+        "shorter): train/macro/strip.png 20000x20, validation/macro/pole.png 20x20000; every stage squashes an "
+        "image to a square",
+        "split: warning: 1 image with a side under split.warn_min_side=8 pixels: train/None/dot.png 1x1; every stage "
+        "enlarges an image to its square size",
+    ]
+    metrics = json.loads((project / "metrics" / "split.json").read_text())
+    assert metrics["warned.aspect_ratio"] == 2 and metrics["warned.min_side"] == 1
+    assert {"train/None/dot.png", "train/macro/strip.png"} <= set(
+        read_split(project / "data" / "splits", "train")["path"]
+    )
+
+
+def test_shape_warnings_follow_their_thresholds_and_name_at_most_five(raw_tree: Path):
+    from stages.lib.file_lists import shape_warnings, warning_lines
+
+    for index in range(7):
+        Image.new("RGB", (300 + index, 10)).save(raw_tree / "train" / "cats" / f"wide{index}.png")
+    frames = splits_of(raw_tree).frames
+    warned = shape_warnings(frames, warn_aspect_ratio=10.0, warn_min_side=8)
+    assert warned["warning"].tolist() == ["aspect_ratio"] * 7
+    (line,) = warning_lines(warned, warn_aspect_ratio=10.0, warn_min_side=8)
+    assert (
+        line.startswith("split: warning: 7 images far from square")
+        and ", train/cats/wide4.png 304x10 and 2 more" in line
+    )
+    assert shape_warnings(frames, warn_aspect_ratio=31.0, warn_min_side=8).empty  # 306:10 is under 31
+    assert shape_warnings(frames, warn_aspect_ratio=31.0, warn_min_side=11)["warning"].tolist() == ["min_side"] * 7
+    assert warning_lines(shape_warnings(frames, warn_aspect_ratio=31.0, warn_min_side=8), 31.0, 8) == []
+
+
+def test_a_label_conflict_of_many_copies_names_five_others_and_counts_the_rest(raw_tree: Path):
+    cat = sorted((raw_tree / "train" / "cats").iterdir())[0]
+    for index in range(7):
+        (raw_tree / "train" / "dogs" / f"copy{index}.jpg").write_bytes(cat.read_bytes())
+    splits = splits_of(raw_tree)
+    details = splits.skipped.set_index("path")["detail"]
+    assert len(details) == 8
+    assert details["train/dogs/copy6.jpg"].startswith(
+        f"the same image as train/cats/{cat.name} (class 'cats'), train/dogs/copy0.jpg (class 'dogs'), "
+        "train/dogs/copy1.jpg (class 'dogs'), train/dogs/copy2.jpg (class 'dogs'), train/dogs/copy3.jpg (class "
+        "'dogs') and 2 more; "
+    )
+    assert "train/dogs/copy0.jpg (class 'dogs') and" not in details["train/dogs/copy0.jpg"]

@@ -6,12 +6,15 @@ import errno
 import hashlib
 import os
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from stages.lib import files
 from stages.lib.cli import PipelineError
+from tests.conftest import ROOT
 
 
 def mode(path: Path) -> int:
@@ -105,3 +108,49 @@ def test_a_later_write_removes_what_a_killed_earlier_one_left(tmp_path: Path):
     files.write_text(tmp_path / "data.json", "{}")
     left = sorted(p.name for p in tmp_path.iterdir())
     assert left == [".raw.zz.tmp", "data.json", "tfrecords"]
+
+
+WRITER = """if True:
+    import sys, time
+    from pathlib import Path
+    from stages.lib import files
+    with files.replace_dir(Path(sys.argv[1])) as tmp:
+        (tmp / "train-00000-of-00002.tfrecord").write_bytes(b"half")
+        print(tmp, flush=True)
+        time.sleep(600)  # killed here, as encode by kill -9 in the middle of its shards
+"""
+
+
+def start_writer(out: Path) -> tuple[subprocess.Popen, Path]:
+    writer = subprocess.Popen([sys.executable, "-c", WRITER, str(out)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    return writer, Path(writer.stdout.readline().strip())
+
+
+def test_a_stage_that_starts_removes_what_a_killed_write_of_any_of_its_paths_left(tmp_path: Path):
+    """Seen in issue 33: after a kill -9 in encode and a restore from DVC's run cache (which runs no stage code), a
+    partial data/.tfrecords.*.tmp stayed. The next stage given data/tfrecords, to read it, removes it when it starts;
+    a temporary whose writer still runs is left alone."""
+    from stages.lib.cli import stage_parser
+
+    records, raw = tmp_path / "data" / "tfrecords", tmp_path / "data" / "raw"
+    killed, partial = start_writer(records)
+    running, in_flight = start_writer(raw)
+    try:
+        killed.kill()  # SIGKILL: no Python cleanup runs
+        killed.wait()
+        assert partial.is_dir() and partial.name.startswith(f".tfrecords.{killed.pid}-")
+        saved = tmp_path / "models" / f".transfer.tmp{killed.pid}.keras"  # saving.py's, by a killed save
+        saved.parent.mkdir()
+        saved.write_bytes(b"half")
+        parser = stage_parser("a stage that reads the records and a model and writes a model")
+        parser.add_argument("--records", type=Path)
+        parser.add_argument("--raw", type=Path)
+        parser.add_output("--model", "the model")
+        parser.parse_args(
+            ["--records", str(records), "--raw", str(raw), "--model", str(tmp_path / "models" / "transfer.keras")]
+        )
+        assert not partial.exists() and not saved.exists()
+        assert in_flight.is_dir()  # its writer still runs: not ours to remove
+    finally:
+        running.kill()
+        running.wait()

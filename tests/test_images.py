@@ -133,6 +133,32 @@ def test_an_image_over_the_pixel_limit_is_refused_before_decoding(tmp_path, monk
         images.load_for_model(path.read_bytes(), 16)
 
 
+def test_an_image_pillow_warns_about_is_refused_in_the_project_s_words_alone(tmp_path):
+    """Seen in issue 33: Pillow's raw `DecompressionBombWarning: Image size (90000000 pixels) exceeds limit ...` was
+    printed beside the split stage's own skip line. In a process of its own, as a stage runs, so that its stderr is
+    what a user sees."""
+    import subprocess
+    import sys
+
+    Image.new("1", (10_000, 9_000)).save(tmp_path / "big.png")  # 90 MP: over Pillow's warning level, under its error
+    code = """if True:
+        import sys
+        from pathlib import Path
+        from stages.lib import images
+        check = images.check_image_file(Path(sys.argv[1]))
+        print(check.skip_reason, check.detail, sep="|")
+        try:
+            images.load_for_model(Path(sys.argv[1]).read_bytes(), 32)  # what predict calls
+        except images.ImageRefused as refused:
+            print(refused)
+    """
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "big.png")], capture_output=True, text=True)
+    assert done.stdout.splitlines() == ["too_large|10000x9000 pixels, over the 89,478,485 an image may have"] + [
+        "10000x9000 pixels, over the 89,478,485 an image may have"
+    ]
+    assert done.stderr == ""
+
+
 def test_images_up_to_the_limit_are_usable(tmp_path):
     path = tmp_path / "ok.png"
     path.write_bytes(jpeg_bytes(3, size=(64, 48), fmt="PNG"))

@@ -45,6 +45,10 @@ def test_params_are_frozen():
         ("data.sha256", "abc", "data.sha256: must be null or 64 hex digits"),
         ("data.sample_train_per_class", 1, "data.sample_train_per_class: Input should be greater than or equal to 2"),
         ("data.max_archive_bytes", 2.5, "data.max_archive_bytes: Input should be a valid integer"),
+        ("split.warn_aspect_ratio", 1, "split.warn_aspect_ratio: Input should be greater than 1"),
+        ("split.warn_aspect_ratio", "10", "split.warn_aspect_ratio: Input should be a valid number"),
+        ("split.warn_min_side", 0, "split.warn_min_side: Input should be greater than or equal to 1"),
+        ("split.warn_min_side", 8.5, "split.warn_min_side: Input should be a valid integer"),
     ],
 )
 def test_bad_value_names_key_and_rule(key: str, value, expected: str):

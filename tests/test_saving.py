@@ -10,7 +10,7 @@ import keras
 import numpy as np
 import pytest
 
-from stages.lib import saving
+from stages.lib import files, saving
 from stages.lib.cli import MissingInput, PipelineError
 
 
@@ -112,3 +112,13 @@ def test_a_model_saved_under_the_former_package_name_still_loads(tmp_path: Path)
     assert isinstance(loaded.get_layer("base"), saving.InferenceMode)
     images = np.ones((1, 4, 4, 3), "float32")
     assert np.array_equal(np.asarray(loaded(images)), np.asarray(model(images)))
+
+
+def test_saving_names_its_temporary_as_files_finds_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """saving.py's temporary name and files.TEMPORARIES are one fact in two modules: held together here."""
+    seen = []
+    saving._save_atomically(
+        tmp_path / "transfer.keras", ".keras", lambda tmp: seen.append(tmp) or tmp.write_bytes(b"x")
+    )
+    pattern = files.TEMPORARIES[1].format(name="transfer.keras", stem="transfer", suffix=".keras")
+    assert seen[0].match(pattern) and seen[0].name == f".transfer.tmp{os.getpid()}.keras"

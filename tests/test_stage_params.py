@@ -27,7 +27,13 @@ def test_stage_view_allows_only_declared_keys_and_records_reads():
 
 def test_a_snapshot_holds_every_declared_key_without_counting_as_read():
     view = stage_params.for_stage(["seed", "split"], ROOT / "params.yaml")
-    assert stage_params.snapshot(view) == {"seed": 42, "split.holdout_fraction": 0.33, "split.test_fraction": 0.2}
+    assert stage_params.snapshot(view) == {
+        "seed": 42,
+        "split.holdout_fraction": 0.33,
+        "split.test_fraction": 0.2,
+        "split.warn_aspect_ratio": 10,
+        "split.warn_min_side": 8,
+    }
     assert view.read == set() and stage_params.values_read(view) == {}
     with pytest.raises(TypeError, match="expected the view for_stage returns, got Params"):
         stage_params.snapshot(params.load(ROOT / "params.yaml"))

@@ -119,6 +119,36 @@ def test_finetune_rejects_a_layer_past_the_base(trained: Path, tmp_path: Path):
     assert not (tmp_path / "f.keras").exists()
 
 
+def test_finetune_from_layer_0_trains_the_whole_base_without_a_feature_cache(trained: Path, tmp_path: Path, capsys):
+    """Seen in issue 33: `-S model.fine_tune_at=0` ended in Keras' `ValueError: outputs argument cannot be empty`
+    with the default finetune.cache_features: nothing is below the cut, so there is nothing to cache."""
+    (tmp_path / "params.yaml").write_text((trained / "params.yaml").read_text())
+    set_params(tmp_path, model={"fine_tune_at": 0}, finetune={"cache_features": True, "epochs": 1})
+    argv = stage_args(trained, "finetune") + ["--params", str(tmp_path / "params.yaml")]
+    argv += [
+        "--model",
+        str(tmp_path / "f.keras"),
+        "--metrics",
+        str(tmp_path / "f.json"),
+        "--logs",
+        str(tmp_path / "logs"),
+    ]
+    argv += [
+        "--val-metrics",
+        str(tmp_path / "val.json"),
+        "--transfer-model",
+        str(trained / "models" / "transfer.keras"),
+    ]
+    assert run_cli(finetune, argv) == ""
+    assert (
+        "finetune: model.fine_tune_at 0 trains every layer of the base: nothing below it to compute once, so "
+        "finetune.cache_features is not used" in capsys.readouterr().out.splitlines()
+    )
+    metrics = json.loads((tmp_path / "f.json").read_text())
+    assert metrics["cached_features"] == 0 and "features_seconds" not in metrics
+    assert metrics["fine_tune_at"] == 0 and metrics["params.trainable"] > 2_200_000  # all of MobileNetV2 but BatchNorm
+
+
 def test_transfer_with_a_missing_weights_file_is_one_line(trained: Path, tmp_path: Path):
     (tmp_path / "params.yaml").write_text((trained / "params.yaml").read_text())
     set_params(tmp_path, model={"weights": "weights/missing.h5"})

@@ -13,9 +13,11 @@ front, so a bomb is refused before a byte of it is written; a .tar.gz is one com
 member's packed bytes are counted from the archive file's read position while it is written, and it is stopped
 early.
 
-Hidden files, macOS metadata and system files (Thumbs.db) are not extracted: they are counted by reason so the
-download stage can record what it left out. Every other file is extracted whatever its name: what is an image is
-decided by its content, in one place (images.py), so the pipeline and `predict` accept the same files.
+Hidden files, macOS metadata and system files (Thumbs.db) are not extracted: they are listed by reason so the
+download stage can record what it left out, and their folder is kept (a class folder holding only .DS_Store stays,
+empty, for layouts.py to name, instead of vanishing as a class). Every other file is extracted whatever its name:
+what is an image is decided by its content, in one place (images.py), so the pipeline and `predict` accept the same
+files.
 
 Names are stored as Unicode NFC (macOS tools write NFD, Linux tools NFC): two members that are one name once
 normalised, such as the folders `café` written both ways, are refused, naming both. A file name longer than the
@@ -36,7 +38,6 @@ import tarfile
 import unicodedata
 import zipfile
 import zlib
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
@@ -125,10 +126,11 @@ def _ignored_folder_reason(parts: tuple[str, ...]) -> str | None:
 
 def extract_archive(
     archive: Path, dest: Path, *, max_members: int, max_total_bytes: int, max_compression_ratio: float
-) -> dict[str, int]:
+) -> dict[str, list[str]]:
     """Safely extract a .zip, .tar or .tar.gz/.tgz archive into `dest`, which must not exist yet.
 
-    Returns counts of ignored members by reason, e.g. {"hidden": 2, "system_file": 1}.
+    Returns the paths (relative to `dest`) of the members left out, by reason in the archive's order, e.g.
+    {"hidden": ["d/cats/.DS_Store"], "system_file": ["d/Thumbs.db"]}.
     Raises ArchiveError if the archive is not a zip/tar, is corrupt, or holds anything unsafe
     (see the module docstring), including a member that unpacks to more than `max_compression_ratio` times its packed
     bytes (plus _RATIO_SLACK_BYTES); `dest` is then removed and nothing exists outside it.
@@ -153,7 +155,7 @@ class _Limits:
     ratio: float  # unpacked / (packed + _RATIO_SLACK_BYTES), per member
 
 
-def _extract_by_format(archive: Path, dest: Path, *, max_members: int, limits: _Limits) -> dict[str, int]:
+def _extract_by_format(archive: Path, dest: Path, *, max_members: int, limits: _Limits) -> dict[str, list[str]]:
     # Tar is tried first: its header checksum sits at offset 0, whereas is_zipfile() accepts any
     # file with a zip end record in its last 64 KiB, e.g. a tar whose last member is a zip.
     if tarfile.is_tarfile(archive):
@@ -328,7 +330,7 @@ def _extract_members(
     dest: Path,
     limits: _Limits,
     packed_position: Callable[[], int] | None,
-) -> dict[str, int]:
+) -> dict[str, list[str]]:
     """`packed_position`: the archive file's read position, for a tar; None for a zip (its records were judged)."""
     name_max = _name_max(dest.parent)
     members = [_without_long_file_name(member, name_max) for member in members]
@@ -357,8 +359,8 @@ def _write_members(
     dest: Path,
     limits: _Limits,
     packed_position: Callable[[], int] | None,
-) -> dict[str, int]:
-    ignored: Counter[str] = Counter()
+) -> dict[str, list[str]]:
+    ignored: dict[str, list[str]] = {}
     written_total = 0
     for member in members:
         target = _target_inside(archive, dest, member)
@@ -369,11 +371,14 @@ def _write_members(
                 _make_folder(archive, member, target)
             continue
         if member.ignore is not None:
-            ignored[member.ignore] += 1
+            ignored.setdefault(member.ignore, []).append(member.path)
+            folder = PurePosixPath(member.path).parent
+            if folder.parts and ignore_reason(folder.as_posix()) is None:  # its folder is kept: see the docstring
+                _make_folder(archive, member, target.parent)
             continue
         budget = _Limits(limits.total_bytes - written_total, limits.ratio)
         written_total += _write_file(archive, member, open_member, target, budget, packed_position)
-    return dict(ignored)
+    return ignored
 
 
 def _target_inside(archive: Path, dest: Path, member: _Member) -> Path:

@@ -57,7 +57,8 @@ def first_line(exc: BaseException) -> str:
 
 
 class StageParser(argparse.ArgumentParser):
-    """A stage's parser. The paths it writes are added with `add_output`; once parsed, each must be writable."""
+    """A stage's parser. The paths it writes are added with `add_output`; once parsed, each must be writable, and
+    what killed writes left beside any of its paths is removed (files.remove_stale_beside)."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -70,7 +71,18 @@ class StageParser(argparse.ArgumentParser):
         parsed = super().parse_args(args, namespace)
         for dest in self.outputs:
             writable(getattr(parsed, dest))
+        from stages.lib import files  # (files imports this module)
+
+        files.remove_stale_beside(_paths(parsed))
         return parsed
+
+
+def _paths(parsed: argparse.Namespace) -> list[Path]:
+    """Every path a stage was given to read or write (not --params: the user's file, never written by a stage)."""
+    values = [value for dest, value in vars(parsed).items() if dest != "params"]
+    return [
+        item for value in values for item in (value if isinstance(value, list) else [value]) if isinstance(item, Path)
+    ]
 
 
 def writable(path: Path) -> None:

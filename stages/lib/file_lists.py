@@ -8,7 +8,18 @@ has its own `test`, val and test are `validation` and `test` as they are. A sing
 
 Class names are the class folders of train (or images), sorted; label indices follow that order. Every file is
 fully decoded once; unusable files are skipped with a reason, and exact duplicates across splits are removed
-from the later split. A class with no usable image in a split is an error that names the class and the split.
+from the later split. An image whose bytes are filed under two or more classes (in one split or across splits) is
+a label conflict: which label is right is unknown, and keeping any copy would train or test on a possibly wrong
+one, so every copy is skipped (before val and test are drawn). A class with no usable image in a split is an error
+that names the class and the split.
+
+data/splits/skipped.csv (SKIPPED_COLUMNS; `read_skipped` reads it back) has one row per file not used:
+- `path`: relative to data/raw, as in the split lists;
+- `reason`: one of SKIP_REASONS (images.py's, `no_class_folder`, `label_conflict`), counted as `skipped.<reason>`
+  in metrics/split.json;
+- `detail`: one line for a person: what is wrong, and for a label conflict the other copies' paths and classes;
+- `sha256`: of the file's bytes (a label conflict's copies share it);
+- `label`: the class folder the file is in (the label it was given), empty for a file outside class folders.
 """
 
 from __future__ import annotations
@@ -30,8 +41,11 @@ from stages.lib.layouts import IMAGES, TEST, TRAIN, VALIDATION
 SPLITS = ("train", "val", "test")  # also the order of precedence when removing duplicates
 HEADLINE = tuple(f"{split}.total" for split in SPLITS)  # metrics/data.json: what `dvc metrics show` prints
 COLUMNS = ["path", "label", "label_index", "sha256", "width", "height", "format", "mode"]
-SKIPPED_COLUMNS = ["path", "reason", "detail", "sha256"]
-SKIP_REASONS = IMAGE_SKIP_REASONS + ("no_class_folder",)
+SKIPPED_COLUMNS = ["path", "reason", "detail", "sha256", "label"]  # data/splits/skipped.csv: the module docstring
+SKIP_REASONS = IMAGE_SKIP_REASONS + ("no_class_folder", "label_conflict")
+_SHOWN_COPIES = 5  # other copies a label conflict's detail names
+SHAPE_WARNINGS = ("aspect_ratio", "min_side")  # metrics/split.json's warned.<name>, set by split.warn_<name>
+_SHOWN_WARNED = 5  # images a warning line names
 
 
 class SplitError(PipelineError):
@@ -74,6 +88,12 @@ def read_split(splits_dir: Path, split: str) -> pd.DataFrame:
     return pd.read_csv(require(Path(splits_dir) / f"{split}.csv", "split"), dtype=text, keep_default_na=False)
 
 
+def read_skipped(splits_dir: Path) -> pd.DataFrame:
+    """data/splits/skipped.csv as make_splits wrote it, every column text (a class `None` stays a name)."""
+    path = require(Path(splits_dir) / "skipped.csv", "split")
+    return pd.read_csv(path, dtype=dict.fromkeys(SKIPPED_COLUMNS, str), keep_default_na=False)
+
+
 def _class_folders(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
 
@@ -114,16 +134,49 @@ def scan_folder(
         label = parts[0] if len(parts) > 1 and parts[0] in class_names else None
         if label is None:
             skipped.append(
-                dict(path=rel, reason="no_class_folder", detail="not inside a class folder", sha256=check.sha256)
+                dict(
+                    path=rel,
+                    reason="no_class_folder",
+                    detail="not inside a class folder",
+                    sha256=check.sha256,
+                    label="",
+                )
             )
         elif check.skip_reason:
-            skipped.append(dict(path=rel, reason=check.skip_reason, detail=check.detail, sha256=check.sha256))
+            skipped.append(
+                dict(path=rel, reason=check.skip_reason, detail=check.detail, sha256=check.sha256, label=label)
+            )
         else:
             info = asdict(check)
             rows.append(
                 dict(path=rel, label=label, label_index=class_names.index(label), **{c: info[c] for c in COLUMNS[3:]})
             )
     return pd.DataFrame(rows, columns=COLUMNS), pd.DataFrame(skipped, columns=SKIPPED_COLUMNS)
+
+
+def remove_label_conflicts(frames: dict[str, pd.DataFrame]) -> tuple[dict[str, pd.DataFrame], pd.DataFrame]:
+    """(frames without any copy of an image filed under two or more classes, those copies as skipped rows).
+
+    Every copy goes, whatever its split: which label is right is unknown. Each row's detail names the other copies
+    (their paths and classes), so a person can decide and keep the right one."""
+    rows = pd.concat(frames.values(), ignore_index=True)
+    labels = rows.groupby("sha256")["label"].nunique()
+    conflicting = set(labels.index[labels > 1])
+    skipped = []
+    for digest, copies in rows[rows["sha256"].isin(conflicting)].sort_values("path").groupby("sha256", sort=False):
+        paths, labels = copies["path"].tolist(), copies["label"].tolist()
+        named = [f"{p} (class {lab!r})" for p, lab in zip(paths[: _SHOWN_COPIES + 1], labels)]
+        for index, (path, label) in enumerate(zip(paths, labels)):
+            others = [text for at, text in enumerate(named) if at != index][:_SHOWN_COPIES]
+            more = len(paths) - 1 - len(others)
+            shown = ", ".join(others) + (f" and {more} more" if more else "")
+            detail = (
+                f"the same image as {shown}; which label is right is unknown: keep one copy, in its right class "
+                "folder, and delete the others"
+            )
+            skipped.append(dict(path=path, reason="label_conflict", detail=detail, sha256=digest, label=label))
+    kept = {name: frame[~frame["sha256"].isin(conflicting)] for name, frame in frames.items()}
+    return kept, pd.DataFrame(skipped, columns=SKIPPED_COLUMNS)
 
 
 def split_validation(frame: pd.DataFrame, test_fraction: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -170,6 +223,11 @@ def make_splits(raw_dir: Path, *, test_fraction: float, holdout_fraction: float,
             scanned[folder], folder_skipped = scan_folder(raw_dir, folder, class_names)
             skipped.append(folder_skipped)
             _require_every_class(scanned[folder], class_names, raw_dir / folder)
+    scanned, conflicts = remove_label_conflicts(scanned)
+    skipped.append(conflicts)
+    for folder, frame in scanned.items():
+        why = " once the images also filed under another class were left out (label conflicts)"
+        _require_every_class(frame, class_names, raw_dir / folder, why)
     if IMAGES in scanned:
         scanned[TRAIN], scanned[VALIDATION] = split_validation(scanned[IMAGES], holdout_fraction, seed + 1)
         held_out = f" in validation: split.holdout_fraction {holdout_fraction} of its images rounds to 0"
@@ -190,3 +248,48 @@ def make_splits(raw_dir: Path, *, test_fraction: float, holdout_fraction: float,
 
 def _sorted(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.sort_values("path").reset_index(drop=True)
+
+
+def shape_warnings(frames: dict[str, pd.DataFrame], *, warn_aspect_ratio: float, warn_min_side: int) -> pd.DataFrame:
+    """The kept images every stage distorts, as rows (path, width, height, warning) sorted by warning and path:
+    `aspect_ratio`, the longer side over warn_aspect_ratio times the shorter (squashed to a square, a 20000x20 strip
+    becomes a smear); `min_side`, a side under warn_min_side pixels (a 1x1 image enlarged to a flat square).
+    Kept, not skipped: they may be right for the data; named so that a person can look."""
+    rows = pd.concat([frames[split] for split in SPLITS], ignore_index=True)
+    longer, shorter = rows[["width", "height"]].max(axis=1), rows[["width", "height"]].min(axis=1)
+    found = pd.concat(
+        [
+            rows[longer > warn_aspect_ratio * shorter].assign(warning="aspect_ratio"),
+            rows[shorter < warn_min_side].assign(warning="min_side"),
+        ]
+    )
+    return found[["path", "width", "height", "warning"]].sort_values(["warning", "path"]).reset_index(drop=True)
+
+
+def warning_counts(warned: pd.DataFrame) -> dict[str, int]:
+    """`warned.<name>` for metrics/split.json, every name present even when zero."""
+    return {f"warned.{name}": int((warned["warning"] == name).sum()) for name in SHAPE_WARNINGS}
+
+
+def warning_lines(warned: pd.DataFrame, warn_aspect_ratio: float, warn_min_side: int) -> list[str]:
+    """One `split: warning:` line per kind of distortion found, naming the first images with their sizes."""
+    ratio, side = f"split.warn_aspect_ratio={warn_aspect_ratio:g}", f"split.warn_min_side={warn_min_side}"
+    what = {
+        "aspect_ratio": f"far from square (the longer side over {ratio} times the shorter)",
+        "min_side": f"with a side under {side} pixels",
+    }
+    why = {"aspect_ratio": "squashes an image to a square", "min_side": "enlarges an image to its square size"}
+    lines = []
+    for name in SHAPE_WARNINGS:
+        rows = warned[warned["warning"] == name]
+        if rows.empty:
+            continue
+        shown = [f"{row.path} {row.width}x{row.height}" for row in rows.head(_SHOWN_WARNED).itertuples()]
+        more = (
+            f" and {len(rows) - _SHOWN_WARNED} more (sizes in data/splits/*.csv)" if len(rows) > _SHOWN_WARNED else ""
+        )
+        images = "image" if len(rows) == 1 else "images"
+        lines.append(
+            f"split: warning: {len(rows)} {images} {what[name]}: {', '.join(shown)}{more}; every stage {why[name]}"
+        )
+    return lines

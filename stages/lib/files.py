@@ -5,6 +5,12 @@ built in a temporary sibling directory and swapped in only when the stage has fi
 permissions of a normally created file or folder (the umask applied), not mkstemp's private 0600 / 0700.
 Before anything is renamed into place, the running stage's checks pass (cli.before_replacing: its params are
 still those it read).
+
+A temporary carries the id of the process writing it (`.<name>.<pid>-<random>.tmp`; saving.py's
+`.<stem>.tmp<pid>.keras`). One left by a killed write is removed by the next write of its output, and when any stage
+starts, beside every path it reads or writes (`remove_stale_beside`, called by cli.StageParser): a stage DVC
+restores from its run cache never runs, so the next stage to touch its output cleans up after it. A temporary
+whose process still runs is never touched.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator, Mapping
@@ -39,23 +46,51 @@ def naming_a_full_disk(path: Path) -> Iterator[None]:
         ) from None
 
 
-def remove_stale(path: Path, pattern: str = ".{name}.*.tmp") -> None:
+TEMPORARIES = (".{name}.*.tmp", ".{stem}.tmp*{suffix}")  # this module's, and saving.py's (Keras needs the suffix)
+# The writer's process id in a temporary's name: `.tfrecords.123-k2x9.tmp`, `.baseline.tmp123.keras`.
+_WRITER = re.compile(r"\.(?:tmp)?(\d+)(?:-\w*)?\.\w+$")
+
+
+def _writer_is_running(temporary: Path) -> bool:
+    """Whether the process that named `temporary` still runs (False for a name without one: an older version's)."""
+    found = _WRITER.search(temporary.name)
+    if found is None:
+        return False
+    try:
+        os.kill(int(found.group(1)), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True  # another user's process (or a number no process has): not ours to judge
+    return True
+
+
+def remove_stale(path: Path, pattern: str = TEMPORARIES[0]) -> None:
     """Delete what a killed earlier write of `path` left beside it (its temporary files or folders, named by
-    `pattern`): the next write of the same output is the one that knows they are its own and unused. The
-    stage that writes `path` runs once at a time (DVC's lock), so none of them is in use."""
+    `pattern`), unless the process that wrote one still runs."""
     path = Path(path)
-    for stale in path.parent.glob(pattern.format(name=path.name, stem=path.stem)):
+    for stale in path.parent.glob(pattern.format(name=path.name, stem=path.stem, suffix=path.suffix)):
+        if _writer_is_running(stale):
+            continue
         if stale.is_dir() and not stale.is_symlink():
             shutil.rmtree(stale, ignore_errors=True)
         else:
             stale.unlink(missing_ok=True)
 
 
+def remove_stale_beside(paths: list[Path]) -> None:
+    """remove_stale for every path a stage reads or writes, when it starts (see the module docstring)."""
+    for path in paths:
+        if Path(path).parent.is_dir():
+            for pattern in TEMPORARIES:
+                remove_stale(path, pattern)
+
+
 def write_bytes(path: Path, data: bytes) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}-", suffix=".tmp")
     try:
         with naming_a_full_disk(path), os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -94,7 +129,7 @@ def replace_dir(path: Path) -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale(path)
-    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}-", suffix=".tmp"))
     os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; an output folder gets the usual permissions
     try:
         with naming_a_full_disk(path):

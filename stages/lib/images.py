@@ -25,6 +25,7 @@ import hashlib
 import io
 import os
 import threading
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +41,9 @@ SKIP_REASONS = ("empty", "not_an_image", "unsupported_format", "truncated", "too
 # Pillow's own bomb limit is its warning level (89.5 MP); Pillow refuses only twice that, which decodes to ~0.5 GB
 # of RGB and ~3 GB of working copies. The largest camera photos are ~60-100 MP; a dataset image needs far less.
 MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS
+# Every image Pillow warns about is over MAX_IMAGE_PIXELS, refused here with a line of our own (too_large): its raw
+# DecompressionBombWarning would only be printed beside that line. (A filter for the process: every image is read here.)
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 # A file is at most 8 bytes per pixel (16-bit RGBA, uncompressed) plus metadata (EXIF, ICC, thumbnails).
 _MAX_BYTES_PER_PIXEL = 8
 _MAX_METADATA_BYTES = 16 << 20

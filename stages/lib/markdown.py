@@ -347,18 +347,19 @@ def dataset_section(inputs: Inputs) -> list[str]:
         "",
         *_table(["split", "duplicates removed", "repeats kept within split"], duplicates),
         "",
-        "A file whose bytes already occur in an earlier split (train, then val, then test) is removed from the "
-        "later one; repeats inside one split are kept and counted.",
+        "A file whose bytes already occur under the same class in an earlier split (train, then val, then test) is "
+        "removed from the later one; repeats inside one split are kept and counted. The same bytes under two classes "
+        "are a label conflict: every copy is skipped (`label_conflict`).",
         "",
     ]
     if skipped:
         lines += [
-            f"Skipped as unusable: {_count(d['skipped.total'])} files.",
+            f"Skipped: {_count(d['skipped.total'])} files, each named with its reason in `data/splits/skipped.csv`.",
             "",
             *_table(["reason", "files"], skipped),
         ]
     else:
-        lines += ["No file was skipped as unusable."]
+        lines += ["No file was skipped."]
     if ignored:
         lines += ["", "Not extracted from the archive:", "", *_table(["reason", "files"], ignored)]
     return lines + [""]

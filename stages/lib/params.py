@@ -103,6 +103,8 @@ class DataParams:
 class SplitParams:
     test_fraction: Annotated[Float, Field(gt=0, lt=1)]  # share of the held-out images that become the test set
     holdout_fraction: Annotated[Float, Field(gt=0, lt=1)]  # single-folder datasets: share held out from training
+    warn_aspect_ratio: Annotated[Float, Field(gt=1)]  # longer side over shorter, past which an image is named
+    warn_min_side: Annotated[Int, Field(ge=1)]  # pixels; an image with a side under it is named (1: never)
 
 
 @dataclass(frozen=True, config=_CONFIG)
