@@ -59,7 +59,9 @@ def main(argv: list[str] | None = None) -> Params:
     from stages.lib import heads, records, runtime, saving, scoring
 
     class_names = records.read_meta(args.records)["class_names"]
-    scores: dict[str, float | int | str | None] = {"threshold": e.threshold, "tta": e.tta}
+    scores: dict[str, float | int | str | None] = {
+        "threshold": e.threshold, "tta": e.tta, "bootstrap_resamples": e.bootstrap_resamples
+    }  # fmt: skip
     headlines: dict[str, dict] = {}
     with files.replace_dir(args.out) as tmp:
         for path in args.model:

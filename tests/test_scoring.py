@@ -203,6 +203,10 @@ def test_eval_metrics_are_flat_sorted_per_model(evaluated: Path):
     metrics = json.loads((evaluated / "metrics" / "eval.json").read_text())
     test_images = json.loads((evaluated / "metrics" / "data.json").read_text())["test.total"]
     assert list(metrics) == sorted(metrics)
+    assert (
+        metrics["bootstrap_resamples"]
+        == yaml.safe_load((evaluated / "params.yaml").read_text())["evaluate"]["bootstrap_resamples"]
+    )  # what the report quotes beside F1's interval
     for model in evaluate_models():
         for key in ("accuracy", "precision", "recall", "f1", "roc_auc", "average_precision", "log_loss"):
             assert f"{model}.{key}" in metrics
