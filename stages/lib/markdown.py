@@ -581,7 +581,7 @@ def write_report(inputs: Inputs, out: Path, grid_images: int, prov: Provenance, 
     arch = inputs.params["baseline"]["arch"]
     figures.plot_curves(baseline, list(curves), f"Baseline ({arch}, from scratch)", out / "training_baseline.png")
     matrices = {m: figures.confusion_matrix(inputs.predictions[m], len(inputs.class_names)) for m in reference.MODELS}
-    titles = {m: f"{m} (accuracy {_with_interval(inputs.scores, f'{m}.accuracy')})" for m in reference.MODELS}
+    titles = {m: f"{m}: accuracy {_with_interval(inputs.scores, f'{m}.accuracy')}" for m in reference.MODELS}
     figures.plot_confusion(matrices, titles, inputs.class_names, out / "confusion_matrices.png")
     if len(inputs.class_names) > figures.NAMED_CLASSES:
         final = inputs.export["model"]
