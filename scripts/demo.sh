@@ -122,15 +122,21 @@ echo
 echo "Test split, per model (the headline: dvc metrics show; the report: $dir/reports/report.md):"
 python - <<'PY'
 import json
+from stages.lib import intervals
 m = json.load(open("metrics/eval.json"))
 def show(value):
     return "n/a" if value is None else f"{value:.3f}"
 for name in ("baseline", "transfer", "finetune"):
     headline = json.load(open(f"metrics/test/{name}.json"))  # what `dvc metrics show` prints, by its names
-    print(f"  {name:9s} " + "  ".join(f"{key} {show(headline[key])}" for key in ("accuracy", "macro.f1", "roc_auc")))
+    accuracy = f"{show(headline['accuracy'])} ({show(m[name + '.accuracy.low'])}-{show(m[name + '.accuracy.high'])})"
+    print(f"  {name:9s} accuracy {accuracy}  " + "  ".join(f"{key} {show(headline[key])}" for key in ("macro.f1", "roc_auc")))
+images = m["finetune.test_images"]
 gain, kept = m["transfer.accuracy"] - m["baseline.accuracy"], m["finetune.accuracy"] - m["transfer.accuracy"]
 print(f"Transfer learning: transfer - baseline {gain:+.3f} (demo target >= +0.05), "
-      f"finetune - transfer {kept:+.3f} (target >= -0.02), on {m['finetune.test_images']} test images")
+      f"finetune - transfer {kept:+.3f} (target >= -0.02), on {images} test images")
+floor = intervals.smallest_significant_change()
+print(f"In parentheses: 95% intervals. Between two runs, a change in test accuracy under {floor / images:.3f} "
+      f"({floor} images) is inside the noise; the report says when a larger one is outside it")
 chosen = json.load(open("metrics/export.json"))
 print(f"The model: {chosen['model']}, chosen by {chosen['reason']}; in models/export/, what predict uses")
 PY

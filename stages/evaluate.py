@@ -1,10 +1,14 @@
 """evaluate stage: every trained model on the same test split -> metrics/eval.json + evaluation/<model>/.
 
-Per model (named after its file): metrics/test/<model>.json holds the headline scores (scoring.HEADLINE: one row
-per model in `dvc metrics show`), and evaluation/<model>/ holds predictions.csv and the confusion, ROC and
-precision-recall data for `dvc plots show` (more than two classes: one-vs-rest, micro-averaged). metrics/eval.json
+Per model (named after its file): metrics/test/<model>.json holds the headline scores (scoring.headline: one row
+per model in `dvc metrics show`, with `ci`, half its accuracy's 95% interval), and evaluation/<model>/ holds
+predictions.csv (per image: label and prediction, which the report compares model against model) and the
+confusion, ROC and precision-recall data for `dvc plots show` (more than two classes: one-vs-rest,
+micro-averaged). metrics/eval.json
 holds every score of every model as flat keys (`finetune.accuracy`, `baseline.class.dogs.f1`, ...; scoring.py
-lists them), under the names of older commits (`dvc metrics diff --targets metrics/eval.json`).
+lists them), under the names of older commits (`dvc metrics diff --targets metrics/eval.json`), and the 95% intervals
+of the accuracies and F1 as `<key>.low` / `<key>.high` (F1's by a bootstrap of evaluate.bootstrap_resamples resamples
+drawn from `seed`).
 """
 
 from __future__ import annotations
@@ -17,7 +21,14 @@ from stages.lib import files, stage_params
 from stages.lib.cli import PipelineError, run, stage_parser
 from stages.lib.params import Params
 
-PARAMS = ("evaluate.threshold", "evaluate.batch_size", "evaluate.top_k", "evaluate.tta")
+PARAMS = (
+    "seed",
+    "evaluate.threshold",
+    "evaluate.batch_size",
+    "evaluate.top_k",
+    "evaluate.tta",
+    "evaluate.bootstrap_resamples",
+)
 
 
 def predict_split(model, records_dir: Path, batch_size: int) -> tuple[list[str], np.ndarray, np.ndarray]:
@@ -48,7 +59,9 @@ def main(argv: list[str] | None = None) -> Params:
     from stages.lib import heads, records, runtime, saving, scoring
 
     class_names = records.read_meta(args.records)["class_names"]
-    scores: dict[str, float | int | str | None] = {"threshold": e.threshold, "tta": e.tta}
+    scores: dict[str, float | int | str | None] = {
+        "threshold": e.threshold, "tta": e.tta, "bootstrap_resamples": e.bootstrap_resamples
+    }  # fmt: skip
     headlines: dict[str, dict] = {}
     with files.replace_dir(args.out) as tmp:
         for path in args.model:
@@ -66,12 +79,16 @@ def main(argv: list[str] | None = None) -> Params:
             frame.to_csv(tmp / name / "predictions.csv", index=False, lineterminator="\n")
             scoring.write_plot_data(tmp / name, labels, probabilities, e.threshold, class_names)
             model_scores = scoring.score(labels, probabilities, e.threshold, class_names, e.top_k)
+            model_scores |= scoring.score_intervals(
+                labels, probabilities, e.threshold, class_names, e.top_k, e.bootstrap_resamples, p.seed
+            )
             scores.update({f"{name}.{key}": value for key, value in model_scores.items()})
-            headlines[name] = {key: model_scores[key] for key in scoring.HEADLINE}
+            headlines[name] = scoring.headline(model_scores)
             f1 = "f1" if "f1" in model_scores else "macro.f1"  # two classes: class 1's, as the report and the demo
             print(
-                f"evaluate: {name}: accuracy {model_scores['accuracy']:.4f}, {f1} {model_scores[f1]:.4f}, "
-                f"roc_auc {model_scores['roc_auc']} on {len(labels)} test images"
+                f"evaluate: {name}: accuracy {model_scores['accuracy']:.4f} (95% interval "
+                f"{model_scores['accuracy.low']:.3f}-{model_scores['accuracy.high']:.3f}), {f1} "
+                f"{model_scores[f1]:.4f}, roc_auc {model_scores['roc_auc']} on {len(labels)} test images"
             )
     files.write_json(args.details, scores | runtime.machine() | stage_params.values_read(p))
     for name, headline in headlines.items():

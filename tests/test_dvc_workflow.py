@@ -144,6 +144,10 @@ def test_the_demo_is_quiet_and_leaves_a_two_commit_history(project: Path):
     for noise in noises:
         assert noise not in out
     assert sh("git", "log", "--format=%s", cwd=project).split("\n")[:2] == ["demo run", "demo workspace"]
+    evaluation = read_json(project / "metrics" / "eval.json")  # what it prints: each accuracy with its interval
+    low, high = evaluation["finetune.accuracy.low"], evaluation["finetune.accuracy.high"]
+    assert f"  finetune  accuracy {evaluation['finetune.accuracy']:.3f} ({low:.3f}-{high:.3f})  macro.f1 " in out
+    assert f"under {6 / evaluation['finetune.test_images']:.3f} (6 images) is inside the noise" in out
     assert sh("git", "status", "--porcelain", cwd=project) == ""
 
 
@@ -152,7 +156,7 @@ def test_the_demo_s_summary_is_the_headline_by_its_names(project: Path):
     gives (0.723)."""
     lines = DEMO_OUTPUT["out"].split("Test split, per model", 1)[1].splitlines()[1:4]
     for line in lines:
-        name, *pairs = line.split()
+        name, *pairs = re.sub(r" \([0-9.]+-[0-9.]+\)", "", line).split()  # without accuracy's interval
         headline = read_json(project / "metrics" / "test" / f"{name}.json")
         printed = dict(zip(pairs[::2], pairs[1::2]))
         assert list(printed) == ["accuracy", "macro.f1", "roc_auc"]
@@ -182,6 +186,11 @@ def test_comparisons_work_right_after_the_demo(project: Path, tmp_path: Path):
     )
     params = json.loads(sh("dvc", "params", "diff", "--json", cwd=project))
     assert params == {"params.yaml": {"model.fine_tune_at": {"old": 100, "new": 120, "diff": 20}}}
+    # Whether the change is noise, image by image: the models the experiment did not retrain did not change at all.
+    lines = sh("python", "scripts/compare_runs.py", "HEAD", cwd=project).splitlines()
+    assert [line.split(":")[0] for line in lines] == ["baseline", "transfer", "finetune"]
+    assert "(+0.0000)" in lines[0] and "right only in workspace: 0, only in HEAD: 0;" in lines[0]
+    assert "in HEAD" in lines[2] and "on the same" in lines[2] and lines[2].endswith("the noise")
     sh("dvc", "plots", "diff", "-o", str(tmp_path / "plots"), cwd=project)
     html = (tmp_path / "plots" / "index.html").read_text()
     assert "transfer_finetune_accuracy" in html and "vegaEmbed" in html
@@ -221,8 +230,15 @@ def test_metrics_show_is_the_headline_in_120_columns(project: Path):
         *(f"metrics/{split}/{m}.json" for split in ("val", "test") for m in models),
     }
     assert table.splitlines()[0].split() == [
-        "Path", "accuracy", "log_loss", "macro.f1", "roc_auc", "test.total", "train.total", "val.total"
+        "Path", "accuracy", "ci", "log_loss", "macro.f1", "roc_auc", "test.total", "train.total", "val.total"
     ]  # fmt: skip
+    # ci: half the width of each accuracy's 95% interval, whose ends are in the detail files
+    evaluation = read_json(project / "metrics" / "eval.json")
+    test = read_json(project / "metrics" / "test" / "finetune.json")
+    assert test["ci"] == round((evaluation["finetune.accuracy.high"] - evaluation["finetune.accuracy.low"]) / 2, 3)
+    training = read_json(project / "metrics" / "finetune.json")
+    val = read_json(project / "metrics" / "val" / "finetune.json")
+    assert val["ci"] == round((training["val.accuracy.high"] - training["val.accuracy.low"]) / 2, 3)
     detail = sh("dvc", "metrics", "show", "metrics/eval.json", cwd=project)  # the detail, by name
     assert "finetune.class.cats.f1" in detail
 

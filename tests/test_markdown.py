@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from stages import report as report_stage
-from stages.lib import audit, reference, scoring
+from stages.lib import audit, intervals, reference, scoring
 from stages.lib import markdown as report
 from stages.lib.cli import PipelineError
 from stages.lib.keys import class_key
@@ -38,6 +38,13 @@ SCORES = {
     "transfer": {"accuracy": 0.6251, "f1": 0.6667, "roc_auc": None},  # null (one class in the test split): shown as n/a
     "finetune": {"accuracy": 0.75, "f1": 0.75, "roc_auc": 0.8125},
 }
+# Their 95% intervals (`<key>.low`, `<key>.high`), distinctive too.
+INTERVALS = {
+    "baseline": {"accuracy": (0.3061, 0.8634), "f1": (0.2171, 0.8152), "macro.f1": (0.2521, 0.8353)},
+    "transfer": {"accuracy": (0.3062, 0.8635), "f1": (0.2982, 0.9023), "macro.f1": (0.2622, 0.8454)},
+    "finetune": {"accuracy": (0.4093, 0.9286), "f1": (0.3574, 0.9545), "macro.f1": (0.2723, 0.8555)},
+}
+VAL_INTERVALS = {"baseline": (0.3226, 0.7827), "transfer": (0.4417, 0.8613), "finetune": (0.5703, 0.9344)}
 TRAINING = {
     "baseline": {"params.total": 8743041, "params.trainable": 8743041, "seconds": 12.3, "val.accuracy": 0.5625},
     "transfer": {"params.total": 2259265, "params.trainable": 1281, "seconds": 45.6, "val.accuracy": 0.6875},
@@ -82,8 +89,13 @@ def two_class_predictions() -> pd.DataFrame:
 
 
 def eval_scores(classes: list[str], test_images: int) -> dict:
-    out: dict = {"threshold": 0.5}
+    out: dict = {"threshold": 0.5, "bootstrap_resamples": 2000}
     for model, scores in SCORES.items():
+        ends = INTERVALS[model] if len(classes) == 2 else {"accuracy": INTERVALS[model]["accuracy"],
+                                                           "macro.f1": INTERVALS[model]["macro.f1"]}  # fmt: skip
+        out |= {
+            f"{model}.{key}.{end}": value for key, pair in ends.items() for end, value in zip(("low", "high"), pair)
+        }
         if len(classes) == 2:
             out |= {f"{model}.{k}": v for k, v in scores.items()}
             out |= {f"{model}.precision": 0.75, f"{model}.recall": 0.75, f"{model}.average_precision": 0.8}
@@ -149,6 +161,7 @@ def build_inputs(
     steps["finetune"] = range(TRANSFER_EPOCHS, TRANSFER_EPOCHS + FINETUNE_EPOCHS)  # continues transfer's epochs
     for model, numbers in TRAINING.items():
         numbers = numbers | {"epochs": len(steps[model]), "train.loss": 0.4}
+        numbers |= {"val.accuracy.low": VAL_INTERVALS[model][0], "val.accuracy.high": VAL_INTERVALS[model][1]}
         if model == "transfer":
             numbers["weights.sha256"] = "none" if weights == "none" else "ef" * 32
         write_json(root / "metrics" / f"{model}.json", numbers)
@@ -233,6 +246,18 @@ def test_model_table_holds_this_runs_numbers(rendered: Path):
         assert f" {TRAINING[model]['params.trainable']:,} " in rows[model]
         assert f" {TRAINING[model]['seconds']:.1f} " in rows[model]
         assert f" {TRAINING[model]['val.accuracy']:.4f} " in rows[model]
+
+
+def test_every_accuracy_in_the_model_table_carries_its_interval(rendered: Path):
+    text = markdown(rendered)
+    rows = model_rows(text)
+    for model, scores in SCORES.items():
+        for key in ("accuracy", "f1"):
+            low, high = INTERVALS[model][key]
+            assert f" {scores[key]:.4f} ({low:.3f}-{high:.3f}) |" in rows[model]
+        low, high = VAL_INTERVALS[model]
+        assert f" {TRAINING[model]['val.accuracy']:.4f} ({low:.3f}-{high:.3f}) |" in rows[model]
+    assert "In parentheses, the 95% interval" in text and "2,000 bootstrap resamples" in text
 
 
 def test_a_run_on_other_data_has_no_reference_column_and_a_one_line_banner(rendered: Path):
@@ -441,3 +466,46 @@ def test_an_audit_switched_off_or_shown_as_counts_only_draws_no_grid(tmp_path: P
     assert ("The audit is off (`audit.enabled: false`)" in text) != enabled
     assert not any("audit" in figure for figure in report.referenced_figures(text))
     assert not list((root / "reports" / "figures").glob("audit_*"))
+
+
+def write_predictions(root: Path, wrong: dict[str, range], images: int) -> None:
+    """Two-class test predictions of `images` images for every model, right on all but its `wrong` ones."""
+    paths = [f"validation/{CLASSES[i % 2]}/{i}.jpg" for i in range(images)]
+    for index, path in enumerate(paths):
+        (root / "data" / "raw" / path).parent.mkdir(parents=True, exist_ok=True)
+        (root / "data" / "raw" / path).write_bytes(jpeg_bytes(index, size=(48, 36)))
+    for model, indices in wrong.items():
+        labels = np.arange(images) % 2
+        predicted = np.where(np.isin(np.arange(images), list(indices)), 1 - labels, labels)
+        p_dogs = np.where(predicted == 1, 0.9, 0.1)
+        scoring.predictions_frame(paths, labels, np.stack([1 - p_dogs, p_dogs], axis=1), 0.5, CLASSES).to_csv(
+            root / "evaluation" / model / "predictions.csv", index=False
+        )
+
+
+def test_the_report_says_which_differences_between_models_and_runs_are_inside_the_noise(tmp_path: Path):
+    root = build_inputs(tmp_path / "noise")
+    write_predictions(root, {"baseline": range(20), "transfer": range(3), "finetune": range(0)}, images=100)
+    report_stage.main(argv(root))
+    text = markdown(root)
+    section = text[text.index("### Differences and noise") : text.index("## Training curves")]
+    assert "on the same 100 test images" in section
+    # finetune gains 3 images over transfer (p = 2 / 2**3): inside; transfer 17 over baseline (p = 2 / 2**17): outside
+    assert "| finetune - transfer | +0.0300 | 3 | 0 | 0.250 | inside the noise |" in section
+    assert "| transfer - baseline | +0.1700 | 17 | 0 | <0.001 | **outside the noise** |" in section
+    assert "| finetune - baseline | +0.2000 | 20 | 0 | <0.001 | **outside the noise** |" in section
+    # Two runs: 6 images all one way is the least change outside the noise; 10 images (0.1) stay outside up to
+    # the disagreements McNemar's test allows.
+    assert "a change smaller than 0.0600 (6 of 100 images) is inside the noise" in section
+    assert "(on the 12 val images: 0.5000)" in section  # data_counts: 12 val images
+    assert "| 0.0600 | 6 | 6 |" in section
+    assert f"| 0.1000 | 10 | {intervals.most_disagreements(10, 100)} |" in section
+    assert "transfer and finetune disagree on the fewest test images, 3." in section
+
+
+def test_on_fewer_test_images_than_the_least_significant_change_no_run_difference_is_outside_the_noise(tmp_path):
+    root = build_inputs(tmp_path / "tiny", classes=["a", "b", "c", "d", "e"], test_per_class=1)  # 5 images
+    report_stage.main(argv(root))
+    text = markdown(root)
+    assert "Between two runs on this test split no change is outside the noise: it takes 6 images" in text
+    assert "| transfer - baseline | +0.0000 | 0 | 0 | 1.000 | inside the noise |" in text

@@ -43,3 +43,14 @@ def test_predictions_keep_paths_that_read_like_missing_values_as_text(tmp_path: 
     path = tmp_path / "predictions.csv"
     pd.DataFrame({"path": ["None/a.jpg", "NA", "nan"], "label": [0, 1, 1]}).to_csv(path, index=False)
     assert report_inputs.read_predictions(path)["path"].tolist() == ["None/a.jpg", "NA", "nan"]
+
+
+def test_models_scored_on_other_test_images_are_a_rerun_of_evaluate(tmp_path: Path):
+    frames = {m: pd.DataFrame({"path": ["a.jpg", "b.jpg"], "label": [0, 1]}) for m in ("baseline", "transfer")}
+    report_inputs.check_same_images(frames, tmp_path)  # the same images, in any order, pass
+    frames["transfer"] = pd.DataFrame({"path": ["a.jpg", "c.jpg"], "label": [0, 1]})
+    with pytest.raises(PipelineError, match=r"transfer/predictions.csv: not the test images of baseline's.*evaluate"):
+        report_inputs.check_same_images(frames, tmp_path)
+    frames["transfer"] = pd.DataFrame({"path": ["a.jpg", "a.jpg", "b.jpg"], "label": [0, 0, 1]})
+    with pytest.raises(PipelineError, match=r"'a.jpg' is listed twice; re-run the evaluate stage"):
+        report_inputs.check_same_images(frames, tmp_path)

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from stages import evaluate, finetune, transfer
-from stages.lib import heads, scoring
+from stages.lib import heads, intervals, scoring
 from tests.conftest import ROOT, build_encoded_project, dvc_args, stage_args
 
 
@@ -104,6 +104,41 @@ def test_top_k_accuracy_above_five_classes():
     assert out["top_k_accuracy"] >= out["accuracy"]
 
 
+def test_score_intervals_of_two_classes_bracket_the_scores_they_belong_to():
+    rng = np.random.default_rng(4)
+    labels = np.arange(200) % 2
+    probabilities = binary(np.clip(labels * 0.6 + rng.normal(0.2, 0.25, 200), 0, 1))
+    out = scoring.score(labels, probabilities, 0.5, ["cats", "dogs"], top_k=5)
+    ends = scoring.score_intervals(labels, probabilities, 0.5, ["cats", "dogs"], 5, resamples=1000, seed=0)
+    assert set(ends) == {f"{key}.{end}" for key in ("accuracy", "f1", "macro.f1") for end in ("low", "high")}
+    right = round(out["accuracy"] * 200)
+    assert (ends["accuracy.low"], ends["accuracy.high"]) == pytest.approx(intervals.wilson(right, 200), abs=1e-6)
+    for key in ("accuracy", "f1", "macro.f1"):
+        assert ends[f"{key}.low"] < out[key] < ends[f"{key}.high"]
+        assert 0.03 < ends[f"{key}.high"] - ends[f"{key}.low"] < 0.2  # 200 images: about +-0.05
+    assert ends["f1.low"] != ends["macro.f1.low"]  # class 1's is not the average's
+    assert scoring.score_intervals(labels, probabilities, 0.5, ["cats", "dogs"], 5, 1000, seed=0) == ends  # seeded
+    headline = scoring.headline(out | ends)
+    assert list(headline) == [*scoring.HEADLINE, "ci"]
+    assert headline["ci"] == round((ends["accuracy.high"] - ends["accuracy.low"]) / 2, 3)
+
+
+def test_score_intervals_above_five_classes_cover_top_k_accuracy():
+    rng = np.random.default_rng(1)
+    labels = np.arange(120) % 6
+    logits = rng.normal(size=(120, 6))
+    logits[np.arange(120), labels] += 1.0
+    probabilities = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    names = [f"c{i}" for i in range(6)]
+    out = scoring.score(labels, probabilities, 0.5, names, top_k=3)
+    ends = scoring.score_intervals(labels, probabilities, 0.5, names, 3, resamples=1000, seed=0)
+    assert set(ends) == {
+        f"{key}.{end}" for key in ("accuracy", "top_k_accuracy", "macro.f1") for end in ("low", "high")
+    }
+    top3 = round(out["top_k_accuracy"] * 120)
+    assert (ends["top_k_accuracy.low"], ends["top_k_accuracy.high"]) == pytest.approx(intervals.wilson(top3, 120))
+
+
 def test_predictions_table_has_a_probability_per_class():
     frame = scoring.predictions_frame(["x", "y"], np.array([0, 2]), np.array([[0.2, 0.5, 0.3], [0.1, 0.1, 0.8]]),
                                       0.5, ["a", "b", "c"])  # fmt: skip
@@ -168,6 +203,10 @@ def test_eval_metrics_are_flat_sorted_per_model(evaluated: Path):
     metrics = json.loads((evaluated / "metrics" / "eval.json").read_text())
     test_images = json.loads((evaluated / "metrics" / "data.json").read_text())["test.total"]
     assert list(metrics) == sorted(metrics)
+    assert (
+        metrics["bootstrap_resamples"]
+        == yaml.safe_load((evaluated / "params.yaml").read_text())["evaluate"]["bootstrap_resamples"]
+    )  # what the report quotes beside F1's interval
     for model in evaluate_models():
         for key in ("accuracy", "precision", "recall", "f1", "roc_auc", "average_precision", "log_loss"):
             assert f"{model}.{key}" in metrics
@@ -176,7 +215,13 @@ def test_eval_metrics_are_flat_sorted_per_model(evaluated: Path):
     assert metrics["baseline.log_loss"] == metrics["transfer.log_loss"]  # same model, same numbers
     for model in evaluate_models():  # the headline, one row per model in `dvc metrics show`
         headline = json.loads((evaluated / "metrics" / "test" / f"{model}.json").read_text())
-        assert headline == {key: metrics[f"{model}.{key}"] for key in ("accuracy", "macro.f1", "roc_auc", "log_loss")}
+        ends = (metrics[f"{model}.accuracy.low"], metrics[f"{model}.accuracy.high"])
+        assert ends == pytest.approx(intervals.wilson(round(metrics[f"{model}.accuracy"] * 2), 2), abs=1e-6)
+        ci = round((ends[1] - ends[0]) / 2, 3)
+        assert headline == {
+            key: metrics[f"{model}.{key}"] for key in ("accuracy", "macro.f1", "roc_auc", "log_loss")
+        } | {"ci": ci}
+        assert 0 <= metrics[f"{model}.macro.f1.low"] <= metrics[f"{model}.macro.f1.high"] <= 1  # 2 images: wide
 
 
 def test_predictions_csv_and_plot_data(evaluated: Path, tmp_path: Path):

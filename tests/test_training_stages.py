@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from stages import baseline, finetune, transfer
-from stages.lib import checkpoints, models, params, records, saving, stage_params, training
+from stages.lib import checkpoints, intervals, models, params, records, saving, stage_params, training
 from tests.conftest import NO_AUGMENTATION, ROOT, THREE_CLASSES, build_encoded_project, dvc_args, set_params, stage_args
 
 pytestmark = pytest.mark.slow  # every test here trains with the real stages
@@ -61,6 +61,12 @@ def test_transfer_writes_model_logs_and_flat_metrics(trained: Path):
     assert metrics["epochs"] == 2 and metrics["cached_features"] == 0  # the default augmentation is on
     assert {"train.loss", "train.accuracy", "val.loss", "val.accuracy", "seconds", "images_per_second"} <= set(metrics)
     assert metrics["params.trainable"] == 1_281
+    # The headline row: val accuracy and half its 95% interval, whose ends are in the training record.
+    val_images = records.read_meta(trained / "data" / "tfrecords")["splits"]["val"]["count"]
+    low, high = intervals.wilson(round(metrics["val.accuracy"] * val_images), val_images)
+    assert (metrics["val.accuracy.low"], metrics["val.accuracy.high"]) == pytest.approx((low, high), abs=1e-6)
+    headline = json.loads((trained / "metrics" / "val" / "transfer.json").read_text())
+    assert headline == {"accuracy": metrics["val.accuracy"], "ci": round((high - low) / 2, 3)}
     assert metrics["calibration_images"] == 16  # weights: none: all 16 train images (fewer than asked for)
     # What the stage read, as it read it: a params.yaml changed under a running stage shows here.
     params_yaml = yaml.safe_load((trained / "params.yaml").read_text())

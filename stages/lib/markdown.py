@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
-from stages.lib import audit, figures, heads, redaction, reference
+from stages.lib import audit, figures, heads, intervals, redaction, reference
 from stages.lib.files import Metrics
 from stages.lib.keys import class_key
 from stages.lib.provenance import Provenance
@@ -140,6 +141,15 @@ def _count(value: Any) -> str:
     return "n/a" if value is None else f"{int(value):,}"
 
 
+def _with_interval(scores: Metrics | dict[str, Any], key: str) -> str:
+    """A score and, in parentheses, its 95% interval (`<key>.low`, `<key>.high`), as evaluate and the training stages
+    write them; n/a when the score is undefined."""
+    value = scores[key]
+    if value is None:
+        return "n/a"
+    return f"{_fmt(value)} ({_fmt(scores[f'{key}.low'], 3)}-{_fmt(scores[f'{key}.high'], 3)})"
+
+
 def _table(header: list[str], rows: list[list[str]], align: str = "") -> list[str]:
     """A markdown table; `align` holds one character per column, l or r (default: first l, rest r)."""
     align = align or "l" + "r" * (len(header) - 1)
@@ -182,9 +192,10 @@ def models_section(inputs: Inputs) -> list[str]:
     for m in reference.MODELS:
         t = inputs.training[m]
         rows.append(
-            [_model_description(m, p, t), _fmt(s[f"{m}.accuracy"]), _fmt(s[f"{m}.{'f1' if binary else 'macro.f1'}"])]
-            + [_fmt(s[f"{m}.roc_auc"]), _count(t["params.total"]), _count(t["params.trainable"]), _count(t["epochs"])]
-            + [_fmt(t["seconds"], 1), _fmt(t["val.accuracy"])]
+            [_model_description(m, p, t), _with_interval(s, f"{m}.accuracy")]
+            + [_with_interval(s, f"{m}.{'f1' if binary else 'macro.f1'}"), _fmt(s[f"{m}.roc_auc"])]
+            + [_count(t["params.total"]), _count(t["params.trainable"]), _count(t["epochs"])]
+            + [_fmt(t["seconds"], 1), _with_interval(t, "val.accuracy")]
             + ([f"*{reference.FIGURES[m]}*"] if versus.comparable else [])
         )
     if binary:
@@ -198,7 +209,7 @@ def models_section(inputs: Inputs) -> list[str]:
             k = s[f"{reference.MODELS[-1]}.top_k"]
             header.insert(2, f"top-{k} accuracy")
             for row, m in zip(rows, reference.MODELS):
-                row.insert(2, _fmt(s[f"{m}.top_k_accuracy"]))
+                row.insert(2, _with_interval(s, f"{m}.top_k_accuracy"))
     per_class = [[_code(c)] + [_fmt(s[class_key(c, k, prefix=m)]) for m in reference.MODELS for k in ("recall", "f1")]
                  for c in names]  # fmt: skip
     per_class_header = ["class"] + [f"{m} {k}" for m in reference.MODELS for k in ("recall", "f1")]
@@ -213,7 +224,11 @@ def models_section(inputs: Inputs) -> list[str]:
         "",
         f"Test scores on {_count(s[f'{reference.MODELS[-1]}.test_images'])} test images {scores_note}. Epochs "
         "and train time are each stage's own (fine-tuning's exclude transfer's); val accuracy is the last epoch's "
-        "(the best epoch's with `train.keep_best`).",
+        "(the best epoch's with `train.keep_best`), on the val split's images.",
+        "",
+        "In parentheses, the 95% interval: where the score could be on all images like these, not only on these. "
+        "Wilson's for an accuracy; for F1, the middle 95% of the scores of "
+        f"{_count(s['bootstrap_resamples'])} bootstrap resamples of the test images (`evaluate.bootstrap_resamples`).",
         "",
     ]
     if versus.comparable:
@@ -224,9 +239,74 @@ def models_section(inputs: Inputs) -> list[str]:
         ]
     table = _table(per_class_header, per_class)
     if len(names) > 20:  # a long table reads better folded
-        return lines + [f"<details><summary>Per class on the test split ({len(names)} classes)</summary>", "",
-                        *table, "", "</details>", ""]  # fmt: skip
-    return lines + ["Per class on the test split:", "", *table, ""]
+        lines += [f"<details><summary>Per class on the test split ({len(names)} classes)</summary>", "",
+                  *table, "", "</details>", ""]  # fmt: skip
+    else:
+        lines += ["Per class on the test split:", "", *table, ""]
+    return lines + noise_section(inputs)
+
+
+def noise_section(inputs: Inputs) -> list[str]:
+    """Which differences in accuracy are inside the noise: between this run's models, image by image on the test
+    split (McNemar's exact test), and between two runs on the same test split, as `dvc metrics diff` shows them."""
+    correct = {m: _correct(inputs.predictions[m], inputs.predictions[reference.MODELS[0]]) for m in reference.MODELS}
+    images = len(correct[reference.MODELS[0]])
+    rows, disagreements = [], {}
+    for index, second in enumerate(reference.MODELS):
+        for first in reference.MODELS[index + 1 :]:  # the later stage first: what it gains over the earlier
+            c = intervals.mcnemar(correct[first], correct[second])
+            disagreements[f"{second} and {first}"] = c.first_only + c.second_only
+            p_value = "<0.001" if c.p_value < 0.001 else f"{c.p_value:.3f}"
+            verdict = "inside the noise" if c.in_noise else "**outside the noise**"
+            rows.append([f"{first} - {second}", f"{c.difference:+.4f}", _count(c.first_only), _count(c.second_only),
+                         p_value, verdict])  # fmt: skip
+    header = ["models", "test accuracy difference", "images only the first gets right", "only the second", "p",
+              "the difference is"]  # fmt: skip
+    lines = [
+        "### Differences and noise",
+        "",
+        f"Between the models, image by image on the same {_count(images)} test images: only the images one model "
+        "gets right and the other wrong tell them apart (McNemar's exact test; outside the noise when p < 0.05).",
+        "",
+        *_table(header, rows, "lrrrrl"),
+        "",
+    ]
+    floor = intervals.smallest_significant_change()
+    if images < floor:
+        return lines + [
+            f"Between two runs on this test split no change is outside the noise: it takes {floor} images, all "
+            f"right in one run and wrong in the other, and there are {_count(images)}.",
+            "",
+        ]
+    changes = [floor] + sorted({round(share * images) for share in RUN_CHANGES if round(share * images) > floor})
+    run_rows = [[_fmt(change / images), _count(change), _count(intervals.most_disagreements(change, images))]
+                for change in changes[:4]]  # fmt: skip
+    val_images = inputs.data.values.get("val.total")
+    on_val = f" (on the {_count(val_images)} val images: {_fmt(floor / val_images)})" if val_images else ""
+    closest = min(disagreements, key=disagreements.get)
+    return lines + [
+        "Between two runs on this test split, as `dvc metrics diff` shows a model's test `accuracy` before and "
+        f"after: a change smaller than {_fmt(floor / images)} ({floor} of {_count(images)} images) is inside the "
+        f"noise whatever the images{on_val}. A larger change is outside the noise only when the two runs disagree "
+        "on few images, most of them in its favour:",
+        "",
+        *_table(["test accuracy change", "images", "outside the noise if the runs disagree on at most"], run_rows),
+        "",
+        f"For scale: of this run's models, {closest} disagree on the fewest test images, "
+        f"{_count(disagreements[closest])}. Two runs' `evaluation/<model>/predictions.csv` give the exact answer "
+        '(`scripts/compare_runs.py`; docs/experiments.md, "Is a difference real?").',
+        "",
+    ]
+
+
+RUN_CHANGES = (0.01, 0.02, 0.05, 0.1)  # shares of the test images shown as changes in the two-runs table
+
+
+def _correct(predictions: pd.DataFrame, order: pd.DataFrame) -> np.ndarray:
+    """Whether each test image is predicted right, in the image order of `order` (report_inputs checked that every
+    model's predictions are of the same images)."""
+    right = (predictions["label"] == predictions["predicted"]).to_numpy()
+    return pd.Series(right, index=predictions["path"]).loc[order["path"]].to_numpy()
 
 
 def most_confused(predictions: pd.DataFrame, class_names: list[str], count: int = 5) -> list[tuple[str, str, int]]:
@@ -502,7 +582,7 @@ def write_report(inputs: Inputs, out: Path, grid_images: int, prov: Provenance, 
     arch = inputs.params["baseline"]["arch"]
     figures.plot_curves(baseline, list(curves), f"Baseline ({arch}, from scratch)", out / "training_baseline.png")
     matrices = {m: figures.confusion_matrix(inputs.predictions[m], len(inputs.class_names)) for m in reference.MODELS}
-    titles = {m: f"{m} (accuracy {_fmt(inputs.scores[f'{m}.accuracy'])})" for m in reference.MODELS}
+    titles = {m: f"{m}: accuracy {_with_interval(inputs.scores, f'{m}.accuracy')}" for m in reference.MODELS}
     figures.plot_confusion(matrices, titles, inputs.class_names, out / "confusion_matrices.png")
     if len(inputs.class_names) > figures.NAMED_CLASSES:
         final = inputs.export["model"]

@@ -221,6 +221,9 @@ class EvaluateParams:
     tta: Literal[
         "none", "flip"
     ]  # test-time augmentation in evaluate and export: probabilities averaged with the mirror
+    # resamples of the test images behind F1's 95% interval (intervals.bootstrap_f1); fewer than 1,000 put the
+    # interval's ends at a 2.5% quantile of too few draws to be stable
+    bootstrap_resamples: Annotated[Int, Field(ge=1000, le=1_000_000)]
 
 
 @dataclass(frozen=True, config=_CONFIG)

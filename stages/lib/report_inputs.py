@@ -37,6 +37,18 @@ def read_predictions(path: Path) -> pd.DataFrame:
     return pd.read_csv(require(path, "evaluate"), dtype={"path": str}, keep_default_na=False)
 
 
+def check_same_images(predictions: dict[str, pd.DataFrame], evaluation: Path) -> None:
+    """Every model's predictions are of the same test images, each once: the report compares models image by image."""
+    first, *others = predictions
+    images = set(predictions[first]["path"])
+    for model, frame in predictions.items():
+        path = Path(evaluation) / model / "predictions.csv"
+        if frame["path"].duplicated().any():
+            raise rerun(path, "evaluate", f"{frame['path'][frame['path'].duplicated()].iloc[0]!r} is listed twice")
+        if model != first and set(frame["path"]) != images:
+            raise rerun(path, "evaluate", f"not the test images of {first}'s predictions")
+
+
 @dataclass(frozen=True)
 class AuditInputs:
     metrics: Metrics  # metrics/audit.json
@@ -86,6 +98,7 @@ def read_inputs(paths: InputPaths) -> Inputs:
     scores = read_metrics(paths.metrics / "eval.json", "evaluate")
     export = read_metrics(paths.metrics / "export.json", "export")
     predictions = {m: read_predictions(paths.evaluation / m / "predictions.csv") for m in models}
+    check_same_images(predictions, paths.evaluation)
     params_text = redaction.redact(Path(paths.params).read_text(encoding="utf-8"))  # data.source may hold a password
     return Inputs(
         data=data,

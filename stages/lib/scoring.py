@@ -7,6 +7,11 @@ classes: of class 1; more: one-vs-rest, macro), `macro.*` and `weighted.*` preci
 add `top_k_accuracy` (k = evaluate.top_k, `top_k`). Two classes keep the keys they had before there were more, so
 `dvc metrics diff` lines up with older commits: `precision`, `recall`, `f1` (of class index 1, `dogs` in the
 reference data), `average_precision` and `confusion.tn|fp|fn|tp`.
+
+`intervals` gives the 95% interval of each of those a user compares across runs, as `<key>.low` and `<key>.high`:
+`accuracy` and `top_k_accuracy` (Wilson), `macro.f1` and, with two classes, `f1` (a seeded bootstrap over the test
+images; intervals.py). The headline (`headline`) carries accuracy's as one number, `ci`, half the interval's width:
+`dvc metrics show` has room for one more column in 120, not for four.
 """
 
 from __future__ import annotations
@@ -19,11 +24,12 @@ import pandas as pd
 from dvclive import Live
 from sklearn import metrics as skm
 
-from stages.lib import heads
+from stages.lib import heads, intervals
 from stages.lib.keys import class_key
 
 TOP_K_ABOVE = 5  # classes; with fewer, top-k accuracy says little
-# metrics/test/<model>.json, one row per model in `dvc metrics show`: the same keys for any number of classes.
+# metrics/test/<model>.json, one row per model in `dvc metrics show`: the same keys for any number of classes, and
+# intervals.HALF_WIDTH (accuracy's).
 HEADLINE = ("accuracy", "macro.f1", "roc_auc", "log_loss")
 
 
@@ -70,6 +76,44 @@ def score(
         out["average_precision"] = _value(ap)
         out |= {"confusion.tn": int(tn), "confusion.fp": int(fp), "confusion.fn": int(fn), "confusion.tp": int(tp)}
     return out
+
+
+def score_intervals(
+    labels: np.ndarray,
+    probabilities: np.ndarray,
+    threshold: float,
+    class_names: list[str],
+    top_k: int,
+    resamples: int,
+    seed: int,
+) -> dict[str, float]:
+    """`<key>.low` and `<key>.high` of the scores `score` gives that runs are compared by (module docstring): the
+    accuracies' Wilson intervals, and F1's from `resamples` bootstrap resamples of the images drawn from `seed`."""
+    labels = np.asarray(labels).astype(int)
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    predicted = heads.predicted(probabilities, threshold)
+    indices = list(range(len(class_names)))
+    ends = {"accuracy": intervals.wilson(int(np.sum(predicted == labels)), len(labels))}
+    if len(class_names) > TOP_K_ABOVE:
+        k = min(top_k, len(class_names) - 1)
+        right = skm.top_k_accuracy_score(labels, probabilities, k=k, labels=indices, normalize=False)
+        ends["top_k_accuracy"] = intervals.wilson(int(right), len(labels))
+    f1 = intervals.bootstrap_f1(labels, predicted, len(class_names), resamples, seed)
+    ends["macro.f1"] = f1.macro
+    if len(class_names) == 2:
+        ends["f1"] = f1.per_class[1]  # class index 1's, as `f1`
+    return {
+        f"{key}.{end}": _value(value)
+        for key, (low, high) in ends.items()
+        for end, value in zip(("low", "high"), (low, high))
+    }
+
+
+def headline(scores: dict[str, float | int | None]) -> dict[str, float | None]:
+    """metrics/test/<model>.json from a model's `score` and `score_intervals`: HEADLINE and accuracy's half-width."""
+    return {key: scores[key] for key in HEADLINE} | {
+        intervals.HALF_WIDTH: intervals.half_width(scores["accuracy.low"], scores["accuracy.high"])
+    }
 
 
 def predictions_frame(

@@ -1,7 +1,7 @@
 """What the baseline, transfer and finetune stages share: `start` gives a stage its strategy, seeds and the records'
 meta as a `TrainingStage`, whose methods give it its datasets, learning rate and compiled model, train it
 (`fit`: fitting.fit with the stage's paths, strategy and fingerprint) and `finish` it: the saved model, the summary
-in metrics/<stage>.json and the headline val accuracy.
+in metrics/<stage>.json and the headline val accuracy, each with its 95% interval.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import numpy as np
 import tensorflow as tf
 from keras.optimizers.schedules import LearningRateSchedule
 
-from stages.lib import chance, distribution, files, heads, records, runtime, stage_params
+from stages.lib import chance, distribution, files, heads, intervals, records, runtime, stage_params
 from stages.lib.checkpoints import fingerprint
 from stages.lib.fitting import FitResult, fit
 from stages.lib.params import BaselineParams, FinetuneParams, Params, TransferParams
@@ -200,6 +200,11 @@ class TrainingStage:
         with_optimizer_of(model, result.model)
         metrics = summary(result, model) | extra | stage_params.values_read(self.params)
         val_accuracy = metrics.get("val.accuracy", float("nan"))
+        headline = {"accuracy": val_accuracy}
+        if math.isfinite(val_accuracy):  # its 95% interval on the val images, beside it (intervals.py)
+            low, high = intervals.wilson_of_share(val_accuracy, self.meta["splits"]["val"]["count"])
+            metrics |= {"val.accuracy.low": round(low, 6), "val.accuracy.high": round(high, 6)}
+            headline[intervals.HALF_WIDTH] = intervals.half_width(low, high)
         warning = chance.chance_warning(self.name, val_accuracy, self.meta["splits"]["val"]["per_class"], cause)
         if warning:
             print(f"{self.name}: warning: {warning.removeprefix(self.name + ': ')}")
@@ -212,8 +217,8 @@ class TrainingStage:
             self.compile(saved, model.optimizer)  # the strategy's scope: the chief alone creates its metrics' variables
         save_model(saved, self.args.model)
         files.write_json(self.args.metrics, metrics)
-        # The headline row: `accuracy`, the test rows' column too, so `dvc metrics show` stays as wide.
-        files.write_json(self.args.val_metrics, {"accuracy": val_accuracy})
+        # The headline row: `accuracy` and its `ci`, the test rows' columns too, so `dvc metrics show` stays as wide.
+        files.write_json(self.args.val_metrics, headline)
         shutil.rmtree(self.args.checkpoints, ignore_errors=True)  # only now: a kill before this resumes, trains nothing
         print(f"{self.name}: val accuracy {val_accuracy:.4f} -> {self.args.model}")
         return metrics
