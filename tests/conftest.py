@@ -56,8 +56,9 @@ def raw_tree(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A temporary working directory holding a copy of the real params.yaml."""
+    """A temporary working directory holding a copy of the real params.yaml and corrections.csv."""
     shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")
+    shutil.copy(ROOT / "corrections.csv", tmp_path / "corrections.csv")
     monkeypatch.chdir(tmp_path)
     return tmp_path
 

@@ -14,16 +14,34 @@ from stages.lib.files import sha256_file
 from tests.conftest import dvc_args, jpeg_bytes, make_raw_tree
 
 
-def test_validation_is_split_stratified_by_class(raw_tree: Path):
+def test_validation_is_split_into_val_and_test_about_the_fraction(raw_tree: Path):
     splits = make_splits(raw_tree, test_fraction=0.2, holdout_fraction=0.33, seed=1)
     assert splits.class_names == ["cats", "dogs"]
-    for split, per_class in (("train", 6), ("val", 8), ("test", 2)):
-        counts = splits.frames[split]["label"].value_counts().to_dict()
-        assert counts == {"cats": per_class, "dogs": per_class}, split
-    test = splits.frames["test"]
+    assert splits.frames["train"]["label"].value_counts().to_dict() == {"cats": 6, "dogs": 6}
+    val, test = splits.frames["val"], splits.frames["test"]
+    assert len(val) + len(test) == 20 and 1 <= len(test) <= 8  # 10 validation images a class, 0.2 held out
+    for frame in (val, test):
+        assert set(frame["label"]) == {"cats", "dogs"}  # every class on both sides
     assert (test["label_index"] == test["label"].map({"cats": 0, "dogs": 1})).all()
-    assert set(splits.frames["val"]["path"]).isdisjoint(test["path"])
+    assert set(val["path"]).isdisjoint(test["path"])
     assert all(p.startswith("validation/") for p in test["path"])
+
+
+def test_an_image_s_side_depends_on_its_bytes_alone():
+    """Relabelling images or adding others moves no image between the sides (the permutation per class it replaced
+    moved many): `dvc metrics diff` after a correction compares the same test images."""
+    digests = [f"{i:064x}" for i in range(400)]
+    frame = pd.DataFrame({"path": [f"v/{i}.jpg" for i in range(400)], "sha256": digests,
+                          "given": ["a", "b", "c", "d"] * 100})  # fmt: skip
+    _, held = split_validation(frame, 0.2, seed=3)
+    assert 50 < len(held) < 110  # about 80
+    relabelled = frame.assign(given=["a", "b", "c", "d"][::-1] * 100, label="x")
+    more = pd.DataFrame({"path": [f"v/new{i}.jpg" for i in range(50)], "sha256": [f"{i:063x}f" for i in range(50)],
+                         "given": "a"})  # fmt: skip
+    _, held_again = split_validation(pd.concat([relabelled, more], ignore_index=True), 0.2, seed=3)
+    assert set(held["path"]) == set(held_again["path"]) - set(more["path"])
+    _, other_seed = split_validation(frame, 0.2, seed=4)
+    assert set(other_seed["path"]) != set(held["path"])
 
 
 def test_split_is_deterministic_and_depends_on_the_seed(raw_tree: Path):
@@ -37,11 +55,15 @@ def test_split_is_deterministic_and_depends_on_the_seed(raw_tree: Path):
     assert any(list(o) != first for o in others)
 
 
-def test_split_validation_keeps_at_least_one_val_image_per_class():
-    frame = pd.DataFrame({"path": ["a", "b", "c"], "label_index": [0, 0, 1]})
-    val, test = split_validation(frame, 0.9, seed=0)
-    assert sorted(val["label_index"]) == [0, 1]
-    assert test["label_index"].tolist() == [0]
+def test_a_class_the_places_put_on_one_side_lends_one_image_to_the_other():
+    frame = pd.DataFrame({"path": list("abcde"), "sha256": [f"{i:064x}" for i in range(5)],
+                          "given": ["x", "x", "x", "y", "z"]})  # fmt: skip
+    val, test = split_validation(frame, 0.999, seed=0)  # every place is below the line: all would be held out
+    assert sorted(val["given"]) == ["x"] and sorted(test["given"]) == ["x", "x", "y", "z"]  # y, z: one image each
+    val, test = split_validation(frame, 0.001, seed=0)  # none would be
+    assert sorted(test["given"]) == ["x"] and len(val) == 4
+    val, test = split_validation(frame, 0.0, seed=0)  # nothing asked for, nothing lent
+    assert test.empty and len(val) == 5
 
 
 def test_unusable_files_are_skipped_with_reasons(raw_tree: Path):
@@ -116,14 +138,17 @@ def test_one_class_is_refused(tmp_path: Path):
 
 
 def test_an_empty_test_split_is_refused_before_any_training(tmp_path: Path):
-    """2 validation images per class x test_fraction 0.2 rounds to 0: refused here, not after minutes of training."""
-    raw = make_raw_tree(tmp_path / "raw", validation_per_class=2)
+    """One validation image a class cannot be in val and test: refused here, not after minutes of training (two are
+    enough: the class lends one to the side its places left empty)."""
+    raw = make_raw_tree(tmp_path / "raw", validation_per_class=1)
     with pytest.raises(SplitError) as err:
         splits_of(raw)
     assert str(err.value) == (
-        f"{raw / 'validation'}: no usable image of class 'cats' in the test split: split.test_fraction 0.2 of its "
-        "validation images rounds to 0"
+        f"{raw / 'validation'}: no usable image of class 'cats' in the test split: it has one validation image, and "
+        "val and test need one each"
     )
+    two = splits_of(make_raw_tree(tmp_path / "two", validation_per_class=2))
+    assert two.frames["test"]["label"].value_counts().to_dict() == {"cats": 1, "dogs": 1}
 
 
 def test_missing_raw_folder_is_a_clear_error(tmp_path: Path):
@@ -157,8 +182,10 @@ def test_a_single_folder_of_class_folders_is_held_out_stratified(tmp_path: Path)
     (tmp_path / "raw").mkdir()
     (tmp_path / "images").rename(tmp_path / "raw" / "images")
     splits = splits_of(tmp_path / "raw", test_fraction=0.5, holdout_fraction=0.2)
-    for split, per_class in (("train", 24), ("val", 3), ("test", 3)):
-        assert splits.frames[split]["label"].value_counts().to_dict() == dict.fromkeys("abc", per_class), split
+    sizes = {split: len(frame) for split, frame in splits.frames.items()}
+    assert sum(sizes.values()) == 90 and 60 <= sizes["train"] <= 84  # about 0.8 of 90 kept as train
+    for frame in splits.frames.values():
+        assert set(frame["label"]) == set("abc")
     again = splits_of(tmp_path / "raw", test_fraction=0.5, holdout_fraction=0.2)
     assert again.frames["test"]["path"].tolist() == splits.frames["test"]["path"].tolist()
 
@@ -175,18 +202,29 @@ def test_split_stage_writes_csvs_and_flat_sorted_metrics(project: Path):
     view = split_stage.main(dvc_args("split"))
     assert view.read == set(split_stage.PARAMS)
     out = project / "data" / "splits"
-    assert sorted(p.name for p in out.iterdir()) == ["skipped.csv", "test.csv", "train.csv", "val.csv"]
-    test = pd.read_csv(out / "test.csv")
-    assert list(test.columns) == ["path", "label", "label_index", "sha256", "width", "height", "format", "mode"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "corrections.csv",
+        "skipped.csv",
+        "test.csv",
+        "train.csv",
+        "val.csv",
+    ]
+    test = pd.read_csv(out / "test.csv", keep_default_na=False)
+    assert list(test.columns) == [
+        "path", "label", "label_index", "sha256", "width", "height", "format", "mode", "given", "correction"
+    ]  # fmt: skip
     assert test["path"].tolist() == sorted(test["path"])
+    assert (test["given"] == test["label"]).all() and (test["correction"] == "").all()  # no corrections
     text = (project / "metrics" / "split.json").read_text()
     metrics = json.loads(text)
     headline = json.loads((project / "metrics" / "data.json").read_text())
-    assert headline == {"test.total": 4, "train.total": 12, "val.total": 16}  # what `dvc metrics show` prints
+    sizes = {f"{split}.total": len(pd.read_csv(out / f"{split}.csv")) for split in ("train", "val", "test")}
+    assert headline == sizes and sizes["train.total"] == 12 and sum(sizes.values()) == 32  # `dvc metrics show`
     assert list(metrics) == sorted(metrics)
     assert all(isinstance(v, int) for k, v in metrics.items() if not k.startswith(("imbalance.", "params_read.")))
     assert metrics["params_read.split.test_fraction"] == 0.2 and metrics["params_read.seed"] == 42
-    assert metrics["test.total"] == 4 and metrics["val.total"] == 16 and metrics["train.total"] == 12
+    assert all(metrics[key] == size for key, size in sizes.items())
+    assert metrics["corrections.rows"] == 0 and metrics["corrections.relabelled"] == 0
     assert {f"skipped.{r}" for r in SKIP_REASONS} <= set(metrics)
     first = {p.name: p.read_bytes() for p in out.iterdir()}
     split_stage.main(dvc_args("split"))
@@ -288,7 +326,7 @@ def test_skipped_csv_names_the_class_folder_of_every_copy_and_reads_back_as_text
     }
     assert json.loads((project / "metrics" / "split.json").read_text())["skipped.label_conflict"] == 2
     assert capsys.readouterr().out.splitlines()[-1] == (
-        "split: train 11, val 16, test 4; skipped 4 (empty 1, no_class_folder 1, label_conflict 2: "
+        "split: train 11, val 14, test 6; skipped 4 (empty 1, no_class_folder 1, label_conflict 2: "
         "data/splits/skipped.csv); duplicates removed 0"
     )
 

@@ -1,10 +1,13 @@
 """Turn the raw class folders into stable train / val / test file lists.
 
-data/raw holds one of the layouts of layouts.py. `train` stays train. `validation` is split per class into val
-and test with a seeded permutation (split.test_fraction), so the lists are fixed files, not a `take`/`skip` on
-a shuffled dataset (which re-draws val and test every epoch and leaks images between them). Where the dataset
-has its own `test`, val and test are `validation` and `test` as they are. A single folder of class folders
-(`images`) first gives split.holdout_fraction of each class to `validation`, the same way.
+data/raw holds one of the layouts of layouts.py. `train` stays train. `validation` is split into val and test
+(split.test_fraction held out as test), so the lists are fixed files, not a `take`/`skip` on a shuffled dataset
+(which re-draws val and test every epoch and leaks images between them). Which side an image goes to is decided by
+its bytes and the seed alone (`place`): never by its label or by any other image, so correcting a label
+(corrections.csv, applied before splitting) or adding an image moves no other image between val and test, and
+`dvc metrics diff` compares like with like. Where the dataset has its own `test`, val and test are `validation`
+and `test` as they are. A single folder of class folders (`images`) first gives split.holdout_fraction of its
+images to `validation`, the same way.
 
 Class names are the class folders of train (or images), sorted; label indices follow that order. Every file is
 fully decoded once; unusable files are skipped with a reason, and exact duplicates across splits are removed
@@ -24,6 +27,7 @@ data/splits/skipped.csv (SKIPPED_COLUMNS; `read_skipped` reads it back) has one 
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
@@ -32,6 +36,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from stages.lib import corrections
 from stages.lib.cli import PipelineError, require
 from stages.lib.images import SKIP_REASONS as IMAGE_SKIP_REASONS
 from stages.lib.images import check_image_file
@@ -40,9 +45,11 @@ from stages.lib.layouts import IMAGES, TEST, TRAIN, VALIDATION
 
 SPLITS = ("train", "val", "test")  # also the order of precedence when removing duplicates
 HEADLINE = tuple(f"{split}.total" for split in SPLITS)  # metrics/data.json: what `dvc metrics show` prints
-COLUMNS = ["path", "label", "label_index", "sha256", "width", "height", "format", "mode"]
+# `given`: the class folder the image is in; `label`: its class once corrections.csv is applied (`correction`: the
+# action applied to it, relabel or keep, or empty).
+COLUMNS = ["path", "label", "label_index", "sha256", "width", "height", "format", "mode", "given", "correction"]
 SKIPPED_COLUMNS = ["path", "reason", "detail", "sha256", "label"]  # data/splits/skipped.csv: the module docstring
-SKIP_REASONS = IMAGE_SKIP_REASONS + ("no_class_folder", "label_conflict")
+SKIP_REASONS = IMAGE_SKIP_REASONS + ("no_class_folder", "label_conflict", "dropped")  # dropped: by corrections.csv
 _SHOWN_COPIES = 5  # other copies a label conflict's detail names
 SHAPE_WARNINGS = ("aspect_ratio", "min_side")  # metrics/split.json's warned.<name>, set by split.warn_<name>
 _SHOWN_WARNED = 5  # images a warning line names
@@ -59,6 +66,7 @@ class Splits:
     class_names: list[str]
     duplicates_removed: dict[str, int]  # per split: rows dropped because an earlier split has the same bytes
     duplicates_within: dict[str, int]  # per split: rows whose bytes already occur in the same split (kept)
+    corrections: corrections.Applied  # corrections.csv's rows and what became of each
 
     def metrics(self) -> dict[str, int | float]:
         """Flat counts for metrics/data.json; every key is present even when zero, so diffs line up.
@@ -78,13 +86,13 @@ class Splits:
         for reason in SKIP_REASONS:
             out[f"skipped.{reason}"] = reasons.get(reason, 0)
         out["skipped.total"] = len(self.skipped)
-        return out
+        return out | corrections.counts(self.corrections)
 
 
 def read_split(splits_dir: Path, split: str) -> pd.DataFrame:
     """One split's list as make_splits wrote it. Every text column stays text: pandas would read a class `None`,
     `NA`, `null` or `nan` (a grading set None / Mild / Severe) as a missing value."""
-    text = {column: str for column in ("path", "label", "sha256", "format", "mode")}
+    text = {column: str for column in ("path", "label", "sha256", "format", "mode", "given", "correction")}
     return pd.read_csv(require(Path(splits_dir) / f"{split}.csv", "split"), dtype=text, keep_default_na=False)
 
 
@@ -148,9 +156,8 @@ def scan_folder(
             )
         else:
             info = asdict(check)
-            rows.append(
-                dict(path=rel, label=label, label_index=class_names.index(label), **{c: info[c] for c in COLUMNS[3:]})
-            )
+            index, checked = class_names.index(label), {c: info[c] for c in COLUMNS[3:8]}
+            rows.append(dict(path=rel, label=label, label_index=index, **checked, given=label, correction=""))
     return pd.DataFrame(rows, columns=COLUMNS), pd.DataFrame(skipped, columns=SKIPPED_COLUMNS)
 
 
@@ -179,17 +186,29 @@ def remove_label_conflicts(frames: dict[str, pd.DataFrame]) -> tuple[dict[str, p
     return kept, pd.DataFrame(skipped, columns=SKIPPED_COLUMNS)
 
 
-def split_validation(frame: pd.DataFrame, test_fraction: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Stratified, seeded split into (kept, held out): round(n * test_fraction) of each class are held out, at
-    least one kept. (val, test) from validation; (train, validation) from a single folder."""
-    rng = np.random.default_rng(seed)
-    test_paths: list[str] = []
-    for _, group in frame.sort_values("path").groupby("label_index", sort=True):
-        n_test = min(round(len(group) * test_fraction), len(group) - 1)  # keep at least one val image per class
-        picked = rng.permutation(len(group))[:n_test]
-        test_paths.extend(group["path"].iloc[picked])
-    is_test = frame["path"].isin(test_paths)
-    return _sorted(frame[~is_test]), _sorted(frame[is_test])
+def place(sha256: pd.Series, seed: int) -> np.ndarray:
+    """Each image's place in [0, 1): the first 8 bytes of sha256("<seed>:<the image's sha256>") as a fraction. It
+    depends on the image's bytes and the seed, nothing else."""
+    digests = (hashlib.sha256(f"{seed}:{digest}".encode()).digest()[:8] for digest in sha256)
+    return np.fromiter((int.from_bytes(d, "big") / 2**64 for d in digests), dtype=np.float64, count=len(sha256))
+
+
+def split_validation(frame: pd.DataFrame, fraction: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(kept, held out): an image is held out when its place is below `fraction`, so about that share of each
+    class is, and no image's side depends on its label or on other images. One exception keeps every class on both
+    sides: a class folder (`given`) of two or more images that the places put wholly on one side lends its image
+    nearest the line to the other. (val, test) from validation; (train, validation) from a single folder."""
+    frame = frame.reset_index(drop=True)
+    places = place(frame["sha256"], seed)
+    held = places < fraction
+    if fraction > 0:
+        for _, group in frame.groupby("given", sort=True):
+            at = group.index.to_numpy()
+            if len(at) >= 2 and held[at].all():
+                held[at[places[at].argmax()]] = False
+            elif len(at) >= 2 and not held[at].any():
+                held[at[places[at].argmin()]] = True
+    return _sorted(frame[~held]), _sorted(frame[held])
 
 
 def remove_cross_split_duplicates(
@@ -214,7 +233,15 @@ def _require_every_class(frame: pd.DataFrame, class_names: list[str], where: Pat
         raise SplitError(f"{where}: no usable image of class {missing[0]!r}{why}")
 
 
-def make_splits(raw_dir: Path, *, test_fraction: float, holdout_fraction: float, seed: int) -> Splits:
+def make_splits(
+    raw_dir: Path,
+    *,
+    test_fraction: float,
+    holdout_fraction: float,
+    seed: int,
+    corrected: list[corrections.Correction] | None = None,
+) -> Splits:
+    """The split lists of data/raw, with `corrected` (corrections.csv's rows) applied before splitting."""
     raw_dir = Path(raw_dir)
     class_names = find_class_names(raw_dir)
     scanned, skipped = {}, []
@@ -223,6 +250,10 @@ def make_splits(raw_dir: Path, *, test_fraction: float, holdout_fraction: float,
             scanned[folder], folder_skipped = scan_folder(raw_dir, folder, class_names)
             skipped.append(folder_skipped)
             _require_every_class(scanned[folder], class_names, raw_dir / folder)
+    scanned, applied = apply_corrections(scanned, corrected or [], class_names)
+    skipped.append(applied.dropped)
+    for folder, frame in scanned.items():
+        _require_every_class(frame, class_names, raw_dir / folder, " once corrections.csv was applied")
     scanned, conflicts = remove_label_conflicts(scanned)
     skipped.append(conflicts)
     for folder, frame in scanned.items():
@@ -230,20 +261,37 @@ def make_splits(raw_dir: Path, *, test_fraction: float, holdout_fraction: float,
         _require_every_class(frame, class_names, raw_dir / folder, why)
     if IMAGES in scanned:
         scanned[TRAIN], scanned[VALIDATION] = split_validation(scanned[IMAGES], holdout_fraction, seed + 1)
-        held_out = f" in validation: split.holdout_fraction {holdout_fraction} of its images rounds to 0"
+        held_out = " in validation: it has one image, and train and validation need one each"
         _require_every_class(scanned[VALIDATION], class_names, raw_dir / IMAGES, held_out)
     if TEST in scanned:  # the dataset's own test folder
         val, test = scanned[VALIDATION], scanned[TEST]
     else:
         val, test = split_validation(scanned[VALIDATION], test_fraction, seed)
-        why = f" in the test split: split.test_fraction {test_fraction} of its validation images rounds to 0"
+        why = " in the test split: it has one validation image, and val and test need one each"
         _require_every_class(test, class_names, raw_dir / VALIDATION, why)
     frames, removed, within = remove_cross_split_duplicates({"train": scanned[TRAIN], "val": val, "test": test})
     for split, frame in frames.items():
         _require_every_class(
             frame, class_names, raw_dir, f" left in the {split} split once duplicates of earlier splits were removed"
         )
-    return Splits(frames, _sorted(pd.concat(skipped, ignore_index=True)), class_names, removed, within)
+    return Splits(frames, _sorted(pd.concat(skipped, ignore_index=True)), class_names, removed, within, applied)
+
+
+def apply_corrections(
+    scanned: dict[str, pd.DataFrame], corrected: list[corrections.Correction], class_names: list[str]
+) -> tuple[dict[str, pd.DataFrame], corrections.Applied]:
+    """corrections.apply over every folder at once (a row applies to its image's bytes wherever they are): the
+    folders' frames relabelled (label_index follows) without the dropped images, and what was applied."""
+    folders = list(scanned)
+    every = pd.concat([frame.assign(folder=folder) for folder, frame in scanned.items()], ignore_index=True)
+    applied = corrections.apply(every.drop(columns=["given", "correction"]), corrected)
+    images = applied.images.assign(label_index=applied.images["label"].map(class_names.index))
+    notes = {row.sha256: f"left out by corrections.csv line {row.line}" + (f": {row.note}" if row.note else "")
+             for row in corrected}  # fmt: skip
+    dropped = applied.dropped.assign(reason="dropped", detail=applied.dropped["sha256"].map(notes))
+    applied = corrections.Applied(images, dropped[SKIPPED_COLUMNS], applied.outcomes)
+    by_folder = {folder: images.loc[images["folder"] == folder, COLUMNS].reset_index(drop=True) for folder in folders}
+    return by_folder, applied
 
 
 def _sorted(frame: pd.DataFrame) -> pd.DataFrame:
