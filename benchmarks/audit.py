@@ -93,7 +93,8 @@ def measure_scale(classes: int) -> dict:
         (root / "params.yaml").write_text(yaml.safe_dump(params))
         common = ["--params", str(root / "params.yaml")]
         download.main([*common, "--out", str(root / "raw"), "--downloads", str(root / "downloads")])
-        split.main([*common, "--raw", str(root / "raw"), "--out", str(root / "splits"),
+        split.main([*common, "--raw", str(root / "raw"), "--corrections", str(ROOT / "corrections.csv"),
+                    "--out", str(root / "splits"),
                     "--metrics", str(root / "data.json"), "--details", str(root / "split.json")])  # fmt: skip
         encode.main([*common, "--raw", str(root / "raw"), "--splits", str(root / "splits"),
                      "--out", str(root / "records")])  # fmt: skip

@@ -19,7 +19,7 @@ import pandas as pd
 
 from stages.lib import audit, files, stage_params
 from stages.lib.cli import rerun, run, stage_parser
-from stages.lib.file_lists import SPLITS, read_split
+from stages.lib.file_lists import SPLITS, read_skipped, read_split
 from stages.lib.params import Params
 
 PARAMS = (
@@ -55,14 +55,14 @@ def split_features(feature_model, records_dir: Path, split: str, image_size: int
     return features, labels, paths
 
 
-def content_hashes(splits_dir: Path, split: str, paths: list[str]) -> np.ndarray:
-    """The sha256 the split stage listed for each path (the bytes of the file in data/raw)."""
+def listed(splits_dir: Path, split: str, paths: list[str]) -> pd.DataFrame:
+    """The split stage's sha256 and correction (keep, relabel or empty: corrections.csv) of each path, in order."""
     path = Path(splits_dir) / f"{split}.csv"
-    listed = read_split(splits_dir, split).set_index("path")["sha256"]
-    missing = [p for p in paths if p not in listed.index]
+    rows = read_split(splits_dir, split).drop_duplicates("path").set_index("path")
+    missing = [p for p in paths if p not in rows.index]
     if missing:
         raise rerun(path, "split", f"does not list {missing[0]!r} of the {split} records (re-run encode after it)")
-    return listed.loc[paths].to_numpy()
+    return rows.loc[paths, ["sha256", "correction"]].reset_index(drop=True)
 
 
 def main(argv: list[str] | None = None) -> Params:
@@ -96,8 +96,8 @@ def main(argv: list[str] | None = None) -> Params:
     for split in SPLITS:
         split_x, split_y, paths = split_features(feature_model, args.records, split, m.image_size, a.batch_size)
         features.append(split_x)
-        sha256 = content_hashes(args.splits, split, paths)
-        frames.append(pd.DataFrame({"path": paths, "split": split, "label": split_y.astype(int), "sha256": sha256}))
+        frame = pd.DataFrame({"path": paths, "split": split, "label": split_y.astype(int)})
+        frames.append(pd.concat([frame, listed(args.splits, split, paths)], axis=1))
     features, images = np.concatenate(features), pd.concat(frames, ignore_index=True)
     features_seconds = time.perf_counter() - start
 
@@ -112,7 +112,8 @@ def main(argv: list[str] | None = None) -> Params:
     start = time.perf_counter()
     probabilities = audit.out_of_fold_probabilities(judge_features, labels, folds, seed)
     judge = audit.judge_of(probabilities, labels, a.weak_judge_error)
-    suspects = audit.find_label_issues(images, probabilities, class_names)
+    reviewed = (images["correction"] == "keep").to_numpy()  # corrections.csv: a person found the label right
+    suspects = audit.find_label_issues(images, probabilities, class_names, reviewed)
     weak_list = a.weak_judge_suspects  # used by a weak judge only, read (and recorded) always
     issues = suspects.head(weak_list) if judge.weak else suspects
     seconds["judge"] = time.perf_counter() - start
@@ -125,7 +126,9 @@ def main(argv: list[str] | None = None) -> Params:
     start = time.perf_counter()
     outliers = audit.find_outliers(images, judge_features, class_names)
     seconds["outliers"] = time.perf_counter() - start
-    tables = {audit.LABEL_ISSUES: issues, audit.NEAR_DUPLICATES: pairs, audit.OUTLIERS: outliers}
+    conflicts = audit.label_conflicts(read_skipped(args.splits))
+    tables = {audit.LABEL_ISSUES: issues, audit.NEAR_DUPLICATES: pairs, audit.OUTLIERS: outliers,
+              audit.LABEL_CONFLICTS: conflicts}  # fmt: skip
     with files.replace_dir(args.out) as tmp:
         audit.write(tmp, tables)
     counts = audit.metrics(

@@ -65,6 +65,39 @@ def test_confident_learning_finds_flipped_labels_and_suggests_the_true_class():
             assert by_path.loc[path, "suggested"] == HOSTILE[truth[index]]
 
 
+def test_an_image_reviewed_as_right_is_not_listed_again():
+    """corrections.csv's keep: a person looked and found the label right; the next audit does not ask again."""
+    features, truth = blobs(per_class=100, classes=3)
+    given = truth.copy()
+    flipped = np.arange(7, len(truth), 23)
+    given[flipped] = (truth[flipped] + 1) % 3
+    images = images_frame(len(truth), labels=given)
+    probabilities = audit.out_of_fold_probabilities(features, given, folds=5, seed=0)
+    listed = audit.find_label_issues(images, probabilities, HOSTILE)
+    reviewed = images["path"].isin(listed["path"].iloc[:3]).to_numpy()
+    again = audit.find_label_issues(images, probabilities, HOSTILE, reviewed)
+    assert set(again["path"]) == set(listed["path"].iloc[3:]) and len(listed) >= 4
+    assert (again["sha256"] == images.set_index("path").loc[again["path"], "sha256"].to_numpy()).all()
+
+
+def test_label_conflicts_are_listed_copy_by_copy_from_the_split_stage():
+    skipped = pd.DataFrame(
+        {"path": ["validation/macro/b.jpg", "train/None/a.jpg", "train/x/bad.jpg"],
+         "reason": ["label_conflict", "label_conflict", "truncated"], "detail": "", "sha256": ["f" * 64] * 2 + ["0" * 64],
+         "label": ["macro", "None", "x"]}
+    )  # fmt: skip
+    conflicts = audit.label_conflicts(skipped)
+    assert conflicts.to_dict("records") == [
+        {"sha256": "f" * 64, "path": "train/None/a.jpg", "given": "None"},
+        {"sha256": "f" * 64, "path": "validation/macro/b.jpg", "given": "macro"},
+    ]
+    counts = audit.metrics(
+        images_frame(3), audit.empty_tables() | {audit.LABEL_CONFLICTS: conflicts}, SPLITS, folds=5, dimensions=0,
+        judge=None, suspects_found=0, near_duplicates_judged=True,
+    )  # fmt: skip
+    assert counts["audit.label_conflicts"] == 1
+
+
 def test_out_of_fold_probabilities_come_from_heads_that_never_saw_the_image():
     """A label that no other image supports cannot be learnt out of fold: each fold's head never saw it."""
     features, labels = blobs(per_class=30, classes=2, seed=1)
@@ -214,7 +247,7 @@ def test_lists_read_back_as_written_with_hostile_class_names(tmp_path: Path):
     names = ["None", "nan", "NA", "macro", "chat é 猫", "a,b", 'say "x"']
     issues = pd.DataFrame(
         {"path": [f"p/{i}.jpg" for i in range(len(names))], "split": "test", "given": names,
-         "suggested": names[::-1], "score": np.linspace(0, 0.5, len(names))}
+         "suggested": names[::-1], "score": np.linspace(0, 0.5, len(names)), "sha256": "ab" * 32}
     )  # fmt: skip
     tables = audit.empty_tables() | {audit.LABEL_ISSUES: issues}
     audit.write(tmp_path, tables)
@@ -304,7 +337,14 @@ def audited(tmp_path_factory: pytest.TempPathFactory) -> dict:
     flipped = draw_raw_tree(raw)
     common = ["--params", str(root / "params.yaml"), "--raw", str(raw)]
     metrics = ["--metrics", str(root / "metrics" / "data.json"), "--details", str(root / "metrics" / "split.json")]
-    split_args = [*common, "--out", str(root / "data" / "splits"), *metrics]
+    split_args = [
+        *common,
+        "--corrections",
+        str(ROOT / "corrections.csv"),
+        "--out",
+        str(root / "data" / "splits"),
+        *metrics,
+    ]
     split.main(split_args)
     test = pd.read_csv(root / "data" / "splits" / "test.csv", dtype=str, keep_default_na=False)
     original = next(p for p in test["path"] if p not in flipped)

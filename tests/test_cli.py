@@ -107,6 +107,7 @@ def test_a_stage_run_by_hand_with_an_unwritable_output_replaces_none_of_its_outp
     set_params(root, split={"test_fraction": 0.3})  # the stage would write other lists now
     splits = {path: path.read_bytes() for path in (root / "data" / "splits").iterdir()}
     argv = ["--params", str(root / "params.yaml"), "--raw", str(root / "data" / "raw")]
+    argv += ["--corrections", str(ROOT / "corrections.csv")]
     argv += ["--out", str(root / "data" / "splits"), "--metrics", str(root / "metrics" / "data.json")]
     argv += ["--details", str(root / "metrics" / "split.json")]
     with read_only(root / "metrics"), pytest.raises(SystemExit) as exit_:

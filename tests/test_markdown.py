@@ -178,14 +178,14 @@ def write_audit(root: Path, paths: list[str], classes: list[str], enabled: bool 
     if enabled:
         tables[audit.LABEL_ISSUES] = pd.DataFrame(
             {"path": paths[2:4], "split": ["test", "val"], "given": classes[:2], "suggested": classes[1::-1],
-             "score": [0.0312, 0.2]}
+             "score": [0.0312, 0.2], "sha256": ["2" * 64, "3" * 64]}
         )  # fmt: skip
         tables[audit.NEAR_DUPLICATES] = pd.DataFrame(
             {"path_a": paths[:1], "split_a": ["train"], "path_b": paths[1:2], "split_b": ["test"], "similarity": [0.97],
-             "same_bytes": [False]}
+             "same_bytes": [False], "sha256_a": ["0" * 64], "sha256_b": ["1" * 64]}
         )  # fmt: skip
         tables[audit.OUTLIERS] = pd.DataFrame(
-            {"path": paths[4:5], "split": ["val"], "label": classes[1:2], "score": [0.01]}
+            {"path": paths[4:5], "split": ["val"], "label": classes[1:2], "score": [0.01], "sha256": ["4" * 64]}
         )
     (root / "reports" / "audit").mkdir(parents=True)
     audit.write(root / "reports" / "audit", tables)

@@ -73,6 +73,7 @@ def test_a_stage_whose_declared_params_change_while_it_runs_replaces_no_output(t
 
     monkeypatch.setattr(split, "make_splits", edited_meanwhile)
     argv = ["--params", str(root / "params.yaml"), "--raw", str(root / "data" / "raw")]
+    argv += ["--corrections", str(ROOT / "corrections.csv")]
     argv += ["--out", str(root / "data" / "splits"), "--metrics", str(root / "metrics" / "data.json")]
     argv += ["--details", str(root / "metrics" / "split.json")]
     assert run_stage(lambda: split.main(argv)) == (

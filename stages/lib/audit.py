@@ -43,14 +43,17 @@ from stages.lib import chance, intervals
 from stages.lib.cli import require, rerun
 
 LABEL_ISSUES, NEAR_DUPLICATES, OUTLIERS = "label_issues.csv", "near_duplicates.csv", "outliers.csv"
+LABEL_CONFLICTS = "label_conflicts.csv"  # the split stage's: one image's bytes under two classes, every copy
 COLUMNS = {
-    LABEL_ISSUES: ["path", "split", "given", "suggested", "score"],
-    NEAR_DUPLICATES: ["path_a", "split_a", "path_b", "split_b", "similarity", "same_bytes"],
-    OUTLIERS: ["path", "split", "label", "score"],
+    LABEL_ISSUES: ["path", "split", "given", "suggested", "score", "sha256"],
+    NEAR_DUPLICATES: ["path_a", "split_a", "path_b", "split_b", "similarity", "same_bytes", "sha256_a", "sha256_b"],
+    OUTLIERS: ["path", "split", "label", "score", "sha256"],
+    LABEL_CONFLICTS: ["sha256", "path", "given"],
 }
 NUMBERS = {"score", "similarity"}  # columns read back as floats; every other one is text (class names, paths)
 DECIMALS = 4  # of the scores and similarities written
-IMAGE_COLUMNS = ["path", "split", "label", "sha256"]  # what is audited: one row per image (label: class index)
+# What is audited: one row per image (label: its class index; correction: corrections.csv's action, keep: reviewed)
+IMAGE_COLUMNS = ["path", "split", "label", "sha256", "correction"]
 # cleanlab Datalab's default outlier threshold for features (OutlierIssueManager.DEFAULT_THRESHOLDS["features"],
 # 0.37037) as the number of interquartile ranges past the third quartile: 1 / 0.37037 - 1.
 OUTLIER_IQRS = 1.7
@@ -139,13 +142,18 @@ def temperature_scaled(scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return softmax(scores / np.exp(best.x), axis=1)
 
 
-def find_label_issues(images: pd.DataFrame, probabilities: np.ndarray, class_names: list[str]) -> pd.DataFrame:
-    """The suspects (cleanlab's confident learning), lowest label quality score first (ties by path)."""
+def find_label_issues(
+    images: pd.DataFrame, probabilities: np.ndarray, class_names: list[str], reviewed: np.ndarray | None = None
+) -> pd.DataFrame:
+    """The suspects (cleanlab's confident learning), lowest label quality score first (ties by path), without the
+    `reviewed` images (corrections.csv's keep: a person looked and found the label right)."""
     from cleanlab.filter import find_label_issues as confident_learning
     from cleanlab.rank import get_label_quality_scores
 
     labels = images["label"].to_numpy()
     suspects = confident_learning(labels, probabilities, n_jobs=1)  # no pool of worker processes to start
+    if reviewed is not None:
+        suspects &= ~reviewed
     scores = get_label_quality_scores(labels, probabilities)  # self-confidence: P(given label), out of fold
     names = np.asarray(class_names, dtype=object)
     frame = pd.DataFrame(
@@ -155,9 +163,17 @@ def find_label_issues(images: pd.DataFrame, probabilities: np.ndarray, class_nam
             "given": names[labels],
             "suggested": names[probabilities.argmax(axis=1)],
             "score": scores,
+            "sha256": images["sha256"].to_numpy(),
         }
     )[suspects]
     return frame.sort_values(["score", "path"], kind="stable").reset_index(drop=True)
+
+
+def label_conflicts(skipped: pd.DataFrame) -> pd.DataFrame:
+    """The split stage's label conflicts (file_lists.read_skipped): every copy, grouped by image, by path."""
+    rows = skipped[skipped["reason"] == "label_conflict"]
+    frame = pd.DataFrame({"sha256": rows["sha256"], "path": rows["path"], "given": rows["label"]})
+    return frame.sort_values(["sha256", "path"]).reset_index(drop=True)
 
 
 def near_duplicates(
@@ -231,6 +247,8 @@ def find_near_duplicates(
             "split_b": splits[b],
             "similarity": np.minimum(similarity, 1.0),
             "same_bytes": sha256[a] == sha256[b],
+            "sha256_a": sha256[a],
+            "sha256_b": sha256[b],
         }
     )
     frame["within"] = frame["split_a"] == frame["split_b"]
@@ -256,6 +274,7 @@ def find_outliers(images: pd.DataFrame, features: np.ndarray, class_names: list[
             "split": images["split"].to_numpy(),
             "label": names[images["label"].to_numpy()],
             "score": scores,
+            "sha256": images["sha256"].to_numpy(),
         }
     )[outlying]
     return frame.sort_values(["score", "path"], kind="stable").reset_index(drop=True)
@@ -308,6 +327,7 @@ def metrics(
         "audit.judge_chance": None if judge is None else round(judge.chance, 4),
         "audit.judge_weak": None if judge is None else judge.weak,
         "audit.suspects_found": suspects_found,
+        "audit.reviewed": int(images["correction"].eq("keep").sum()) if "correction" in images else 0,  # not listed
         "audit.suspected_label_errors": len(issues),
         **{f"audit.suspected_label_errors.{split}": int(counts.get(split, 0)) for split in split_order},
         "audit.whitened_dimensions": dimensions,
@@ -317,6 +337,7 @@ def metrics(
         "audit.identical_files_within_splits": int((within & pairs["same_bytes"].astype(bool)).sum()),
         "audit.test_images_near_other_splits": int(near_test.nunique()),  # the last split of split_order
         "audit.outliers": len(outliers),
+        "audit.label_conflicts": int(tables[LABEL_CONFLICTS]["sha256"].nunique()),  # images, each with 2+ copies
     }
 
 
