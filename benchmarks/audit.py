@@ -99,7 +99,7 @@ def measure_scale(classes: int) -> dict:
         encode.main([*common, "--raw", str(root / "raw"), "--splits", str(root / "splits"),
                      "--out", str(root / "records")])  # fmt: skip
         stage = [sys.executable, "-m", "stages.audit", *common, "--records", str(root / "records"),
-                 "--splits", str(root / "splits"), "--out", str(root / "audit"),
+                 "--splits", str(root / "splits"), "--raw", str(root / "raw"), "--out", str(root / "audit"),
                  "--metrics", str(root / "audit.json")]  # fmt: skip
         start = time.perf_counter()
         done = subprocess.run(stage, capture_output=True, text=True, cwd=ROOT)

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from stages.lib import audit, files, stage_params
+from stages.lib import audit, files, review_page, stage_params
 from stages.lib.cli import rerun, run, stage_parser
 from stages.lib.file_lists import SPLITS, read_skipped, read_split
 from stages.lib.params import Params
@@ -65,10 +65,48 @@ def listed(splits_dir: Path, split: str, paths: list[str]) -> pd.DataFrame:
     return rows.loc[paths, ["sha256", "correction"]].reset_index(drop=True)
 
 
+def stored_images(records_dir: Path, paths: set[str]) -> dict[str, bytes]:
+    """The stored JPEG of each of `paths` (one pass over the records' serialized examples, nothing decoded)."""
+    import tensorflow as tf
+
+    from stages.lib import records
+
+    meta, found = records.read_meta(records_dir), {}
+    for split in SPLITS:
+        shards = [str(Path(records_dir) / name) for name in meta["splits"][split]["shards"]]
+        for example in tf.data.TFRecordDataset(shards).map(records.parse):
+            path = example["path"].numpy().decode("utf-8")
+            if path in paths:
+                found[path] = example["image"].numpy()
+    return found
+
+
+def review_html(
+    args, tables: dict[str, pd.DataFrame], images: pd.DataFrame, class_names: list[str], judge, found: int
+) -> str:
+    """reports/audit/review.html for the lists (review_page.py): thumbnails of the listed images from the records,
+    and of label conflicts' copies (in no split) from data/raw."""
+    listed_paths = {*tables[audit.LABEL_ISSUES]["path"], *tables[audit.OUTLIERS]["path"]}
+    listed_paths |= {*tables[audit.NEAR_DUPLICATES]["path_a"], *tables[audit.NEAR_DUPLICATES]["path_b"]}
+    uris = {path: review_page.thumbnail_uri(data) for path, data in stored_images(args.records, listed_paths).items()}
+    for path in tables[audit.LABEL_CONFLICTS]["path"].drop_duplicates():
+        uris[path] = review_page.thumbnail_uri((args.raw / path).read_bytes())
+    names = np.asarray(class_names, dtype=object)
+    labels = dict(zip(images["path"], names[images["label"].to_numpy()]))
+    summary = None
+    if judge is not None:
+        summary = {"accuracy": judge.accuracy, "low": judge.interval[0], "high": judge.interval[1],
+                   "chance": judge.chance, "weak": judge.weak, "listed": len(tables[audit.LABEL_ISSUES]),
+                   "found": found}  # fmt: skip
+    lists = (audit.LABEL_ISSUES, audit.NEAR_DUPLICATES, audit.OUTLIERS, audit.LABEL_CONFLICTS)
+    return review_page.render(review_page.page_data(tables, labels, class_names, summary, uris, lists))
+
+
 def main(argv: list[str] | None = None) -> Params:
     parser = stage_parser(__doc__)
     parser.add_argument("--records", type=Path, required=True, help="data/tfrecords: the encoded splits")
     parser.add_argument("--splits", type=Path, required=True, help="the split stage's lists (content hashes)")
+    parser.add_argument("--raw", type=Path, required=True, help="data/raw: the images of label conflicts")
     parser.add_output("--out", "the folder of audit lists to write")
     parser.add_output("--metrics", "the metrics JSON to write")
     args = parser.parse_args(argv)
@@ -129,8 +167,10 @@ def main(argv: list[str] | None = None) -> Params:
     conflicts = audit.label_conflicts(read_skipped(args.splits))
     tables = {audit.LABEL_ISSUES: issues, audit.NEAR_DUPLICATES: pairs, audit.OUTLIERS: outliers,
               audit.LABEL_CONFLICTS: conflicts}  # fmt: skip
+    page = review_html(args, tables, images, class_names, judge, len(suspects))
     with files.replace_dir(args.out) as tmp:
         audit.write(tmp, tables)
+        (tmp / review_page.PAGE_FILE).write_text(page, encoding="utf-8")
     counts = audit.metrics(
         images, tables, SPLITS, folds=folds, dimensions=dimensions, judge=judge, suspects_found=len(suspects),
         near_duplicates_judged=near_duplicates_judged,

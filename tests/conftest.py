@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import shlex
 import shutil
 from pathlib import Path
@@ -149,3 +150,35 @@ def build_trained_project(
     if with_finetune:
         finetune.main(stage_args(root, "finetune") + ["--transfer-model", str(root / "models" / "transfer.keras")])
     return root
+
+
+# The review page runs in the system's Chromium (Debian's package: apt-get install chromium; `make browser`),
+# driven by Playwright: its own browser download is unreachable offline. The flags are those a sandboxed, offline
+# root session needs; without the background-networking ones Chromium tries Google's hosts at every start.
+CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip
+
+
+def chromium_path() -> str:
+    """The system's Chromium; a missing one fails the test that needs it (CI must run it), saying how to get it."""
+    found = os.environ.get("CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+    if not found:
+        pytest.fail("no Chromium for the browser test: apt-get install chromium (make browser), or set CHROMIUM")
+    return found
+
+
+@pytest.fixture
+def browser_page(tmp_path: Path):
+    """A Playwright page in headless Chromium, downloads allowed; console errors collected in page.errors."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_FLAGS)
+        context = browser.new_context(accept_downloads=True)
+        page = context.new_page()
+        page.errors = []
+        page.on("pageerror", lambda error: page.errors.append(str(error)))
+        page.on("console", lambda message: message.type == "error" and page.errors.append(message.text))
+        yield page
+        context.close()
+        browser.close()

@@ -83,8 +83,8 @@ def test_an_image_reviewed_as_right_is_not_listed_again():
 def test_label_conflicts_are_listed_copy_by_copy_from_the_split_stage():
     skipped = pd.DataFrame(
         {"path": ["validation/macro/b.jpg", "train/None/a.jpg", "train/x/bad.jpg"],
-         "reason": ["label_conflict", "label_conflict", "truncated"], "detail": "", "sha256": ["f" * 64] * 2 + ["0" * 64],
-         "label": ["macro", "None", "x"]}
+         "reason": ["label_conflict", "label_conflict", "truncated"], "detail": "",
+         "sha256": ["f" * 64] * 2 + ["0" * 64], "label": ["macro", "None", "x"]}
     )  # fmt: skip
     conflicts = audit.label_conflicts(skipped)
     assert conflicts.to_dict("records") == [
@@ -270,6 +270,7 @@ def stage_args(root: Path) -> list[str]:
         "--params", str(root / "params.yaml"),
         "--records", str(root / "data" / "tfrecords"),
         "--splits", str(root / "data" / "splits"),
+        "--raw", str(root / "data" / "raw"),
         "--out", str(root / "reports" / "audit"),
         "--metrics", str(root / "metrics" / "audit.json"),
     ]  # fmt: skip

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stages.lib import cli, params, stage_params
+from stages.lib import cli, corrections, params, stage_params
 from tests.conftest import ROOT, dvc_args
 
 DVC = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
@@ -40,6 +40,7 @@ SCRATCH = {
 }
 TRAINING = ("baseline", "transfer", "finetune")
 SHIPPED = {"pretrained"}  # inputs the project ships in git, named by a param rather than by a stage's command
+EDITED = {str(corrections.FILE)}  # inputs a person edits and commits: their decisions about images
 
 
 def imported_lib_modules(path: Path, seen: set[str] | None = None) -> set[str]:
@@ -156,9 +157,19 @@ def test_export_does_not_depend_on_evaluation_metrics():
 def test_every_data_dep_is_written_by_a_stage():
     written = set().union(*(outputs(stage) for stage in DVC.values()))
     data_deps = {
-        d for s in DVC.values() for d in s["deps"] if not d.endswith(".py") and d not in {"params.yaml", *SHIPPED}
+        d
+        for s in DVC.values()
+        for d in s["deps"]
+        if not d.endswith(".py") and d not in {"params.yaml", *SHIPPED, *EDITED}
     }
     assert data_deps <= written, f"deps that no stage writes: {sorted(data_deps - written)}"
+
+
+def test_corrections_csv_ships_empty_and_is_what_split_reads():
+    """A fresh clone has no decisions yet: corrections.csv is its header alone, the file the split command names."""
+    assert corrections.read(ROOT / corrections.FILE) == []
+    assert (ROOT / corrections.FILE).read_text() == ",".join(corrections.COLUMNS) + "\n"
+    assert f"--corrections {corrections.FILE}" in DVC["split"]["cmd"] and str(corrections.FILE) in DVC["split"]["deps"]
 
 
 def test_predict_defaults_are_the_pipeline_outputs():
