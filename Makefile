@@ -5,7 +5,7 @@ STAMP := $(VENV)/.installed
 BIN := $(CURDIR)/$(VENV)/bin
 export PATH := $(BIN):$(PATH)
 
-.PHONY: venv venv-gpu test test-fast lint demo lock clean-demo
+.PHONY: venv venv-gpu browser test test-fast lint demo lock clean-demo
 
 venv: $(STAMP)
 
@@ -29,14 +29,22 @@ venv-gpu: venv
 # the suite took 689 s instead of 980 s, measured back to back. TEST_WORKERS=0 runs it in one process.
 TEST_WORKERS ?= 2
 
-test: venv lint
+# The review page's test runs in the system's Chromium (Playwright drives it; its own browser download is
+# unreachable offline): installed here when missing and apt-get can, else one line says what is missing.
+browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || [ -n "$$CHROMIUM" ] || \
+	  (apt-get install -y -qq chromium >/dev/null 2>&1 || (apt-get update -qq >/dev/null 2>&1 && \
+	   apt-get install -y -qq chromium >/dev/null 2>&1)) || \
+	  echo "make: no Chromium and apt-get could not install it (as root: apt-get install chromium; or set CHROMIUM): the review page's browser test will fail"
+
+test: venv lint browser
 	TF_ENABLE_ONEDNN_OPTS=$${TF_ENABLE_ONEDNN_OPTS:-1} $(VENV)/bin/python -m pytest -n $(TEST_WORKERS)
 
 lint: venv
 	$(VENV)/bin/ruff check stages tests benchmarks scripts
 	$(VENV)/bin/ruff format --check stages tests benchmarks scripts
 
-test-fast: venv
+test-fast: venv browser
 	TF_ENABLE_ONEDNN_OPTS=$${TF_ENABLE_ONEDNN_OPTS:-1} $(VENV)/bin/python -m pytest -n $(TEST_WORKERS) -m "not slow"
 
 # Runs the pipeline offline on generated sample data in a throwaway DVC project under demo/.

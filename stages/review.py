@@ -25,6 +25,7 @@ import pandas as pd
 
 from stages.lib import audit, corrections, files
 from stages.lib.cli import PipelineError, require
+from stages.lib.corrections import Correction
 from stages.lib.file_lists import SPLITS
 
 DEFAULT_AUDIT = Path("reports/audit")
@@ -94,9 +95,9 @@ def main(argv: Sequence[str] | None = None) -> str:
         chosen = suggested(issues, args.accept_suggested, args.split, args.max_score)
         if chosen.empty:
             raise PipelineError(f"{args.audit / audit.LABEL_ISSUES}: no suspect to accept with these options")
+        note = "the audit's suggestion, score {}".format
         new = [
-            corrections.Correction(row.path, row.sha256, "relabel", row.suggested, f"audit suggestion, score {row.score}")
-            for row in chosen.itertuples()
+            Correction(row.path, row.sha256, "relabel", row.suggested, note(row.score)) for row in chosen.itertuples()
         ]
         for row in new:
             corrections.check_row(row, args.audit / audit.LABEL_ISSUES, names)
