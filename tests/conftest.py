@@ -182,3 +182,25 @@ def browser_page(tmp_path: Path):
         yield page
         context.close()
         browser.close()
+
+
+def flipped_sample_archive(path: Path, *, train_per_class: int, validation_per_class: int, every: int) -> set[str]:
+    """The sample archive (cats and dogs, seed 0) with every `every`-th regular image filed under the other class,
+    its name kept: cat.17.jpg in dogs/ is a cat labelled dog. Returns the flipped images' paths as data/raw and the
+    split lists name them (train/dogs/cat.17.jpg)."""
+    import zipfile
+
+    from stages.lib.sample import REGULAR, plan_sample_archive, sample_archive_bytes
+
+    settings = dict(seed=0, train_per_class=train_per_class, validation_per_class=validation_per_class, classes=2)
+    plan = plan_sample_archive(**settings)
+    copied = {member.source for member in plan if member.source}  # a duplicate's original: flipping it is a conflict
+    regular = sorted(m.arcname for m in plan if m.kind == REGULAR and m.arcname not in copied)
+    flipped = {name: name.replace("/cats/", "/@/").replace("/dogs/", "/cats/").replace("/@/", "/dogs/")
+               for name in regular[::every]}  # fmt: skip
+    with zipfile.ZipFile(io.BytesIO(sample_archive_bytes(**settings))) as source, zipfile.ZipFile(path, "w") as out:
+        for info in source.infolist():
+            data = source.read(info)
+            info.filename = flipped.get(info.filename, info.filename)
+            out.writestr(info, data)
+    return {name.split("/", 1)[1] for name in flipped.values()}

@@ -154,14 +154,15 @@ def to_csv(rows: list[Correction]) -> str:
 
 def merge(existing: list[Correction], new: list[Correction]) -> tuple[list[Correction], int, int]:
     """(rows, added, replaced): `new` rows added to `existing`; a new decision about an image `existing` already has
-    replaces it in place (the later decision wins). Order: existing rows, then new ones, each in its order."""
+    replaces it in place (the later decision wins; the same decision again changes nothing). Order: existing rows,
+    then new ones, each in its order."""
     by_image = {row.sha256: index for index, row in enumerate(existing)}
     merged, added, replaced = list(existing), 0, 0
     for row in new:
         row = replace(row, line=0)
         if row.sha256 in by_image:
             at = by_image[row.sha256]
-            if merged[at].decision() != row.decision() or merged[at].note != row.note:
+            if merged[at].decision() != row.decision():  # the same decision again keeps its first row and note
                 merged[at], replaced = row, replaced + 1
         else:
             by_image[row.sha256] = len(merged)
