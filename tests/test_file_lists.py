@@ -66,6 +66,25 @@ def test_a_class_the_places_put_on_one_side_lends_one_image_to_the_other():
     assert test.empty and len(val) == 5
 
 
+def test_a_single_folder_of_many_small_classes_gives_every_class_to_train_val_and_test(tmp_path: Path):
+    """100 classes of 10 images in one folder (a hostile pass's dataset): a third held out at random would leave
+    some class one validation image, too few for val and test; each class holds out at least two."""
+    raw = tmp_path / "raw"
+    names = tuple(f"class {i:03d}" for i in range(100))
+    tree = make_raw_tree(tmp_path / "tree", train_per_class=10, validation_per_class=0, classes=names)
+    raw.mkdir()
+    (tree / "train").rename(raw / "images")
+    splits = splits_of(raw)
+    for split, frame in splits.frames.items():
+        assert set(frame["label"]) == set(names), split
+    assert sum(len(frame) for frame in splits.frames.values()) == 1000
+    frame = pd.DataFrame({"path": list("abcde"), "sha256": [f"{i:064x}" for i in range(5)], "given": "x"})
+    kept, held = split_validation(frame, 0.001, seed=0, at_least=2)
+    assert len(held) == 2 and len(kept) == 3
+    kept, held = split_validation(frame.iloc[:2], 0.001, seed=0, at_least=2)
+    assert len(held) == 1 and len(kept) == 1  # at most n - 1 held out
+
+
 def test_unusable_files_are_skipped_with_reasons(raw_tree: Path):
     cats = raw_tree / "train" / "cats"
     (cats / "empty.jpg").write_bytes(b"")

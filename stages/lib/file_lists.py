@@ -193,21 +193,27 @@ def place(sha256: pd.Series, seed: int) -> np.ndarray:
     return np.fromiter((int.from_bytes(d, "big") / 2**64 for d in digests), dtype=np.float64, count=len(sha256))
 
 
-def split_validation(frame: pd.DataFrame, fraction: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+def split_validation(
+    frame: pd.DataFrame, fraction: float, seed: int, at_least: int = 1
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(kept, held out): an image is held out when its place is below `fraction`, so about that share of each
     class is, and no image's side depends on its label or on other images. One exception keeps every class on both
-    sides: a class folder (`given`) of two or more images that the places put wholly on one side lends its image
-    nearest the line to the other. (val, test) from validation; (train, validation) from a single folder."""
+    sides: a class folder (`given`) the places leave with fewer than `at_least` images held out, or none kept, lends
+    its images nearest the line to the other side (kept first: a class of n images holds out at most n - 1). (val,
+    test) from validation; (train, validation) from a single folder, where validation later gives val and test one
+    image each (at_least 2)."""
     frame = frame.reset_index(drop=True)
     places = place(frame["sha256"], seed)
     held = places < fraction
     if fraction > 0:
         for _, group in frame.groupby("given", sort=True):
             at = group.index.to_numpy()
+            by_place = at[np.argsort(places[at], kind="stable")]  # ascending: held ones first, then kept ones
+            missing = min(at_least, len(at) - 1) - int(held[at].sum())
+            for i in [i for i in by_place if not held[i]][: max(missing, 0)]:  # the kept nearest the line first
+                held[i] = True
             if len(at) >= 2 and held[at].all():
-                held[at[places[at].argmax()]] = False
-            elif len(at) >= 2 and not held[at].any():
-                held[at[places[at].argmin()]] = True
+                held[by_place[-1]] = False  # the held one nearest the line
     return _sorted(frame[~held]), _sorted(frame[held])
 
 
@@ -260,8 +266,8 @@ def make_splits(
         why = " once the images also filed under another class were left out (label conflicts)"
         _require_every_class(frame, class_names, raw_dir / folder, why)
     if IMAGES in scanned:
-        scanned[TRAIN], scanned[VALIDATION] = split_validation(scanned[IMAGES], holdout_fraction, seed + 1)
-        held_out = " in validation: it has one image, and train and validation need one each"
+        scanned[TRAIN], scanned[VALIDATION] = split_validation(scanned[IMAGES], holdout_fraction, seed + 1, 2)
+        held_out = " in validation: it has fewer than three images, and train, val and test need one each"
         _require_every_class(scanned[VALIDATION], class_names, raw_dir / IMAGES, held_out)
     if TEST in scanned:  # the dataset's own test folder
         val, test = scanned[VALIDATION], scanned[TEST]
