@@ -133,8 +133,7 @@ def audit_judge(features: np.ndarray, labels: np.ndarray, folds: int, seed: int)
     """The audit's own, on the principal components the stage gives it."""
     from stages.lib import audit
 
-    projection = audit.project(features, audit.JUDGE_DIMENSIONS, seed)
-    return audit.out_of_fold_probabilities(projection.coordinates, labels, folds, seed)
+    return audit.judge_probabilities(audit.project(features, audit.JUDGE_DIMENSIONS, seed), labels, folds, seed)
 
 
 JUDGES = {"lda": audit_judge, "logistic": previous_judge}
@@ -154,7 +153,10 @@ def drawn_features(classes: int, train_per_class: int, validation_per_class: int
         if path is None:  # random weights: the BatchNorm statistics the stage gives them
             models.calibrate_on_train(base, "mobilenet_v2", tmp / "records", 96, 256, 42)
         feature_model = models.build_feature_model(base, "mobilenet_v2", 96)
-        found = [models.features(feature_model, records.make_dataset(tmp / "records", s, 96, 64)) for s in SPLITS]
+        found = [
+            models.features(feature_model, records.make_dataset(tmp / "records", s, image_size=96, batch_size=64))
+            for s in SPLITS
+        ]
     return np.concatenate([f for f, _ in found]), np.concatenate([y for _, y in found]).astype(int)
 
 
@@ -180,7 +182,8 @@ def measure_flips(classes: int, weights: str, judge: str) -> dict:
             given, flipped = plant_flips(labels, share, seed)
             start = time.perf_counter()
             probabilities = JUDGES[judge](features, given, 5, seed)
-            images = pd.DataFrame({"path": [str(i) for i in range(len(given))], "split": "train", "label": given})
+            paths = [str(i) for i in range(len(given))]
+            images = pd.DataFrame({"path": paths, "split": "train", "label": given, "sha256": paths})
             issues = audit.find_label_issues(images, probabilities, names)
             found = len(set(issues["path"].astype(int)) & set(flipped))
             rows.append({"share": f"{share:.0%}", "recall": found / len(flipped),
@@ -227,7 +230,7 @@ def measure_analysis(count: int, classes: int) -> dict:
     seconds["projection"] = time.perf_counter() - start
     start = time.perf_counter()
     judge_features = projection.coordinates[:, : audit.JUDGE_DIMENSIONS]
-    probabilities = audit.out_of_fold_probabilities(judge_features, given, 5, 0)
+    probabilities = audit.judge_probabilities(projection, given, 5, 0)
     issues = audit.find_label_issues(images, probabilities, names)
     seconds["judge"] = time.perf_counter() - start
     start = time.perf_counter()

@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> Params:
     judge_features = projection.coordinates[:, : audit.JUDGE_DIMENSIONS]
     seconds = {"features": features_seconds}
     start = time.perf_counter()
-    probabilities = audit.out_of_fold_probabilities(judge_features, labels, folds, seed)
+    probabilities = audit.judge_probabilities(projection, labels, folds, seed)
     judge = audit.judge_of(probabilities, labels, a.weak_judge_error)
     reviewed = (images["correction"] == "keep").to_numpy()  # corrections.csv: a person found the label right
     suspects = audit.find_label_issues(images, probabilities, class_names, reviewed)

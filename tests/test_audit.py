@@ -137,6 +137,27 @@ def test_temperature_scaling_makes_an_overconfident_judge_honest():
     assert softmax(10 * scores, axis=1).max(axis=1).mean() - accuracy > 0.05  # what it was before
 
 
+def test_the_neighbour_vote_leaves_the_image_out_and_stays_sure_among_many_classes():
+    vectors = np.repeat(np.eye(3)[:, :3], 11, axis=0) + np.random.default_rng(0).normal(0, 0.01, (33, 3))
+    labels = np.repeat([0, 1, 2], 11)
+    labels[0] = 2  # alone among its kind: its ten neighbours are all of class 0
+    votes = audit.neighbour_vote(vectors, labels, classes=1000)
+    assert votes.shape == (33, 1000) and np.allclose(votes.sum(axis=1), 1)
+    assert votes[0].argmax() == 0 and votes[0, 2] < 0.05  # its own label did not vote
+    assert votes[12, 1] > 0.9  # ten of ten neighbours: not smoothed away by 1,000 classes
+
+
+def test_the_judge_is_the_boundary_and_the_vote_together():
+    features, truth = blobs(per_class=100, classes=3, dimensions=32, seed=9)
+    given = truth.copy()
+    given[::20] = (given[::20] + 1) % 3
+    projection = audit.project(features, audit.JUDGE_DIMENSIONS, 0)
+    both = audit.judge_probabilities(projection, given, folds=5, seed=0)
+    linear = audit.out_of_fold_probabilities(projection.coordinates, given, folds=5, seed=0)
+    assert both.shape == linear.shape and np.allclose(both.sum(axis=1), 1) and not np.allclose(both, linear)
+    assert (both.argmax(axis=1)[::20] == truth[::20]).mean() >= 0.9  # the flips are judged their true class
+
+
 def test_the_judge_separates_many_classes_of_few_images():
     """1,000 classes of 5 images defeated the old judge's time; this one is right on nearly all of 300 x 5."""
     features, labels = blobs(per_class=5, classes=300, dimensions=64, seed=6)

@@ -67,6 +67,7 @@ JUDGE_DIMENSIONS = 128
 # d dimensions have a cosine of about +-1/sqrt(d)): from 32 on, 0.9 is five of those. Fewer images than
 # IMAGES_PER_WHITENED_DIMENSION x 32 are too few to judge near-duplicates by their features.
 MIN_WHITENED_DIMENSIONS = 32
+NEIGHBOURS = 10  # the judge's vote: as many as cleanlab's outlier score looks at
 
 
 @dataclass(frozen=True)
@@ -109,6 +110,34 @@ def out_of_fold_probabilities(features: np.ndarray, labels: np.ndarray, folds: i
     for fitted_on, held_out in cv.split(features, labels):
         scores[held_out] = discriminant_scores(features[fitted_on], labels[fitted_on], classes, features[held_out])
     return temperature_scaled(scores, labels)
+
+
+def judge_probabilities(projection: Projection, labels: np.ndarray, folds: int, seed: int) -> np.ndarray:
+    """The judge's (images, classes) probabilities, no image judged by what its own label taught: the mean of two
+    views of the features, linear discriminant analysis out of fold (out_of_fold_probabilities) on the leading
+    JUDGE_DIMENSIONS components and a vote of each image's NEIGHBOURS nearest others in the same components
+    whitened (neighbour_vote, itself left out). The vote catches what a linear boundary cannot, the boundary what a
+    few neighbours cannot: together they listed fewer false suspects at every share of planted flips than either
+    alone or the logistic regression before them (benchmarks/audit.py)."""
+    coordinates = projection.coordinates[:, :JUDGE_DIMENSIONS]
+    linear = out_of_fold_probabilities(coordinates, labels, folds, seed)
+    dimensions = min(coordinates.shape[1], len(labels) // IMAGES_PER_WHITENED_DIMENSION)
+    if dimensions < 1 or len(labels) <= NEIGHBOURS:
+        return linear
+    whitened = coordinates[:, :dimensions] / np.sqrt(projection.variances[:dimensions])
+    return (linear + neighbour_vote(whitened, labels, linear.shape[1])) / 2
+
+
+def neighbour_vote(vectors: np.ndarray, labels: np.ndarray, classes: int) -> np.ndarray:
+    """Each image's class shares among its NEIGHBOURS nearest other images (cosine similarity; the image itself
+    left out), with one vote more shared by the classes as often as they occur (so no class gets 0)."""
+    from sklearn.neighbors import NearestNeighbors
+
+    _, nearest = NearestNeighbors(n_neighbors=NEIGHBOURS, metric="cosine", algorithm="brute").fit(vectors).kneighbors()
+    votes = np.zeros((len(labels), classes))
+    np.add.at(votes, (np.repeat(np.arange(len(labels)), NEIGHBOURS), labels[nearest].ravel()), 1.0)
+    prior = np.bincount(labels, minlength=classes) / len(labels)
+    return (votes + prior) / (NEIGHBOURS + 1)
 
 
 def discriminant_scores(features: np.ndarray, labels: np.ndarray, classes: int, scored: np.ndarray) -> np.ndarray:
