@@ -495,3 +495,29 @@ def test_images_that_pack_well_but_are_small_or_barely_compress_are_extracted(tm
         dest = tmp_path / archive.name.replace(".", "_")
         assert extract_archive(archive, dest, **{**LIMITS, "max_compression_ratio": 2}) == {}
         assert files_under(dest) == members
+
+
+# --- names that are not UTF-8 -------------------------------------------------------------------
+
+
+def latin1_tar(path: Path, names: list[str]) -> Path:
+    """A tar written on a Latin-1 system: its names' bytes are not UTF-8 (Python reads them with surrogates)."""
+    with tarfile.open(path, "w", format=tarfile.GNU_FORMAT, encoding="latin-1") as tar:
+        for name in names:
+            info = tarfile.TarInfo(name)
+            info.size = len(JPEG)
+            tar.addfile(info, io.BytesIO(JPEG))
+    return path
+
+
+def test_a_file_name_that_is_not_utf8_is_skipped_and_counted(tmp_path: Path) -> None:
+    """Seen while adding folder sources: a tar holding `caf\\xe9.jpg` ended in a UnicodeEncodeError traceback."""
+    archive = latin1_tar(tmp_path / "a.tar", ["d/a/1.jpg", "d/b/caf\u00e9.jpg", "d/b/2.jpg"])
+    ignored = extract_archive(archive, tmp_path / "out", **LIMITS)
+    assert ignored == {"not_utf8": ["d/b/caf\udce9.jpg"]}
+    assert sorted(files_under(tmp_path / "out")) == ["d/a/1.jpg", "d/b/2.jpg"]
+
+
+def test_a_folder_name_that_is_not_utf8_is_refused_naming_its_bytes(tmp_path: Path) -> None:
+    archive = latin1_tar(tmp_path / "a.tar", ["d/a/1.jpg", "d/caf\u00e9/2.jpg"])
+    assert_refused(archive, tmp_path / "out", "its folder name b'caf\\xe9' is not UTF-8 text; rename the folder")

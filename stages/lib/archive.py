@@ -22,7 +22,8 @@ files.
 Names are stored as Unicode NFC (macOS tools write NFD, Linux tools NFC): two members that are one name once
 normalised, such as the folders `café` written both ways, are refused, naming both. A file name longer than the
 file system allows (255 bytes: 85 CJK characters) is skipped and counted; a folder name that long is refused, as
-skipping it would drop a class.
+skipping it would drop a class. A file name that is not UTF-8 text (a tar written on a Latin-1 system)
+is skipped and counted (`not_utf8`); a folder name that is not is refused, for the same reason.
 """
 
 from __future__ import annotations
@@ -224,7 +225,14 @@ def _checked_member(
         return _Member(name, path, True, 0, 0, None, handle)
     if not path:
         raise _refused(archive, name, "a file member needs a non-empty path")
-    return _Member(name, path, False, declared_size, packed, ignore_reason(path), handle)
+    ignore = ignore_reason(path) or ("not_utf8" if _undecodable(path.split("/")[-1]) else None)
+    return _Member(name, path, False, declared_size, packed, ignore, handle)
+
+
+def _undecodable(name: str) -> bool:
+    """A name read from a tar or a folder whose bytes are not UTF-8 holds lone surrogates (Python's surrogateescape):
+    it cannot be written to a UTF-8 list or printed."""
+    return any("\ud800" <= char <= "\udfff" for char in name)
 
 
 def _components(archive: Path, name: str) -> list[str]:
@@ -268,6 +276,21 @@ def _name_max(folder: Path) -> int:
         return os.pathconf(folder, "PC_NAME_MAX")
     except (OSError, ValueError):
         return 255
+
+
+def _refuse_undecodable_folder_names(archive: Path, members: list[_Member]) -> None:
+    """A folder name that is not UTF-8 is refused, like one too long: skipping its files would drop a class (a file
+    skipped for its own name keeps its folder, so that folder is judged too)."""
+    for member in members:
+        folders = member.path.split("/") if member.is_dir else member.path.split("/")[:-1]
+        if _ignored_folder_reason(tuple(folders)) is not None:
+            continue
+        for folder in folders:
+            if _undecodable(folder):
+                raise ArchiveError(
+                    f"{archive}: member {ascii(member.name)}: its folder name {os.fsencode(folder)!r} is not UTF-8 "
+                    "text; rename the folder (convmv -f latin1 -t utf8 converts a tree's names)"
+                )
 
 
 def _refuse_long_folder_names(archive: Path, members: list[_Member], name_max: int) -> None:
@@ -333,6 +356,7 @@ def _extract_members(
 ) -> dict[str, list[str]]:
     """`packed_position`: the archive file's read position, for a tar; None for a zip (its records were judged)."""
     name_max = _name_max(dest.parent)
+    _refuse_undecodable_folder_names(archive, members)
     members = [_without_long_file_name(member, name_max) for member in members]
     _refuse_long_folder_names(archive, members, name_max)
     _refuse_normalisation_clashes(archive, members)
