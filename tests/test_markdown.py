@@ -112,6 +112,7 @@ def build_inputs(
     classes: list[str] = CLASSES,
     test_per_class: int = 4,
     chosen: str = "finetune",
+    described: dict | None = None,
 ) -> Path:
     """A consistent project tree with every input of the report stage, written by hand: the two-class PREDICTIONS
     for CLASSES, else `test_per_class` drawn test predictions per class."""
@@ -127,7 +128,7 @@ def build_inputs(
         raw / "manifest.json",
         {
             "source": source,
-            "archive": "a.zip",
+            **(described or {"archive": "a.zip"}),
             "bytes": 123456,
             "sha256": "ab" * 32,
             "ignored": {},
@@ -441,3 +442,27 @@ def test_an_audit_switched_off_or_shown_as_counts_only_draws_no_grid(tmp_path: P
     assert ("The audit is off (`audit.enabled: false`)" in text) != enabled
     assert not any("audit" in figure for figure in report.referenced_figures(text))
     assert not list((root / "reports" / "figures").glob("audit_*"))
+
+
+@pytest.mark.parametrize(
+    ("described", "expected"),
+    [
+        ({"folder": "my photos"}, "Source `archives/my photos`: folder `my photos`, 0.1 MB of files, content sha256 `"),
+        (
+            {"archive": "d.zip", "archive_sha256": "cd" * 32},
+            "Source `archives/my photos`: `d.zip`, 0.1 MB of files, content sha256 `"
+            + "ab" * 32
+            + "`, archive sha256 `"
+            + "cd" * 32
+            + "`.",
+        ),
+    ],
+    ids=["folder", "downloaded_archive"],
+)
+def test_the_dataset_section_names_a_folder_source_and_what_its_hashes_are_of(
+    tmp_path: Path, described: dict, expected: str
+):
+    root = build_inputs(tmp_path / "folder", source="archives/my photos", described=described)
+    report_stage.main(argv(root))
+    (line,) = [line for line in markdown(root).splitlines() if line.startswith("Source ")]
+    assert line.startswith(expected)
