@@ -166,11 +166,14 @@ def outside_warning(source: str, archives: Path) -> str:
     where = Path(os.path.abspath(source))
     if where.is_relative_to(Path(os.path.abspath(archives))):  # inside by path: through a linked folder
         why = f"is in {archives}/ through a link to {where.resolve()}, which DVC does not follow"
+        # The link itself replaced by the data: data.source stays as it is.
+        link = Path(source) if Path(source).is_symlink() else None
         where = where.resolve()
     else:
-        why = f"is outside {archives}/"
-    target = archives / where.name
-    bring = ("rm " + str(target) + " && " if target.is_symlink() else "") + f"dvc import-url {where} {target}"
+        why, link = f"is outside {archives}/", None
+    target = link or archives / where.name
+    bring = f"rm {link} && " if link else ""
+    bring += f"dvc import-url {where} {target}" + ("" if link else f", then data.source: {target}")
     return (
         f"download: warning: data.source {source} {why}, so DVC does not see it change: after changing it run dvc "
         f"repro -f download; better, bring it in: {bring} ({LOCAL_SOURCES_DOCS})"

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 import subprocess
 import time
@@ -12,7 +13,7 @@ import pytest
 
 from stages import download as download_stage
 from stages.lib import params, reference, sources
-from tests.conftest import dvc_args, jpeg_bytes, make_raw_tree, set_params
+from tests.conftest import ROOT, dvc_args, jpeg_bytes, make_raw_tree, set_params
 
 
 def zip_tree(tree: Path, archive: Path, top: str = "my_dataset") -> Path:
@@ -26,9 +27,9 @@ def zip_tree(tree: Path, archive: Path, top: str = "my_dataset") -> Path:
 
 
 def sha256sum_of_the_files(raw: Path) -> str:
-    """manifest.json's sha256 as docs/datasets.md says to reproduce it, with coreutils."""
-    listing = "find . -type f ! -name manifest.json -printf '%P\\0' | LC_ALL=C sort -z | xargs -0 sha256sum | sha256sum"
-    done = subprocess.run(["sh", "-c", listing], cwd=raw, capture_output=True, text=True, check=True)
+    """manifest.json's sha256 by the coreutils command docs/datasets.md gives (run in data/raw)."""
+    (command,) = re.findall(r"^cd data/raw && (.*)$", (ROOT / "docs" / "datasets.md").read_text(), re.M)
+    done = subprocess.run(["sh", "-c", command], cwd=raw, capture_output=True, text=True, check=True)
     return done.stdout.split()[0]
 
 
@@ -350,7 +351,8 @@ def test_a_local_source_outside_archives_works_with_one_warning_line_saying_how_
         assert out[0] == (
             f"download: warning: data.source {source} is outside archives/, so DVC does not see it change: after "
             f"changing it run dvc repro -f download; better, bring it in: dvc import-url {source} "
-            f"archives/{Path(source).name} (docs/datasets.md#local-sources-a-folder-or-an-archive)"
+            f"archives/{Path(source).name}, then data.source: archives/{Path(source).name} "
+            "(docs/datasets.md#local-sources-a-folder-or-an-archive)"
         )
         assert out[1].startswith(f"download: {source} -> data/raw: 3 classes, 15 files") and len(out) == 2
 
@@ -359,15 +361,15 @@ def test_a_folder_linked_into_archives_is_not_seen_by_dvc_and_says_so(project: P
     """DVC does not follow a linked folder inside a dependency: archives/photos -> elsewhere is outside, for DVC."""
     elsewhere = photos(tmp_path / "elsewhere" / "photos")
     (project / "archives").mkdir()
-    (project / "archives" / "photos").symlink_to(elsewhere)
-    set_params(project, data={"source": "archives/photos"})
+    (project / "archives" / "linked").symlink_to(elsewhere)
+    set_params(project, data={"source": "archives/linked"})
     assert run_stage() == ""
     assert capsys.readouterr().out.splitlines()[0] == (
-        f"download: warning: data.source archives/photos is in archives/ through a link to {elsewhere}, which DVC "
+        f"download: warning: data.source archives/linked is in archives/ through a link to {elsewhere}, which DVC "
         "does not follow, so DVC does not see it change: after changing it run dvc repro -f download; better, bring "
-        f"it in: rm archives/photos && dvc import-url {elsewhere} archives/photos "
+        f"it in: rm archives/linked && dvc import-url {elsewhere} archives/linked "
         "(docs/datasets.md#local-sources-a-folder-or-an-archive)"
-    )
+    )  # the link replaced by the data: data.source stays
 
 
 def test_a_link_inside_a_folder_source_is_one_error_line_and_nothing_is_written(project: Path, tmp_path: Path):
@@ -421,3 +423,9 @@ def test_a_downloaded_archive_s_bytes_are_recorded_for_data_sha256(project: Path
     manifest = json.loads((project / "data" / "raw" / "manifest.json").read_text())
     assert manifest["archive_sha256"] == hashlib.sha256(archive.read_bytes()).hexdigest()
     assert manifest["sha256"] == sha256sum_of_the_files(project / "data" / "raw")
+
+
+def test_the_warning_s_docs_pointer_leads_to_the_heading():
+    page, _, anchor = download_stage.LOCAL_SOURCES_DOCS.partition("#")
+    headings = re.findall(r"^#+ (.+)$", (ROOT / page).read_text(), re.M)
+    assert anchor in {re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-") for h in headings}
