@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from stages.lib import archive as archive_module
-from stages.lib.archive import ArchiveError, extract_archive, ignore_reason
+from stages.lib.archive import ArchiveError, copy_folder, extract_archive, ignore_reason
 from tests.conftest import jpeg_bytes
 
 JPEG = b"\xff\xd8\xff\xe0 not really a jpeg: the split stage judges content, extraction only names"
@@ -495,3 +495,109 @@ def test_images_that_pack_well_but_are_small_or_barely_compress_are_extracted(tm
         dest = tmp_path / archive.name.replace(".", "_")
         assert extract_archive(archive, dest, **{**LIMITS, "max_compression_ratio": 2}) == {}
         assert files_under(dest) == members
+
+
+# --- names that are not UTF-8 -------------------------------------------------------------------
+
+
+def latin1_tar(path: Path, names: list[str]) -> Path:
+    """A tar written on a Latin-1 system: its names' bytes are not UTF-8 (Python reads them with surrogates)."""
+    with tarfile.open(path, "w", format=tarfile.GNU_FORMAT, encoding="latin-1") as tar:
+        for name in names:
+            info = tarfile.TarInfo(name)
+            info.size = len(JPEG)
+            tar.addfile(info, io.BytesIO(JPEG))
+    return path
+
+
+def test_a_file_name_that_is_not_utf8_is_skipped_and_counted(tmp_path: Path) -> None:
+    """Seen while adding folder sources: a tar holding `caf\\xe9.jpg` ended in a UnicodeEncodeError traceback."""
+    archive = latin1_tar(tmp_path / "a.tar", ["d/a/1.jpg", "d/b/caf\u00e9.jpg", "d/b/2.jpg"])
+    ignored = extract_archive(archive, tmp_path / "out", **LIMITS)
+    assert ignored == {"not_utf8": ["d/b/caf\udce9.jpg"]}
+    assert sorted(files_under(tmp_path / "out")) == ["d/a/1.jpg", "d/b/2.jpg"]
+
+
+def test_a_folder_name_that_is_not_utf8_is_refused_naming_its_bytes(tmp_path: Path) -> None:
+    archive = latin1_tar(tmp_path / "a.tar", ["d/a/1.jpg", "d/caf\u00e9/2.jpg"])
+    assert_refused(archive, tmp_path / "out", "its folder name b'caf\\xe9' is not UTF-8 text; rename the folder")
+
+
+# --- folder sources -----------------------------------------------------------------------------
+
+
+def write_folder(root: Path, members: dict[str, bytes]) -> Path:
+    for name, data in members.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(data)
+    return root
+
+
+def assert_folder_refused(folder: Path, dest: Path, *message_parts: str, **limits: int) -> None:
+    """copy_folder raises ArchiveError naming the folder and what it refused, leaving no destination."""
+    with pytest.raises(ArchiveError) as caught:
+        copy_folder(folder, dest, **{**FOLDER_LIMITS, **limits})
+    message = str(caught.value)
+    assert message.startswith(f"{folder}: ") or f" of {folder}" in message, message
+    for part in message_parts:
+        assert part in message, message
+    assert not dest.exists()
+
+
+FOLDER_LIMITS = {"max_members": 100, "max_total_bytes": 64 << 20}
+
+
+def test_a_folder_is_copied_by_the_rules_of_an_archive_s_members(tmp_path: Path) -> None:
+    """The same left-out names and the same tree as the zip of the same files; a left-out folder is not walked."""
+    folder = write_folder(tmp_path / "photos", {**GOOD_LAYOUT, "cats_and_dogs_filtered/.git/objects/ab": b"git"})
+    ignored = copy_folder(folder, tmp_path / "out", **FOLDER_LIMITS)
+    assert files_under(tmp_path / "out") == GOOD_IMAGES  # what extracting the zip of these files gives
+    assert ignored == {
+        "hidden": ["cats_and_dogs_filtered/.git", "cats_and_dogs_filtered/train/.DS_Store"],
+        "system_file": ["cats_and_dogs_filtered/train/cats/Thumbs.db"],
+        "macosx": ["__MACOSX"],
+    }
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["cats_and_dogs_filtered"]
+    assert all(stat.S_IMODE(path.stat().st_mode) == 0o644 for path in (tmp_path / "out").rglob("*") if path.is_file())
+
+
+def test_a_folder_s_names_are_stored_in_nfc_and_two_spellings_of_one_are_refused(tmp_path: Path) -> None:
+    nfd = "cafe\u0301"
+    folder = write_folder(tmp_path / "photos", {f"d/{nfd}/{nfd}.jpg": JPEG, "d/tea/t.jpg": JPEG})
+    copy_folder(folder, tmp_path / "out", **FOLDER_LIMITS)
+    assert sorted(files_under(tmp_path / "out")) == ["d/caf\u00e9/caf\u00e9.jpg", "d/tea/t.jpg"]
+    write_folder(folder, {"d/caf\u00e9/b.jpg": JPEG})  # macOS wrote one, Linux the other
+    assert_folder_refused(folder, tmp_path / "again", "are one name once Unicode-normalised")
+
+
+@pytest.mark.parametrize("target", ["file", "folder"])
+def test_a_link_inside_a_folder_is_refused_naming_it_and_its_target(tmp_path: Path, target: str) -> None:
+    """A link may point anywhere (a home directory's keys would be copied into data/raw and pushed with it), and DVC
+    does not follow a linked folder inside a dependency: refused, not followed."""
+    outside = write_folder(tmp_path / "outside", {"x.jpg": JPEG})
+    folder = write_folder(tmp_path / "photos", {"a/1.jpg": JPEG, "b/2.jpg": JPEG})
+    (folder / "b" / "link").symlink_to(outside / "x.jpg" if target == "file" else outside)
+    assert_folder_refused(
+        folder, tmp_path / "out", "refusing member 'b/link': it is a symlink (to ", "put the files themselves"
+    )
+
+
+def test_a_fifo_inside_a_folder_is_refused(tmp_path: Path) -> None:
+    folder = write_folder(tmp_path / "photos", {"a/1.jpg": JPEG})
+    os.mkfifo(folder / "a" / "pipe.jpg")  # reading it would block the stage forever
+    assert_folder_refused(folder, tmp_path / "out", "'a/pipe.jpg'", "not a regular file or directory")
+
+
+def test_a_folder_past_the_caps_is_refused(tmp_path: Path) -> None:
+    folder = write_folder(tmp_path / "photos", {"a/1.jpg": b"1" * 600, "a/2.jpg": b"2" * 600})
+    assert_folder_refused(folder, tmp_path / "out", "data.max_archive_members=2", "'a/2.jpg'", max_members=2)
+    assert_folder_refused(folder, tmp_path / "out", "'a/2.jpg'", "data.max_archive_bytes=1000", max_total_bytes=1000)
+
+
+def test_a_folder_s_names_that_are_not_utf8_are_skipped_or_refused_as_in_a_tar(tmp_path: Path) -> None:
+    folder = write_folder(tmp_path / "photos", {"d/a/1.jpg": JPEG, "d/b/2.jpg": JPEG})
+    (folder / "d" / "b" / os.fsdecode(b"caf\xe9.jpg")).write_bytes(JPEG)
+    assert copy_folder(folder, tmp_path / "out", **FOLDER_LIMITS) == {"not_utf8": ["d/b/caf\udce9.jpg"]}
+    assert sorted(files_under(tmp_path / "out")) == ["d/a/1.jpg", "d/b/2.jpg"]
+    write_folder(folder, {os.fsdecode(b"d/caf\xe9/3.jpg"): JPEG})
+    assert_folder_refused(folder, tmp_path / "again", "its folder name b'caf\\xe9' is not UTF-8 text")

@@ -10,6 +10,7 @@ DVC remote with a fresh clone, and bad input at the workflow level.
 from __future__ import annotations
 
 import contextlib
+import csv
 import hashlib
 import json
 import os
@@ -18,6 +19,7 @@ import signal
 import subprocess
 import sys
 import time
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,7 +27,7 @@ import psutil
 import pytest
 import yaml
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, jpeg_bytes
 
 pytestmark = pytest.mark.slow
 
@@ -430,14 +432,19 @@ def test_missing_archive_fails_download_naming_the_path(project: Path):
     assert not (project / "data" / "raw").exists()  # dvc removed the old output; nothing new looks valid
 
 
-def test_default_repro_offline_fails_fast_naming_the_offline_options(tmp_path: Path):
-    """The committed params.yaml is the real experiment; without a network it must say what to do instead."""
-    copy = tmp_path / "project"
+def project_copy(copy: Path) -> Path:
+    """The project's files, as scripts/demo.sh copies them, in a git repository of its own at `copy`."""
     copy.mkdir()
     files = sh("git", "ls-files", "-z", "--cached", "--others", "--exclude-standard", cwd=ROOT)
-    present = [name for name in files.split("\0") if name and (ROOT / name).exists()]  # as scripts/demo.sh copies
+    present = [name for name in files.split("\0") if name and (ROOT / name).exists()]
     sh("cp", "--parents", "-t", str(copy), *present, cwd=ROOT)
     sh("git", "init", "-q", cwd=copy)
+    return copy
+
+
+def test_default_repro_offline_fails_fast_naming_the_offline_options(tmp_path: Path):
+    """The committed params.yaml is the real experiment; without a network it must say what to do instead."""
+    copy = project_copy(tmp_path / "project")
     # A proxy on a closed port makes every HTTP request fail at once, also on a CI machine that is online.
     closed = "http://127.0.0.1:9"
     proxies = {"HTTP_PROXY": closed, "HTTPS_PROXY": closed, "http_proxy": closed, "https_proxy": closed}
@@ -487,3 +494,91 @@ def test_back_to_the_demo_run_as_demo_sh_help_says(project: Path):
     assert sh("git", "status", "--porcelain", cwd=project) == ""
     assert "Data and pipelines are up to date." in sh("dvc", "status", cwd=project)
     assert (project / "reports" / "report.md").is_file() and (project / "metrics" / "eval.json").is_file()
+
+
+# --- local sources under archives/: a real dependency of download ------------------------------------------------
+
+
+def photos(root: Path) -> Path:
+    """training/ + testing/ of two classes, distinct images: enough for split.test_fraction to give test one each."""
+    for label, offset in (("a", 0), ("b", 100)):
+        for split, count in (("training", 6), ("testing", 5)):
+            (root / split / label).mkdir(parents=True, exist_ok=True)
+            for i in range(count):
+                seed = offset + 50 * (split == "testing") + i
+                (root / split / label / f"{i}.jpg").write_bytes(jpeg_bytes(seed, size=(36, 36)))
+    return root
+
+
+def zip_of(tree: Path, archive: Path, compression: int = zipfile.ZIP_DEFLATED, reverse: bool = False) -> Path:
+    with zipfile.ZipFile(archive, "w", compression) as zf:
+        for path in sorted((p for p in tree.rglob("*") if p.is_file()), reverse=reverse):
+            zf.write(path, f"photos/{path.relative_to(tree).as_posix()}")
+    return archive
+
+
+def train_labels(workspace: Path) -> dict[str, str]:
+    with (workspace / "data" / "splits" / "train.csv").open() as rows:
+        return {row["path"]: row["label"] for row in csv.DictReader(rows)}
+
+
+@pytest.fixture
+def local_project(tmp_path: Path) -> Path:
+    """A copy of the project, committed, whose params read a local source under archives/ (set by each test)."""
+    copy = project_copy(tmp_path / "project")
+    raw = yaml.safe_load((copy / "params.yaml").read_text())
+    for key, value in TINY.items():
+        section, leaf = key.split(".")
+        raw[section][leaf] = value
+    (copy / "params.yaml").write_text(yaml.safe_dump(raw))
+    return copy
+
+
+def use_source(workspace: Path, source: str) -> None:
+    raw = yaml.safe_load((workspace / "params.yaml").read_text())
+    raw["data"]["source"] = source
+    (workspace / "params.yaml").write_text(yaml.safe_dump(raw))
+    commit(workspace, f"data.source {source}")
+
+
+def test_editing_a_local_folder_re_runs_download_and_what_follows_and_the_same_content_nothing(local_project: Path):
+    """Issue 30: a folder was refused as data.source, and a local source was a param, not a dependency."""
+    folder = photos(local_project / "archives" / "photos")
+    use_source(local_project, "archives/photos")
+    assert ran(sh("dvc", "repro", "encode", cwd=local_project)) == {"download", "split", "encode"}
+
+    for path in folder.rglob("*.jpg"):  # touched, the same bytes: DVC hashes them again and finds them unchanged
+        os.utime(path, (time.time() + 60, time.time() + 60))
+    assert "Data and pipelines are up to date." in sh("dvc", "status", "--with-deps", "encode", cwd=local_project)
+    assert ran(sh("dvc", "repro", "encode", cwd=local_project)) == set()
+
+    (folder / "training" / "a" / "0.jpg").rename(folder / "training" / "b" / "moved.jpg")  # one photo to its class
+    status = sh("dvc", "status", "--with-deps", "encode", cwd=local_project)
+    assert "download:" in status and "modified:           archives" in status
+    assert ran(sh("dvc", "repro", "encode", cwd=local_project)) == {"download", "split", "encode"}
+    labels = train_labels(local_project)
+    assert labels["train/b/moved.jpg"] == "b" and "train/a/0.jpg" not in labels
+
+
+def test_re_packing_a_local_archive_re_runs_download_alone_and_a_moved_photo_split_too(local_project: Path):
+    """Issue 30: re-zipped under the same name with one photo moved, `dvc status` said up to date. Re-packed with the
+    same images (other zip bytes), download re-runs and writes the same data/raw, so split does not."""
+    tree = photos(local_project / "tree")
+    archive = zip_of(tree, local_project / "archives" / "mine.zip")
+    use_source(local_project, "archives/mine.zip")
+    assert ran(sh("dvc", "repro", "split", cwd=local_project)) == {"download", "split"}
+    raw = locked_md5(local_project, "download", "data/raw")
+
+    packed = archive.read_bytes()
+    zip_of(tree, archive, zipfile.ZIP_STORED, reverse=True)
+    assert archive.read_bytes() != packed
+    assert ran(sh("dvc", "repro", "split", cwd=local_project)) == {"download"}
+    assert locked_md5(local_project, "download", "data/raw") == raw
+
+    archive.write_bytes(archive.read_bytes())  # the same bytes written again
+    assert "Data and pipelines are up to date." in sh("dvc", "status", "--with-deps", "split", cwd=local_project)
+
+    (tree / "training" / "a" / "0.jpg").rename(tree / "training" / "b" / "moved.jpg")
+    zip_of(tree, archive)
+    assert ran(sh("dvc", "repro", "split", cwd=local_project)) == {"download", "split"}
+    assert train_labels(local_project)["train/b/moved.jpg"] == "b"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import importlib
 import shlex
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -41,6 +42,7 @@ SCRATCH = {
 TRAINING = ("baseline", "transfer", "finetune")
 SHIPPED = {"pretrained"}  # inputs the project ships in git, named by a param rather than by a stage's command
 EDITED = {str(corrections.FILE)}  # inputs a person edits and commits: their decisions about images
+BROUGHT = {"archives"}  # the user's local sources: download depends on the whole folder (docs/datasets.md)
 
 
 def imported_lib_modules(path: Path, seen: set[str] | None = None) -> set[str]:
@@ -160,7 +162,7 @@ def test_every_data_dep_is_written_by_a_stage():
         d
         for s in DVC.values()
         for d in s["deps"]
-        if not d.endswith(".py") and d not in {"params.yaml", *SHIPPED, *EDITED}
+        if not d.endswith(".py") and d not in {"params.yaml", *SHIPPED, *EDITED, *BROUGHT}
     }
     assert data_deps <= written, f"deps that no stage writes: {sorted(data_deps - written)}"
 
@@ -170,6 +172,18 @@ def test_corrections_csv_ships_empty_and_is_what_split_reads():
     assert corrections.read(ROOT / corrections.FILE) == []
     assert (ROOT / corrections.FILE).read_text() == ",".join(corrections.COLUMNS) + "\n"
     assert f"--corrections {corrections.FILE}" in DVC["split"]["cmd"] and str(corrections.FILE) in DVC["split"]["deps"]
+
+
+def test_local_sources_are_a_dependency_of_download_and_of_nothing_else():
+    """Issue 30: a local data.source was a param, not a dependency, so a re-packed archive re-ran nothing. DVC hashes
+    archives/, which the project ships (its README.md: DVC refuses a missing dependency)."""
+    assert [name for name, stage in DVC.items() if BROUGHT & set(stage["deps"])] == ["download"]
+    assert "--archives archives" in DVC["download"]["cmd"]
+    assert (ROOT / "archives" / "README.md").is_file()
+    tracked = subprocess.run(
+        ["git", "check-ignore", "-q", "archives/README.md"], cwd=ROOT, capture_output=True, check=False
+    )
+    assert tracked.returncode == 1  # not ignored: a fresh clone has the folder
 
 
 def test_predict_defaults_are_the_pipeline_outputs():

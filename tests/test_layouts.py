@@ -42,6 +42,28 @@ def test_train_and_test_make_test_the_held_out_folder(tmp_path: Path):
     assert folders(tmp_path) == {"train": "hotdog/train", "validation": "hotdog/test"}
 
 
+@pytest.mark.parametrize(
+    ("names", "expected"),
+    [
+        (("training", "testing"), {"train": "ds/training", "validation": "ds/testing"}),
+        (("Training", "valid", "Testing"), {"train": "ds/Training", "validation": "ds/valid", "test": "ds/Testing"}),
+    ],
+    ids=["training_testing", "training_valid_testing"],
+)
+def test_training_testing_and_valid_are_split_names(tmp_path: Path, names: tuple[str, ...], expected: dict):
+    """Issue 30: `training/` + `testing/`, the names of many public sets, were refused (renaming was needed)."""
+    for name in names:
+        make_tree(tmp_path, f"ds/{name}/a/1.jpg", f"ds/{name}/b/2.jpg")
+    assert folders(tmp_path) == expected
+
+
+@pytest.mark.parametrize(("one", "other", "role"), [("train", "training", "train"), ("test", "testing", "test")])
+def test_two_names_of_one_split_are_refused_with_the_new_names_too(tmp_path: Path, one: str, other: str, role: str):
+    make_tree(tmp_path, "train/a/1.jpg", "validation/a/2.jpg", f"{one}/a/3.jpg", f"{other}/a/4.jpg")
+    with pytest.raises(LayoutError, match=f"both {one}/ and {other}/ would be the {role} folder; keep one of them"):
+        find_layout(tmp_path)
+
+
 def test_train_validation_and_test_are_kept_apart(tmp_path: Path):
     make_tree(tmp_path, "train/a/1.jpg", "train/b/4.jpg", "val/a/2.jpg", "test/a/3.jpg")
     assert folders(tmp_path) == {"train": "train", "validation": "val", "test": "test"}

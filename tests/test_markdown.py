@@ -124,6 +124,7 @@ def build_inputs(
     classes: list[str] = CLASSES,
     test_per_class: int = 4,
     chosen: str = "finetune",
+    described: dict | None = None,
 ) -> Path:
     """A consistent project tree with every input of the report stage, written by hand: the two-class PREDICTIONS
     for CLASSES, else `test_per_class` drawn test predictions per class."""
@@ -139,7 +140,7 @@ def build_inputs(
         raw / "manifest.json",
         {
             "source": source,
-            "archive": "a.zip",
+            **(described or {"archive": "a.zip"}),
             "bytes": 123456,
             "sha256": "ab" * 32,
             "ignored": {},
@@ -509,3 +510,25 @@ def test_on_fewer_test_images_than_the_least_significant_change_no_run_differenc
     text = markdown(root)
     assert "Between two runs on this test split no change is outside the noise: it takes 6 images" in text
     assert "| transfer - baseline | +0.0000 | 0 | 0 | 1.000 | inside the noise |" in text
+@pytest.mark.parametrize(
+    ("described", "expected"),
+    [
+        ({"folder": "my photos"}, "Source `archives/my photos`: folder `my photos`, 0.1 MB of files, content sha256 `"),
+        (
+            {"archive": "d.zip", "archive_sha256": "cd" * 32},
+            "Source `archives/my photos`: `d.zip`, 0.1 MB of files, content sha256 `"
+            + "ab" * 32
+            + "`, archive sha256 `"
+            + "cd" * 32
+            + "`.",
+        ),
+    ],
+    ids=["folder", "downloaded_archive"],
+)
+def test_the_dataset_section_names_a_folder_source_and_what_its_hashes_are_of(
+    tmp_path: Path, described: dict, expected: str
+):
+    root = build_inputs(tmp_path / "folder", source="archives/my photos", described=described)
+    report_stage.main(argv(root))
+    (line,) = [line for line in markdown(root).splitlines() if line.startswith("Source ")]
+    assert line.startswith(expected)

@@ -1,4 +1,4 @@
-"""Safe extraction of the dataset archive (.zip, .tar, .tar.gz/.tgz).
+"""Safe extraction of the dataset archive (.zip, .tar, .tar.gz/.tgz), and the same rules for a folder source.
 
 The archive comes from the network or from a path the user typed, so it is treated as hostile:
 every member is checked before anything is written (no absolute paths, no '..', no links or
@@ -22,7 +22,14 @@ files.
 Names are stored as Unicode NFC (macOS tools write NFD, Linux tools NFC): two members that are one name once
 normalised, such as the folders `café` written both ways, are refused, naming both. A file name longer than the
 file system allows (255 bytes: 85 CJK characters) is skipped and counted; a folder name that long is refused, as
-skipping it would drop a class.
+skipping it would drop a class. A file name that is not UTF-8 text (a tar or a folder written on a Latin-1 system)
+is skipped and counted (`not_utf8`); a folder name that is not is refused, for the same reason.
+
+A folder source (`copy_folder`) is read as an archive whose members are its files: the same left-out names, NFC,
+name lengths, member and byte caps (no compression ratio: nothing is packed), into the same tree. A link inside it
+is refused, naming it: a link may point anywhere (out of the user's folder, into a home directory), and DVC does not
+follow a linked folder, so the pipeline would not see its images change. A left-out folder (`.git/`, `__MACOSX/`)
+is not walked: it is left out whole, counted once.
 """
 
 from __future__ import annotations
@@ -149,6 +156,70 @@ def extract_archive(
         raise _unreadable(str(archive), exc) from exc
 
 
+def copy_folder(folder: Path, dest: Path, *, max_members: int, max_total_bytes: int) -> dict[str, list[str]]:
+    """Copy a folder source into `dest` (which must not exist yet) by the rules extract_archive applies to an
+    archive's members (the module docstring); returns what it left out, by reason, as extract_archive does.
+    Raises ArchiveError, naming the folder and the entry, for a link, a device file or fifo, an unreadable entry,
+    more than `max_members` entries or more than `max_total_bytes` bytes; `dest` is then removed."""
+    folder, dest = Path(folder), Path(dest)
+    if dest.exists():
+        raise FileExistsError(f"cannot copy {folder}: destination {dest} already exists; remove it first")
+    members = _folder_members(folder, max_members)
+    limits = _Limits(max_total_bytes, ratio=float("inf"))  # nothing is packed
+    return _extract_members(folder, members, _open_file(folder), dest, limits, packed_position=None)
+
+
+def _folder_members(folder: Path, max_members: int) -> list[_Member]:
+    """Every entry under `folder`, sorted, as members (the handle: its path); a left-out folder is one member."""
+    members: list[_Member] = []
+
+    def walk(directory: Path, parts: tuple[str, ...]) -> None:
+        try:
+            with os.scandir(directory) as scan:
+                entries = sorted(scan, key=lambda entry: entry.name)
+        except OSError as exc:
+            raise ArchiveError(f"{folder}: cannot read {directory}: {exc.strerror}; make it readable") from None
+        for entry in entries:
+            name = "/".join((*parts, entry.name))
+            if len(members) >= max_members:
+                raise _too_many_members(folder, name, max_members)
+            mode = entry.stat(follow_symlinks=False).st_mode
+            path = "/".join(unicodedata.normalize("NFC", part) for part in (*parts, entry.name))
+            if stat.S_ISLNK(mode):
+                raise _refused(
+                    folder,
+                    name,
+                    f"it is a symlink (to {os.readlink(entry.path)!r}); put the files themselves in the folder (a "
+                    "link may point anywhere, and DVC does not see a linked folder change)",
+                )
+            if stat.S_ISDIR(mode):
+                reason = _ignored_folder_reason((*parts, entry.name))
+                if reason is not None:  # .git/, __MACOSX/: left out whole, not walked
+                    members.append(_Member(name, path, False, 0, None, reason, None))
+                    continue
+                members.append(_Member(name, path, True, 0, None, None, None))
+                walk(Path(entry.path), (*parts, entry.name))
+            elif stat.S_ISREG(mode):
+                size = entry.stat(follow_symlinks=False).st_size
+                ignore = ignore_reason(path) or ("not_utf8" if _undecodable(entry.name) else None)
+                members.append(_Member(name, path, False, size, None, ignore, Path(entry.path)))
+            else:
+                raise _refused(folder, name, "it is not a regular file or directory")
+
+    walk(folder, ())
+    return members
+
+
+def _open_file(folder: Path) -> Callable[[Path], IO[bytes]]:
+    def open_file(path: Path) -> IO[bytes]:
+        try:
+            return path.open("rb")
+        except OSError as exc:
+            raise ArchiveError(f"{folder}: cannot read {path}: {exc.strerror}; make it readable") from None
+
+    return open_file
+
+
 @dataclass(frozen=True)
 class _Limits:
     total_bytes: int  # all members together, as written
@@ -224,7 +295,14 @@ def _checked_member(
         return _Member(name, path, True, 0, 0, None, handle)
     if not path:
         raise _refused(archive, name, "a file member needs a non-empty path")
-    return _Member(name, path, False, declared_size, packed, ignore_reason(path), handle)
+    ignore = ignore_reason(path) or ("not_utf8" if _undecodable(path.split("/")[-1]) else None)
+    return _Member(name, path, False, declared_size, packed, ignore, handle)
+
+
+def _undecodable(name: str) -> bool:
+    """A name read from a tar or a folder whose bytes are not UTF-8 holds lone surrogates (Python's surrogateescape):
+    it cannot be written to a UTF-8 list or printed."""
+    return any("\ud800" <= char <= "\udfff" for char in name)
 
 
 def _components(archive: Path, name: str) -> list[str]:
@@ -268,6 +346,21 @@ def _name_max(folder: Path) -> int:
         return os.pathconf(folder, "PC_NAME_MAX")
     except (OSError, ValueError):
         return 255
+
+
+def _refuse_undecodable_folder_names(archive: Path, members: list[_Member]) -> None:
+    """A folder name that is not UTF-8 is refused, like one too long: skipping its files would drop a class (a file
+    skipped for its own name keeps its folder, so that folder is judged too)."""
+    for member in members:
+        folders = member.path.split("/") if member.is_dir else member.path.split("/")[:-1]
+        if _ignored_folder_reason(tuple(folders)) is not None:
+            continue
+        for folder in folders:
+            if _undecodable(folder):
+                raise ArchiveError(
+                    f"{archive}: member {ascii(member.name)}: its folder name {os.fsencode(folder)!r} is not UTF-8 "
+                    "text; rename the folder (convmv -f latin1 -t utf8 converts a tree's names)"
+                )
 
 
 def _refuse_long_folder_names(archive: Path, members: list[_Member], name_max: int) -> None:
@@ -333,6 +426,7 @@ def _extract_members(
 ) -> dict[str, list[str]]:
     """`packed_position`: the archive file's read position, for a tar; None for a zip (its records were judged)."""
     name_max = _name_max(dest.parent)
+    _refuse_undecodable_folder_names(archive, members)
     members = [_without_long_file_name(member, name_max) for member in members]
     _refuse_long_folder_names(archive, members, name_max)
     _refuse_normalisation_clashes(archive, members)

@@ -1,9 +1,11 @@
 """The folder layouts a dataset comes in, and the one data/raw holds after the download stage.
 
-Accepted, in the extracted archive itself or in its single top folder (cats_and_dogs_filtered.zip has one):
-- `train/` + `validation/` (or `val/`, `valid/`), optionally `test/` beside them: each of class folders;
-- `train/` + `test/` (the hot-dog archive): `test/` is then the held-out folder the split stage divides into
-  val and test, as it does with `validation/`;
+Accepted, in the extracted archive (or the folder source) itself or in its single top folder (cats_and_dogs_filtered.zip
+has one):
+- `train/` (or `training/`) + `validation/` (or `val/`, `valid/`), optionally `test/` (or `testing/`) beside them:
+  each of class folders;
+- `train/` + `test/` (the hot-dog archive; `training/` + `testing/` in many public sets): `test/` is then the
+  held-out folder the split stage divides into val and test, as it does with `validation/`;
 - a single folder of class folders (`<class>/<image>`), which the split stage divides by split.holdout_fraction.
 Folder names are matched without regard to case. A folder with a split's name is a split only when it holds class
 folders; one that holds images is a class (CIFAR-100 and COCO have a class `train`).
@@ -24,7 +26,16 @@ from pathlib import Path
 from stages.lib.cli import PipelineError
 
 TRAIN, VALIDATION, TEST, IMAGES = "train", "validation", "test", "images"
-ALIASES = {"train": TRAIN, "validation": VALIDATION, "val": VALIDATION, "valid": VALIDATION, "test": TEST}
+# A split folder's names, matched without regard to case; two names of one split side by side are refused.
+ALIASES = {
+    "train": TRAIN,
+    "training": TRAIN,
+    "validation": VALIDATION,
+    "val": VALIDATION,
+    "valid": VALIDATION,
+    "test": TEST,
+    "testing": TEST,
+}
 
 
 class LayoutError(PipelineError):
@@ -102,8 +113,9 @@ def find_layout(tree: Path, source: str | Path | None = None, left_out: Iterable
                 raise _one_class(source, subs[0].relative_to(tree))
         found = _describe(tree) + (f"; {tops[0].name}/ holds: {_describe(tops[0])}" if len(tops) == 1 else "")
         raise LayoutError(
-            f"no dataset folder in {source}: expected train/ with validation/ (or val/, or test/), each of class "
-            "folders, or one folder of class folders, in it or in its single top-level folder; found: " + found
+            f"no dataset folder in {source}: expected train/ (or training/) with validation/ (or val/, valid/, test/, "
+            "testing/), each of class folders, or one folder of class folders, in it or in its single top-level "
+            "folder; found: " + found
         )
     _refuse_empty_class_folders(layout, tree, source, left_out)
     classes = _subfolders(layout.folders.get(TRAIN) or layout.folders[IMAGES])

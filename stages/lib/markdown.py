@@ -399,21 +399,23 @@ def dataset_section(inputs: Inputs) -> list[str]:
     reasons = sorted(k.removeprefix("skipped.") for k in d.values if k.startswith("skipped.") and k != "skipped.total")
     skipped = [[f"`{r}`", _count(d[f"skipped.{r}"])] for r in reasons if d[f"skipped.{r}"]]
     ignored = [[f"`{k}`", _count(v)] for k, v in sorted(manifest["ignored"].items()) if v]
-    archive = manifest.values.get("archive")
-    size = f", {manifest.values['bytes'] / 1e6:.1f} MB" if "bytes" in manifest.values else ""
+    folder, archive = manifest.values.get("folder"), manifest.values.get("archive")
+    what = f"folder {_code(folder, table=False)}" if folder is not None else _code(archive, table=False)
+    size = f", {manifest.values['bytes'] / 1e6:.1f} MB of files" if "bytes" in manifest.values else ""
     sha256 = manifest["sha256"]
-    digest = (
-        f"sha256 `{sha256}`"
+    digest = (  # a folder's or an archive's: of the files data/raw holds (download.content_sha256)
+        f"content sha256 `{sha256}`"
         if isinstance(sha256, str)
         else "files " + ", ".join(f"`{k}` sha256 `{v}`" for k, v in sha256.items())
     )
+    if "archive_sha256" in manifest.values:  # a downloaded archive's bytes, what data.sha256 pins
+        digest += f", archive sha256 `{manifest.values['archive_sha256']}`"
     counts = _table(["class", "train", "val", "test"], per_class)
     imbalance = d.values.get("imbalance.train")
     lines = [
         "## Dataset",
         "",
-        f"Source {_code(redaction.redact(manifest['source']), table=False)}: {_code(archive, table=False)}{size}, "
-        f"{digest}.",
+        f"Source {_code(redaction.redact(manifest['source']), table=False)}: {what}{size}, {digest}.",
         "",
         f"{len(names)} classes"
         + (f"; the largest train class has {imbalance}x the images of the smallest" if imbalance else "")

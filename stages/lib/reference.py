@@ -15,8 +15,9 @@ IMAGE_SIZE = 160
 # What the report checks a run's data and weights against before it calls the figures below comparable (names
 # prove nothing: any zip can be called cats_and_dogs_filtered.zip). Files per class folder of the archive:
 DATA_FILES = {"train/cats": 1000, "train/dogs": 1000, "validation/cats": 500, "validation/dogs": 500}
-# sha256 of the archive and of Keras' MobileNetV2 160 px no-top weights file. Not recorded yet: no machine of this
-# project could download them. Copy them from the manifest and metrics/transfer.json of a run on the real files.
+# sha256 of the dataset's content (manifest.json's `sha256`: its files as data/raw holds them, however packed) and of
+# Keras' MobileNetV2 160 px no-top weights file. Not recorded yet: no machine of this project could download them.
+# Copy them from the manifest and metrics/transfer.json of a run on the real files.
 DATA_SHA256: str | None = None
 WEIGHTS_SHA256: str | None = None
 
