@@ -510,6 +510,8 @@ def test_on_fewer_test_images_than_the_least_significant_change_no_run_differenc
     text = markdown(root)
     assert "Between two runs on this test split no change is outside the noise: it takes 6 images" in text
     assert "| transfer - baseline | +0.0000 | 0 | 0 | 1.000 | inside the noise |" in text
+
+
 @pytest.mark.parametrize(
     ("described", "expected"),
     [
