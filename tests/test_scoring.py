@@ -216,7 +216,8 @@ def test_eval_metrics_are_flat_sorted_per_model(evaluated: Path):
     for model in evaluate_models():  # the headline, one row per model in `dvc metrics show`
         headline = json.loads((evaluated / "metrics" / "test" / f"{model}.json").read_text())
         ends = (metrics[f"{model}.accuracy.low"], metrics[f"{model}.accuracy.high"])
-        assert ends == pytest.approx(intervals.wilson(round(metrics[f"{model}.accuracy"] * test_images), test_images), abs=1e-6)
+        right = round(metrics[f"{model}.accuracy"] * test_images)
+        assert ends == pytest.approx(intervals.wilson(right, test_images), abs=1e-6)
         ci = round((ends[1] - ends[0]) / 2, 3)
         assert headline == {
             key: metrics[f"{model}.{key}"] for key in ("accuracy", "macro.f1", "roc_auc", "log_loss")
