@@ -26,10 +26,11 @@ list), else from labels.txt beside the model, else from --records' meta.json; th
 has classes (one logit means two classes). Every missing input is named at once, with where a demo run's model is
 when there is one (`make demo` writes demo/).
 
-A file that is not a readable image (text named .jpg, truncated, zero-byte, missing) gets one line on
-stderr, `error: <path>: <reason>`, and the other files still run. Exit status: 0 when every file was
-classified, 1 when some could not be, 2 for a usage error (bad option, missing or unloadable model, no
-class names).
+A file that is not a readable image (text named .jpg, truncated, zero-byte, missing, a symbolic link whose target
+is gone) gets one line on stderr, `error: <path>: <reason>`, and the other files still run; `-` is a path like any
+other, not standard input. A run that classified nothing prints no table (CSV: the header, JSON: []). Exit
+status: 0 when every file was classified, 1 when some could not be, 2 for a usage error (bad option, missing or
+unloadable model, no class names).
 """
 
 from __future__ import annotations
@@ -56,6 +57,10 @@ DEFAULT_RECORDS = Path("data/tfrecords")
 DEMO = Path("demo")  # where `make demo` runs the pipeline
 BATCH_SIZE = 32  # images per model call
 FORMATS = ("table", "csv", "json")
+
+
+STDIN = "-"  # what many commands read as standard input; predict does not (a file named "-" is read as one)
+WHAT_TO_DO_WITH_A_BAD_MODEL = "copy it or export it again (dvc repro export), or pass another --model"
 
 
 class UsageError(Exception):
@@ -129,6 +134,9 @@ def load_model(path: Path, classes: list[str], tta: str = "none"):
 
     try:
         model = saving.load_model(path)
+    except PipelineError as exc:
+        raise UsageError(f"{exc}; {WHAT_TO_DO_WITH_A_BAD_MODEL}") from None
+    try:
         saving.image_size(model, path)
     except PipelineError as exc:
         raise UsageError(str(exc)) from None
@@ -146,18 +154,33 @@ def skipped_in_a_folder(relative: str) -> bool:
     return ignore_reason(relative) not in (None, "control_character")
 
 
+def not_a_file(path: Path) -> str:
+    """Why `path`, which is neither a regular file nor a folder, is not classified."""
+    if path.is_symlink() and not path.exists():
+        return f"a symbolic link to {os.readlink(path)}, which does not exist"
+    if str(path) == STDIN and not path.exists():
+        return (
+            "no such file; predict reads the paths given as arguments, not standard input (for a list of paths in "
+            "a file: xargs -d '\\n' imagefolder-predict < paths.txt)"
+        )
+    return "no such file or directory" if not path.exists() else "not a regular file"
+
+
 def expand(paths: Sequence[Path], report) -> list[Path]:
     """Files to classify: files as given, folders as their sorted regular files, recursively, less those that
-    extraction leaves out of a dataset (archive.ignore_reason: hidden, __MACOSX, Thumbs.db, ...)."""
+    extraction leaves out of a dataset (archive.ignore_reason: hidden, __MACOSX, Thumbs.db, ...). Anything else
+    given or found (a dangling symbolic link, a missing path) goes to `report`, never silently."""
     files: list[Path] = []
     for path in paths:
         if path.is_dir():
-            found = (f for f in path.rglob("*") if f.is_file())
-            files.extend(sorted(f for f in found if not skipped_in_a_folder(f.relative_to(path).as_posix())))
+            for found in sorted(path.rglob("*")):
+                if skipped_in_a_folder(found.relative_to(path).as_posix()) or found.is_dir():
+                    continue
+                files.append(found) if found.is_file() else report(found, not_a_file(found))
         elif path.is_file():
             files.append(path)
         else:
-            report(path, "no such file or directory" if not path.exists() else "not a regular file")
+            report(path, not_a_file(path))
     return files
 
 
@@ -220,6 +243,8 @@ def render(rows: list[dict], columns: list[str], fmt: str) -> str:
     if fmt == "json":
         rounded = [{k: round(v, 6) if isinstance(v, float) else v for k, v in row.items()} for row in rows]
         return json.dumps(rounded, indent=2) + "\n"
+    if fmt == "table" and not rows:
+        return ""  # nothing classified: the error lines say why, and a header alone says nothing
     if fmt == "csv":
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\n")
