@@ -301,25 +301,7 @@ def test_export_section_flags_a_format_below_the_minimum_agreement(rendered: Pat
     assert "Flagged: `tflite_dynamic_range`" in text
 
 
-def write_base(folder: Path, about: object) -> dict:
-    weights = folder / "base.weights.h5"
-    weights.write_bytes(b"weights")
-    (folder / "base.json").write_text(json.dumps(about))
-    return {"model": {"weights": str(weights)}}
-
-
-def test_base_origin_quotes_only_a_description_of_these_very_weights(tmp_path: Path):
-    about = {"weights": "base.weights.h5", "sha256": "ab" * 32, "base": "MobileNetV2", "seconds": 600,
-             "settings": {"epochs": 10}, "held_out_accuracy": 0.95,
-             "source_task": {"classes": ["rabbits", "bears"], "excluded_target_classes": ["cats", "dogs"],
-                             "train_images": 100, "held_out_images": 10}}  # fmt: skip
-    params = write_base(tmp_path, about)
-    text = " ".join(report.base_origin(params, "ab" * 32, ["cats", "dogs"]))
-    assert "2 other classes (rabbits, bears; never cats, dogs)" in text and "was among" not in text
-    assert "were among its source classes" in " ".join(report.base_origin(params, "ab" * 32, ["cats", "rabbits"]))
-    assert "other bytes" in " ".join(report.base_origin(params, "cd" * 32, ["cats", "dogs"]))
-    for unrelated in ([1, 2], {"weights": "other.weights.h5"}, {"format": "keras"}):  # e.g. Keras' own model.json
-        assert "described nowhere" in " ".join(report.base_origin(write_base(tmp_path, unrelated), "ab" * 32, []))
+def test_a_base_pretrained_here_makes_the_reference_figures_not_comparable():
     real = manifest("x.zip", REAL_COUNTS)
     notice = report.comparability(real, "ab" * 32, "mobilenet_v2", 160, pretrained_here=True).notice
     assert "Not comparable" in notice and "pretrained by this project" in notice

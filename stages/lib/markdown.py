@@ -8,7 +8,6 @@ other data or other weights, the report says plainly that its numbers are not co
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,9 +15,13 @@ from typing import Any
 
 import pandas as pd
 
-from stages.lib import audit, figures, heads, redaction, reference
+from stages.lib import audit, figures, heads, model_origin, redaction, reference
 from stages.lib.files import Metrics
 from stages.lib.keys import class_key
+from stages.lib.markdown_parts import code as _code
+from stages.lib.markdown_parts import count as _count
+from stages.lib.markdown_parts import fmt as _fmt
+from stages.lib.markdown_parts import table as _table
 from stages.lib.provenance import Provenance
 from stages.lib.report_inputs import AuditInputs, Inputs
 
@@ -73,80 +76,6 @@ def comparability(
     )
 
 
-def pretraining_description(params: dict[str, Any]) -> dict[str, Any] | None:
-    """What scripts/pretrain_base.py wrote beside the weights file `model.weights` names, if it wrote one."""
-    weights = str(params["model"]["weights"])
-    if weights in ("imagenet", "none"):
-        return None
-    try:
-        about = json.loads(Path(weights).with_suffix("").with_suffix(".json").read_text())
-    except (OSError, ValueError):
-        return None
-    is_ours = isinstance(about, dict) and about.get("weights") == Path(weights).name and "source_task" in about
-    return about if is_ours else None
-
-
-def base_origin(params: dict[str, Any], weights_sha256: str, class_names: list[str]) -> list[str]:
-    """Where the transfer base's weights came from, from the description scripts/pretrain_base.py wrote beside
-    them, if there is one and it describes these very bytes."""
-    weights = str(params["model"]["weights"])
-    if weights in ("imagenet", "none"):
-        return []
-    about = pretraining_description(params)
-    if about is None:
-        return [
-            f"The base starts from the weights file `{weights}` (sha256 `{weights_sha256}`), described nowhere.",
-            "",
-        ]
-    if about.get("sha256") != weights_sha256:
-        return [
-            f"The description beside `{weights}` is of other bytes than this run's (sha256 `{weights_sha256}`).",
-            "",
-        ]
-    task = about["source_task"]
-    classes, never = ", ".join(task["classes"]), ", ".join(task["excluded_target_classes"])
-    shared = sorted(set(task["classes"]) & set(class_names))
-    overlap = ""
-    if shared:
-        overlap = (
-            f" This run's classes {', '.join(shared)} were among its source classes: the base has seen their kind "
-            "before, so this is not a transfer to new classes."
-        )
-    return [
-        f"The base is `{weights}`: {about['base']}, pretrained by `scripts/pretrain_base.py` on a source task of "
-        f"{len(task['classes'])} other classes ({classes}; never {never}), {task['train_images']:,} images, "
-        f"{about['settings']['epochs']} epochs, {about['seconds'] / 60:.0f} min; {about['held_out_accuracy']:.1%} "
-        f"accuracy on {task['held_out_images']:,} held-out source images. sha256 `{weights_sha256}`.{overlap}",
-        "",
-    ]
-
-
-def _code(text: Any, table: bool = True) -> str:
-    """`text` as a markdown code span, whatever it holds: class names and paths come from the wild. The fence is
-    longer than any run of backticks inside, and in a table cell `|` is escaped (GitHub ends the cell there
-    otherwise, code span or not)."""
-    text = str(text).replace("|", "\\|") if table else str(text)
-    fence = "`" * (max((len(run) for run in re.findall("`+", text)), default=0) + 1)
-    pad = " " if text.startswith("`") or text.endswith("`") else ""
-    return f"{fence}{pad}{text}{pad}{fence}"
-
-
-def _fmt(value: Any, digits: int = 4) -> str:
-    """Scores as fixed decimals; null (undefined, e.g. ROC AUC with one class) as n/a."""
-    return "n/a" if value is None else f"{value:.{digits}f}"
-
-
-def _count(value: Any) -> str:
-    return "n/a" if value is None else f"{int(value):,}"
-
-
-def _table(header: list[str], rows: list[list[str]], align: str = "") -> list[str]:
-    """A markdown table; `align` holds one character per column, l or r (default: first l, rest r)."""
-    align = align or "l" + "r" * (len(header) - 1)
-    rule = ["---" if a == "l" else "---:" for a in align]
-    return ["| " + " | ".join(cells) + " |" for cells in [header, rule, *rows]]
-
-
 def _model_description(model: str, params: dict[str, Any], training: Metrics) -> str:
     if model == "baseline":
         return f"baseline (`{params['baseline']['arch']}`, from scratch)"
@@ -171,7 +100,7 @@ def chosen_model_section(inputs: Inputs) -> list[str]:
 def models_section(inputs: Inputs) -> list[str]:
     s, p, names = inputs.scores, inputs.params, inputs.class_names
     weights_sha256 = str(inputs.training["transfer"].values.get("weights.sha256", "unknown"))
-    pretrained_here = pretraining_description(p) is not None
+    pretrained_here = model_origin.pretraining_description(str(p["model"]["weights"])) is not None
     versus = comparability(inputs.manifest, weights_sha256, p["model"]["base"], p["model"]["image_size"],
                            pretrained_here)  # fmt: skip
     binary = len(names) == 2
@@ -208,7 +137,7 @@ def models_section(inputs: Inputs) -> list[str]:
         "",
         versus.notice,
         "",
-        *base_origin(p, weights_sha256, names),
+        *model_origin.base_origin(str(p["model"]["weights"]), weights_sha256, names),
         *_table(header, rows, align),
         "",
         f"Test scores on {_count(s[f'{reference.MODELS[-1]}.test_images'])} test images {scores_note}. Epochs "
