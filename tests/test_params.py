@@ -45,6 +45,11 @@ def test_params_are_frozen():
         ("data.sha256", "abc", "data.sha256: must be null or 64 hex digits"),
         ("data.sample_train_per_class", 1, "data.sample_train_per_class: Input should be greater than or equal to 2"),
         ("data.max_archive_bytes", 2.5, "data.max_archive_bytes: Input should be a valid integer"),
+        ("export.representative_images", 0, "export.representative_images: Input should be greater than or equal to 1"),
+        ("export.max_accuracy_drop", -0.1, "export.max_accuracy_drop: Input should be greater than or equal to 0"),
+        ("export.int8_per_channel", "yes", "export.int8_per_channel: Input should be a valid boolean"),
+        ("export.latency_runs", 0, "export.latency_runs: Input should be greater than or equal to 1"),
+        ("export.latency_warmup", 1.5, "export.latency_warmup: Input should be a valid integer"),
     ],
 )
 def test_bad_value_names_key_and_rule(key: str, value, expected: str):

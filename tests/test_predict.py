@@ -70,24 +70,22 @@ def mixed(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 class CountingModel:
-    """The loaded model, counting its calls: tests skip the 3 s load and can see how the CLI batches."""
+    """The loaded Keras model as predict holds any model (serving.Served), counting its calls: tests skip the 3 s
+    load and can see how the CLI batches."""
 
-    def __init__(self, model: keras.Model):
-        self.model, self.batches = model, []
+    def __init__(self, model: keras.Model, path: Path):
+        self.model, self.path, self.batches = model, path, []
+        self.size = model.input_shape[1:3]
 
-    @property
-    def input_shape(self):
-        return self.model.input_shape
-
-    def __call__(self, images, training):
+    def predict(self, images):
         self.batches.append(len(images))
-        return self.model(images, training=training)
+        return heads.probabilities(self.model(images, training=False).numpy())
 
 
 @pytest.fixture
-def counting(model: keras.Model, monkeypatch: pytest.MonkeyPatch) -> CountingModel:
+def counting(model: keras.Model, model_path: Path, monkeypatch: pytest.MonkeyPatch) -> CountingModel:
     """Stands in for the model that `--model <model_path>` loads (the file must still exist)."""
-    counting = CountingModel(model)
+    counting = CountingModel(model, model_path)
     monkeypatch.setattr(predict, "load_model", lambda path, classes, tta="none": counting)
     return counting
 
@@ -123,8 +121,8 @@ def parse(out: str, fmt: str) -> list[dict]:
     if fmt == "csv":
         rows = list(csv.DictReader(io.StringIO(out)))
     else:
-        header, *lines = out.splitlines()
-        assert header.split() == ["path", "label", "probability", "p_dogs"]
+        model, header, *lines = out.splitlines()
+        assert model.startswith("model: ") and header.split() == ["path", "label", "probability", "p_dogs"]
         rows = [dict(zip(header.split(), line.split())) for line in lines]
     return [{**row, "probability": float(row["probability"]), "p_dogs": float(row["p_dogs"])} for row in rows]
 
@@ -176,7 +174,8 @@ def test_all_good_exits_0_batches_by_32_and_reads_classes_from_meta(
     code, out, err = run(capsys, argv)
     assert code == 0 and err == []
     rows = json.loads(out)
-    assert list(rows[0]) == ["path", "label", "probability", "p_dogs"]  # class names from meta.json
+    assert list(rows[0]) == ["path", "label", "probability", "p_dogs", "model"]  # class names from meta.json
+    assert {row["model"] for row in rows} == {str(model_path)}  # the file that ran
     expected = direct_probabilities(model, sorted(tmp_path.glob("*.jpg")))
     assert [row["p_dogs"] for row in rows] == pytest.approx(expected, abs=2e-6)  # 6 decimals + float32 noise
     assert counting.batches == [32, 8]
@@ -268,7 +267,7 @@ def test_dangling_symbolic_links_are_named_and_counted_like_other_skips(model_pa
         f"error: {given}: a symbolic link to {tmp_path / 'also_deleted.jpg'}, which does not exist",
         f"error: {folder / 'sub' / 'gone.jpg'}: a symbolic link to {tmp_path / 'deleted.jpg'}, which does not exist",
     ]
-    assert [line.split()[0] for line in out.splitlines()[1:]] == [str(folder / "a.jpg")]
+    assert [line.split()[0] for line in out.splitlines()[2:]] == [str(folder / "a.jpg")]
 
 
 @pytest.mark.parametrize("fmt", ["table", "csv", "json"])
@@ -282,7 +281,7 @@ def test_a_dash_prints_its_error_line_and_no_empty_table(model_path, tmp_path, c
         "error: -: no such file; predict reads the paths given as arguments, not standard input (for a list of "
         "paths in a file: xargs -d '\\n' imagefolder-predict < paths.txt)"
     ]
-    assert out == {"table": "", "csv": "path,label,probability,p_dogs\n", "json": "[]\n"}[fmt]
+    assert out == {"table": "", "csv": "path,label,probability,p_dogs,model\n", "json": "[]\n"}[fmt]
     assert counting.batches == []
 
 
@@ -346,7 +345,7 @@ def test_a_file_name_with_a_newline_stays_on_one_row_and_one_error_line(model_pa
     code, out, err = run(capsys, [str(folder), "--model", str(model_path), "--classes", "cats,dogs"])
     assert code == 1
     table = out.splitlines()
-    assert len(table) == 2 and "two\\nlines.jpg" in table[1]  # header and one row
+    assert len(table) == 3 and "two\\nlines.jpg" in table[2]  # the model, the header and one row
     assert err == [f"error: {folder}/bad\\rname.jpg: not an image (no format Pillow can read)"]
 
 

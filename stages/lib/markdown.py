@@ -91,7 +91,8 @@ def chosen_model_section(inputs: Inputs) -> list[str]:
     flagged = [f"> **Warning:** {e[key]}." for key in sorted(e.values) if key.startswith("flagged.")]
     return [
         f"**The model: {_code(e['model'], table=False)}**, chosen by {e['reason']}. `models/export/` holds it "
-        "(`model.keras`, SavedModel, TFLite), `predict` uses it, and the sections below show it.",
+        "(`model.keras`, SavedModel, TFLite float32, dynamic range and int8, and its `MODEL_CARD.md`), `predict` "
+        "uses it, and the sections below show it.",
         "",
         *(line for warning in flagged for line in (warning, "")),
     ]
@@ -204,35 +205,39 @@ def confusions_section(inputs: Inputs) -> list[str]:
 
 
 def export_section(inputs: Inputs) -> list[str]:
-    """The exported formats against the Keras model on the test split: how close, how often the same class."""
+    """The exported formats beside the Keras model on the test split: size, test accuracy, how often the same class,
+    how close, and how fast on one image."""
     e = inputs.export
-    rows, flagged = [], []
     formats = [key.removesuffix(".agreement") for key in e.values if key.endswith(".agreement")]
+    rows = [["`keras` (`model.keras`)", f"{e['keras.bytes'] / 1e6:.1f} MB", _fmt(e["keras.accuracy"]), "(itself)",
+             "-", f"{e['keras.latency_ms']:.3g}"]]  # fmt: skip
+    flagged = []
     for name in formats:
         mark = ""
         if e[f"{name}.flagged"]:
-            flagged.append(name)
-            mark = " **below the minimum**"
-        rows.append([f"`{name}`", f"{e[f'{name}.bytes'] / 1e6:.1f} MB", f"{e[f'{name}.max_abs_diff']:.2g}",
-                     f"{e[f'{name}.agreement']:.1%}{mark}"])  # fmt: skip
-    keras_mb = e["keras.bytes"] / 1e6
+            flagged.append(e[f"{name}.flagged_because"])
+            mark = " **flagged**"
+        rows.append([f"`{name}`", f"{e[f'{name}.bytes'] / 1e6:.1f} MB", _fmt(e[f"{name}.accuracy"]),
+                     f"{e[f'{name}.agreement']:.1%}{mark}", f"{e[f'{name}.max_abs_diff']:.2g}",
+                     f"{e[f'{name}.latency_ms']:.3g}"])  # fmt: skip
+    header = ["format", "size", "test accuracy", "agreement", "max probability difference", "latency (ms)"]
     lines = [
         "## Export",
         "",
-        f"The {e['model']} model (`.keras`, {keras_mb:.1f} MB) exported for serving, each format run on "
-        f"the {_count(e['test_images'])} test images beside it. Agreement is the share of images on which the "
-        f"format predicts the same class as the Keras model (`export.min_agreement` {e['min_agreement']:.1%}).",
+        f"The {e['model']} model exported for serving (`models/export/`, described in its `MODEL_CARD.md`), each "
+        f"format run on the {_count(e['test_images'])} test images beside the Keras model. Agreement is the share of "
+        "images on which the format predicts the same class as the Keras model; a format is flagged below "
+        f"`export.min_agreement` ({e['min_agreement']:.1%}) or more than `export.max_accuracy_drop` "
+        f"({e['params_read.export.max_accuracy_drop']}) below its test accuracy. Latency is the median of "
+        f"{e['params_read.export.latency_runs']} single-image calls after {e['params_read.export.latency_warmup']}, "
+        f"on {e['machine.cpu']} with {e['latency.threads']} threads (the Keras model through `predict_on_batch`).",
         "",
-        *_table(["format", "size", "max probability difference", "agreement"], rows),
+        *_table(header, rows),
         "",
     ]
     if flagged:
-        names = ", ".join(f"`{name}`" for name in flagged)
-        lines += [
-            f"Flagged: {names} changes the predicted class of more test images than `export.min_agreement` allows; "
-            "serve a float32 format, or check it on real data.",
-            "",
-        ]
+        lines += [*(f"> **Flagged:** {reason}." for reason in flagged), "",
+                  "Serve a format that is not flagged, or check the flagged one on your own data.", ""]  # fmt: skip
     return lines
 
 
