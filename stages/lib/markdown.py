@@ -209,6 +209,7 @@ def export_section(inputs: Inputs) -> list[str]:
     how close, and how fast on one image."""
     e = inputs.export
     formats = [key.removesuffix(".agreement") for key in e.values if key.endswith(".agreement")]
+    formats.sort(key=lambda name: -e[f"{name}.bytes"])  # the largest file first
     rows = [["`keras` (`model.keras`)", f"{e['keras.bytes'] / 1e6:.1f} MB", _fmt(e["keras.accuracy"]), "(itself)",
              "-", f"{e['keras.latency_ms']:.3g}"]]  # fmt: skip
     flagged = []
@@ -227,8 +228,9 @@ def export_section(inputs: Inputs) -> list[str]:
         f"The {e['model']} model exported for serving (`models/export/`, described in its `MODEL_CARD.md`), each "
         f"format run on the {_count(e['test_images'])} test images beside the Keras model. Agreement is the share of "
         "images on which the format predicts the same class as the Keras model; a format is flagged below "
-        f"`export.min_agreement` ({e['min_agreement']:.1%}) or more than `export.max_accuracy_drop` "
-        f"({e['params_read.export.max_accuracy_drop']}) below its test accuracy. Latency is the median of "
+        f"`export.min_agreement` ({e['min_agreement']:.1%}), or when its test accuracy is more than "
+        f"`export.max_accuracy_drop` ({e['params_read.export.max_accuracy_drop']}) below the Keras model's. Latency "
+        "is the median of "
         f"{e['params_read.export.latency_runs']} single-image calls after {e['params_read.export.latency_warmup']}, "
         f"on {e['machine.cpu']} with {e['latency.threads']} threads (the Keras model through `predict_on_batch`).",
         "",
