@@ -57,12 +57,13 @@ def split_images(records_dir: Path, split: str, image_size: int):
 
 def representative_images(records_dir: Path, image_size: int, count: int):
     """The first `count` train images in their stored order, which the encode stage shuffled with the seed: a
-    sample of every class, the same on every run. They calibrate the int8 model; never a test image."""
+    sample of every class, the same on every run. They calibrate the int8 model; never a test image. Kept as uint8
+    (the records' pixels are whole numbers): 200 images at 1024 px are 0.6 GB, not 2.5."""
     import numpy as np
 
     batches, taken = [], 0
     for images, _labels in split_images(records_dir, "train", image_size):
-        batches.append(images[: count - taken])
+        batches.append(images[: count - taken].astype(np.uint8))
         taken += len(batches[-1])
         if taken >= count:
             break

@@ -331,7 +331,7 @@ def test_a_tflite_model_with_integer_input_and_output_runs_dequantized(exported:
     """Any .tflite file predict is given: one converted with int8 input and output (for integer-only hardware) takes
     the same float images, quantized on the way in and dequantized on the way out."""
     saved_model = exported / "models" / "export" / "saved_model" / "1"
-    calibration = export.representative_images(exported / "data" / "tfrecords", IMAGE_SIZE, 8)
+    calibration = export.representative_images(exported / "data" / "tfrecords", IMAGE_SIZE, 8).astype(np.float32)
 
     def convert(io_type) -> bytes:
         converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model), signature_keys=["serving_default"])
