@@ -13,7 +13,8 @@ seeded-shuffled order; float32 input and output), labels.txt (class names by ind
 (model_card.py). Every format runs on the whole test split next to the Keras model; metrics/export.json holds the
 choice and, per format, the largest probability difference, the share of images whose predicted class agrees with
 Keras' (`agreement`), its test accuracy, its size in bytes and its single-image latency (the median of
-`export.latency_runs` calls after `export.latency_warmup`, on the threads recorded as `latency.threads`). A float32
+`export.latency_runs` calls after `export.latency_warmup`, on the threads recorded as `latency.threads`, with the
+share of the machine's CPU time other programs took meanwhile as `latency.cpu_taken_by_others`). A float32
 format that differs by more than 1e-4 stops the stage and leaves the previous export in place; a format predicting
 Keras' class on fewer than `export.min_agreement` of the test images, or losing more than `export.max_accuracy_drop`
 of its test accuracy, is flagged, with why.
@@ -131,8 +132,10 @@ def main(argv: list[str] | None = None) -> Params:
         image = next(split_images(args.records, "test", size))[0][0]
         served = {serving.KERAS: model.predict_on_batch, "saved_model": export.predictors["saved_model"]}
         served |= {name: serving.load_served(export.paths[name]).predict for name in serving.TFLITE_FILES}
-        latency = {name: serving.median_latency_ms(predict, image, e.latency_warmup, e.latency_runs)
-                   for name, predict in served.items()}  # fmt: skip
+        others: dict = {}  # other programs on this CPU slow multi-threaded calls: what they took is recorded
+        with serving.cpu_taken_by_others(others):
+            latency = {name: serving.median_latency_ms(predict, image, e.latency_warmup, e.latency_runs)
+                       for name, predict in served.items()}  # fmt: skip
         format_flags = serving.flags(parity, e.min_agreement, e.max_accuracy_drop)
 
         metrics: dict[str, float | int | str] = {"model": choice.model, "reason": choice.reason}
@@ -140,6 +143,7 @@ def main(argv: list[str] | None = None) -> Params:
         metrics |= {"test_images": parity.count, "tta": p.evaluate.tta, "min_agreement": e.min_agreement}
         metrics |= {"keras.bytes": chosen.stat().st_size, "keras.accuracy": round(parity.accuracy(serving.KERAS), 6)}
         metrics |= {"tflite_int8.representative_images": len(calibration), "latency.threads": serving.threads()}
+        metrics["latency.cpu_taken_by_others"] = others["share"]
         for name in serving.FORMATS:
             metrics[f"{name}.max_abs_diff"] = significant(parity.max_abs_diff[name])
             metrics[f"{name}.agreement"] = round(parity.agreement[name], 6)

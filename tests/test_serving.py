@@ -14,6 +14,7 @@ Tolerances on probabilities (max |export - Keras| over the test split):
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import time
@@ -276,7 +277,7 @@ def test_accuracy_and_agreement_are_those_of_the_files_on_the_test_split(exporte
 
 def test_latency_is_measured_for_every_format_with_its_threads(exported: Path):
     metrics = metrics_of(exported)
-    assert metrics["latency.threads"] == serving.threads() >= 1
+    assert metrics["latency.threads"] == serving.threads() >= 1 and 0 <= metrics["latency.cpu_taken_by_others"] <= 1
     for name in ("keras", *serving.FORMATS):
         assert 0 < metrics[f"{name}.latency_ms"] < 10_000, name
     assert metrics["params_read.export.latency_runs"] == 50 and metrics["params_read.export.latency_warmup"] == 5
@@ -409,3 +410,23 @@ def test_predict_names_a_damaged_tflite_file_and_a_folder_that_is_no_saved_model
     assert predict.main([image, "--model", str(tmp_path / "empty"), "--classes", "cats,dogs"]) == 2
     (line,) = capsys.readouterr().err.splitlines()
     assert line.startswith(f"error: {tmp_path / 'empty'}: a folder, but no SavedModel (no saved_model.pb in it")
+
+
+def test_cpu_taken_by_others_is_the_machine_s_busy_time_less_this_process_s():
+    """A process spinning on one core beside the block takes at least a share of the CPU; this process's own work is
+    not counted (other programs on the machine can only add to it)."""
+    import subprocess
+    import sys
+
+    if serving.machine_busy_seconds() is None:
+        pytest.skip("no /proc/stat on this system: the share is None")
+    spin = "import time\nend = time.perf_counter() + 1.0\nwhile time.perf_counter() < end: pass"
+    result: dict = {}
+    with serving.cpu_taken_by_others(result):
+        other = subprocess.Popen([sys.executable, "-c", spin])
+        end = time.perf_counter() + 0.8
+        while time.perf_counter() < end:  # this process busy too: none of it is the others'
+            pass
+        other.wait()
+    cores = os.cpu_count() or 1
+    assert 0.6 / cores <= result["share"] <= 1  # the spinning process: about a core of the block's wall time

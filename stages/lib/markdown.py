@@ -204,6 +204,10 @@ def confusions_section(inputs: Inputs) -> list[str]:
     return lines
 
 
+def _share(value: float | None) -> str:
+    return "an unknown share" if value is None else f"{value:.0%}"
+
+
 def export_section(inputs: Inputs) -> list[str]:
     """The exported formats beside the Keras model on the test split: size, test accuracy, how often the same class,
     how close, and how fast on one image."""
@@ -230,9 +234,10 @@ def export_section(inputs: Inputs) -> list[str]:
         "images on which the format predicts the same class as the Keras model; a format is flagged below "
         f"`export.min_agreement` ({e['min_agreement']:.1%}), or when its test accuracy is more than "
         f"`export.max_accuracy_drop` ({e['params_read.export.max_accuracy_drop']}) below the Keras model's. Latency "
-        "is the median of "
-        f"{e['params_read.export.latency_runs']} single-image calls after {e['params_read.export.latency_warmup']}, "
-        f"on {e['machine.cpu']} with {e['latency.threads']} threads (the Keras model through `predict_on_batch`).",
+        f"is the median of {e['params_read.export.latency_runs']} single-image calls after "
+        f"{e['params_read.export.latency_warmup']}, on {e['machine.cpu']} with {e['latency.threads']} threads, while "
+        f"other programs took {_share(e['latency.cpu_taken_by_others'])} of its CPU time (the Keras model through "
+        "`predict_on_batch`).",
         "",
         *_table(header, rows),
         "",

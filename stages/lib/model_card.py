@@ -165,6 +165,8 @@ def _metrics_section(c: CardInputs) -> list[str]:
 
 def _formats_section(c: CardInputs) -> list[str]:
     e = c.export
+    share = e["latency.cpu_taken_by_others"]
+    others = "an unknown share" if share is None else f"{share:.0%}"
     rows = []
     for name, path in c.files.items():
         kept = name == "keras"
@@ -179,8 +181,9 @@ def _formats_section(c: CardInputs) -> list[str]:
         "",
         "Agreement: the share of test images on which the format predicts the Keras model's class. Latency: the "
         f"median of {e['params_read.export.latency_runs']} calls on one image (Keras: `predict_on_batch`) after "
-        f"{e['params_read.export.latency_warmup']} untimed ones, on {e['machine.cpu']} with "
-        f"{e['latency.threads']} threads: another CPU gives other times. `tflite_int8` computes in 8-bit integers "
+        f"{e['params_read.export.latency_warmup']} untimed ones, on {e['machine.cpu']} with {e['latency.threads']} "
+        f"threads, while other programs took {others} of its CPU time: another CPU, or other programs beside, give "
+        "other times. `tflite_int8` computes in 8-bit integers "
         "(weights and activations, calibrated on train images) with float32 input and output; "
         "`tflite_dynamic_range` stores 8-bit weights and computes in float32.",
         "",

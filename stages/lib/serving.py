@@ -393,6 +393,29 @@ def median_latency_ms(predict: Predictor, image: np.ndarray, warmup: int, runs: 
     return float(np.median(times)) * 1000
 
 
+def machine_busy_seconds() -> float | None:
+    """CPU seconds every core of this machine has spent busy since boot, from /proc/stat (None without one): with
+    this process's own CPU time, what other programs took from the CPU while latency was measured."""
+    try:
+        values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    except (OSError, ValueError):
+        return None
+    idle = values[3] + values[4]  # idle and iowait
+    return (sum(values) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+@contextlib.contextmanager
+def cpu_taken_by_others(result: dict) -> Iterator[None]:
+    """While the block runs, the share of this machine's CPU time that other processes used (0: the CPU was this
+    process's alone; 1: every core busy with others), into result["share"] (None where it cannot be known)."""
+    busy, own, start = machine_busy_seconds(), time.process_time(), time.perf_counter()
+    yield
+    wall, after = time.perf_counter() - start, machine_busy_seconds()
+    others = None if busy is None or after is None else (after - busy) - (time.process_time() - own)
+    cores = os.cpu_count() or 1
+    result["share"] = None if others is None or wall <= 0 else round(min(max(others / (wall * cores), 0), 1), 2)
+
+
 THRESHOLD = 0.5  # two classes: class 1 from this probability on (predict's default), as heads.predicted decides
 
 
