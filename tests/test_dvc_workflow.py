@@ -402,6 +402,24 @@ def test_dvc_artifacts_get_fetches_the_registered_model_from_a_clone(project: Pa
         sh("git", "tag", "-d", "image-classifier@v1.0.0", cwd=project)  # the other tests share this repository
 
 
+def test_the_export_formats_benchmark_reads_a_finished_run(project: Path):
+    """benchmarks/export_formats.py (what docs/predict-and-export.md quotes) on the tiny demo run: the export
+    record's numbers as they are, and predict run with every exported file on the run's test images."""
+    from benchmarks import export_formats
+
+    run = export_formats.measure("tiny", project)
+    record = read_json(project / "metrics" / "export.json")
+    assert run["classes"] == 2 and run["predict_images"] == run["test_images"] == record["test_images"]
+    formats = {row["format"]: row for row in run["formats"]}
+    assert list(formats) == ["keras", "saved_model", "tflite_float32", "tflite_dynamic_range", "tflite_int8"]
+    for name, row in formats.items():
+        path = project / "models" / "export" / row["file"]
+        assert row["bytes"] == record[f"{name}.bytes"] and path.exists()
+        assert row["test_accuracy"] == record[f"{name}.accuracy"] and row["latency_ms"] == record[f"{name}.latency_ms"]
+        assert 0 <= row["predict_agreement"] <= 1
+    assert formats["keras"]["predict_agreement"] == formats["tflite_float32"]["predict_agreement"] == 1.0
+
+
 def test_unknown_param_key_is_refused_by_dvc_naming_the_key(project: Path):
     out = fails("dvc", "exp", "run", "-S", "model.fine_tune_att=5", cwd=project)
     assert "'model.fine_tune_att'" in out.splitlines()[0] and "Traceback" not in out
