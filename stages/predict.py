@@ -20,22 +20,28 @@ One row per image, in input order:
   p_<class 1>   two classes only: the probability of class index 1 (sigmoid of its logit), whatever the threshold
   label_2, probability_2, ... label_K, probability_K
                 with --top-k K: the next most probable classes and their probabilities
+  model         CSV and JSON: the model file that ran (the table names it on its first line)
 The model is by default the one the export stage chose (export.model: the best of the three on validation, unless
-params.yaml names one) and copied to models/export/. Class names, class 0 first, come from --classes (a comma
-list), else from labels.txt beside the model, else from --records' meta.json; there must be as many as the model
-has classes (one logit means two classes). Every missing input is named at once, with where a demo run's model is
+params.yaml names one) and copied to models/export/. --model takes any file export writes: model.keras (or any
+.keras model of this pipeline), the SavedModel folder (saved_model/1, or saved_model/, whose highest version runs,
+as TF Serving does) or a .tflite file (float32, dynamic range or int8), each fed the same images. Class names,
+class 0 first, come from --classes (a comma list), else from labels.txt beside the model (for a SavedModel, in the
+export folder above it), else from --records' meta.json; there must be as many as the model has classes (one
+logit means two classes). Every missing input is named at once, with where a demo run's model is
 when there is one (`make demo` writes demo/).
 
-A file that is not a readable image (text named .jpg, truncated, zero-byte, missing) gets one line on
-stderr, `error: <path>: <reason>`, and the other files still run. Exit status: 0 when every file was
-classified, 1 when some could not be, 2 for a usage error (bad option, missing or unloadable model, no
-class names).
+A file that is not a readable image (text named .jpg, truncated, zero-byte, missing, a symbolic link whose target
+is gone) gets one line on stderr, `error: <path>: <reason>`, and the other files still run; `-` is a path like any
+other, not standard input. A run that classified nothing prints no table (CSV: the header, JSON: []). Exit
+status: 0 when every file was classified, 1 when some could not be, 2 for a usage error (bad option, missing or
+unloadable model, no class names).
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import io
 import json
 import os
@@ -58,6 +64,10 @@ BATCH_SIZE = 32  # images per model call
 FORMATS = ("table", "csv", "json")
 
 
+STDIN = "-"  # what many commands read as standard input; predict does not (a file named "-" is read as one)
+WHAT_TO_DO_WITH_A_BAD_MODEL = "copy it or export it again (dvc repro export), or pass another --model"
+
+
 class UsageError(Exception):
     """Bad options, no model, no class names: one line on stderr and exit status 2."""
 
@@ -67,7 +77,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         prog="imagefolder-predict", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="image files or folders")
-    parser.add_argument("--model", type=Path, default=DEFAULT_MODEL, help=f"a .keras model (default {DEFAULT_MODEL})")
+    parser.add_argument(
+        "--model",
+        type=Path,
+        default=DEFAULT_MODEL,
+        help=f"a .keras file, a SavedModel folder or a .tflite file export wrote (default {DEFAULT_MODEL})",
+    )
     parser.add_argument("--classes", help="class names, class 0 first, e.g. cats,dogs (default: from meta.json)")
     parser.add_argument(
         "--records", type=Path, default=DEFAULT_RECORDS, help=f"where meta.json is (default {DEFAULT_RECORDS})"
@@ -84,11 +99,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def class_names_file(option: str | None, model: Path, records_dir: Path) -> Path | None:
-    """Where the class names come from: None for --classes, else labels.txt beside the model, else meta.json."""
+    """Where the class names come from: None for --classes, else labels.txt beside the model (for a SavedModel
+    folder, in the export folder that holds it: saved_model/1/ is two levels down), else meta.json."""
     if option is not None:
         return None
-    labels = model.parent / LABELS_FILE
-    return labels if labels.is_file() else records_dir / "meta.json"
+    folders = [model.parent] if not model.is_dir() else [model, model.parent, model.parent.parent]
+    found = [folder / LABELS_FILE for folder in folders if (folder / LABELS_FILE).is_file()]
+    return found[0] if found else records_dir / "meta.json"
 
 
 def class_names(option: str | None, source: Path | None) -> list[str]:
@@ -109,7 +126,7 @@ def class_names(option: str | None, source: Path | None) -> list[str]:
 def check_inputs(model: Path, names: Path | None) -> None:
     """Every missing input at once, and where a demo run's model is when there is one."""
     missing = []
-    if not model.is_file():
+    if not model.exists():
         missing.append(f"{model}: missing (train and export it first, dvc repro; or pass --model)")
     if names is not None and not names.is_file():
         missing.append(f"{names}: missing (or pass the class names, class 0 first, e.g. --classes cats,dogs)")
@@ -122,22 +139,24 @@ def check_inputs(model: Path, names: Path | None) -> None:
 
 
 def load_model(path: Path, classes: list[str], tta: str = "none"):
-    """The model for inference (with test-time augmentation `tta`); a file Keras cannot load, or one with outputs
-    for another number of classes, is a usage error."""
-    from stages.lib import saving  # here, not at the top: usage errors answer without loading TensorFlow
+    """The model in `path`, of any format export writes (serving.load_served), for inference with test-time
+    augmentation `tta`; a file that does not load, or one with outputs for another number of classes, is a usage
+    error."""
+    from stages.lib import serving  # here, not at the top: usage errors answer without loading TensorFlow
     from stages.lib.cli import PipelineError
 
     try:
-        model = saving.load_model(path)
-        saving.image_size(model, path)
+        served = serving.load_served(path)
+    except serving.UnreadableModel as exc:
+        raise UsageError(f"{exc}; {WHAT_TO_DO_WITH_A_BAD_MODEL}") from None
     except PipelineError as exc:
         raise UsageError(str(exc)) from None
-    if model.output_shape[-1] != heads.units(len(classes)):
+    if served.units != heads.units(len(classes)):
         raise UsageError(
             f"{path}: expected {heads.units(len(classes))} output(s) for the {len(classes)} classes "
-            f"{', '.join(classes)}; the model has output {model.output_shape}"
+            f"{', '.join(classes)}; the model has {served.units}"
         )
-    return saving.with_test_time_augmentation(model, tta)
+    return dataclasses.replace(served, predict=serving.flip_averaged(served.predict)) if tta == "flip" else served
 
 
 def skipped_in_a_folder(relative: str) -> bool:
@@ -146,18 +165,33 @@ def skipped_in_a_folder(relative: str) -> bool:
     return ignore_reason(relative) not in (None, "control_character")
 
 
+def not_a_file(path: Path) -> str:
+    """Why `path`, which is neither a regular file nor a folder, is not classified."""
+    if path.is_symlink() and not path.exists():
+        return f"a symbolic link to {os.readlink(path)}, which does not exist"
+    if str(path) == STDIN and not path.exists():
+        return (
+            "no such file; predict reads the paths given as arguments, not standard input (for a list of paths in "
+            "a file: xargs -d '\\n' imagefolder-predict < paths.txt)"
+        )
+    return "no such file or directory" if not path.exists() else "not a regular file"
+
+
 def expand(paths: Sequence[Path], report) -> list[Path]:
     """Files to classify: files as given, folders as their sorted regular files, recursively, less those that
-    extraction leaves out of a dataset (archive.ignore_reason: hidden, __MACOSX, Thumbs.db, ...)."""
+    extraction leaves out of a dataset (archive.ignore_reason: hidden, __MACOSX, Thumbs.db, ...). Anything else
+    given or found (a dangling symbolic link, a missing path) goes to `report`, never silently."""
     files: list[Path] = []
     for path in paths:
         if path.is_dir():
-            found = (f for f in path.rglob("*") if f.is_file())
-            files.extend(sorted(f for f in found if not skipped_in_a_folder(f.relative_to(path).as_posix())))
+            for found in sorted(path.rglob("*")):
+                if skipped_in_a_folder(found.relative_to(path).as_posix()) or found.is_dir():
+                    continue
+                files.append(found) if found.is_file() else report(found, not_a_file(found))
         elif path.is_file():
             files.append(path)
         else:
-            report(path, "no such file or directory" if not path.exists() else "not a regular file")
+            report(path, not_a_file(path))
     return files
 
 
@@ -176,19 +210,17 @@ def chunks(items: Sequence, size: int) -> Iterator[Sequence]:
 
 def predict_files(model, files: Sequence[Path], report) -> list[tuple[str, np.ndarray]]:
     """(path, class probabilities) for every file that reads as an image; the others go to `report`."""
-    size = model.input_shape[1:3]  # (height, width), checked by load_model
     results: list[tuple[str, np.ndarray]] = []
     for batch in chunks(files, BATCH_SIZE):
         names, arrays = [], []
         for path in batch:
             try:
-                arrays.append(read_image(path, size))
+                arrays.append(read_image(path, model.size))
                 names.append(str(path))
             except Exception as exc:  # noqa: BLE001  (Pillow has many ways to fail on a bad file; never stop the rest)
                 report(path, first_line(exc))
         if arrays:
-            logits = model(np.stack(arrays), training=False).numpy()  # training=False: augmentation off
-            results.extend(zip(names, heads.probabilities(logits)))
+            results.extend(zip(names, model.predict(np.stack(arrays))))
     return results
 
 
@@ -216,10 +248,16 @@ def escaped(text: str) -> str:
     return text.encode("unicode_escape").decode("ascii") if text.isascii() else repr(text)[1:-1]
 
 
-def render(rows: list[dict], columns: list[str], fmt: str) -> str:
+def render(rows: list[dict], columns: list[str], fmt: str, model: str) -> str:
+    """The rows in `fmt`, naming the model file they come from: a `model` column of CSV and JSON, a line above the
+    table."""
+    if fmt != "table":
+        rows, columns = [row | {"model": model} for row in rows], [*columns, "model"]
     if fmt == "json":
         rounded = [{k: round(v, 6) if isinstance(v, float) else v for k, v in row.items()} for row in rows]
         return json.dumps(rounded, indent=2) + "\n"
+    if fmt == "table" and not rows:
+        return ""  # nothing classified: the error lines say why, and a header alone says nothing
     if fmt == "csv":
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\n")
@@ -233,7 +271,7 @@ def render(rows: list[dict], columns: list[str], fmt: str) -> str:
         "  ".join(str(c).rjust(w) if num else str(c).ljust(w) for c, w, num in zip(line, widths, numeric)).rstrip()
         for line in cells
     ]
-    return "\n".join(lines) + "\n"
+    return "\n".join([f"model: {escaped(model)}", *lines]) + "\n"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -264,7 +302,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows = make_rows(predict_files(model, files, report), classes, args.threshold, args.top_k)
     columns = ["path", "label", "probability"] + ([f"p_{classes[1]}"] if len(classes) == 2 else [])
     columns += [f"{name}_{rank}" for rank in range(2, args.top_k + 1) for name in ("label", "probability")]
-    sys.stdout.write(render(rows, columns, args.format))
+    sys.stdout.write(render(rows, columns, args.format, str(model.path)))
     return 1 if failures else 0
 
 

@@ -204,3 +204,83 @@ def flipped_sample_archive(path: Path, *, train_per_class: int, validation_per_c
             info.filename = flipped.get(info.filename, info.filename)
             out.writestr(info, data)
     return {name.split("/", 1)[1] for name in flipped.values()}
+
+
+def write_manifest(root: Path) -> Path:
+    """data/raw/manifest.json as the download stage writes it, for a project whose raw tree a test made itself."""
+    import json
+
+    raw = root / "data" / "raw"
+    counts = {f.relative_to(raw).as_posix(): len(list(f.iterdir())) for f in sorted(raw.glob("*/*")) if f.is_dir()}
+    manifest = {"source": "tests", "archive": "made by tests/conftest.py", "sha256": "ab" * 32, "files": counts,
+                "ignored": {}}  # fmt: skip
+    (raw / "manifest.json").write_text(json.dumps(manifest))
+    return raw / "manifest.json"
+
+
+MODELS = ("baseline", "transfer", "finetune")
+
+
+def export_args(root: Path, audit_metrics: Path | None = None) -> list[str]:
+    """The export stage's arguments, every path inside root/."""
+    return [
+        "--params", str(root / "params.yaml"),
+        *(arg for m in MODELS for arg in ("--model", str(root / "models" / f"{m}.keras"))),
+        "--training-metrics", str(root / "metrics"),
+        "--records", str(root / "data" / "tfrecords"),
+        "--raw", str(root / "data" / "raw"),
+        "--split-metrics", str(root / "metrics" / "split.json"),
+        "--audit-metrics", str(audit_metrics or root / "metrics" / "audit.json"),
+        "--out", str(root / "models" / "export"),
+        "--metrics", str(root / "metrics" / "export.json"),
+    ]  # fmt: skip
+
+
+def run_audit(root: Path) -> Path:
+    """The real audit stage on root/ (its metrics are what the model card summarises)."""
+    from stages import audit
+
+    audit.main([
+        "--params", str(root / "params.yaml"), "--records", str(root / "data" / "tfrecords"),
+        "--splits", str(root / "data" / "splits"), "--raw", str(root / "data" / "raw"),
+        "--out", str(root / "reports" / "audit"), "--metrics", str(root / "metrics" / "audit.json"),
+    ])  # fmt: skip
+    return root / "metrics" / "audit.json"
+
+
+def card_snippets(card: str) -> list[str]:
+    """The Python blocks of a model card, in order."""
+    import re
+
+    return re.findall(r"```python\n(.*?)\n```", card, re.S)
+
+
+def run_card_snippets(export_dir: Path, image: bytes, tmp: Path) -> list[tuple[str, float]]:
+    """Every load snippet of export_dir/MODEL_CARD.md, each after the first, in a fresh Python in a copy of the export
+    folder holding `image` as the card's example photo: (label, probability) each printed, in the card's order; the
+    TFLite one once per .tflite file (the card says: the same, with that file's name)."""
+    import os
+    import subprocess
+    import sys
+
+    from stages.lib import model_card
+
+    folder = tmp / "card"
+    shutil.copytree(export_dir, folder)
+    (folder / model_card.EXAMPLE_IMAGE).write_bytes(image)
+    first, *others = card_snippets((folder / model_card.CARD_FILE).read_text())
+    programs = []
+    for snippet in others:
+        if "model_int8.tflite" in snippet:
+            programs += [snippet.replace("model_int8.tflite", f.name) for f in sorted(folder.glob("*.tflite"))]
+        else:
+            programs.append(snippet)
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    printed = []
+    for program in programs:
+        done = subprocess.run([sys.executable, "-c", first + "\n" + program], cwd=folder, env=env,
+                              capture_output=True, text=True, timeout=300)  # fmt: skip
+        assert done.returncode == 0, done.stderr[-3000:]
+        label, probability = done.stdout.strip().splitlines()[-1].rsplit(" ", 1)
+        printed.append((label, float(probability)))
+    return printed

@@ -401,6 +401,55 @@ def test_remote_push_then_fresh_clone_pull_is_up_to_date(project: Path, tmp_path
     assert ran(sh("dvc", "repro", cwd=clone)) == set()
 
 
+def test_dvc_artifacts_get_fetches_the_registered_model_from_a_clone(project: Path, tmp_path: Path):
+    """dvc.yaml declares models/export as the artifact `image-classifier`; once a version is registered (a GTO git
+    tag, what `gto register` and DVC Studio write) and pushed, `dvc artifacts get` fetches it by name, from a clone
+    of the repository and the DVC remote, as docs/predict-and-export.md says."""
+    name = yaml.safe_load((ROOT / "dvc.yaml").read_text())["artifacts"]
+    assert list(name) == ["image-classifier"]
+    sh("dvc", "remote", "add", "-d", "storage", str(tmp_path / "remote"), cwd=project)
+    commit(project, "a DVC remote")
+    sh("dvc", "push", cwd=project)
+    who = {f"GIT_{role}_{field}": value for role in ("AUTHOR", "COMMITTER")
+           for field, value in (("NAME", "test"), ("EMAIL", "test@localhost"))}  # fmt: skip
+    try:
+        sh("gto", "register", "image-classifier", "--version", "v1.0.0", cwd=project, env=who)
+        clone = tmp_path / "clone"
+        sh("git", "clone", "-q", str(project), str(clone), cwd=tmp_path)
+        for fetched, extra in ((tmp_path / "latest", []), (tmp_path / "v1", ["--rev", "v1.0.0"])):
+            out = sh(
+                "dvc", "artifacts", "get", str(clone), "image-classifier", *extra, "-o", str(fetched), cwd=tmp_path
+            )
+            assert "Downloaded" in out
+            exported = project / "models" / "export"
+            files = sorted(p.relative_to(exported) for p in exported.rglob("*") if p.is_file())
+            assert sorted(p.relative_to(fetched) for p in fetched.rglob("*") if p.is_file()) == files
+            assert all((fetched / f).read_bytes() == (exported / f).read_bytes() for f in files)
+            assert {"model_int8.tflite", "MODEL_CARD.md", "labels.txt"} <= {f.name for f in files}
+        missing = fails("dvc", "artifacts", "get", str(clone), "image-classifier", "--rev", "v9.9.9", cwd=tmp_path)
+        assert "image-classifier" in missing
+    finally:
+        sh("git", "tag", "-d", "image-classifier@v1.0.0", cwd=project)  # the other tests share this repository
+
+
+def test_the_export_formats_benchmark_reads_a_finished_run(project: Path):
+    """benchmarks/export_formats.py (what docs/predict-and-export.md quotes) on the tiny demo run: the export
+    record's numbers as they are, and predict run with every exported file on the run's test images."""
+    from benchmarks import export_formats
+
+    run = export_formats.measure("tiny", project)
+    record = read_json(project / "metrics" / "export.json")
+    assert run["classes"] == 2 and run["predict_images"] == run["test_images"] == record["test_images"]
+    formats = {row["format"]: row for row in run["formats"]}
+    assert list(formats) == ["keras", "saved_model", "tflite_float32", "tflite_dynamic_range", "tflite_int8"]
+    for name, row in formats.items():
+        path = project / "models" / "export" / row["file"]
+        assert row["bytes"] == record[f"{name}.bytes"] and path.exists()
+        assert row["test_accuracy"] == record[f"{name}.accuracy"] and row["latency_ms"] == record[f"{name}.latency_ms"]
+        assert 0 <= row["predict_agreement"] <= 1
+    assert formats["keras"]["predict_agreement"] == formats["tflite_float32"]["predict_agreement"] == 1.0
+
+
 def test_unknown_param_key_is_refused_by_dvc_naming_the_key(project: Path):
     out = fails("dvc", "exp", "run", "-S", "model.fine_tune_att=5", cwd=project)
     assert "'model.fine_tune_att'" in out.splitlines()[0] and "Traceback" not in out

@@ -197,6 +197,17 @@ def test_predict_defaults_are_the_pipeline_outputs():
     assert predict.LABELS_FILE == serving.LABELS_FILE and str(predict.DEFAULT_RECORDS) in written
 
 
+def test_the_model_registry_s_artifact_is_the_export_stage_s_output():
+    """`dvc artifacts get <repository> image-classifier` fetches what export writes and predict runs."""
+    from stages import predict
+
+    artifacts = yaml.safe_load((ROOT / "dvc.yaml").read_text())["artifacts"]
+    assert list(artifacts) == ["image-classifier"]
+    artifact = artifacts["image-classifier"]
+    assert artifact["type"] == "model" and artifact["desc"] and artifact["labels"]
+    assert artifact["path"] in outputs(DVC["export"]) and artifact["path"] == str(predict.DEFAULT_MODEL.parent)
+
+
 def test_dvc_config_is_quiet():
     config = (ROOT / ".dvc" / "config").read_text()
     assert "analytics = false" in config and "check_update = false" in config

@@ -49,6 +49,11 @@ def test_params_are_frozen():
         ("split.warn_aspect_ratio", "10", "split.warn_aspect_ratio: Input should be a valid number"),
         ("split.warn_min_side", 0, "split.warn_min_side: Input should be greater than or equal to 1"),
         ("split.warn_min_side", 8.5, "split.warn_min_side: Input should be a valid integer"),
+        ("export.representative_images", 0, "export.representative_images: Input should be greater than or equal to 1"),
+        ("export.max_accuracy_drop", -0.1, "export.max_accuracy_drop: Input should be greater than or equal to 0"),
+        ("export.int8_per_channel", "yes", "export.int8_per_channel: Input should be a valid boolean"),
+        ("export.latency_runs", 0, "export.latency_runs: Input should be greater than or equal to 1"),
+        ("export.latency_warmup", 1.5, "export.latency_warmup: Input should be a valid integer"),
     ],
 )
 def test_bad_value_names_key_and_rule(key: str, value, expected: str):

@@ -70,24 +70,22 @@ def mixed(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 class CountingModel:
-    """The loaded model, counting its calls: tests skip the 3 s load and can see how the CLI batches."""
+    """The loaded Keras model as predict holds any model (serving.Served), counting its calls: tests skip the 3 s
+    load and can see how the CLI batches."""
 
-    def __init__(self, model: keras.Model):
-        self.model, self.batches = model, []
+    def __init__(self, model: keras.Model, path: Path):
+        self.model, self.path, self.batches = model, path, []
+        self.size = model.input_shape[1:3]
 
-    @property
-    def input_shape(self):
-        return self.model.input_shape
-
-    def __call__(self, images, training):
+    def predict(self, images):
         self.batches.append(len(images))
-        return self.model(images, training=training)
+        return heads.probabilities(self.model(images, training=False).numpy())
 
 
 @pytest.fixture
-def counting(model: keras.Model, monkeypatch: pytest.MonkeyPatch) -> CountingModel:
+def counting(model: keras.Model, model_path: Path, monkeypatch: pytest.MonkeyPatch) -> CountingModel:
     """Stands in for the model that `--model <model_path>` loads (the file must still exist)."""
-    counting = CountingModel(model)
+    counting = CountingModel(model, model_path)
     monkeypatch.setattr(predict, "load_model", lambda path, classes, tta="none": counting)
     return counting
 
@@ -123,8 +121,8 @@ def parse(out: str, fmt: str) -> list[dict]:
     if fmt == "csv":
         rows = list(csv.DictReader(io.StringIO(out)))
     else:
-        header, *lines = out.splitlines()
-        assert header.split() == ["path", "label", "probability", "p_dogs"]
+        model, header, *lines = out.splitlines()
+        assert model.startswith("model: ") and header.split() == ["path", "label", "probability", "p_dogs"]
         rows = [dict(zip(header.split(), line.split())) for line in lines]
     return [{**row, "probability": float(row["probability"]), "p_dogs": float(row["p_dogs"])} for row in rows]
 
@@ -176,7 +174,8 @@ def test_all_good_exits_0_batches_by_32_and_reads_classes_from_meta(
     code, out, err = run(capsys, argv)
     assert code == 0 and err == []
     rows = json.loads(out)
-    assert list(rows[0]) == ["path", "label", "probability", "p_dogs"]  # class names from meta.json
+    assert list(rows[0]) == ["path", "label", "probability", "p_dogs", "model"]  # class names from meta.json
+    assert {row["model"] for row in rows} == {str(model_path)}  # the file that ran
     expected = direct_probabilities(model, sorted(tmp_path.glob("*.jpg")))
     assert [row["p_dogs"] for row in rows] == pytest.approx(expected, abs=2e-6)  # 6 decimals + float32 noise
     assert counting.batches == [32, 8]
@@ -236,7 +235,54 @@ def test_a_file_that_is_not_a_model_is_exit_2_and_one_line(mixed, tmp_path, caps
     (tmp_path / "broken.keras").write_text("not a model")
     code, out, err = run(capsys, [str(mixed), "--model", str(tmp_path / "broken.keras"), "--classes", "a,b"])
     assert code == 2 and out == "" and len(err) == 1
-    assert err[0].startswith(f"error: {tmp_path / 'broken.keras'}: cannot be loaded as a Keras model (")
+    assert err[0].startswith(f"error: {tmp_path / 'broken.keras'}: not a readable Keras model (")
+
+
+def test_a_damaged_model_file_is_named_as_unreadable_with_what_to_do(mixed, model_path, tmp_path, capsys):
+    """Seen by a new user (issue 33): a corrupt model file was reported with Keras' "File not found", though it was
+    there."""
+    damaged = tmp_path / "model.keras"
+    damaged.write_bytes(model_path.read_bytes()[:5000])  # cut short, as by an interrupted copy
+    code, out, err = run(capsys, [str(mixed), "--model", str(damaged), "--classes", "cats,dogs"])
+    assert code == 2 and out == ""
+    assert err == [
+        f"error: {damaged}: not a readable Keras model (a .keras file is a zip archive, and this one is not "
+        f"(truncated, or another kind of file)); {predict.WHAT_TO_DO_WITH_A_BAD_MODEL}"
+    ]
+    assert "export it again" in predict.WHAT_TO_DO_WITH_A_BAD_MODEL and "--model" in predict.WHAT_TO_DO_WITH_A_BAD_MODEL
+
+
+def test_dangling_symbolic_links_are_named_and_counted_like_other_skips(model_path, tmp_path, counting, capsys):
+    """Seen by a new user (issue 33): a link whose target was gone was skipped without a word."""
+    folder = tmp_path / "photos"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "a.jpg").write_bytes(jpeg_bytes(1))
+    (folder / "sub" / "gone.jpg").symlink_to(tmp_path / "deleted.jpg")
+    (folder / ".hidden.jpg").symlink_to(tmp_path / "deleted.jpg")  # hidden: skipped as extraction skips it
+    given = tmp_path / "given.jpg"
+    given.symlink_to(tmp_path / "also_deleted.jpg")
+    code, out, err = run(capsys, [str(given), str(folder), "--model", str(model_path), "--classes", "cats,dogs"])
+    assert code == 1  # not every file was classified
+    assert err == [
+        f"error: {given}: a symbolic link to {tmp_path / 'also_deleted.jpg'}, which does not exist",
+        f"error: {folder / 'sub' / 'gone.jpg'}: a symbolic link to {tmp_path / 'deleted.jpg'}, which does not exist",
+    ]
+    assert [line.split()[0] for line in out.splitlines()[2:]] == [str(folder / "a.jpg")]
+
+
+@pytest.mark.parametrize("fmt", ["table", "csv", "json"])
+def test_a_dash_prints_its_error_line_and_no_empty_table(model_path, tmp_path, counting, capsys, monkeypatch, fmt):
+    """Seen by a new user (issue 33): `predict -` printed an empty table header after its error. CSV and JSON stay
+    documents a script can read, without rows."""
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run(capsys, ["-", "--model", str(model_path), "--classes", "cats,dogs", "--format", fmt])
+    assert code == 1
+    assert err == [
+        "error: -: no such file; predict reads the paths given as arguments, not standard input (for a list of "
+        "paths in a file: xargs -d '\\n' imagefolder-predict < paths.txt)"
+    ]
+    assert out == {"table": "", "csv": "path,label,probability,p_dogs,model\n", "json": "[]\n"}[fmt]
+    assert counting.batches == []
 
 
 @pytest.mark.parametrize(
@@ -299,7 +345,7 @@ def test_a_file_name_with_a_newline_stays_on_one_row_and_one_error_line(model_pa
     code, out, err = run(capsys, [str(folder), "--model", str(model_path), "--classes", "cats,dogs"])
     assert code == 1
     table = out.splitlines()
-    assert len(table) == 2 and "two\\nlines.jpg" in table[1]  # header and one row
+    assert len(table) == 3 and "two\\nlines.jpg" in table[2]  # the model, the header and one row
     assert err == [f"error: {folder}/bad\\rname.jpg: not an image (no format Pillow can read)"]
 
 

@@ -44,6 +44,8 @@ def test_drop_startup_noise_removes_the_known_lines_and_keeps_the_rest():
     ]
     assert runtime.drop_startup_noise(STARTUP * 2) == ""
     assert runtime.drop_startup_noise("INFO: Created TensorFlow Lite XNNPACK delegate for CPU.\n") == ""
+    quantizer = "fully_quantize: 0, inference_type: 6, input_inference_type: FLOAT32, output_inference_type: FLOAT32\n"
+    assert runtime.drop_startup_noise(quantizer) == ""  # TFLite's, on every int8 conversion (export)
     assert runtime.drop_startup_noise(kept[0] + STARTUP + "".join(kept[1:])) == "".join(kept)
 
 

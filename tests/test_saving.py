@@ -54,8 +54,22 @@ def test_missing_and_damaged_models_are_one_line_naming_the_stage(tmp_path: Path
     with pytest.raises(PipelineError) as err:
         saving.load_model(tmp_path / "finetune.keras", "finetune")
     message = str(err.value)
-    assert message.startswith(f"{tmp_path / 'finetune.keras'}: cannot be loaded as a Keras model (")
+    assert message.startswith(f"{tmp_path / 'finetune.keras'}: not a readable Keras model (")
     assert message.endswith("; re-run the finetune stage (dvc repro finetune)") and "\n" not in message
+
+
+@pytest.mark.parametrize("content", [b"", b"not a model", None], ids=["zero-byte", "text", "truncated"])
+def test_a_damaged_model_file_is_not_reported_as_missing(tmp_path: Path, content: bytes | None):
+    """Seen by a new user (issue 33): a truncated .keras file was reported with Keras' "File not found", though the
+    file was there. Keras says so for any .keras file that is not a zip archive."""
+    path = tmp_path / "model.keras"
+    saving.save_model(wrapped_model(), path)
+    path.write_bytes(path.read_bytes()[:300] if content is None else content)
+    with pytest.raises(PipelineError) as err:
+        saving.load_model(path)
+    message = str(err.value)
+    assert message.startswith(f"{path}: not a readable Keras model (a .keras file is a zip archive, and this one is ")
+    assert "not found" not in message.lower() and "\n" not in message
 
 
 def test_a_failed_save_leaves_the_previous_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):

@@ -14,7 +14,10 @@ Tolerances on probabilities (max |export - Keras| over the test split):
 from __future__ import annotations
 
 import json
+import os
+import re
 import shutil
+import time
 from pathlib import Path
 
 import keras
@@ -23,9 +26,9 @@ import pytest
 import tensorflow as tf
 import yaml
 
-from stages import export
-from stages.lib import chance, saving, serving
-from tests.conftest import ROOT, build_trained_project
+from stages import export, predict
+from stages.lib import chance, heads, saving, serving
+from tests.conftest import ROOT, build_trained_project, export_args, run_audit, run_card_snippets, write_manifest
 
 pytestmark = pytest.mark.slow  # trains the tiny model with the real stages
 
@@ -34,21 +37,11 @@ FLOAT_TOLERANCE = 1e-4
 DYNAMIC_RANGE_TOLERANCE = 0.25
 
 
-MODELS = ("baseline", "transfer", "finetune")
-
-
-def export_args(root: Path) -> list[str]:
-    return [
-        "--params", str(root / "params.yaml"),
-        *(arg for m in MODELS for arg in ("--model", str(root / "models" / f"{m}.keras"))),
-        "--training-metrics", str(root / "metrics"),
-        "--records", str(root / "data" / "tfrecords"),
-        "--out", str(root / "models" / "export"),
-        "--metrics", str(root / "metrics" / "export.json"),
-    ]  # fmt: skip
-
-
-EXPORT_PARAMS = {"export.model", "export.flag_margin", "export.min_agreement", "evaluate.tta"}
+EXPORT_PARAMS = {
+    "export.model", "export.flag_margin", "export.min_agreement", "export.max_accuracy_drop",
+    "export.representative_images", "export.int8_per_channel", "export.latency_warmup", "export.latency_runs",
+    "evaluate.tta",
+}  # fmt: skip
 
 
 def with_val_scores(root: Path, **accuracies: float) -> None:
@@ -65,6 +58,8 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / "models" / "baseline.keras").write_bytes((root / "models" / "transfer.keras").read_bytes())
     (root / "metrics" / "baseline.json").write_bytes((root / "metrics" / "transfer.json").read_bytes())
     with_val_scores(root, baseline=0.5, transfer=0.75, finetune=0.875)  # finetune the best: the tests' model
+    write_manifest(root)
+    run_audit(root)
     view = export.main(export_args(root))
     assert view.read == EXPORT_PARAMS
     assert metrics_of(root)["model"] == "finetune"
@@ -245,3 +240,193 @@ def test_an_export_with_test_time_augmentation_carries_it_into_every_format(expo
     plain = serving.keras_predictor(model)(images)
     mirrored = serving.keras_predictor(model)(images[:, :, ::-1, :])
     assert np.allclose(saved, (plain + mirrored) / 2, atol=1e-4)
+
+
+# ---- int8, accuracy, latency, the model card, predict on every file ------------------------------------------------
+
+
+def test_the_int8_model_computes_in_int8_with_float_input_and_output(exported: Path):
+    out = exported / "models" / "export"
+    content = (out / "model_int8.tflite").read_bytes()
+    interpreter = serving.tflite_interpreter(content)
+    runner = interpreter.get_signature_runner("serving_default")
+    assert runner.get_input_details()["image"]["dtype"] == np.float32  # a drop-in for the float32 file
+    assert {d["dtype"] for d in runner.get_output_details().values()} == {np.float32}
+    maps = [t for t in interpreter.get_tensor_details() if len(t["shape"]) == 4]  # images, activations, kernels
+    assert [t["dtype"] for t in maps].count(np.float32) == 1  # the input image; every other one is int8
+    assert len(maps) > 100 and {t["dtype"] for t in maps} == {np.float32, np.int8}
+    float32 = (out / "model_float32.tflite").stat().st_size
+    metrics = metrics_of(exported)
+    assert metrics["tflite_int8.bytes"] == len(content) < float32 / 3  # int8 weights, and per-channel scales
+    assert metrics["tflite_int8.representative_images"] == 16  # every train image of the tiny project (< 200)
+
+
+def test_accuracy_and_agreement_are_those_of_the_files_on_the_test_split(exported: Path, keras_model):
+    metrics = metrics_of(exported)
+    images, labels = next(export.split_images(exported / "data" / "tfrecords", "test", IMAGE_SIZE))
+    expected = heads.predicted(serving.keras_predictor(keras_model)(images), 0.5)
+    assert metrics["keras.accuracy"] == pytest.approx((expected == labels).mean())
+    out = exported / "models" / "export"
+    for name, path in {"saved_model": out / "saved_model" / "1", **{
+        name: out / file for name, file in serving.TFLITE_FILES.items()}}.items():  # fmt: skip
+        got = heads.predicted(serving.load_served(path).predict(images), 0.5)
+        assert metrics[f"{name}.accuracy"] == pytest.approx((got == labels).mean()), name
+        assert metrics[f"{name}.agreement"] == pytest.approx((got == expected).mean()), name
+        assert metrics[f"{name}.flagged"] == int(f"{name}.flagged_because" in metrics)
+
+
+def test_latency_is_measured_for_every_format_with_its_threads(exported: Path):
+    metrics = metrics_of(exported)
+    assert metrics["latency.threads"] == serving.threads() >= 1 and 0 <= metrics["latency.cpu_taken_by_others"] <= 1
+    for name in ("keras", *serving.FORMATS):
+        assert 0 < metrics[f"{name}.latency_ms"] < 10_000, name
+    assert metrics["params_read.export.latency_runs"] == 50 and metrics["params_read.export.latency_warmup"] == 5
+
+
+def test_median_latency_times_single_images_after_the_warm_up():
+    calls: list[tuple] = []
+
+    def predict(batch):
+        calls.append(batch.shape)
+        time.sleep(0.02 if len(calls) <= 3 else 0.001)  # slow first calls: warm-up
+
+    median = serving.median_latency_ms(predict, np.zeros((4, 4, 3)), warmup=3, runs=5)
+    assert calls == [(1, 4, 4, 3)] * 8  # batch 1, warm-up plus timed runs
+    assert 1 <= median < 15  # the warm-up calls are not timed
+
+
+def parity(correct: dict[str, int], agreement: dict[str, float], count: int = 200) -> serving.Parity:
+    return serving.Parity({n: 0.0 for n in agreement}, agreement, correct, np.zeros((2, 2)), count)
+
+
+def test_a_format_losing_accuracy_or_agreement_is_flagged_with_why():
+    result = parity({"keras": 188, "tflite_float32": 188, "tflite_int8": 186, "tflite_dynamic_range": 185},
+                    {"tflite_float32": 1.0, "tflite_int8": 0.99, "tflite_dynamic_range": 0.94})  # fmt: skip
+    flags = serving.flags(result, min_agreement=0.95, max_accuracy_drop=0.01)
+    assert set(flags) == {"tflite_dynamic_range"}  # int8: 2 of 200 images, exactly the tolerance
+    assert flags["tflite_dynamic_range"] == (
+        "tflite_dynamic_range: test accuracy 0.9250 is 0.0150 below the Keras model's 0.9400, more than "
+        "export.max_accuracy_drop 0.01; predicts the Keras model's class on 94.0% of the test images, below "
+        "export.min_agreement 95.0%"
+    )
+    better = parity({"keras": 180, "tflite_int8": 190}, {"tflite_int8": 0.96})
+    assert serving.flags(better, 0.95, 0.0) == {}  # more accurate than Keras is no loss
+
+
+def test_per_tensor_int8_weights_are_one_scale_per_tensor(exported: Path):
+    """A canary for TFLite's private per-tensor switch (export.int8_per_channel: false)."""
+    saved_model = exported / "models" / "export" / "saved_model" / "1"
+    calibration = export.representative_images(exported / "data" / "tfrecords", IMAGE_SIZE, 4)
+
+    def most_scales(content: bytes) -> int:
+        tensors = serving.tflite_interpreter(content).get_tensor_details()
+        return max(len(t["quantization_parameters"]["scales"]) for t in tensors if t["dtype"] == np.int8)
+
+    per_channel = serving.convert_tflite(saved_model, "int8", calibration, per_channel=True)
+    per_tensor = serving.convert_tflite(saved_model, "int8", calibration, per_channel=False)
+    assert most_scales(per_channel) > 1 and most_scales(per_tensor) == 1
+    assert len(per_tensor) < len(per_channel)
+
+
+def test_a_tflite_model_with_integer_input_and_output_runs_dequantized(exported: Path):
+    """Any .tflite file predict is given: one converted with int8 input and output (for integer-only hardware) takes
+    the same float images, quantized on the way in and dequantized on the way out."""
+    saved_model = exported / "models" / "export" / "saved_model" / "1"
+    calibration = export.representative_images(exported / "data" / "tfrecords", IMAGE_SIZE, 8).astype(np.float32)
+
+    def convert(io_type) -> bytes:
+        converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model), signature_keys=["serving_default"])
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = lambda: ({"image": image[None]} for image in calibration)
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = converter.inference_output_type = io_type
+        with serving.interpreter_warning_muted():
+            return converter.convert()
+
+    integer, float_io = convert(tf.int8), convert(tf.float32)
+    runner = serving.tflite_interpreter(integer).get_signature_runner("serving_default")
+    assert runner.get_input_details()["image"]["dtype"] == np.int8
+    images = calibration[:4]
+    expected = serving.tflite_predictor(float_io)(images)
+    got = serving.tflite_predictor(integer)(images)
+    assert got.shape == (4, 2) and np.allclose(got.sum(axis=1), 1)
+    assert np.abs(got - expected).max() <= 1 / 128  # the same int8 graph: at most a step of the output's scale
+
+
+def test_the_model_card_names_every_class_with_its_test_accuracy(exported: Path, keras_model):
+    card = (exported / "models" / "export" / "MODEL_CARD.md").read_text()
+    metrics = metrics_of(exported)
+    images, labels = next(export.split_images(exported / "data" / "tfrecords", "test", IMAGE_SIZE))
+    predicted = heads.predicted(serving.keras_predictor(keras_model)(images), 0.5)
+    for index, name in enumerate(["cats", "dogs"]):
+        mine = labels == index
+        accuracy = (predicted[mine] == index).mean()
+        assert re.search(rf"^\| `{name}` \| {mine.sum()} \| {accuracy:.4f} \| ", card, re.M), name
+    assert f"chosen by {metrics['reason']}" in card
+    assert f"| `tflite_int8` | `model_int8.tflite` | {metrics['tflite_int8.bytes']:,} |" in card
+    assert "## Audit" in card and "## Pretrained base" in card and "## Known limitations" in card
+    assert "Corrections applied" not in card  # split.json has no corrections.* keys here
+
+
+def test_the_model_card_s_load_snippets_run_and_agree_with_predict(exported: Path, tmp_path: Path, capsys):
+    out = exported / "models" / "export"
+    image = next((exported / "data" / "raw" / "validation" / "dogs").iterdir())
+    printed = run_card_snippets(out, image.read_bytes(), tmp_path)
+    assert len(printed) == 5  # Keras, SavedModel and the three TFLite files
+    for model, (label, probability) in zip(["model.keras", "saved_model/1", *sorted(
+            p.name for p in out.glob("*.tflite"))], printed):  # fmt: skip
+        assert predict.main([str(image), "--model", str(out / model), "--format", "json"]) == 0
+        (row,) = json.loads(capsys.readouterr().out)
+        assert row["model"] == str(out / model) and label == row["label"], model
+        assert probability == pytest.approx(row["p_dogs"], abs=1e-5), model  # the probability of class 1
+
+
+@pytest.mark.parametrize("name", ["model.keras", "saved_model", "saved_model/1", *serving.TFLITE_FILES.values()])
+def test_predict_runs_every_exported_file_with_the_same_images_and_labels(exported: Path, name: str, capsys):
+    out = exported / "models" / "export"
+    folder = exported / "data" / "raw" / "validation"
+    code = predict.main([str(folder), "--model", str(out / name), "--format", "json"])  # labels.txt found
+    assert code == 0
+    rows = json.loads(capsys.readouterr().out)
+    served = serving.load_served(out / name)
+    assert served.path == out / (name if name != "saved_model" else "saved_model/1")  # TF Serving's latest version
+    paths = sorted(p for p in folder.rglob("*.jpg"))
+    images = np.stack([predict.read_image(p, served.size) for p in paths])
+    assert [row["path"] for row in rows] == [str(p) for p in paths]
+    assert [row["p_dogs"] for row in rows] == pytest.approx(served.predict(images)[:, 1], abs=2e-6)
+    assert {row["model"] for row in rows} == {str(served.path)}
+
+
+def test_predict_names_a_damaged_tflite_file_and_a_folder_that_is_no_saved_model(exported, tmp_path, capsys):
+    image = str(next((exported / "data" / "raw" / "validation" / "dogs").iterdir()))
+    damaged = tmp_path / "model_int8.tflite"
+    damaged.write_bytes((exported / "models" / "export" / "model_int8.tflite").read_bytes()[:2000])
+    (tmp_path / "labels.txt").write_text("cats\ndogs\n")
+    assert predict.main([image, "--model", str(damaged)]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"error: {damaged}: not a readable TFLite model with a serving_default signature (")
+    assert line.endswith(predict.WHAT_TO_DO_WITH_A_BAD_MODEL)
+    (tmp_path / "empty").mkdir()
+    assert predict.main([image, "--model", str(tmp_path / "empty"), "--classes", "cats,dogs"]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"error: {tmp_path / 'empty'}: a folder, but no SavedModel (no saved_model.pb in it")
+
+
+def test_cpu_taken_by_others_is_the_machine_s_busy_time_less_this_process_s():
+    """A process spinning on one core beside the block takes at least a share of the CPU; this process's own work is
+    not counted (other programs on the machine can only add to it)."""
+    import subprocess
+    import sys
+
+    if serving.machine_busy_seconds() is None:
+        pytest.skip("no /proc/stat on this system: the share is None")
+    spin = "import time\nend = time.perf_counter() + 1.0\nwhile time.perf_counter() < end: pass"
+    result: dict = {}
+    with serving.cpu_taken_by_others(result):
+        other = subprocess.Popen([sys.executable, "-c", spin])
+        end = time.perf_counter() + 0.8
+        while time.perf_counter() < end:  # this process busy too: none of it is the others'
+            pass
+        other.wait()
+    cores = os.cpu_count() or 1
+    assert 0.6 / cores <= result["share"] <= 1  # the spinning process: about a core of the block's wall time

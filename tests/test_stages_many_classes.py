@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import unicodedata
 import zipfile
 from collections.abc import Iterator
@@ -20,8 +21,8 @@ from PIL import Image
 
 from stages import audit, baseline, download, encode, evaluate, export, finetune, predict, report, split, transfer
 from stages.lib import audit as audit_lists
-from stages.lib import heads, markdown, report_inputs, saving
-from tests.conftest import ROOT, calibrated_base_weights, dvc_args, jpeg_bytes, set_params
+from stages.lib import heads, markdown, markdown_parts, report_inputs, saving
+from tests.conftest import ROOT, calibrated_base_weights, dvc_args, jpeg_bytes, run_card_snippets, set_params
 
 pytestmark = pytest.mark.slow  # trains three tiny models with the real stages
 
@@ -78,7 +79,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     before = Path.cwd()
     os.chdir(root)
     try:
-        for stage in (download, split, encode, baseline, transfer, finetune, evaluate, export, audit, report):
+        for stage in (download, split, encode, baseline, transfer, finetune, evaluate, audit, export, report):
             stage.main(dvc_args(stage.__name__.rsplit(".", 1)[1]))
         yield root
     finally:
@@ -141,6 +142,23 @@ def test_export_serves_probabilities_for_every_class(project: Path):
     assert set(outputs) == {"logits", "probabilities"} and outputs["probabilities"].shape == (2, len(CLASSES))
 
 
+def test_the_model_card_names_every_class_and_its_snippets_run(project: Path, tmp_path: Path, capsys):
+    export_dir = project / "models" / "export"
+    card = (export_dir / "MODEL_CARD.md").read_text()
+    metrics = read(project, "metrics/export.json")
+    for name in CLASSES:
+        assert re.search(rf"^\| {re.escape(markdown_parts.code(name))} \| 2 \| [01]\.\d{{4}} \| ", card, re.M), name
+    assert f"Accuracy {metrics['keras.accuracy']:.4f} on {2 * len(CLASSES)} test images" in card
+    image = sorted((project / "data" / "raw" / "validation" / "café").iterdir())[0]
+    printed = run_card_snippets(export_dir, image.read_bytes(), tmp_path)
+    assert len(printed) == 5
+    assert predict.main([str(image), "--model", str(export_dir / "model.keras"), "--format", "json"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert {label for label, _ in printed[:2]} == {row["label"]}  # Keras and the SavedModel: float32, as predict
+    assert printed[0][1] == pytest.approx(row["probability"], abs=1e-5)
+    assert all(label in CLASSES for label, _ in printed)
+
+
 def test_predict_gives_the_label_and_the_top_k(project: Path, capsys: pytest.CaptureFixture):
     image = project / "data" / "raw" / "validation" / "café"
     path = sorted(image.iterdir())[0]
@@ -149,7 +167,7 @@ def test_predict_gives_the_label_and_the_top_k(project: Path, capsys: pytest.Cap
                          "--top-k", "3", "--format", "json"])  # fmt: skip
     assert code == 0
     (row,) = json.loads(capsys.readouterr().out)
-    assert set(row) == {"path", "label", "probability", "label_2", "probability_2", "label_3", "probability_3"}
+    assert set(row) == {"path", "label", "probability", "label_2", "probability_2", "label_3", "probability_3", "model"}
     assert {row["label"], row["label_2"], row["label_3"]} < set(CLASSES)
     assert row["probability"] >= row["probability_2"] >= row["probability_3"]
     assert row["probability"] + row["probability_2"] + row["probability_3"] <= 1 + 1e-6

@@ -8,7 +8,6 @@ other data or other weights, the report says plainly that its numbers are not co
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,9 +16,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from stages.lib import audit, figures, heads, intervals, redaction, reference
+from stages.lib import audit, figures, heads, intervals, model_origin, redaction, reference
 from stages.lib.files import Metrics
 from stages.lib.keys import class_key
+from stages.lib.markdown_parts import code as _code
+from stages.lib.markdown_parts import count as _count
+from stages.lib.markdown_parts import fmt as _fmt
+from stages.lib.markdown_parts import table as _table
 from stages.lib.provenance import Provenance
 from stages.lib.report_inputs import AuditInputs, Inputs
 
@@ -74,73 +77,6 @@ def comparability(
     )
 
 
-def pretraining_description(params: dict[str, Any]) -> dict[str, Any] | None:
-    """What scripts/pretrain_base.py wrote beside the weights file `model.weights` names, if it wrote one."""
-    weights = str(params["model"]["weights"])
-    if weights in ("imagenet", "none"):
-        return None
-    try:
-        about = json.loads(Path(weights).with_suffix("").with_suffix(".json").read_text())
-    except (OSError, ValueError):
-        return None
-    is_ours = isinstance(about, dict) and about.get("weights") == Path(weights).name and "source_task" in about
-    return about if is_ours else None
-
-
-def base_origin(params: dict[str, Any], weights_sha256: str, class_names: list[str]) -> list[str]:
-    """Where the transfer base's weights came from, from the description scripts/pretrain_base.py wrote beside
-    them, if there is one and it describes these very bytes."""
-    weights = str(params["model"]["weights"])
-    if weights in ("imagenet", "none"):
-        return []
-    about = pretraining_description(params)
-    if about is None:
-        return [
-            f"The base starts from the weights file `{weights}` (sha256 `{weights_sha256}`), described nowhere.",
-            "",
-        ]
-    if about.get("sha256") != weights_sha256:
-        return [
-            f"The description beside `{weights}` is of other bytes than this run's (sha256 `{weights_sha256}`).",
-            "",
-        ]
-    task = about["source_task"]
-    classes, never = ", ".join(task["classes"]), ", ".join(task["excluded_target_classes"])
-    shared = sorted(set(task["classes"]) & set(class_names))
-    overlap = ""
-    if shared:
-        overlap = (
-            f" This run's classes {', '.join(shared)} were among its source classes: the base has seen their kind "
-            "before, so this is not a transfer to new classes."
-        )
-    return [
-        f"The base is `{weights}`: {about['base']}, pretrained by `scripts/pretrain_base.py` on a source task of "
-        f"{len(task['classes'])} other classes ({classes}; never {never}), {task['train_images']:,} images, "
-        f"{about['settings']['epochs']} epochs, {about['seconds'] / 60:.0f} min; {about['held_out_accuracy']:.1%} "
-        f"accuracy on {task['held_out_images']:,} held-out source images. sha256 `{weights_sha256}`.{overlap}",
-        "",
-    ]
-
-
-def _code(text: Any, table: bool = True) -> str:
-    """`text` as a markdown code span, whatever it holds: class names and paths come from the wild. The fence is
-    longer than any run of backticks inside, and in a table cell `|` is escaped (GitHub ends the cell there
-    otherwise, code span or not)."""
-    text = str(text).replace("|", "\\|") if table else str(text)
-    fence = "`" * (max((len(run) for run in re.findall("`+", text)), default=0) + 1)
-    pad = " " if text.startswith("`") or text.endswith("`") else ""
-    return f"{fence}{pad}{text}{pad}{fence}"
-
-
-def _fmt(value: Any, digits: int = 4) -> str:
-    """Scores as fixed decimals; null (undefined, e.g. ROC AUC with one class) as n/a."""
-    return "n/a" if value is None else f"{value:.{digits}f}"
-
-
-def _count(value: Any) -> str:
-    return "n/a" if value is None else f"{int(value):,}"
-
-
 def _with_interval(scores: Metrics | dict[str, Any], key: str) -> str:
     """A score and, in parentheses, its 95% interval (`<key>.low`, `<key>.high`), as evaluate and the training stages
     write them; n/a when the score is undefined."""
@@ -148,13 +84,6 @@ def _with_interval(scores: Metrics | dict[str, Any], key: str) -> str:
     if value is None:
         return "n/a"
     return f"{_fmt(value)} ({_fmt(scores[f'{key}.low'], 3)}-{_fmt(scores[f'{key}.high'], 3)})"
-
-
-def _table(header: list[str], rows: list[list[str]], align: str = "") -> list[str]:
-    """A markdown table; `align` holds one character per column, l or r (default: first l, rest r)."""
-    align = align or "l" + "r" * (len(header) - 1)
-    rule = ["---" if a == "l" else "---:" for a in align]
-    return ["| " + " | ".join(cells) + " |" for cells in [header, rule, *rows]]
 
 
 def _model_description(model: str, params: dict[str, Any], training: Metrics) -> str:
@@ -172,7 +101,8 @@ def chosen_model_section(inputs: Inputs) -> list[str]:
     flagged = [f"> **Warning:** {e[key]}." for key in sorted(e.values) if key.startswith("flagged.")]
     return [
         f"**The model: {_code(e['model'], table=False)}**, chosen by {e['reason']}. `models/export/` holds it "
-        "(`model.keras`, SavedModel, TFLite), `predict` uses it, and the sections below show it.",
+        "(`model.keras`, SavedModel, TFLite float32, dynamic range and int8, and its `MODEL_CARD.md`), `predict` "
+        "uses it, and the sections below show it.",
         "",
         *(line for warning in flagged for line in (warning, "")),
     ]
@@ -181,7 +111,7 @@ def chosen_model_section(inputs: Inputs) -> list[str]:
 def models_section(inputs: Inputs) -> list[str]:
     s, p, names = inputs.scores, inputs.params, inputs.class_names
     weights_sha256 = str(inputs.training["transfer"].values.get("weights.sha256", "unknown"))
-    pretrained_here = pretraining_description(p) is not None
+    pretrained_here = model_origin.pretraining_description(str(p["model"]["weights"])) is not None
     versus = comparability(inputs.manifest, weights_sha256, p["model"]["base"], p["model"]["image_size"],
                            pretrained_here)  # fmt: skip
     binary = len(names) == 2
@@ -219,7 +149,7 @@ def models_section(inputs: Inputs) -> list[str]:
         "",
         versus.notice,
         "",
-        *base_origin(p, weights_sha256, names),
+        *model_origin.base_origin(str(p["model"]["weights"]), weights_sha256, names),
         *_table(header, rows, align),
         "",
         f"Test scores on {_count(s[f'{reference.MODELS[-1]}.test_images'])} test images {scores_note}. Epochs "
@@ -354,36 +284,47 @@ def confusions_section(inputs: Inputs) -> list[str]:
     return lines
 
 
+def _share(value: float | None) -> str:
+    return "an unknown share" if value is None else f"{value:.0%}"
+
+
 def export_section(inputs: Inputs) -> list[str]:
-    """The exported formats against the Keras model on the test split: how close, how often the same class."""
+    """The exported formats beside the Keras model on the test split: size, test accuracy, how often the same class,
+    how close, and how fast on one image."""
     e = inputs.export
-    rows, flagged = [], []
     formats = [key.removesuffix(".agreement") for key in e.values if key.endswith(".agreement")]
+    formats.sort(key=lambda name: -e[f"{name}.bytes"])  # the largest file first
+    rows = [["`keras` (`model.keras`)", f"{e['keras.bytes'] / 1e6:.1f} MB", _fmt(e["keras.accuracy"]), "(itself)",
+             "-", f"{e['keras.latency_ms']:.3g}"]]  # fmt: skip
+    flagged = []
     for name in formats:
         mark = ""
         if e[f"{name}.flagged"]:
-            flagged.append(name)
-            mark = " **below the minimum**"
-        rows.append([f"`{name}`", f"{e[f'{name}.bytes'] / 1e6:.1f} MB", f"{e[f'{name}.max_abs_diff']:.2g}",
-                     f"{e[f'{name}.agreement']:.1%}{mark}"])  # fmt: skip
-    keras_mb = e["keras.bytes"] / 1e6
+            flagged.append(e[f"{name}.flagged_because"])
+            mark = " **flagged**"
+        rows.append([f"`{name}`", f"{e[f'{name}.bytes'] / 1e6:.1f} MB", _fmt(e[f"{name}.accuracy"]),
+                     f"{e[f'{name}.agreement']:.1%}{mark}", f"{e[f'{name}.max_abs_diff']:.2g}",
+                     f"{e[f'{name}.latency_ms']:.3g}"])  # fmt: skip
+    header = ["format", "size", "test accuracy", "agreement", "max probability difference", "latency (ms)"]
     lines = [
         "## Export",
         "",
-        f"The {e['model']} model (`.keras`, {keras_mb:.1f} MB) exported for serving, each format run on "
-        f"the {_count(e['test_images'])} test images beside it. Agreement is the share of images on which the "
-        f"format predicts the same class as the Keras model (`export.min_agreement` {e['min_agreement']:.1%}).",
+        f"The {e['model']} model exported for serving (`models/export/`, described in its `MODEL_CARD.md`), each "
+        f"format run on the {_count(e['test_images'])} test images beside the Keras model. Agreement is the share of "
+        "images on which the format predicts the same class as the Keras model; a format is flagged below "
+        f"`export.min_agreement` ({e['min_agreement']:.1%}), or when its test accuracy is more than "
+        f"`export.max_accuracy_drop` ({e['params_read.export.max_accuracy_drop']}) below the Keras model's. Latency "
+        f"is the median of {e['params_read.export.latency_runs']} single-image calls after "
+        f"{e['params_read.export.latency_warmup']}, on {e['machine.cpu']} with {e['latency.threads']} threads, while "
+        f"other programs took {_share(e['latency.cpu_taken_by_others'])} of its CPU time (the Keras model through "
+        "`predict_on_batch`).",
         "",
-        *_table(["format", "size", "max probability difference", "agreement"], rows),
+        *_table(header, rows),
         "",
     ]
     if flagged:
-        names = ", ".join(f"`{name}`" for name in flagged)
-        lines += [
-            f"Flagged: {names} changes the predicted class of more test images than `export.min_agreement` allows; "
-            "serve a float32 format, or check it on real data.",
-            "",
-        ]
+        lines += [*(f"> **Flagged:** {reason}." for reason in flagged), "",
+                  "Serve a format that is not flagged, or check the flagged one on your own data.", ""]  # fmt: skip
     return lines
 
 

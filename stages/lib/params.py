@@ -231,6 +231,11 @@ class ExportParams:
     model: Literal[("best", *reference.MODELS)]  # the model a user takes away: best on val, or a stage's (selection.py)
     flag_margin: Annotated[Float, Field(ge=0, le=1)]  # a model this far below the best val accuracy is flagged
     min_agreement: Annotated[Float, Field(ge=0, le=1)]  # below: the format is flagged (it still exports)
+    max_accuracy_drop: Annotated[Float, Field(ge=0, le=1)]  # a format losing more test accuracy is flagged
+    representative_images: Annotated[Int, Field(ge=1, le=10_000)]  # train images calibrating the int8 model
+    int8_per_channel: StrictBool  # int8 weights per output channel (TFLite's default), else per tensor
+    latency_warmup: Annotated[Int, Field(ge=0, le=10_000)]  # untimed calls before a format's latency is timed
+    latency_runs: Annotated[Int, Field(ge=1, le=100_000)]  # timed single-image calls; their median is the latency
 
 
 @dataclass(frozen=True, config=_CONFIG)

@@ -39,6 +39,8 @@ _STARTUP_NOISE = re.compile(
     r"|I\d{4} [\d:.]+ +\d+ [\w.]+:\d+\] .*"  # an absl INFO line: oneDNN notice, CPU feature notice
     r"|To enable the following instructions: .* rebuild TensorFlow with the appropriate compiler flags\."
     r"|INFO: Created TensorFlow Lite XNNPACK delegate for CPU\."  # TFLite, on a process's first inference
+    r"|fully_quantize: \d+, inference_type: \d+, input_inference_type: \w+, output_inference_type: \w+"  # TFLite's
+    # quantizer, on every full-integer conversion (export's int8 model)
 )
 # CPU features that decide which kernels TensorFlow and oneDNN run (the ones TensorFlow's notice names, and AMX).
 KERNEL_FEATURES = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "avx_vnni", "amx_tile", "amx_bf16")

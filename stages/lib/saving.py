@@ -11,6 +11,7 @@ by earlier versions, which hold them, still load with `load_model` here.
 from __future__ import annotations
 
 import os
+import zipfile
 from pathlib import Path
 
 import keras
@@ -144,8 +145,19 @@ def load_model(path: Path, stage: str = "", *, compile: bool = False) -> keras.M
     try:
         return keras.models.load_model(path, safe_mode=True, compile=compile)
     except Exception as exc:  # noqa: BLE001  (Keras, h5py and zipfile raise many types for a damaged file)
-        problem = f"cannot be loaded as a Keras model ({first_line(exc)})"
+        problem = f"not a readable Keras model ({_why_unreadable(path, exc)})"
         raise (rerun(path, stage, problem) if stage else PipelineError(f"{path}: {problem}")) from None
+
+
+def _why_unreadable(path: Path, exc: BaseException) -> str:
+    """Why Keras could not load the file at `path`, in one line. Keras 3 says "File not found" for any .keras path
+    that is not a zip archive, a damaged file that is there included: that case is said as it is."""
+    if path.suffix == ".keras" and path.is_dir():
+        return "a folder, not a .keras file"
+    if path.suffix == ".keras" and path.is_file() and not zipfile.is_zipfile(path):
+        kind = "empty" if path.stat().st_size == 0 else "not (truncated, or another kind of file)"
+        return f"a .keras file is a zip archive, and this one is {kind}"
+    return first_line(exc)
 
 
 def image_size(model: keras.Model, path: Path) -> tuple[int, int]:
