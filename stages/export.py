@@ -25,7 +25,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from stages.lib import chance, files, selection, stage_params
+from stages.lib import files, model_origin, selection, stage_params
 from stages.lib.cli import PipelineError, run, stage_parser
 from stages.lib.params import Params
 
@@ -79,9 +79,11 @@ def validation_scores(recorded: dict[str, files.Metrics]) -> tuple[dict[str, sel
     """Each model's val accuracy and loss from its training stage's metrics/<stage>.json, and the likely causes of
     weak models the project knows from them (a random base)."""
     scores = {name: selection.Validation(m["val.accuracy"], m["val.loss"]) for name, m in recorded.items()}
-    random_base = recorded["transfer"].values.get("weights.sha256") == "none"
-    causes = {name: chance.RANDOM_WEIGHTS for name in ("transfer", "finetune")} if random_base else {}
-    return scores, causes
+    transfer = recorded["transfer"].values
+    cause = model_origin.weak_transfer_cause(
+        str(transfer.get("params_read.model.weights", "")), str(transfer.get("weights.sha256", ""))
+    )
+    return scores, ({name: cause for name in ("transfer", "finetune")} if cause else {})
 
 
 def main(argv: list[str] | None = None) -> Params:

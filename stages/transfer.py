@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 
-from stages.lib import chance, stage_params
+from stages.lib import chance, model_origin, stage_params
 from stages.lib.cli import run, training_parser
 from stages.lib.params import Params
 
@@ -99,7 +99,9 @@ def main(argv: list[str] | None = None) -> Params:
         result = stage.fit(lambda: model, train, val, range(t.epochs))
         model = result.model
     sha256 = models.weights_sha256(m.base, weights, size)  # what the report checks comparability with
-    cause = chance.RANDOM_WEIGHTS if m.weights == "none" else None
+    cause = model_origin.weak_transfer_cause(m.weights, sha256)  # random weights, or a base pretrained on drawings
+    if cause and m.weights != "none":  # (random weights were warned of at the start)
+        print(f"transfer: note: if it scores below the CNN trained from scratch (baseline), likely cause: {cause}")
     stage.finish(model, result, cause, calibration_images=calibrated, **extra, **{"weights.sha256": sha256})
     return p
 

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from stages import report as report_stage
-from stages.lib import audit, intervals, reference, scoring
+from stages.lib import audit, chance, intervals, reference, review_page, scoring
 from stages.lib import markdown as report
 from stages.lib.cli import PipelineError
 from stages.lib.keys import class_key
@@ -535,3 +535,45 @@ def test_the_dataset_section_names_a_folder_source_and_what_its_hashes_are_of(
     report_stage.main(argv(root))
     (line,) = [line for line in markdown(root).splitlines() if line.startswith("Source ")]
     assert line.startswith(expected)
+
+
+def test_transfer_below_the_cnn_beyond_the_noise_is_said_with_its_known_cause(tmp_path: Path):
+    """Issue 33: a user's photos offline, transfer 0.409 against the CNN's 0.645, and the report said nothing of it."""
+    root = build_inputs(tmp_path / "lost", weights="none")
+    write_predictions(root, {"baseline": range(0), "transfer": range(20), "finetune": range(10)}, images=100)
+    report_stage.main(argv(root))
+    text = markdown(root)
+    assert (
+        "> **Transfer scores below the CNN trained from scratch** (-0.2000, outside the noise): likely cause: "
+        + chance.RANDOM_WEIGHTS
+    ) in text
+    won = build_inputs(tmp_path / "won", weights="none")
+    write_predictions(won, {"baseline": range(20), "transfer": range(0), "finetune": range(0)}, images=100)
+    report_stage.main(argv(won))
+    assert "Transfer scores below" not in markdown(won)
+
+
+def test_the_report_says_how_far_to_trust_the_audit_s_judge(tmp_path: Path):
+    root = build_inputs(tmp_path / "judge")
+    metrics = json.loads((root / "metrics" / "audit.json").read_text())
+    judge = {"audit.judge_accuracy": 0.41, "audit.judge_accuracy_low": 0.39, "audit.judge_accuracy_high": 0.43,
+             "audit.judge_chance": 0.36, "audit.judge_weak": True, "audit.suspects_found": 653}  # fmt: skip
+    write_json(root / "metrics" / "audit.json", metrics | judge)
+    report_stage.main(argv(root))
+    text = markdown(root)
+    assert (
+        "is right on 0.410 (0.390-0.430) of the images; always answering the most frequent class would be 0.360" in text
+    )
+    assert (
+        "**It is weak**: most of its 653 suspects are its own mistakes, so only its 2 most suspicious are listed"
+        in text
+    )
+    assert f"[`review.html`](audit/{review_page.PAGE_FILE})" in text
+    strong_but_below = judge | {
+        "audit.judge_weak": False,
+        "audit.judge_accuracy": 0.7,
+        "audit.judge_accuracy_high": 0.72,
+    }
+    write_json(root / "metrics" / "audit.json", metrics | strong_but_below)
+    report_stage.main(argv(root))
+    assert "It is below the pipeline's best model on validation (finetune, 0.812)" in markdown(root)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from stages.lib import model_origin
+from stages.lib import chance, model_origin
 from tests.conftest import ROOT
 
 ABOUT = {"weights": "base.weights.h5", "sha256": "ab" * 32, "base": "MobileNetV2", "seconds": 600,
@@ -54,3 +54,22 @@ def test_the_bundled_base_is_described_by_its_own_file(monkeypatch):
     assert model_origin.pretraining_description(weights) == about
     limits = model_origin.base_limits(weights, about["sha256"])
     assert f"{about['source_task']['train_images']:,} generated images" in limits and "at 96 px" in limits
+
+
+def test_transfer_below_the_cnn_has_a_known_cause_only_where_the_weights_say_so(tmp_path: Path):
+    """Issue 33: offline on real photos, transfer from the bundled base lost to the CNN from scratch, and nothing
+    said why."""
+    weights = write_base(tmp_path, ABOUT)
+    cause = model_origin.weak_transfer_cause(weights, "ab" * 32)
+    assert "pretrained by this project on 2 kinds of generated drawings" in cause
+    assert "model.weights: imagenet" in cause and model_origin.IMAGENET_OFFLINE_DOCS in cause
+    assert model_origin.weak_transfer_cause("none", "none") == chance.RANDOM_WEIGHTS
+    assert model_origin.weak_transfer_cause("imagenet", "ef" * 32) is None  # not known: nothing claimed
+    assert model_origin.weak_transfer_cause(weights, "cd" * 32) is None  # a description of other bytes
+
+
+def test_the_docs_hold_the_heading_a_cause_points_at():
+    page, heading = model_origin.IMAGENET_OFFLINE_DOCS.split("#")
+    headings = [line.lstrip("#").strip().lower().replace(" ", "-") for line in (ROOT / page).read_text().splitlines()
+                if line.startswith("#")]  # fmt: skip
+    assert heading in headings

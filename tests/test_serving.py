@@ -159,6 +159,27 @@ def test_missing_input_is_one_line_naming_it(tmp_path: Path):
     assert not (tmp_path / "models" / "export").exists() and not (tmp_path / "metrics" / "export.json").exists()
 
 
+def test_transfer_far_below_the_cnn_from_the_bundled_base_is_flagged_with_its_cause(exported: Path, tmp_path: Path):
+    """Issue 33: a user's real photos offline, transfer from the bundled base (drawn animals) 0.41 against the CNN's
+    0.65, and nothing said why."""
+    from stages.lib import model_origin
+
+    root = tmp_path / "bundled"
+    shutil.copytree(exported, root, ignore=shutil.ignore_patterns("export"))
+    with_val_scores(root, baseline=0.65, transfer=0.41, finetune=0.50)
+    bundled = ROOT / chance.BUNDLED_BASE
+    record = {"weights.sha256": json.loads(bundled.with_suffix("").with_suffix(".json").read_text())["sha256"],
+              "params_read.model.weights": str(bundled)}  # fmt: skip
+    transfer = root / "metrics" / "transfer.json"
+    transfer.write_text(json.dumps(json.loads(transfer.read_text()) | record))
+    export.main(export_args(root))
+    flagged = metrics_of(root)
+    cause = model_origin.weak_transfer_cause(str(bundled), record["weights.sha256"])
+    assert "generated drawings" in cause
+    for model in ("transfer", "finetune"):
+        assert flagged[f"flagged.{model}"].endswith(f"; likely cause: {cause}")
+
+
 def test_best_is_the_highest_val_accuracy_and_export_writes_it_with_its_reason(exported: Path, tmp_path: Path, capsys):
     """Seen on the landed main: a user's run exported the fine-tuned model at 0.303 while the baseline had 0.966,
     without a word."""
@@ -166,7 +187,8 @@ def test_best_is_the_highest_val_accuracy_and_export_writes_it_with_its_reason(e
     shutil.copytree(exported, root, ignore=shutil.ignore_patterns("export"))
     with_val_scores(root, baseline=0.95, transfer=0.125, finetune=0.25)
     transfer = root / "metrics" / "transfer.json"  # as a transfer stage with model.weights: none records it
-    transfer.write_text(json.dumps(json.loads(transfer.read_text()) | {"weights.sha256": "none"}))
+    record = {"weights.sha256": "none", "params_read.model.weights": "none"}
+    transfer.write_text(json.dumps(json.loads(transfer.read_text()) | record))
     capsys.readouterr()
     export.main(export_args(root))
     out = capsys.readouterr().out.splitlines()

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from stages.lib import audit, figures, heads, intervals, model_origin, redaction, reference
+from stages.lib import audit, figures, heads, intervals, model_origin, redaction, reference, review_page
 from stages.lib.files import Metrics
 from stages.lib.keys import class_key
 from stages.lib.markdown_parts import code as _code
@@ -176,6 +176,20 @@ def models_section(inputs: Inputs) -> list[str]:
     return lines + noise_section(inputs)
 
 
+def _transfer_lost(inputs: Inputs, transfer_over_baseline: intervals.Comparison) -> list[str]:
+    """A line when transfer scores below the CNN trained from scratch beyond the noise: why, where it is known."""
+    c = transfer_over_baseline
+    if c.difference >= 0 or c.in_noise:
+        return []
+    weights = str(inputs.params["model"]["weights"])
+    cause = model_origin.weak_transfer_cause(weights, str(inputs.training["transfer"].values.get("weights.sha256")))
+    return [
+        f"> **Transfer scores below the CNN trained from scratch** ({c.difference:+.4f}, outside the noise): "
+        + (f"likely cause: {cause}." if cause else f"no known cause (`model.weights: {weights}`); check the data."),
+        "",
+    ]
+
+
 def noise_section(inputs: Inputs) -> list[str]:
     """Which differences in accuracy are inside the noise: between this run's models, image by image on the test
     split (McNemar's exact test), and between two runs on the same test split, as `dvc metrics diff` shows them."""
@@ -200,6 +214,7 @@ def noise_section(inputs: Inputs) -> list[str]:
         "",
         *_table(header, rows, "lrrrrl"),
         "",
+        *_transfer_lost(inputs, intervals.mcnemar(correct["transfer"], correct["baseline"])),
     ]
     floor = intervals.smallest_significant_change()
     if images < floor:
@@ -439,8 +454,38 @@ def _audit_counts(m: Metrics) -> list[str]:
         ["near-duplicate pairs within a split", _count(m["audit.near_duplicates_within_splits"])],
         ["of those, identical files", _count(m["audit.identical_files_within_splits"])],
         ["outliers", _count(m["audit.outliers"])],
-    ]
+        ["label conflicts (one image under several classes; every copy left out of the splits)",
+         _count(m.values.get("audit.label_conflicts", 0))],
+        ["reviewed as right in corrections.csv (keep), not listed again", _count(m.values.get("audit.reviewed", 0))],
+    ]  # fmt: skip
+    if m.values.get("audit.near_duplicates_judged") is False:
+        rows[1:5] = [["near-duplicates", "too few images to judge by their features (no pair listed)"]]
     return _table(["finding", "images or pairs"], rows)
+
+
+def _judge_lines(m: Metrics, best: tuple[str, float] | None) -> list[str]:
+    """How far to trust the suspects: the judge's out-of-fold accuracy beside chance and beside the best model."""
+    accuracy = m.values.get("audit.judge_accuracy")
+    if accuracy is None:
+        return []
+    line = (
+        f"The audit's judge (a linear classifier and a vote of the nearest images, on the frozen base's features, "
+        f"out of fold) is right on {accuracy:.3f} ({m['audit.judge_accuracy_low']:.3f}-"
+        f"{m['audit.judge_accuracy_high']:.3f}) of the images; always answering the most frequent class would be "
+        f"{m['audit.judge_chance']:.3f}."
+    )
+    if m["audit.judge_weak"]:
+        line += (
+            f" **It is weak**: most of its {_count(m['audit.suspects_found'])} suspects are its own mistakes, so only "
+            f"its {_count(m['audit.suspected_label_errors'])} most suspicious are listed; a base pretrained on images "
+            "like these judges better."
+        )
+    elif best is not None and m["audit.judge_accuracy_high"] < best[1]:
+        line += (
+            f" It is below the pipeline's best model on validation ({best[0]}, {best[1]:.3f}): its suspects are weaker "
+            "evidence than that model's mistakes would be."
+        )
+    return [line, ""]
 
 
 def _audit_list(frame: pd.DataFrame, columns: dict[str, str], show: int) -> list[str]:
@@ -452,24 +497,41 @@ def _audit_list(frame: pd.DataFrame, columns: dict[str, str], show: int) -> list
     return _table(list(columns.values()), rows, "l" * (len(columns) - 1) + "r")
 
 
-def audit_section(audit_inputs: AuditInputs, class_names: list[str], raw_dir: Path, out: Path, show: int) -> list[str]:
-    """Counts, then the most suspicious of each list (a grid of images for the label issues and the near-duplicate
+def best_on_validation(inputs: Inputs) -> tuple[str, float] | None:
+    """The model with the highest val accuracy the training stages recorded, and that accuracy."""
+    scores = {m: inputs.training[m].values.get("val.accuracy") for m in reference.MODELS}
+    scores = {m: accuracy for m, accuracy in scores.items() if accuracy is not None}
+    return max(scores.items(), key=lambda item: item[1]) if scores else None
+
+
+def audit_section(
+    audit_inputs: AuditInputs,
+    class_names: list[str],
+    raw_dir: Path,
+    out: Path,
+    show: int,
+    best: tuple[str, float] | None = None,
+) -> list[str]:
+    """Counts and how far to trust them (the judge beside chance and beside `best`, the best model's name and val
+    accuracy), then the most suspicious of each list (a grid of images for the label issues and the near-duplicate
     pairs, drawn into `out`): a suggestion of what to look at, never a verdict."""
     m, tables = audit_inputs.metrics, audit_inputs.tables
     lines = ["## Audit: images to look at", ""]
     if not m["audit.enabled"]:
         return lines + ["The audit is off (`audit.enabled: false`): no image was checked.", ""]
     issues, pairs, outliers = (tables[name] for name in (audit.LABEL_ISSUES, audit.NEAR_DUPLICATES, audit.OUTLIERS))
-    links = ", ".join(f"[`{name}`]({AUDIT_FOLDER}/{name})" for name in (audit.LABEL_ISSUES, audit.NEAR_DUPLICATES,
-                                                                       audit.OUTLIERS))  # fmt: skip
+    listed = (audit.LABEL_ISSUES, audit.NEAR_DUPLICATES, audit.OUTLIERS, audit.LABEL_CONFLICTS)
+    links = ", ".join(f"[`{name}`]({AUDIT_FOLDER}/{name})" for name in listed)
     lines += [
         f"The frozen base's features of all {_count(m['audit.images'])} images of train, val and test, checked for "
         f"labels that disagree with the images ({m['audit.folds']}-fold out-of-fold probabilities, cleanlab's "
         "confident learning), near-duplicates within and across splits, and outliers. **These are suggestions, "
-        "not verdicts**: nothing was moved or relabelled. Look at each image; where a label is really wrong, move "
-        "the file to its class folder (or fix the source), remove true duplicates, and run `dvc repro`. "
-        f"The full lists: {links}.",
+        "not verdicts**: nothing was moved or relabelled. Look at each image on "
+        f"[`review.html`]({AUDIT_FOLDER}/{review_page.PAGE_FILE}) (accept the suggestion, relabel, drop or keep; Save "
+        "gives the rows for `corrections.csv`: `imagefolder-review --merge`), then run `dvc repro`: split applies "
+        f"`corrections.csv`, and no image changes split. The full lists: {links}.",
         "",
+        *_judge_lines(m, best),
         *_audit_counts(m),
         "",
     ]
@@ -566,7 +628,7 @@ def write_report(inputs: Inputs, out: Path, grid_images: int, prov: Provenance, 
         "![Test images with predicted class and probability, mistakes in red](figures/test_predictions.png)",
         "",
         *export_section(inputs),
-        *audit_section(inputs.audit, inputs.class_names, inputs.raw_dir, out, audit_show),
+        *audit_section(inputs.audit, inputs.class_names, inputs.raw_dir, out, audit_show, best_on_validation(inputs)),
         *dataset_section(inputs),
         *provenance_section(inputs, prov),
     ]

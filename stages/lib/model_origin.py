@@ -9,6 +9,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from stages.lib import chance
+
 IMAGENET = "imagenet"
 RANDOM = "none"
 
@@ -76,4 +78,24 @@ def base_limits(weights: str, weights_sha256: str) -> str:
         f"It has seen only its source task's {task['train_images']:,} generated images (`{task['generator']}`) at "
         f"{about['settings']['size']} px: features learnt on them transfer less to other kinds of images, real "
         "photos above all, than ImageNet's weights do."
+    )
+
+
+# Where a user who lacks ImageNet's weights reads how to bring them (docs/datasets.md; tests hold the heading).
+IMAGENET_OFFLINE_DOCS = "docs/datasets.md#imagenet-weights-on-an-offline-machine"
+
+
+def weak_transfer_cause(weights: str, weights_sha256: str) -> str | None:
+    """The known cause of transfer (and fine-tuning from it) scoring below the CNN trained from scratch, with what to
+    try, or None when none is known: random weights, or a base this project pretrained on generated drawings meeting
+    other images."""
+    if weights == RANDOM:
+        return chance.RANDOM_WEIGHTS
+    about = pretraining_description(weights)
+    if about is None or about.get("sha256") != weights_sha256:
+        return None
+    return (
+        f"the base was pretrained by this project on {len(about['source_task']['classes'])} kinds of generated "
+        "drawings, and its features tell drawings apart, not photos; with internet use model.weights: imagenet, "
+        f"offline bring ImageNet's weights file ({IMAGENET_OFFLINE_DOCS})"
     )
