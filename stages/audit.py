@@ -170,7 +170,7 @@ def main(argv: list[str] | None = None) -> Params:
     page = review_html(args, tables, images, class_names, judge, len(suspects))
     with files.replace_dir(args.out) as tmp:
         audit.write(tmp, tables)
-        (tmp / review_page.PAGE_FILE).write_text(page, encoding="utf-8")
+        (tmp / audit.REVIEW_PAGE).write_text(page, encoding="utf-8")
     counts = audit.metrics(
         images, tables, SPLITS, folds=folds, dimensions=dimensions, judge=judge, suspects_found=len(suspects),
         near_duplicates_judged=near_duplicates_judged,

@@ -53,7 +53,7 @@ def test_audit_review_repro_corrects_the_planted_flips_and_moves_nothing(tmp_pat
     # On the page: every suspect looked at, a flip accepted, anything else kept (its label is right), which replaces
     # an unseen acceptance of the first three.
     page = browser_page
-    page.goto((workspace / "reports" / "audit" / review_page.PAGE_FILE).as_uri())
+    page.goto((workspace / "reports" / "audit" / audit.REVIEW_PAGE).as_uri())
     decided = {}
     for path, sha256 in zip(issues["path"], issues["sha256"]):
         action = "accept" if path in flipped else "keep"

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from stages import report as report_stage
-from stages.lib import audit, chance, intervals, reference, review_page, scoring
+from stages.lib import audit, chance, intervals, reference, scoring
 from stages.lib import markdown as report
 from stages.lib.cli import PipelineError
 from stages.lib.keys import class_key
@@ -568,7 +568,7 @@ def test_the_report_says_how_far_to_trust_the_audit_s_judge(tmp_path: Path):
         "**It is weak**: most of its 653 suspects are its own mistakes, so only its 2 most suspicious are listed"
         in text
     )
-    assert f"[`review.html`](audit/{review_page.PAGE_FILE})" in text
+    assert f"[`review.html`](audit/{audit.REVIEW_PAGE})" in text
     strong_but_below = judge | {
         "audit.judge_weak": False,
         "audit.judge_accuracy": 0.7,

@@ -55,7 +55,7 @@ def write_page(folder: Path, judge: dict | None = None) -> Path:
     uris = {path: review_page.thumbnail_uri(jpeg(colour)) for path, colour in zip(paths, colours)}
     labels = {"train/None/3.jpg": "None", "test/None/4.jpg": "None"}
     data = review_page.page_data(tables(), labels, CLASSES, judge, uris, lists)
-    page = folder / review_page.PAGE_FILE
+    page = folder / audit.REVIEW_PAGE
     page.write_text(review_page.render(data), encoding="utf-8")
     return page
 

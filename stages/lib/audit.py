@@ -44,6 +44,7 @@ from stages.lib.cli import require, rerun
 
 LABEL_ISSUES, NEAR_DUPLICATES, OUTLIERS = "label_issues.csv", "near_duplicates.csv", "outliers.csv"
 LABEL_CONFLICTS = "label_conflicts.csv"  # the split stage's: one image's bytes under two classes, every copy
+REVIEW_PAGE = "review.html"  # the lists as one page of decisions (review_page.py)
 COLUMNS = {
     LABEL_ISSUES: ["path", "split", "given", "suggested", "score", "sha256"],
     NEAR_DUPLICATES: ["path_a", "split_a", "path_b", "split_b", "similarity", "same_bytes", "sha256_a", "sha256_b"],

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from stages.lib import audit, figures, heads, intervals, model_origin, redaction, reference, review_page
+from stages.lib import audit, figures, heads, intervals, model_origin, redaction, reference
 from stages.lib.files import Metrics
 from stages.lib.keys import class_key
 from stages.lib.markdown_parts import code as _code
@@ -527,7 +527,7 @@ def audit_section(
         f"labels that disagree with the images ({m['audit.folds']}-fold out-of-fold probabilities, cleanlab's "
         "confident learning), near-duplicates within and across splits, and outliers. **These are suggestions, "
         "not verdicts**: nothing was moved or relabelled. Look at each image on "
-        f"[`review.html`]({AUDIT_FOLDER}/{review_page.PAGE_FILE}) (accept the suggestion, relabel, drop or keep; Save "
+        f"[`review.html`]({AUDIT_FOLDER}/{audit.REVIEW_PAGE}) (accept the suggestion, relabel, drop or keep; Save "
         "gives the rows for `corrections.csv`: `imagefolder-review --merge`), then run `dvc repro`: split applies "
         f"`corrections.csv`, and no image changes split. The full lists: {links}.",
         "",

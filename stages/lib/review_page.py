@@ -24,7 +24,6 @@ import pandas as pd
 
 from stages.lib import images
 
-PAGE_FILE = "review.html"  # in reports/audit, beside the lists
 DECISIONS_FILE = "review-decisions.csv"  # what the page's Save downloads
 THUMBNAIL_PIXELS = 128  # each image in the page: small enough that hundreds keep the page a few MB
 THUMBNAIL_QUALITY = 85
