@@ -21,7 +21,7 @@ Each measurement runs in a process of its own (peak memory is a process's high-w
   outliers) on synthesised features: 1,280 dimensions as MobileNetV2 pools them, 2 and 100 classes, 3% of labels
   flipped and 20 near-copies planted across splits; seconds per part and peak memory.
 
-Prints one line per measurement and writes the results, with the machine, to benchmarks/results/audit.json.
+Prints one line per measurement and writes the results, with the machine, to benchmarks/results/audit_<part>.json.
 """
 
 from __future__ import annotations
@@ -283,16 +283,17 @@ def main() -> None:
         print(json.dumps(run_one(args.one)))
         return
 
-    @recorded
-    def measure_all() -> None:
-        for what in measurements(args.parts, args.classes):
-            child = [sys.executable, "-m", "benchmarks.audit", "--one", *what]
-            done = subprocess.run(child, capture_output=True, text=True, cwd=ROOT)
-            if done.returncode:
-                raise SystemExit(f"error: {' '.join(what)} failed:\n{done.stderr[-3000:]}")
-            print(done.stdout.strip().splitlines()[-1])
+    for part in args.parts:  # each part's results in a file of its own: results/audit_<part>.json
 
-    measure_all()
+        def measure(part: str = part) -> None:
+            for what in measurements([part], args.classes):
+                child = [sys.executable, "-m", "benchmarks.audit", "--one", *what]
+                done = subprocess.run(child, capture_output=True, text=True, cwd=ROOT)
+                if done.returncode:
+                    raise SystemExit(f"error: {' '.join(what)} failed:\n{done.stderr[-3000:]}")
+                print(done.stdout.strip().splitlines()[-1])
+
+        recorded(measure, part)()
 
 
 if __name__ == "__main__":

@@ -82,10 +82,10 @@ class _Tee(io.TextIOBase):
             stream.flush()
 
 
-def recorded(main: Callable[[], None]) -> Callable[[], None]:
-    """`main` printing as it does, and what it printed written to benchmarks/results/<benchmark>.json with the
-    command line and the machine it ran on: each number lives beside the code that measured it, and a new
-    measurement is a new file, not a prose edit."""
+def recorded(main: Callable[[], None], part: str | None = None) -> Callable[[], None]:
+    """`main` printing as it does, and what it printed written to benchmarks/results/<benchmark>.json (or
+    <benchmark>_<part>.json, for a benchmark whose parts run apart) with the command line and the machine it ran on:
+    each number lives beside the code that measured it, and a new measurement is a new file, not a prose edit."""
 
     @functools.wraps(main)
     def run() -> None:
@@ -100,7 +100,7 @@ def recorded(main: Callable[[], None]) -> Callable[[], None]:
         machine["machine.cores"] = os.cpu_count()
         spec = getattr(sys.modules["__main__"], "__spec__", None)  # run as `python -m benchmarks.<name>`
         module = spec.name if spec is not None else main.__module__
-        name = module.rsplit(".", 1)[-1]
+        name = module.rsplit(".", 1)[-1] + (f"_{part}" if part else "")
         RESULTS.mkdir(exist_ok=True)
         result = {"command": " ".join(["python -m", module, *sys.argv[1:]]), "machine": machine,
                   "printed": printed.getvalue().splitlines()}  # fmt: skip
