@@ -97,8 +97,10 @@ def build_encoded_project(root: Path, classes: tuple[str, ...] = ("cats", "dogs"
     make_raw_tree(root / "data" / "raw", train_per_class=8, validation_per_class=6, classes=classes)
     common = ["--params", str(root / "params.yaml"), "--raw", str(root / "data" / "raw")]
     metrics = ["--metrics", str(root / "metrics" / "data.json"), "--details", str(root / "metrics" / "split.json")]
-    corrections = ["--corrections", str(ROOT / "corrections.csv")]  # the project's: no corrections
-    split.main([*common, *corrections, "--out", str(root / "data" / "splits"), *metrics])
+    shutil.copy(ROOT / "corrections.csv", root / "corrections.csv")  # the project's: no corrections
+    split.main(
+        [*common, "--corrections", str(root / "corrections.csv"), "--out", str(root / "data" / "splits"), *metrics]
+    )
     encode.main([*common, "--splits", str(root / "data" / "splits"), "--out", str(root / "data" / "tfrecords")])
     return root
 

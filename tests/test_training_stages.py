@@ -368,8 +368,12 @@ def test_keep_best_early_stopping_and_a_schedule_in_a_stage(tmp_path: Path):
     val = records.make_dataset(root / "data" / "tfrecords", "val", image_size=32, batch_size=8)
     scores = model.evaluate(val, verbose=0, return_dict=True)
     assert scores["loss"] == pytest.approx(metrics["val.loss"], rel=1e-4)  # the saved model is the best epoch's
-    schedule = model.optimizer.learning_rate
-    assert metrics["params_read.baseline.lr_schedule"] == "cosine" and float(schedule) < 0.001
+    schedule = float(model.optimizer.learning_rate)  # the saved optimizer's: at the best epoch's last step
+    assert metrics["params_read.baseline.lr_schedule"] == "cosine"
+    if metrics["best_epoch"] == 1:  # the end of the warmup epoch: the schedule at its peak
+        assert schedule == pytest.approx(0.001)
+    else:  # decaying since
+        assert schedule < 0.001 * (1 - 1e-6)
 
 
 def test_label_smoothing_trains_three_classes_on_one_hot_targets(tmp_path: Path):
@@ -405,14 +409,14 @@ def test_val_features_computed_once_give_the_same_training_as_the_whole_model(tm
         transfer.main(args + ["--metrics", str(root / f"{cache}.json")])
         runs[cache] = json.loads((root / f"{cache}.json").read_text())
     assert "features_seconds" in runs[True] and "features_seconds" not in runs[False]
-    for key in ("train.loss", "train.accuracy", "val.loss", "val.accuracy"):
-        assert runs[True][key] == pytest.approx(runs[False][key], rel=1e-5, abs=1e-6)
+    for key in ("train.loss", "train.accuracy", "val.loss", "val.accuracy"):  # float32 sums in another order:
+        assert runs[True][key] == pytest.approx(runs[False][key], rel=2e-5, abs=1e-6)  # 1.0e-5 apart seen here
     cached, whole = (keras.models.load_model(root / f"{c}.keras", safe_mode=True) for c in (True, False))
     assert all(np.allclose(a, b, atol=1e-6) for a, b in zip(cached.get_weights(), whole.get_weights()))
     for cache in (True, False):  # the logged val curves too, epoch by epoch
         logged = (root / f"{cache}" / "plots" / "metrics" / "eval" / "loss.tsv").read_text().splitlines()[1:]
         runs[cache] = [float(line.split("\t")[-1]) for line in logged]
-    assert runs[True] == pytest.approx(runs[False], rel=1e-5)
+    assert runs[True] == pytest.approx(runs[False], rel=2e-5)
 
 
 def test_mixed_precision_is_an_option_of_every_training_stage(tmp_path: Path):
