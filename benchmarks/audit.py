@@ -85,14 +85,16 @@ def measure_scale(classes: int) -> dict:
 
     with tempfile.TemporaryDirectory() as name:
         root = Path(name)
-        drawn_archive(root / "drawn.zip", classes, IMAGES_PER_CLASS[classes])
+        (root / "archives").mkdir()
+        drawn_archive(root / "archives" / "drawn.zip", classes, IMAGES_PER_CLASS[classes])
         params = yaml.safe_load((ROOT / "params.yaml").read_text())
-        params["data"]["source"] = str(root / "drawn.zip")
+        params["data"]["source"] = str(root / "archives" / "drawn.zip")
         params["model"].update(weights=str(WEIGHTS), image_size=96)
         params["encode"]["image_size"] = params["baseline"]["image_size"] = 96
         (root / "params.yaml").write_text(yaml.safe_dump(params))
         common = ["--params", str(root / "params.yaml")]
-        download.main([*common, "--out", str(root / "raw"), "--downloads", str(root / "downloads")])
+        download.main([*common, "--out", str(root / "raw"), "--downloads", str(root / "downloads"),
+                       "--archives", str(root / "archives")])  # fmt: skip
         split.main([*common, "--raw", str(root / "raw"), "--corrections", str(ROOT / "corrections.csv"),
                     "--out", str(root / "splits"),
                     "--metrics", str(root / "data.json"), "--details", str(root / "split.json")])  # fmt: skip
