@@ -18,7 +18,8 @@ import numpy as np
 import pandas as pd
 
 from stages.lib import audit, files, review_page, stage_params
-from stages.lib.cli import rerun, run, stage_parser
+from stages.lib.cli import run, stage_parser
+from stages.lib.errors import rerun
 from stages.lib.file_lists import SPLITS, read_skipped, read_split
 from stages.lib.params import Params
 

@@ -23,7 +23,8 @@ from urllib.parse import unquote, urlparse
 
 from stages.lib import files, params, redaction, sources, stage_params
 from stages.lib.archive import copy_folder, extract_archive
-from stages.lib.cli import PipelineError, run, stage_parser
+from stages.lib.cli import run, stage_parser
+from stages.lib.errors import PipelineError
 from stages.lib.fetch import download
 from stages.lib.layouts import IMAGES, TEST, TRAIN, VALIDATION, find_layout
 from stages.lib.params import Params, ParamsError

@@ -26,7 +26,8 @@ import shutil
 from pathlib import Path
 
 from stages.lib import files, model_origin, selection, stage_params
-from stages.lib.cli import PipelineError, run, stage_parser
+from stages.lib.cli import run, stage_parser
+from stages.lib.errors import PipelineError
 from stages.lib.params import Params
 
 PARAMS = (

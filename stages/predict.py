@@ -53,7 +53,7 @@ import numpy as np
 
 from stages.lib import heads
 from stages.lib.archive import ignore_reason
-from stages.lib.cli import first_line
+from stages.lib.errors import first_line
 from stages.lib.images import load_for_model, read_image_file
 
 DEFAULT_MODEL = Path("models/export/model.keras")  # export writes the chosen model there (serving.KERAS_FILE)
@@ -143,7 +143,7 @@ def load_model(path: Path, classes: list[str], tta: str = "none"):
     augmentation `tta`; a file that does not load, or one with outputs for another number of classes, is a usage
     error."""
     from stages.lib import serving  # here, not at the top: usage errors answer without loading TensorFlow
-    from stages.lib.cli import PipelineError
+    from stages.lib.errors import PipelineError
 
     try:
         served = serving.load_served(path)

@@ -24,8 +24,8 @@ from pathlib import Path
 import pandas as pd
 
 from stages.lib import audit, corrections, files
-from stages.lib.cli import PipelineError, require
 from stages.lib.corrections import Correction
+from stages.lib.errors import PipelineError, require
 from stages.lib.file_lists import SPLITS
 
 DEFAULT_AUDIT = Path("reports/audit")

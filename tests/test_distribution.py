@@ -23,7 +23,7 @@ import yaml
 
 from stages import baseline
 from stages.lib import distribution, saving
-from stages.lib.cli import PipelineError
+from stages.lib.errors import PipelineError
 from tests.conftest import NO_AUGMENTATION, ROOT, build_encoded_project, set_params, stage_args
 
 

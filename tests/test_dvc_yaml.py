@@ -29,6 +29,8 @@ PLUMBING = {
     "stages/lib/stage_params.py",
     "stages/lib/files.py",
     "stages/lib/cli.py",
+    "stages/lib/errors.py",
+    "stages/lib/lifecycle.py",
     "stages/lib/runtime.py",
     "stages/lib/fetch.py",
 }

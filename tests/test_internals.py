@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from stages.lib import internals
-from stages.lib.cli import PipelineError
+from stages.lib.errors import PipelineError
 from tests.conftest import ROOT
 
 

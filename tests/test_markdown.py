@@ -14,7 +14,7 @@ from PIL import Image
 from stages import report as report_stage
 from stages.lib import audit, chance, intervals, reference, scoring
 from stages.lib import markdown as report
-from stages.lib.cli import PipelineError
+from stages.lib.errors import PipelineError
 from stages.lib.keys import class_key
 from tests.conftest import ROOT, jpeg_bytes, set_params
 

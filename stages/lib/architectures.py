@@ -80,7 +80,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from stages.lib import heads
-from stages.lib.cli import PipelineError
+from stages.lib.errors import PipelineError
 from stages.lib.params_file import ParamsError
 
 if TYPE_CHECKING:

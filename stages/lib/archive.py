@@ -50,7 +50,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
-from stages.lib.cli import PipelineError
+from stages.lib.errors import PipelineError
 
 
 # A PipelineError so that a stage reports it as one line on stderr, like any other fixable input problem.

@@ -34,8 +34,8 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from stages.lib import cli
-from stages.lib.cli import PipelineError, first_line
+from stages.lib import lifecycle
+from stages.lib.errors import PipelineError, first_line
 
 
 def make_strategy(name: str, join_timeout: float) -> tf.distribute.Strategy:
@@ -160,7 +160,7 @@ def join(config: dict, timeout: float) -> None:
             ) from None
         own.listen()
         own.setblocking(False)
-        cli.when_interrupted(" while waiting for the other workers to start", "nothing was written")
+        lifecycle.when_interrupted(" while waiting for the other workers to start", "nothing was written")
         deadline = time.monotonic() + timeout
         waiting = [i for i in range(len(workers)) if i != index]
         while waiting := [i for i in waiting if not _listening(workers[i])]:
@@ -170,7 +170,7 @@ def join(config: dict, timeout: float) -> None:
                 while True:  # the others' looks at this worker, which need no answer
                     own.accept()[0].close()
             time.sleep(JOIN_POLL_SECONDS)
-        cli.when_interrupted()
+        lifecycle.when_interrupted()
 
 
 def _listening(address: str) -> bool:
@@ -193,7 +193,7 @@ def _never_joined(config: dict, timeout: float) -> None:
     """The strategy still waits, in TensorFlow, for a worker that had started: it stopped before joining."""
     workers, index = config["cluster"]["worker"], config["task"]["index"]
     gone = [f"worker {i} ({workers[i]})" for i in range(len(workers)) if i != index and not _listening(workers[i])]
-    cli.end_now(
+    lifecycle.end_now(
         f"error: {', '.join(gone) or 'a worker'} of TF_CONFIG stopped before joining the others (waited "
         f"train.join_timeout, {timeout:g} s); start every worker again",
         1,

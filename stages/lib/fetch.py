@@ -33,7 +33,7 @@ import urllib3.exceptions
 from tqdm import tqdm
 
 from stages.lib import files
-from stages.lib.cli import PipelineError
+from stages.lib.errors import PipelineError
 from stages.lib.redaction import redact
 
 log = logging.getLogger(__name__)

@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 
 from stages.lib import corrections
-from stages.lib.cli import PipelineError, require
+from stages.lib.errors import PipelineError, require
 from stages.lib.images import SKIP_REASONS as IMAGE_SKIP_REASONS
 from stages.lib.images import check_image_file
 from stages.lib.keys import class_key

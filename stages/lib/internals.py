@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import keras
 import tensorflow as tf
 
-from stages.lib.cli import PipelineError
+from stages.lib.errors import PipelineError
 
 REPLICA_SEED_STRIDE = 1_000_003  # replica r draws with seed + r x this: far from the small offsets of the seed
 # that separate the random layers of one model (augment.py), so no replica draws another layer's numbers

@@ -20,7 +20,7 @@ import numpy as np
 
 from stages.lib import heads, records
 from stages.lib.bases import BASES, Base
-from stages.lib.cli import PipelineError, first_line
+from stages.lib.errors import PipelineError, first_line
 from stages.lib.saving import InferenceMode
 
 BASE_LAYER_NAME = "base"

@@ -32,8 +32,7 @@ from pydantic.dataclasses import dataclass
 
 from stages.lib import heads, params_file, reference
 from stages.lib.bases import BASES
-from stages.lib.cli import PARAMS_FILE
-from stages.lib.params_file import ParamsError
+from stages.lib.params_file import PARAMS_FILE, ParamsError
 
 SAMPLE_DATASET = "sample"  # data.source: the generated sample (stages/lib/sample), besides named datasets
 ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz")

@@ -11,7 +11,7 @@ from typing import Any
 import pandas as pd
 
 from stages.lib import audit, heads, params_file, redaction, reference
-from stages.lib.cli import require, rerun
+from stages.lib.errors import require, rerun
 from stages.lib.files import Metrics, read_metrics
 
 

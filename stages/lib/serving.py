@@ -35,7 +35,7 @@ import numpy as np
 import tensorflow as tf
 
 from stages.lib import heads, runtime
-from stages.lib.cli import PipelineError, first_line
+from stages.lib.errors import PipelineError, first_line
 
 SIGNATURE = "serving_default"
 INPUT = "image"
