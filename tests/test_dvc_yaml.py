@@ -31,6 +31,7 @@ PLUMBING = {
     "stages/lib/cli.py",
     "stages/lib/errors.py",
     "stages/lib/lifecycle.py",
+    "stages/lib/cluster.py",
     "stages/lib/runtime.py",
     "stages/lib/fetch.py",
 }
