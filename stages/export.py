@@ -27,7 +27,7 @@ from pathlib import Path
 
 from stages.lib import files, model_origin, selection, stage_params
 from stages.lib.cli import run, stage_parser
-from stages.lib.errors import PipelineError
+from stages.lib.errors import PipelineError, warn
 from stages.lib.params import Params
 
 PARAMS = (
@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> Params:
     warnings = selection.flags(scores, meta["splits"]["val"]["per_class"], e.flag_margin, causes)
     print(f"export: the model is {choice.model}: {choice.reason}")
     for warning in warnings.values():
-        print(f"export: warning: {warning}")
+        warn("export", warning)
 
     chosen = models[choice.model]
     model = serving.in_float32(saving.load_model(chosen, choice.model))  # the formats are float32 (train.precision)
@@ -186,7 +186,7 @@ def main(argv: list[str] | None = None) -> Params:
                       for name in (serving.KERAS, *serving.FORMATS))  # fmt: skip
     print(f"export: size and single-image latency ({serving.threads()} threads): {sizes}")
     for reason in format_flags.values():
-        print(f"export: warning: {reason}")
+        warn("export", reason)
     return p
 
 

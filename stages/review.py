@@ -25,7 +25,7 @@ import pandas as pd
 
 from stages.lib import audit, corrections, files
 from stages.lib.corrections import Correction
-from stages.lib.errors import PipelineError, require
+from stages.lib.errors import PipelineError, require, warn
 from stages.lib.file_lists import SPLITS
 
 DEFAULT_AUDIT = Path("reports/audit")
@@ -77,7 +77,7 @@ def weak_judge_warning(metrics_path: Path) -> str | None:
     if not metrics.get("audit.judge_weak"):
         return None
     return (
-        f"warning: the audit's judge is weak (right on {metrics['audit.judge_accuracy']:.3f} of the images out of "
+        f"the audit's judge is weak (right on {metrics['audit.judge_accuracy']:.3f} of the images out of "
         f"fold, always the most frequent class: {metrics['audit.judge_chance']:.3f}): many of its suggestions are "
         "wrong; look at them (reports/audit/review.html) before accepting them"
     )
@@ -105,7 +105,7 @@ def main(argv: Sequence[str] | None = None) -> str:
         source += " to the suggested class"
         warning = weak_judge_warning(args.audit_metrics)
         if warning:
-            print(f"imagefolder-review: {warning}", file=sys.stderr)
+            warn("imagefolder-review", warning)
     merged, added, replaced = corrections.merge(existing, new)
     files.write_text(args.corrections, corrections.to_csv(merged))
     return (

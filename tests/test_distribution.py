@@ -234,19 +234,23 @@ def test_even_shares_refuses_a_last_batch_with_fewer_images_than_workers(monkeyp
     )
 
 
-def test_even_shares_warns_of_a_last_batch_that_splits_unevenly(monkeypatch, capsys):
-    distribution.even_shares(two_workers(monkeypatch), "finetune.batch_size", 8, {"train": 19, "val": 10})
-    assert capsys.readouterr().out == (
-        "warning: finetune.batch_size=8: the last train batch holds 3 images, which do not split evenly over the 2 "
+def test_even_shares_warns_of_a_last_batch_that_splits_unevenly(monkeypatch):
+    uneven = distribution.even_shares(two_workers(monkeypatch), "finetune.batch_size", 8, {"train": 19, "val": 10})
+    assert uneven == (
+        "finetune.batch_size=8: the last train batch holds 3 images, which do not split evenly over the 2 "
         "workers (under no batch size: 19 images are no multiple of 2), so that step of every epoch weighs images "
-        "a little unlike one process\n"
+        "a little unlike one process"
     )
 
 
-def test_even_shares_passes_even_batches_and_one_process(monkeypatch, capsys):
-    distribution.even_shares(tf.distribute.get_strategy(), "baseline.batch_size", 7, {"train": 15, "val": 9})
-    distribution.even_shares(two_workers(monkeypatch), "baseline.batch_size", 8, {"train": 16, "val": 10})
-    assert capsys.readouterr().out == ""
+def test_even_shares_passes_even_batches_and_one_process(monkeypatch):
+    assert (
+        distribution.even_shares(tf.distribute.get_strategy(), "baseline.batch_size", 7, {"train": 15, "val": 9})
+        is None
+    )
+    assert (
+        distribution.even_shares(two_workers(monkeypatch), "baseline.batch_size", 8, {"train": 16, "val": 10}) is None
+    )
 
 
 def test_worker_failures_are_one_line_under_several_workers_only(monkeypatch):

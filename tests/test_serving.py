@@ -191,13 +191,14 @@ def test_best_is_the_highest_val_accuracy_and_export_writes_it_with_its_reason(e
     transfer.write_text(json.dumps(json.loads(transfer.read_text()) | record))
     capsys.readouterr()
     export.main(export_args(root))
-    out = capsys.readouterr().out.splitlines()
-    assert out[0] == (
+    out, err = capsys.readouterr()
+    assert out.splitlines()[0] == (
         "export: the model is baseline: export.model: best, the highest val accuracy (baseline 0.9500, transfer "
         "0.1250, finetune 0.2500)"
     )
-    assert out[1].startswith("export: warning: transfer: val accuracy 0.1250 is no better than always answering")
-    assert out[1].endswith("; likely cause: " + chance.RANDOM_WEIGHTS)  # known from the transfer stage's record
+    warning = err.splitlines()[0]  # warnings on stderr, the results on stdout
+    assert warning.startswith("export: warning: transfer: val accuracy 0.1250 is no better than always answering")
+    assert warning.endswith("; likely cause: " + chance.RANDOM_WEIGHTS)  # known from the transfer stage's record
     metrics = metrics_of(root)
     assert metrics["model"] == "baseline" and set(metrics) >= {"flagged.transfer", "flagged.finetune"}
     exported_model = root / "models" / "export" / "model.keras"

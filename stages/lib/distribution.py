@@ -93,14 +93,16 @@ def shard_by_batch(dataset: tf.data.Dataset, strategy: tf.distribute.Strategy) -
     return dataset.with_options(options)
 
 
-def even_shares(strategy: tf.distribute.Strategy, batch_key: str, batch_size: int, counts: dict[str, int]) -> None:
+def even_shares(
+    strategy: tf.distribute.Strategy, batch_key: str, batch_size: int, counts: dict[str, int]
+) -> str | None:
     """Each worker averages the loss and metrics over its share of a global batch and the workers' averages are
     averaged: one process's average only when the shares are equal. Refused: a batch size that is no multiple of
     the workers (every step uneven), and a last batch with fewer images than workers (a worker would get none,
-    which fails). A last batch that splits unevenly gets a warning: a split whose size is no multiple of the
+    which fails). A last batch that splits unevenly gets a warning, returned: a split whose size is no multiple of the
     workers has one under every batch size that is (its remainder is the split size's)."""
     if not is_multi_worker(strategy):
-        return
+        return None
     workers = strategy.num_replicas_in_sync  # shares of a batch: one per worker, or per GPU of each
     noun = "workers" if len(strategy.extended.worker_devices) == 1 else "replicas (devices of all workers)"
     if batch_size % workers:
@@ -119,12 +121,13 @@ def even_shares(strategy: tf.distribute.Strategy, batch_key: str, batch_size: in
             f"{batch_key}={batch_size}: {sizes} image(s), fewer than the {workers} {noun}, one of which would get "
             f"none and fail; " + (f"set {batch_key} to {nearest}" if nearest else "change the splits' sizes")
         )
-    if last:
-        print(
-            f"warning: {batch_key}={batch_size}: {sizes} images, which do not split evenly over the {workers} "
-            f"{noun} (under no batch size: {' and '.join(str(counts[split]) for split in last)} images are no "
-            f"multiple of {workers}), so that step of every epoch weighs images a little unlike one process"
-        )
+    if not last:
+        return None
+    return (
+        f"{batch_key}={batch_size}: {sizes} images, which do not split evenly over the {workers} {noun} (under no "
+        f"batch size: {' and '.join(str(counts[split]) for split in last)} images are no multiple of {workers}), so "
+        "that step of every epoch weighs images a little unlike one process"
+    )
 
 
 def _summed(strategy: tf.distribute.Strategy, values: list, first_only: bool = False) -> list[np.ndarray]:

@@ -2,12 +2,14 @@
 line that prints them (cli.run: `error: <line>` on stderr, exit status 1).
 
 An input another stage writes is missing (`require`) or there but unusable (`rerun`): either way the line names the
-stage that writes it and the `dvc repro` that fixes it.
+stage that writes it and the `dvc repro` that fixes it. What is not an error but should be read is a warning (`warn`),
+one line on the same stream, stderr, in one form: `<stage>: warning: <text>`.
 """
 
 from __future__ import annotations
 
 import errno
+import sys
 from pathlib import Path
 
 
@@ -42,3 +44,18 @@ def first_line(exc: BaseException) -> str:
     """An exception in one line: the first line of its message, or its type when it has none."""
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+def warn(stage: str, text: str) -> None:
+    """A warning: the stage goes on, but the user should know. One line, `<stage>: warning: <text>`, on stderr, the
+    stream errors take too, apart from the stage's results on stdout (which a user may pipe or parse)."""
+    _tell(stage, "warning", text)
+
+
+def note(stage: str, text: str) -> None:
+    """What the user should know about a result that may come (`<stage>: note: <text>`), as `warn` says it."""
+    _tell(stage, "note", text)
+
+
+def _tell(stage: str, kind: str, text: str) -> None:
+    print(f"{stage}: {kind}: {text}", file=sys.stderr, flush=True)
