@@ -167,7 +167,7 @@ class TrainingStage:
         return learning_rate(peak, recipe.lr_schedule, recipe.warmup_epochs, recipe.epochs, steps_per_epoch)
 
     def compile(self, model, optimizer: keras.optimizers.Optimizer):
-        """`model` (a keras.Model or architectures.TrainingModels) compiled with heads' loss and metrics."""
+        """`model` (a keras.Model or cnns.TrainingModels) compiled with heads' loss and metrics."""
         smoothing = self.params.train.label_smoothing
         loss, metrics = heads.loss(self.num_classes, smoothing), heads.metrics(self.num_classes, smoothing)
         model.compile(optimizer=optimizer, loss=loss, metrics=metrics, jit_compile=False)  # no XLA: set_seeds
