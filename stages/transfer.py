@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> Params:
         result = stage.fit(lambda: model, train, val, range(t.epochs))
         model = result.model
     sha256 = models.weights_sha256(m.base, weights, size)  # what the report checks comparability with
-    cause = model_origin.weak_transfer_cause(m.weights, sha256)  # random weights, or a base pretrained on drawings
+    cause = model_origin.weak_transfer_cause(model_origin.read(m.weights, sha256))  # random, or pretrained on drawings
     if cause and m.weights != "none":  # (random weights were warned of at the start)
         note("transfer", f"if it scores below the CNN trained from scratch (baseline), likely cause: {cause}")
     stage.finish(model, result, cause, calibration_images=calibrated, **extra, **{"weights.sha256": sha256})

@@ -9,7 +9,7 @@ import re
 import numpy as np
 import pytest
 
-from stages.lib import intervals, markdown_parts, model_card
+from stages.lib import intervals, markdown_parts, model_card, model_origin
 
 HOSTILE = ["None", "a|b", "café", "x`y"]
 
@@ -29,7 +29,7 @@ def inputs(classes: list[str], **changes) -> model_card.CardInputs:
     values = dict(
         model="finetune", reason="export.model: best, the highest val accuracy (...)",
         record={"params_read.model.base": "mobilenet_v2", "fine_tune_at": 100, "params.total": 2_259_265},
-        weights="imagenet", weights_sha256="ef" * 32, class_names=classes, size=(96, 96), tta="none",
+        base=model_origin.read("imagenet", "ef" * 32), class_names=classes, size=(96, 96), tta="none",
         manifest={"source": "archives/mine.zip", "archive": "mine.zip", "sha256": "ab" * 32},
         split=split, audit={"audit.enabled": False}, export=export, confusion=confusion, files=files,
     )  # fmt: skip

@@ -174,7 +174,7 @@ def test_transfer_far_below_the_cnn_from_the_bundled_base_is_flagged_with_its_ca
     transfer.write_text(json.dumps(json.loads(transfer.read_text()) | record))
     export.main(export_args(root))
     flagged = metrics_of(root)
-    cause = model_origin.weak_transfer_cause(str(bundled), record["weights.sha256"])
+    cause = model_origin.weak_transfer_cause(model_origin.read(str(bundled), record["weights.sha256"]))
     assert "generated drawings" in cause
     for model in ("transfer", "finetune"):
         assert flagged[f"flagged.{model}"].endswith(f"; likely cause: {cause}")

@@ -21,8 +21,9 @@ from PIL import Image
 
 from stages import audit, baseline, download, encode, evaluate, export, finetune, predict, report, split, transfer
 from stages.lib import audit as audit_lists
-from stages.lib import heads, markdown, markdown_parts, report_inputs, saving
+from stages.lib import heads, markdown_parts, report_inputs, saving
 from tests.conftest import ROOT, calibrated_base_weights, dvc_args, jpeg_bytes, run_card_snippets, set_params
+from tests.test_markdown import referenced_figures
 
 pytestmark = pytest.mark.slow  # trains three tiny models with the real stages
 
@@ -187,7 +188,7 @@ def test_report_shows_the_confusion_and_per_class_scores_of_every_class(project:
     assert "figures/confusion_matrices.png" in text
     with Image.open(project / "reports" / "figures" / "confusion_matrices.png") as image:
         assert image.width >= 800
-    assert set(markdown.referenced_figures(text)) == {
+    assert set(referenced_figures(text)) == {
         p.relative_to(project / "reports").as_posix() for p in (project / "reports").rglob("*.png")
     }
 
