@@ -27,7 +27,7 @@ import tensorflow as tf
 import yaml
 
 from stages import export, predict
-from stages.lib import chance, heads, saving, serving
+from stages.lib import chance, heads, model_origin, prediction, saving, serving
 from tests.conftest import ROOT, build_trained_project, export_args, run_audit, run_card_snippets, write_manifest
 
 pytestmark = pytest.mark.slow  # trains the tiny model with the real stages
@@ -162,7 +162,6 @@ def test_missing_input_is_one_line_naming_it(tmp_path: Path):
 def test_transfer_far_below_the_cnn_from_the_bundled_base_is_flagged_with_its_cause(exported: Path, tmp_path: Path):
     """Issue 33: a user's real photos offline, transfer from the bundled base (drawn animals) 0.41 against the CNN's
     0.65, and nothing said why."""
-    from stages.lib import model_origin
 
     root = tmp_path / "bundled"
     shutil.copytree(exported, root, ignore=shutil.ignore_patterns("export"))
@@ -414,7 +413,7 @@ def test_predict_runs_every_exported_file_with_the_same_images_and_labels(export
     served = serving.load_served(out / name)
     assert served.path == out / (name if name != "saved_model" else "saved_model/1")  # TF Serving's latest version
     paths = sorted(p for p in folder.rglob("*.jpg"))
-    images = np.stack([predict.read_image(p, served.size) for p in paths])
+    images = np.stack([prediction.read_image(p, served.size) for p in paths])
     assert [row["path"] for row in rows] == [str(p) for p in paths]
     assert [row["p_dogs"] for row in rows] == pytest.approx(served.predict(images)[:, 1], abs=2e-6)
     assert {row["model"] for row in rows} == {str(served.path)}
@@ -428,7 +427,7 @@ def test_predict_names_a_damaged_tflite_file_and_a_folder_that_is_no_saved_model
     assert predict.main([image, "--model", str(damaged)]) == 2
     (line,) = capsys.readouterr().err.splitlines()
     assert line.startswith(f"error: {damaged}: not a readable TFLite model with a serving_default signature (")
-    assert line.endswith(predict.WHAT_TO_DO_WITH_A_BAD_MODEL)
+    assert line.endswith(prediction.WHAT_TO_DO_WITH_A_BAD_MODEL)
     (tmp_path / "empty").mkdir()
     assert predict.main([image, "--model", str(tmp_path / "empty"), "--classes", "cats,dogs"]) == 2
     (line,) = capsys.readouterr().err.splitlines()
