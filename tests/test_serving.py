@@ -30,7 +30,9 @@ from stages import export, predict
 from stages.lib import chance, heads, model_origin, prediction, saving, serving
 from tests.conftest import ROOT, build_trained_project, export_args, run_audit, run_card_snippets, write_manifest
 
-pytestmark = pytest.mark.slow  # trains the tiny model with the real stages
+# Tests of a model the real stages trained and exported (the module's `exported`) are slow; the others, of the checks
+# themselves, run in the fast tier.
+trained = pytest.mark.slow
 
 IMAGE_SIZE = 32  # build_encoded_project's size
 FLOAT_TOLERANCE = 1e-4
@@ -79,6 +81,7 @@ def metrics_of(root: Path) -> dict:
     return json.loads((root / "metrics" / "export.json").read_text())
 
 
+@trained
 def test_every_format_is_written_and_the_quantized_one_is_smaller(exported: Path):
     out = exported / "models" / "export"
     f32, dynamic = out / "model_float32.tflite", out / "model_dynamic_range.tflite"
@@ -92,6 +95,7 @@ def test_every_format_is_written_and_the_quantized_one_is_smaller(exported: Path
     assert metrics["saved_model.bytes"] > 0
 
 
+@trained
 def test_metrics_are_flat_sorted_and_within_tolerance(exported: Path):
     metrics = metrics_of(exported)
     assert list(metrics) == sorted(metrics)
@@ -106,11 +110,13 @@ def test_metrics_are_flat_sorted_and_within_tolerance(exported: Path):
     assert metrics["saved_model.agreement"] == metrics["tflite_float32.agreement"] == 1.0
 
 
+@trained
 def test_the_exported_model_had_augmentation_to_switch_off(keras_model: keras.Model):
     augmentation = keras_model.get_layer("augmentation")
     assert {type(layer).__name__ for layer in augmentation.layers} == {"RandomFlip", "RandomRotation"}
 
 
+@trained
 def test_saved_model_reloads_and_its_signature_serves_the_same_probabilities(exported, keras_model):
     loaded = tf.saved_model.load(str(exported / "models" / "export" / "saved_model" / "1"))
     signature = loaded.signatures["serving_default"]
@@ -129,6 +135,7 @@ def test_saved_model_reloads_and_its_signature_serves_the_same_probabilities(exp
     assert not {op for op in ops if "Random" in op or "ImageProjectiveTransform" in op}
 
 
+@trained
 def test_tflite_models_agree_with_keras_on_more_images(exported, keras_model):
     out = exported / "models" / "export"
     images = noise_images(64)
@@ -159,6 +166,7 @@ def test_missing_input_is_one_line_naming_it(tmp_path: Path):
     assert not (tmp_path / "models" / "export").exists() and not (tmp_path / "metrics" / "export.json").exists()
 
 
+@trained
 def test_transfer_far_below_the_cnn_from_the_bundled_base_is_flagged_with_its_cause(exported: Path, tmp_path: Path):
     """Issue 33: a user's real photos offline, transfer from the bundled base (drawn animals) 0.41 against the CNN's
     0.65, and nothing said why."""
@@ -179,6 +187,7 @@ def test_transfer_far_below_the_cnn_from_the_bundled_base_is_flagged_with_its_ca
         assert flagged[f"flagged.{model}"].endswith(f"; likely cause: {cause}")
 
 
+@trained
 def test_best_is_the_highest_val_accuracy_and_export_writes_it_with_its_reason(exported: Path, tmp_path: Path, capsys):
     """Seen on the landed main: a user's run exported the fine-tuned model at 0.303 while the baseline had 0.966,
     without a word."""
@@ -205,6 +214,7 @@ def test_best_is_the_highest_val_accuracy_and_export_writes_it_with_its_reason(e
     assert (root / "models" / "export" / "labels.txt").read_text() == "cats\ndogs\n"
 
 
+@trained
 def test_a_stage_s_name_exports_that_model_whatever_its_score(exported: Path, tmp_path: Path, capsys):
     root = tmp_path / "named"
     shutil.copytree(exported, root, ignore=shutil.ignore_patterns("export"))
@@ -242,6 +252,7 @@ def test_a_mixed_precision_model_is_exported_as_the_same_weights_in_float32():
     assert model is copy  # a float32 model is exported as it is
 
 
+@trained
 def test_an_export_with_test_time_augmentation_carries_it_into_every_format(exported: Path, tmp_path: Path):
     raw = yaml.safe_load((exported / "params.yaml").read_text())
     raw["evaluate"]["tta"] = "flip"
@@ -267,6 +278,7 @@ def test_an_export_with_test_time_augmentation_carries_it_into_every_format(expo
 # ---- int8, accuracy, latency, the model card, predict on every file ------------------------------------------------
 
 
+@trained
 def test_the_int8_model_computes_in_int8_with_float_input_and_output(exported: Path):
     out = exported / "models" / "export"
     content = (out / "model_int8.tflite").read_bytes()
@@ -283,6 +295,7 @@ def test_the_int8_model_computes_in_int8_with_float_input_and_output(exported: P
     assert metrics["tflite_int8.representative_images"] == 16  # every train image of the tiny project (< 200)
 
 
+@trained
 def test_accuracy_and_agreement_are_those_of_the_files_on_the_test_split(exported: Path, keras_model):
     metrics = metrics_of(exported)
     images, labels = next(export.split_images(exported / "data" / "tfrecords", "test", IMAGE_SIZE))
@@ -297,6 +310,7 @@ def test_accuracy_and_agreement_are_those_of_the_files_on_the_test_split(exporte
         assert metrics[f"{name}.flagged"] == int(f"{name}.flagged_because" in metrics)
 
 
+@trained
 def test_latency_is_measured_for_every_format_with_its_threads(exported: Path):
     metrics = metrics_of(exported)
     assert metrics["latency.threads"] == serving.threads() >= 1 and 0 <= metrics["latency.cpu_taken_by_others"] <= 1
@@ -335,6 +349,7 @@ def test_a_format_losing_accuracy_or_agreement_is_flagged_with_why():
     assert serving.flags(better, 0.95, 0.0) == {}  # more accurate than Keras is no loss
 
 
+@trained
 def test_per_tensor_int8_weights_are_one_scale_per_tensor(exported: Path):
     """A canary for TFLite's private per-tensor switch (export.int8_per_channel: false)."""
     saved_model = exported / "models" / "export" / "saved_model" / "1"
@@ -350,6 +365,7 @@ def test_per_tensor_int8_weights_are_one_scale_per_tensor(exported: Path):
     assert len(per_tensor) < len(per_channel)
 
 
+@trained
 def test_a_tflite_model_with_integer_input_and_output_runs_dequantized(exported: Path):
     """Any .tflite file predict is given: one converted with int8 input and output (for integer-only hardware) takes
     the same float images, quantized on the way in and dequantized on the way out."""
@@ -375,6 +391,7 @@ def test_a_tflite_model_with_integer_input_and_output_runs_dequantized(exported:
     assert np.abs(got - expected).max() <= 1 / 128  # the same int8 graph: at most a step of the output's scale
 
 
+@trained
 def test_the_model_card_names_every_class_with_its_test_accuracy(exported: Path, keras_model):
     card = (exported / "models" / "export" / "MODEL_CARD.md").read_text()
     metrics = metrics_of(exported)
@@ -390,6 +407,7 @@ def test_the_model_card_names_every_class_with_its_test_accuracy(exported: Path,
     assert "Corrections applied" not in card  # split.json has no corrections.* keys here
 
 
+@trained
 def test_the_model_card_s_load_snippets_run_and_agree_with_predict(exported: Path, tmp_path: Path, capsys):
     out = exported / "models" / "export"
     image = next((exported / "data" / "raw" / "validation" / "dogs").iterdir())
@@ -403,6 +421,7 @@ def test_the_model_card_s_load_snippets_run_and_agree_with_predict(exported: Pat
         assert probability == pytest.approx(row["p_dogs"], abs=1e-5), model  # the probability of class 1
 
 
+@trained
 @pytest.mark.parametrize("name", ["model.keras", "saved_model", "saved_model/1", *serving.TFLITE_FILES.values()])
 def test_predict_runs_every_exported_file_with_the_same_images_and_labels(exported: Path, name: str, capsys):
     out = exported / "models" / "export"
@@ -419,6 +438,7 @@ def test_predict_runs_every_exported_file_with_the_same_images_and_labels(export
     assert {row["model"] for row in rows} == {str(served.path)}
 
 
+@trained
 def test_predict_names_a_damaged_tflite_file_and_a_folder_that_is_no_saved_model(exported, tmp_path, capsys):
     image = str(next((exported / "data" / "raw" / "validation" / "dogs").iterdir()))
     damaged = tmp_path / "model_int8.tflite"
