@@ -57,6 +57,9 @@ def test_the_data_section_shows_corrections_only_when_split_applied_them():
     card = model_card.write(inputs(["cats", "dogs"]))
     assert "| `cats` | 10 | 10 | 10 |" in card and "| **total** | 100 | 50 | 20 |" in card
     assert "`archives/mine.zip`" in card and "ab" * 32 in card and "Corrections" not in card
+    # The split stage writes corrections.* for an empty corrections.csv too: all zero, nothing was applied.
+    none = inputs(["cats", "dogs"]).split | {f"corrections.{key}": 0 for key in ("rows", *model_card.CORRECTIONS)}
+    assert "Corrections" not in model_card.write(inputs(["cats", "dogs"], split=none))
     corrected = inputs(["cats", "dogs"]).split | {"corrections.relabelled": 4, "corrections.dropped": 2}
     card = model_card.write(inputs(["cats", "dogs"], split=corrected))
     assert "Corrections applied from `corrections.csv`: 4 relabelled, 2 dropped, 0 kept, 0 unmatched." in card

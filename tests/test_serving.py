@@ -28,6 +28,7 @@ import yaml
 
 from stages import export, predict
 from stages.lib import chance, heads, model_origin, prediction, saving, serving
+from stages.lib.file_lists import read_split
 from tests.conftest import ROOT, build_trained_project, export_args, run_audit, run_card_snippets, write_manifest
 
 # Tests of a model the real stages trained and exported (the module's `exported`) are slow; the others, of the checks
@@ -99,7 +100,7 @@ def test_every_format_is_written_and_the_quantized_one_is_smaller(exported: Path
 def test_metrics_are_flat_sorted_and_within_tolerance(exported: Path):
     metrics = metrics_of(exported)
     assert list(metrics) == sorted(metrics)
-    assert metrics["test_images"] == 2  # build_encoded_project's test split
+    assert metrics["test_images"] == len(read_split(exported / "data" / "splits", "test"))  # drawn image by image
     assert metrics["saved_model.max_abs_diff"] <= FLOAT_TOLERANCE
     assert metrics["tflite_float32.max_abs_diff"] <= FLOAT_TOLERANCE
     assert 0 < metrics["tflite_dynamic_range.max_abs_diff"] <= DYNAMIC_RANGE_TOLERANCE  # > 0: it is quantized
@@ -404,7 +405,7 @@ def test_the_model_card_names_every_class_with_its_test_accuracy(exported: Path,
     assert f"chosen by {metrics['reason']}" in card
     assert f"| `tflite_int8` | `model_int8.tflite` | {metrics['tflite_int8.bytes']:,} |" in card
     assert "## Audit" in card and "## Pretrained base" in card and "## Known limitations" in card
-    assert "Corrections applied" not in card  # split.json has no corrections.* keys here
+    assert "Corrections applied" not in card  # corrections.csv has no rows here
 
 
 @trained

@@ -126,7 +126,7 @@ def _data_section(c: CardInputs) -> list[str]:
         f"{count(sum(s.get(f'duplicates_removed.{split}', 0) for split in SPLITS))} (`metrics/split.json`).",
         "",
     ]
-    if any(f"corrections.{key}" in s for key in CORRECTIONS):
+    if any(s.get(f"corrections.{key}") for key in ("rows", *CORRECTIONS)):  # corrections.csv had rows
         applied = ", ".join(f"{count(s.get(f'corrections.{key}', 0))} {key}" for key in CORRECTIONS)
         lines += [f"Corrections applied from `corrections.csv`: {applied}.", ""]
     return lines
