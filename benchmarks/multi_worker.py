@@ -25,7 +25,7 @@ from pathlib import Path
 import yaml
 
 from benchmarks.common import encode, prepare_raw, recorded
-from stages.lib import distribution
+from stages.lib import cluster
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZE = 96
@@ -53,13 +53,13 @@ def run(tmp: Path, stage: str, workers: int, epochs: int) -> dict:
                "--checkpoints", str(tmp / "checkpoints")]  # fmt: skip
     if stage == "finetune":
         command += ["--transfer-model", str(tmp / "transfer.keras")]
-    cluster = distribution.local_cluster(workers)
+    workers_spec = cluster.local_workers(workers)
     start = time.perf_counter()
     processes = []
     for index in range(workers):
         env = dict(os.environ)
         if workers > 1:
-            env["TF_CONFIG"] = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
+            env["TF_CONFIG"] = json.dumps({"cluster": workers_spec, "task": {"type": "worker", "index": index}})
         processes.append(subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL))
     if any(process.wait() != 0 for process in processes):
         raise SystemExit(f"{stage} failed with {workers} worker(s)")

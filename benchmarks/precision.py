@@ -17,17 +17,16 @@ import time
 import keras
 import numpy as np
 import tensorflow as tf
-from tensorflow.python.framework import config as tf_config  # op determinism, both ways
 
 from benchmarks.common import recorded
-from stages.lib import models
+from stages.lib import internals, models
 
 SETTINGS = (("float32", False), ("mixed_bfloat16", False), ("mixed_float16", False), ("float32", True))
 
 
 def determinism(jit_compile: bool) -> None:
     """Op determinism on, as in the stages, but off for XLA, which Keras does not compile under it."""
-    (tf_config.disable_op_determinism if jit_compile else tf_config.enable_op_determinism)()
+    (internals.disable_op_determinism if jit_compile else tf.config.experimental.enable_op_determinism)()
 
 
 def build(precision: str, jit_compile: bool, fine_tune_at: int | None) -> keras.Model:

@@ -21,7 +21,8 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # stages/, when run as a script from anywhere
 
 from stages.lib import intervals, reference  # noqa: E402
-from stages.lib.cli import PipelineError, run  # noqa: E402
+from stages.lib.cli import run
+from stages.lib.errors import PipelineError  # noqa: E402
 
 PREDICTIONS = "evaluation/{model}/predictions.csv"  # evaluate's per-image predictions (dvc.yaml: evaluation)
 WORKSPACE = "workspace"

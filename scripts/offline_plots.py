@@ -57,7 +57,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for package, member, sha256 in PACKAGES:
             tarball = Path(tmp) / Path(package).name
-            download(REGISTRY + package, tarball, sha256=sha256)
+            download(REGISTRY + package, tarball, sha256=sha256, stage="offline_plots")
             with tarfile.open(tarball) as archive:
                 code = archive.extractfile(f"package/{member}").read().decode("utf-8")
                 notice = archive.extractfile("package/LICENSE").read().decode("utf-8")

@@ -18,7 +18,8 @@ import numpy as np
 import pandas as pd
 
 from stages.lib import audit, files, review_page, stage_params
-from stages.lib.cli import rerun, run, stage_parser
+from stages.lib.cli import run, stage_parser
+from stages.lib.errors import rerun, warn
 from stages.lib.file_lists import SPLITS, read_skipped, read_split
 from stages.lib.params import Params
 
@@ -125,7 +126,7 @@ def main(argv: list[str] | None = None) -> Params:
     from stages.lib import models, records
 
     class_names = records.read_meta(args.records)["class_names"]
-    weights = models.resolve_weights(m.base, m.weights, m.image_size)
+    weights = models.resolve_weights(m.base, m.weights, m.image_size, "audit")
     base = models.build_base(m.base, m.image_size, weights)
     if weights is None and calibration_images:  # random weights: the statistics the transfer stage gives them
         models.calibrate_on_train(base, m.base, args.records, m.image_size, calibration_images, seed)
@@ -182,10 +183,11 @@ def main(argv: list[str] | None = None) -> Params:
         f"out of fold (always the most frequent class: {judge.chance:.3f})"
     )
     if judge.weak:
-        print(
-            f"audit: warning: the judge is weak (at chance, or wrong on more than audit.weak_judge_error "
-            f"{a.weak_judge_error} of the images), so most of its {len(suspects)} suspects are its own mistakes: "
-            f"only the {len(issues)} most suspicious are listed; a base pretrained on images like yours judges better"
+        warn(
+            "audit",
+            f"the judge is weak (at chance, or wrong on more than audit.weak_judge_error {a.weak_judge_error} of the "
+            f"images), so most of its {len(suspects)} suspects are its own mistakes: only the {len(issues)} most "
+            "suspicious are listed; a base pretrained on images like yours judges better",
         )
     if not near_duplicates_judged:
         print(

@@ -23,7 +23,8 @@ from urllib.parse import unquote, urlparse
 
 from stages.lib import files, params, redaction, sources, stage_params
 from stages.lib.archive import copy_folder, extract_archive
-from stages.lib.cli import PipelineError, run, stage_parser
+from stages.lib.cli import run, stage_parser
+from stages.lib.errors import PipelineError, warn
 from stages.lib.fetch import download
 from stages.lib.layouts import IMAGES, TEST, TRAIN, VALIDATION, find_layout
 from stages.lib.params import Params, ParamsError
@@ -161,7 +162,7 @@ def seen_by_dvc(source: Path, archives: Path) -> bool:
 
 
 def outside_warning(source: str, archives: Path) -> str:
-    """The line for a local source DVC does not see change, with the two ways out: force the stage, or bring the data
+    """The warning for a local source DVC does not see change, with the two ways out: force the stage, or bring the data
     into archives/ with its hash (dvc import-url copies it; dvc update brings its changes)."""
     where = Path(os.path.abspath(source))
     if where.is_relative_to(Path(os.path.abspath(archives))):  # inside by path: through a linked folder
@@ -175,7 +176,7 @@ def outside_warning(source: str, archives: Path) -> str:
     bring = f"rm {link} && " if link else ""
     bring += f"dvc import-url {where} {target}" + ("" if link else f", then data.source: {target}")
     return (
-        f"download: warning: data.source {source} {why}, so DVC does not see it change: after changing it run dvc "
+        f"data.source {source} {why}, so DVC does not see it change: after changing it run dvc "
         f"repro -f download; better, bring it in: {bring} ({LOCAL_SOURCES_DOCS})"
     )
 
@@ -198,7 +199,7 @@ def main(argv: list[str] | None = None) -> Params:
     if from_folder:
         refuse_overlap(Path(source), args.out)
     if local and Path(source).exists() and not seen_by_dvc(Path(source), args.archives):
-        print(outside_warning(source, args.archives))
+        warn("download", outside_warning(source, args.archives))
     args.downloads.mkdir(parents=True, exist_ok=True)
 
     with files.replace_dir(args.out) as tmp:

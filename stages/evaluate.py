@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from stages.lib import files, stage_params
-from stages.lib.cli import PipelineError, run, stage_parser
+from stages.lib.cli import run, stage_parser
+from stages.lib.errors import PipelineError
 from stages.lib.params import Params
 
 PARAMS = (

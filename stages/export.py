@@ -26,7 +26,8 @@ import shutil
 from pathlib import Path
 
 from stages.lib import files, model_origin, selection, stage_params
-from stages.lib.cli import PipelineError, run, stage_parser
+from stages.lib.cli import run, stage_parser
+from stages.lib.errors import PipelineError, warn
 from stages.lib.params import Params
 
 PARAMS = (
@@ -75,14 +76,20 @@ def training_records(models: list[Path], training_metrics: Path) -> dict[str, fi
     return {path.stem: files.read_metrics(training_metrics / f"{path.stem}.json", path.stem) for path in models}
 
 
-def validation_scores(recorded: dict[str, files.Metrics]) -> tuple[dict[str, selection.Validation], dict]:
-    """Each model's val accuracy and loss from its training stage's metrics/<stage>.json, and the likely causes of
-    weak models the project knows from them (a random base)."""
-    scores = {name: selection.Validation(m["val.accuracy"], m["val.loss"]) for name, m in recorded.items()}
+def transfer_base(recorded: dict[str, files.Metrics]) -> model_origin.BaseWeights:
+    """The weights the transfer base started from, as the transfer stage recorded them, with their description."""
     transfer = recorded["transfer"].values
-    cause = model_origin.weak_transfer_cause(
-        str(transfer.get("params_read.model.weights", "")), str(transfer.get("weights.sha256", ""))
-    )
+    weights = str(transfer.get("params_read.model.weights", "unknown"))
+    return model_origin.read(weights, str(transfer.get("weights.sha256", "unknown")))
+
+
+def validation_scores(
+    recorded: dict[str, files.Metrics], base: model_origin.BaseWeights
+) -> tuple[dict[str, selection.Validation], dict]:
+    """Each model's val accuracy and loss from its training stage's metrics/<stage>.json, and the likely causes of
+    weak models the project knows from them (a random base, or one pretrained on drawings)."""
+    scores = {name: selection.Validation(m["val.accuracy"], m["val.loss"]) for name, m in recorded.items()}
+    cause = model_origin.weak_transfer_cause(base)
     return scores, ({name: cause for name in ("transfer", "finetune")} if cause else {})
 
 
@@ -101,7 +108,8 @@ def main(argv: list[str] | None = None) -> Params:
     e = p.export
     models = {path.stem: path for path in args.model}  # models/<stage>.keras, in the stages' order
     recorded = training_records(args.model, args.training_metrics)
-    scores, causes = validation_scores(recorded)
+    base = transfer_base(recorded)
+    scores, causes = validation_scores(recorded, base)
     manifest = files.read_metrics(args.raw / "manifest.json", "download")
     split = files.read_metrics(args.split_metrics, "split")
     audit = files.read_metrics(args.audit_metrics, "audit")
@@ -115,7 +123,7 @@ def main(argv: list[str] | None = None) -> Params:
     warnings = selection.flags(scores, meta["splits"]["val"]["per_class"], e.flag_margin, causes)
     print(f"export: the model is {choice.model}: {choice.reason}")
     for warning in warnings.values():
-        print(f"export: warning: {warning}")
+        warn("export", warning)
 
     chosen = models[choice.model]
     model = serving.in_float32(saving.load_model(chosen, choice.model))  # the formats are float32 (train.precision)
@@ -160,10 +168,7 @@ def main(argv: list[str] | None = None) -> Params:
             model=choice.model,
             reason=choice.reason,
             record=recorded[choice.model].values,
-            weights=""
-            if choice.model == "baseline"
-            else str(recorded["transfer"].values.get("params_read.model.weights", "unknown")),  # fmt: skip
-            weights_sha256=str(recorded["transfer"].values.get("weights.sha256", "unknown")),
+            base=None if choice.model == "baseline" else base,
             class_names=list(meta["class_names"]),
             size=(size, size),
             tta=p.evaluate.tta,
@@ -185,7 +190,7 @@ def main(argv: list[str] | None = None) -> Params:
                       for name in (serving.KERAS, *serving.FORMATS))  # fmt: skip
     print(f"export: size and single-image latency ({serving.threads()} threads): {sizes}")
     for reason in format_flags.values():
-        print(f"export: warning: {reason}")
+        warn("export", reason)
     return p
 
 

@@ -17,7 +17,8 @@ import time
 from pathlib import Path
 
 from stages.lib import stage_params
-from stages.lib.cli import rerun, run, training_parser
+from stages.lib.cli import run, training_parser
+from stages.lib.errors import rerun
 from stages.lib.params import Params
 
 PARAMS = (

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from stages.lib import files, markdown, report_inputs, stage_params
+from stages.lib import files, markdown, report_figures, report_inputs, stage_params
 from stages.lib.cli import run, stage_parser
 from stages.lib.params import Params
 from stages.lib.provenance import provenance
@@ -43,10 +43,11 @@ def main(argv: list[str] | None = None) -> Params:
         )
     )
     run_provenance = provenance(args.params.resolve().parent)  # git runs in the project root
-    with files.replace_dir(args.out / markdown.FIGURES) as figures_dir:  # swapped in whole once every one is drawn
-        text = markdown.write_report(inputs, figures_dir, p.report.grid_images, run_provenance, p.audit.show)
+    with files.replace_dir(args.out / report_figures.FOLDER) as folder:  # swapped in whole once every one is drawn
+        drawn = report_figures.draw(inputs, folder, p.report.grid_images, p.audit.show)
+    text = markdown.write_report(inputs, drawn, run_provenance, p.audit.show)
     files.write_text(args.out / "report.md", text)
-    print(f"report: {args.out / 'report.md'} with {len(markdown.referenced_figures(text))} figures")
+    print(f"report: {args.out / 'report.md'} with {len(drawn.links)} figures")
     return p
 
 

@@ -16,16 +16,12 @@ it helped. A weak audit judge (metrics/audit.json) is warned of: look at its sug
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-import pandas as pd
-
-from stages.lib import audit, corrections, files
-from stages.lib.cli import PipelineError, require
-from stages.lib.corrections import Correction
+from stages.lib import corrections, decisions
+from stages.lib.errors import PipelineError, warn
 from stages.lib.file_lists import SPLITS
 
 DEFAULT_AUDIT = Path("reports/audit")
@@ -54,64 +50,25 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
-def suggested(issues: pd.DataFrame, count: int, split: str | None, max_score: float | None) -> pd.DataFrame:
-    """The `count` most suspicious rows of label_issues.csv (it is ranked: lowest score first), of `split` and at
-    most `max_score` when given."""
-    chosen = issues if split is None else issues[issues["split"] == split]
-    if max_score is not None:
-        chosen = chosen[chosen["score"] <= max_score]
-    return chosen.head(count)
-
-
-def class_names(records: Path) -> list[str] | None:
-    """The dataset's classes (the encode stage's meta.json), or None before encode has run: the split stage then
-    checks the labels."""
-    meta = records / "meta.json"
-    return json.loads(meta.read_text())["class_names"] if meta.is_file() else None
-
-
-def weak_judge_warning(metrics_path: Path) -> str | None:
-    if not metrics_path.is_file():
-        return None
-    metrics = json.loads(metrics_path.read_text())
-    if not metrics.get("audit.judge_weak"):
-        return None
-    return (
-        f"warning: the audit's judge is weak (right on {metrics['audit.judge_accuracy']:.3f} of the images out of "
-        f"fold, always the most frequent class: {metrics['audit.judge_chance']:.3f}): many of its suggestions are "
-        "wrong; look at them (reports/audit/review.html) before accepting them"
-    )
-
-
 def main(argv: Sequence[str] | None = None) -> str:
     args = parse_args(argv)
-    names = class_names(args.records)
+    names = decisions.class_names(args.records)
     existing = corrections.read(args.corrections, names)
     if args.merge is not None:
         new = corrections.read(args.merge, names)
         source = f"{len(new)} rows of {args.merge}"
     else:
-        issues = audit.read(require(args.audit, "audit"))[audit.LABEL_ISSUES]
-        chosen = suggested(issues, args.accept_suggested, args.split, args.max_score)
-        if chosen.empty:
-            raise PipelineError(f"{args.audit / audit.LABEL_ISSUES}: no suspect to accept with these options")
-        note = "the audit's suggestion, score {}".format
-        new = [
-            Correction(row.path, row.sha256, "relabel", row.suggested, note(row.score)) for row in chosen.itertuples()
-        ]
-        for row in new:
-            corrections.check_row(row, args.audit / audit.LABEL_ISSUES, names)
-        source = f"the {len(new)} most suspicious of {len(issues)} in {args.audit / audit.LABEL_ISSUES}, relabelled"
-        source += " to the suggested class"
-        warning = weak_judge_warning(args.audit_metrics)
+        new, source = decisions.accepted_suggestions(
+            args.audit, args.accept_suggested, args.split, args.max_score, names
+        )
+        warning = decisions.weak_judge_warning(args.audit_metrics)
         if warning:
-            print(f"imagefolder-review: {warning}", file=sys.stderr)
-    merged, added, replaced = corrections.merge(existing, new)
-    files.write_text(args.corrections, corrections.to_csv(merged))
+            warn("imagefolder-review", warning)
+    done = decisions.add(args.corrections, existing, new)
     return (
-        f"imagefolder-review: {args.corrections}: {source}: {added} added, {replaced} replaced, "
-        f"{len(new) - added - replaced} already there; {len(merged)} rows in all. `dvc repro` applies them (split and "
-        "what follows re-run)"
+        f"imagefolder-review: {args.corrections}: {source}: {done.added} added, {done.replaced} replaced, "
+        f"{done.unchanged} already there; {done.rows} rows in all. `dvc repro` applies them (split and what follows "
+        "re-run)"
     )
 
 

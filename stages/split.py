@@ -11,6 +11,7 @@ from pathlib import Path
 
 from stages.lib import corrections, files, stage_params
 from stages.lib.cli import run, stage_parser
+from stages.lib.errors import warn
 from stages.lib.file_lists import (
     HEADLINE,
     SKIP_REASONS,
@@ -60,7 +61,7 @@ def main(argv: list[str] | None = None) -> Params:
         + f"; duplicates removed {sum(splits.duplicates_removed.values())}"
     )
     for line in warning_lines(warned, s.warn_aspect_ratio, s.warn_min_side):
-        print(line)
+        warn("split", line)
     if metrics["corrections.rows"]:
         print(corrections.summary(metrics, args.corrections, args.out / corrections.OUTCOMES_FILE))
     return p

@@ -18,6 +18,7 @@ import time
 
 from stages.lib import chance, model_origin, stage_params
 from stages.lib.cli import run, training_parser
+from stages.lib.errors import note, warn
 from stages.lib.params import Params
 
 PARAMS = (
@@ -44,9 +45,9 @@ def main(argv: list[str] | None = None) -> Params:
 
     from stages.lib import augment, models, records, training
 
-    weights = models.resolve_weights(m.base, m.weights, size)
+    weights = models.resolve_weights(m.base, m.weights, size, "transfer")
     if m.weights == "none":
-        print(f"transfer: warning: {chance.RANDOM_WEIGHTS}")
+        warn("transfer", chance.RANDOM_WEIGHTS)
     stage = training.start("transfer", args, p)
     train, val = stage.datasets(size, t.batch_size)
     calibrated = 0  # images that set the base's BatchNorm statistics; 0: not calibrated
@@ -99,9 +100,9 @@ def main(argv: list[str] | None = None) -> Params:
         result = stage.fit(lambda: model, train, val, range(t.epochs))
         model = result.model
     sha256 = models.weights_sha256(m.base, weights, size)  # what the report checks comparability with
-    cause = model_origin.weak_transfer_cause(m.weights, sha256)  # random weights, or a base pretrained on drawings
+    cause = model_origin.weak_transfer_cause(model_origin.read(m.weights, sha256))  # random, or pretrained on drawings
     if cause and m.weights != "none":  # (random weights were warned of at the start)
-        print(f"transfer: note: if it scores below the CNN trained from scratch (baseline), likely cause: {cause}")
+        note("transfer", f"if it scores below the CNN trained from scratch (baseline), likely cause: {cause}")
     stage.finish(model, result, cause, calibration_images=calibrated, **extra, **{"weights.sha256": sha256})
     return p
 

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from stages.lib import archive as archive_module
-from stages.lib.archive import ArchiveError, copy_folder, extract_archive, ignore_reason
+from stages.lib.archive import ArchiveError, copy_folder, extract_archive
+from stages.lib.file_names import ignore_reason
 from tests.conftest import jpeg_bytes
 
 JPEG = b"\xff\xd8\xff\xe0 not really a jpeg: the split stage judges content, extraction only names"
@@ -94,35 +95,6 @@ def assert_refused(archive: Path, dest: Path, *message_parts: str, **limits: int
     assert not dest.exists()
     # Nothing written anywhere else either: the archive is the only thing in tmp_path.
     assert sorted(archive.parent.rglob("*")) == [archive]
-
-
-# --- ignore_reason ------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("member_path", "reason"),
-    [
-        ("train/cats/cat.1.jpg", None),
-        ("train/dogs/DOG.2.JPEG", None),
-        ("a/b.png", None),
-        ("__MACOSX/train/cats/._cat.1.jpg", "macosx"),
-        ("__MACOSX/readme.txt", "macosx"),
-        (".DS_Store", "hidden"),
-        ("train/.thumbnails/cat.jpg", "hidden"),
-        ("train/Thumbs.db", "system_file"),
-        ("THUMBS.DB", "system_file"),
-        ("validation/Desktop.ini", "system_file"),
-        ("cats_and_dogs_filtered/vectorize.py", None),  # extracted; not an image by content (images.py)
-        ("train/cats/photo.webp", None),
-        ("train/cats/scan.TIFF", None),
-        ("README", None),
-        ("train/cats/cat\r1.jpg", "control_character"),
-        ("train/ca\nts/cat.1.jpg", "control_character"),
-        ("train/cats/cat\x7f.jpg", "control_character"),
-    ],
-)
-def test_ignore_reason(member_path: str, reason: str | None) -> None:
-    assert ignore_reason(member_path) == reason
 
 
 def test_a_name_with_a_carriage_return_is_skipped_and_counted_not_extracted(tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ from PIL import Image
 from stages import audit as audit_stage
 from stages import encode, split
 from stages.lib import audit
-from stages.lib.cli import PipelineError
+from stages.lib.errors import PipelineError
 from stages.lib.file_lists import SPLITS
 from tests.conftest import ROOT, set_params
 

@@ -1,27 +1,26 @@
-"""The stages' command line: a user error is one line and exit 1; missing and unusable inputs name their stage;
-outputs that cannot be written are found before a stage starts; Ctrl-C and SIGTERM end it at once with one line."""
+"""The stages' command line: a user error is one line and exit 1; outputs that cannot be written are found before a
+stage starts; --help answers at once and names the stage as it is run."""
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import os
-import signal
 import subprocess
 import sys
-import textwrap
-import time
 from pathlib import Path
 
 import pytest
 
 from stages import split
 from stages.lib import cli
+from stages.lib.errors import PipelineError
 from tests.conftest import ROOT, build_encoded_project, set_params
 
 
 def test_a_pipeline_error_exits_1_with_one_error_line():
     def main():
-        raise cli.PipelineError("params.yaml: seed: must be at least 0")
+        raise PipelineError("params.yaml: seed: must be at least 0")
 
     with pytest.raises(SystemExit) as exit_:
         cli.run(main)
@@ -45,20 +44,6 @@ def test_a_full_disk_anywhere_is_one_error_line():
     assert exit_.value.code == (
         "error: no space left on the device ([Errno 28] No space left on device); free some space and re-run the stage"
     )
-
-
-def test_require_names_the_stage_that_writes_the_input(tmp_path: Path):
-    assert cli.require(tmp_path, "encode") == tmp_path
-    with pytest.raises(cli.MissingInput) as err:
-        cli.require(tmp_path / "meta.json", "encode")
-    assert str(err.value) == f"{tmp_path / 'meta.json'}: missing; run the encode stage first (dvc repro encode)"
-    problem = cli.rerun(tmp_path / "m.keras", "finetune", "cannot be loaded")
-    assert str(problem) == f"{tmp_path / 'm.keras'}: cannot be loaded; re-run the finetune stage (dvc repro finetune)"
-
-
-def test_first_line_of_any_exception():
-    assert cli.first_line(ValueError("one\ntwo")) == "one"
-    assert cli.first_line(ValueError()) == "ValueError"
 
 
 def test_stage_parser_takes_params_and_the_docstring():
@@ -121,7 +106,7 @@ def test_a_stage_run_by_hand_with_an_unwritable_output_replaces_none_of_its_outp
 
 def test_an_output_below_a_file_is_one_line(tmp_path: Path):
     (tmp_path / "metrics").write_text("not a folder")
-    with pytest.raises(cli.PipelineError) as raised:
+    with pytest.raises(PipelineError) as raised:
         cli.writable(tmp_path / "metrics" / "data.json")
     assert str(raised.value) == (
         f"{tmp_path / 'metrics' / 'data.json'}: cannot be written: {tmp_path / 'metrics'} is a file, not a folder; "
@@ -131,43 +116,30 @@ def test_an_output_below_a_file_is_one_line(tmp_path: Path):
     assert not (tmp_path / "new").exists()
 
 
-@pytest.mark.parametrize(("signum", "name"), [(signal.SIGINT, "SIGINT"), (signal.SIGTERM, "SIGTERM")])
-def test_a_signal_ends_the_stage_at_once_with_one_line_wherever_its_main_thread_is(signum: int, name: str):
-    # The main thread blocks in a system call, as in TensorFlow's waits, so Python's own handling never comes.
-    script = textwrap.dedent(
-        f"""
-        import os, sys
-        sys.path.insert(0, {str(ROOT)!r})
-        from stages.lib import cli
-
-        def main():
-            cli.when_interrupted(" in epoch 3 of 10", "run the stage again to resume from its checkpoint of epoch 2")
-            never_written, _ = os.pipe()
-            print("blocked", flush=True)
-            os.read(never_written, 1)
-
-        cli.run(main)
-        """
-    )
-    stage = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    assert stage.stdout.readline() == "blocked\n"
-    sent = time.monotonic()
-    stage.send_signal(signum)
-    _, stderr = stage.communicate(timeout=30)
-    assert time.monotonic() - sent < 5
-    assert stage.returncode == 128 + signum
-    assert stderr == (
-        f"error: interrupted ({name}) in epoch 3 of 10; run the stage again to resume from its checkpoint of epoch 2\n"
-    )
-
-
-def test_run_gives_the_signals_back_when_the_stage_ends():
-    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
-    cli.run(lambda: None)
-    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
-    assert signal.set_wakeup_fd(-1) == -1  # none left set
-
-
 def test_a_stage_s_help_names_it_as_it_is_run():
     done = subprocess.run([sys.executable, "-m", "stages.split", "--help"], cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 0 and done.stdout.startswith("usage: python -m stages.split [-h]")
+
+
+def test_no_module_imports_the_command_line_for_its_errors():
+    """cli.py is the parser and `run`; the errors every module raises are errors.py's, the state that the code writing
+    outputs shares with `run` is lifecycle.py's. So the library imports no cli.py, and whatever imports it takes a
+    name cli.py itself defines (none that it only imports: PipelineError is errors.py's)."""
+    defined = {
+        node.name
+        for node in ast.parse((ROOT / "stages" / "lib" / "cli.py").read_text()).body
+        if isinstance(node, ast.FunctionDef | ast.ClassDef)
+    }
+    importers = {}
+    for path in [
+        *(ROOT / "stages").rglob("*.py"),
+        *(ROOT / "scripts").glob("*.py"),
+        *(ROOT / "benchmarks").glob("*.py"),
+    ]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module == "stages.lib.cli":
+                importers[path.relative_to(ROOT).as_posix()] = {alias.name for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module == "stages.lib":
+                assert "cli" not in {alias.name for alias in node.names}, f"{path}: import the names it uses"
+    assert importers and not [path for path in importers if path.startswith("stages/lib/")]
+    assert {path: names - defined for path, names in importers.items() if names - defined} == {}

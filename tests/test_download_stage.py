@@ -347,14 +347,15 @@ def test_a_local_source_outside_archives_works_with_one_warning_line_saying_how_
     for source in (str(elsewhere), str(tmp_path / "elsewhere" / "mine.zip")):
         set_params(project, data={"source": source})
         assert run_stage() == ""
-        out = capsys.readouterr().out.splitlines()
-        assert out[0] == (
+        out, err = capsys.readouterr()
+        assert err.splitlines() == [
             f"download: warning: data.source {source} is outside archives/, so DVC does not see it change: after "
             f"changing it run dvc repro -f download; better, bring it in: dvc import-url {source} "
             f"archives/{Path(source).name}, then data.source: archives/{Path(source).name} "
             "(docs/datasets.md#local-sources-a-folder-or-an-archive)"
-        )
-        assert out[1].startswith(f"download: {source} -> data/raw: 3 classes, 15 files") and len(out) == 2
+        ]
+        out = out.splitlines()
+        assert out[0].startswith(f"download: {source} -> data/raw: 3 classes, 15 files") and len(out) == 1
 
 
 def test_a_folder_linked_into_archives_is_not_seen_by_dvc_and_says_so(project: Path, tmp_path: Path, capsys):
@@ -364,12 +365,12 @@ def test_a_folder_linked_into_archives_is_not_seen_by_dvc_and_says_so(project: P
     (project / "archives" / "linked").symlink_to(elsewhere)
     set_params(project, data={"source": "archives/linked"})
     assert run_stage() == ""
-    assert capsys.readouterr().out.splitlines()[0] == (
+    assert capsys.readouterr().err.splitlines() == [
         f"download: warning: data.source archives/linked is in archives/ through a link to {elsewhere}, which DVC "
         "does not follow, so DVC does not see it change: after changing it run dvc repro -f download; better, bring "
         f"it in: rm archives/linked && dvc import-url {elsewhere} archives/linked "
         "(docs/datasets.md#local-sources-a-folder-or-an-archive)"
-    )  # the link replaced by the data: data.source stays
+    ]  # the link replaced by the data: data.source stays
 
 
 def test_a_link_inside_a_folder_source_is_one_error_line_and_nothing_is_written(project: Path, tmp_path: Path):

@@ -29,6 +29,9 @@ PLUMBING = {
     "stages/lib/stage_params.py",
     "stages/lib/files.py",
     "stages/lib/cli.py",
+    "stages/lib/errors.py",
+    "stages/lib/lifecycle.py",
+    "stages/lib/cluster.py",
     "stages/lib/runtime.py",
     "stages/lib/fetch.py",
 }
@@ -145,6 +148,7 @@ def test_training_does_not_depend_on_how_data_is_fetched(name: str):
     fetching = {
         "stages/lib/fetch.py",
         "stages/lib/archive.py",
+        "stages/lib/file_names.py",
         "stages/lib/sample/__init__.py",
         "stages/lib/sample/drawing.py",
         "stages/download.py",
@@ -188,7 +192,7 @@ def test_local_sources_are_a_dependency_of_download_and_of_nothing_else():
 
 def test_predict_defaults_are_the_pipeline_outputs():
     """imagefolder-predict, the one command users run without dvc, defaults to what the pipeline writes."""
-    from stages import predict
+    from stages.lib import prediction as predict
     from stages.lib import serving
 
     written = set().union(*(outputs(stage) for stage in DVC.values()))
@@ -199,7 +203,7 @@ def test_predict_defaults_are_the_pipeline_outputs():
 
 def test_the_model_registry_s_artifact_is_the_export_stage_s_output():
     """`dvc artifacts get <repository> image-classifier` fetches what export writes and predict runs."""
-    from stages import predict
+    from stages.lib import prediction as predict
 
     artifacts = yaml.safe_load((ROOT / "dvc.yaml").read_text())["artifacts"]
     assert list(artifacts) == ["image-classifier"]

@@ -149,7 +149,7 @@ def test_transient_failure_is_retried(tmp_path: Path, serve: Callable[..., Scrip
 
 
 def test_retries_stop_after_the_last_attempt_with_exponential_backoff(
-    tmp_path: Path, serve: Callable[..., ScriptedServer], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, serve: Callable[..., ScriptedServer], monkeypatch: pytest.MonkeyPatch, capsys
 ) -> None:
     server = serve(Reply(status=500), Reply(status=502), Reply(status=503), Reply())
     dest = tmp_path / "archive.zip"
@@ -160,6 +160,9 @@ def test_retries_stop_after_the_last_attempt_with_exponential_backoff(
         download(server.url, dest, retries=2, **FAST)
 
     assert sleeps == [0.01, 0.02]  # backoff_seconds * 2**attempt, none after the last attempt
+    retried = capsys.readouterr().err.splitlines()  # each retry a warning line of the stage that downloads
+    assert [line.split(" failed (")[0] for line in retried] == [f"download: warning: download of {server.url}"] * 2
+    assert retried[1].endswith("; retrying in 0.02 s")
     message = str(caught.value)
     assert server.url in message
     assert "3 attempt(s)" in message and "HTTP 503" in message

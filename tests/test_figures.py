@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from stages.lib import figures
-from stages.lib.cli import PipelineError
+from stages.lib.errors import PipelineError
 from tests.conftest import jpeg_bytes
 from tests.test_markdown import PREDICTIONS
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from stages.lib import files
-from stages.lib.cli import PipelineError
+from stages.lib.errors import PipelineError
 from tests.conftest import ROOT
 
 

@@ -12,7 +12,15 @@ import pytest
 from PIL import Image
 
 from stages.lib import files, images
-from stages.lib.images import ImageRefused, check_image, check_image_file, encode_rgb_jpeg, read_image_file, to_rgb
+from stages.lib.images import (
+    ImageRefused,
+    check_image,
+    check_image_file,
+    encode_rgb_jpeg,
+    load_for_model,
+    read_image_file,
+    to_rgb,
+)
 from tests.conftest import jpeg_bytes
 
 
@@ -25,17 +33,19 @@ def test_good_jpeg_is_usable_with_size_and_hash():
 
 
 @pytest.mark.parametrize(
-    ("data", "reason"),
+    ("data", "reason", "said"),
     [
-        (b"", "empty"),
-        (b"this is a text file, not a photo\n", "not_an_image"),
-        (jpeg_bytes(2, size=(200, 150))[:600], "truncated"),
+        (b"", "empty", "zero-byte file"),
+        (b"this is a text file, not a photo\n", "not_an_image", "not an image"),
+        (jpeg_bytes(2, size=(200, 150))[:600], "truncated", "(?i)truncated"),
     ],
 )
-def test_unusable_files_get_a_reason(data: bytes, reason: str):
+def test_unusable_files_get_a_reason_and_a_line_saying_it(data: bytes, reason: str, said: str):
     check = check_image(data)
     assert check.skip_reason == reason
     assert check.width == 0
+    with pytest.raises(ValueError, match=said):  # predict's line for the file
+        load_for_model(data, 16)
 
 
 def test_png_named_anything_is_usable():
@@ -43,11 +53,16 @@ def test_png_named_anything_is_usable():
     assert check.skip_reason is None and check.format == "PNG"
 
 
-@pytest.mark.parametrize("mode", ["L", "CMYK", "P", "RGB"])
-def test_to_rgb_converts_every_mode(mode: str):
-    image = Image.open(io.BytesIO(jpeg_bytes(4, fmt="PNG" if mode == "P" else "JPEG", mode=mode)))
+@pytest.mark.parametrize("mode", ["L", "CMYK", "P", "RGB", "RGBA"])
+def test_to_rgb_converts_every_mode_and_so_does_the_models_input(mode: str):
+    data = jpeg_bytes(4, fmt="JPEG" if mode in ("L", "CMYK", "RGB") else "PNG", mode=mode)
+    image = Image.open(io.BytesIO(data))
     assert image.mode == mode
     assert to_rgb(image).mode == "RGB"
+    array = load_for_model(data, 16)
+    assert array.shape == (16, 16, 3)
+    if mode == "L":
+        assert (array[..., 0] == array[..., 1]).all() and (array[..., 1] == array[..., 2]).all()
 
 
 def test_to_rgb_composites_transparency_over_white():
@@ -56,6 +71,9 @@ def test_to_rgb_composites_transparency_over_white():
     rgb = np.asarray(to_rgb(rgba))
     assert tuple(rgb[1, 1]) == (255, 255, 255)
     assert tuple(rgb[0, 0]) == (0, 0, 255)
+    clear = io.BytesIO()
+    Image.new("RGBA", (8, 8), (255, 0, 0, 0)).save(clear, format="PNG")
+    assert (load_for_model(clear.getvalue(), 8) == 255).all()  # the models' input likewise
 
 
 def test_rgb_jpeg_at_original_size_keeps_its_bytes():
@@ -81,15 +99,41 @@ def test_resize_squashes_to_a_square_deterministically():
 
 
 def test_exif_orientation_is_applied():
-    image = Image.fromarray(np.zeros((20, 60, 3), np.uint8))  # 60 wide, 20 high
+    # 60 wide, 20 high, left third black, the rest white, tagged "rotate 90 clockwise to view" (orientation 6):
+    # upright it is 20 wide and 60 high, the black part on top.
+    pixels = np.full((20, 60, 3), 255, np.uint8)
+    pixels[:, :20] = 0
+    image = Image.fromarray(pixels)
     exif = image.getexif()
-    exif[0x0112] = 6  # rotate 90 degrees when displayed
+    exif[0x0112] = 6
     out = io.BytesIO()
     image.save(out, format="JPEG", exif=exif)
     data = out.getvalue()
     assert check_image(data).width == 20
     encoded, width, height = encode_rgb_jpeg(data, 0, 95)
     assert (width, height) == (20, 60) and encoded != data
+    upright = load_for_model(data, (60, 20))  # the models' input: height x width
+    assert upright[:15].mean() < 30 and upright[-30:].mean() > 225
+
+
+# --- the models' input: load_for_model (predict), as the encode stage stores images -------------------
+
+
+def test_rgb_jpeg_becomes_a_float32_square_in_0_255():
+    array = load_for_model(jpeg_bytes(1, size=(40, 30)), 24)
+    assert array.shape == (24, 24, 3) and array.dtype == np.float32
+    assert 0 <= array.min() and array.max() <= 255 and array.std() > 10
+
+
+def test_the_resize_is_the_encode_stages_up_to_its_jpeg_loss():
+    # A smooth gradient survives JPEG at quality 100 almost exactly, so what remains is the resize itself.
+    x = np.linspace(0, 255, 90)
+    pixels = np.stack(np.broadcast_arrays(x[None, :], x[:60, None], 128 + 0 * x[None, :]), axis=-1)
+    png = io.BytesIO()
+    Image.fromarray(pixels.astype(np.uint8), "RGB").save(png, format="PNG")
+    stored, _, _ = encode_rgb_jpeg(png.getvalue(), 32, quality=100)
+    expected = np.asarray(Image.open(io.BytesIO(stored)), dtype=np.float32)
+    assert np.abs(load_for_model(png.getvalue(), 32) - expected).mean() < 1.0
 
 
 # --- files judged before they are read -------------------------------------------------------------

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import builtins
+import io
 import json
+import os
+import re
 import shutil
 from pathlib import Path
 
@@ -12,11 +16,13 @@ import pytest
 from PIL import Image
 
 from stages import report as report_stage
-from stages.lib import audit, chance, intervals, reference, scoring
+from stages.lib import audit, chance, intervals, reference, report_figures, report_inputs, scoring
 from stages.lib import markdown as report
-from stages.lib.cli import PipelineError
+from stages.lib.errors import PipelineError
 from stages.lib.keys import class_key
+from stages.lib.provenance import provenance
 from tests.conftest import ROOT, jpeg_bytes, set_params
+from tests.test_model_origin import ABOUT
 
 CLASSES = ["cats", "dogs"]
 TRANSFER_EPOCHS, FINETUNE_EPOCHS, BASELINE_EPOCHS = 3, 2, 4
@@ -236,8 +242,13 @@ def markdown(root: Path) -> str:
     return (root / "reports" / "report.md").read_text()
 
 
+def referenced_figures(text: str) -> list[str]:
+    """Relative paths of the images a markdown text shows."""
+    return re.findall(r"!\[[^\]]*\]\(([^)\s]+)\)", text)
+
+
 def test_every_referenced_figure_is_a_png(rendered: Path):
-    figures = report.referenced_figures(markdown(rendered))
+    figures = referenced_figures(markdown(rendered))
     assert len(figures) == 6  # training x 2, confusion, predictions, the audit's suspects and pairs
     for figure in figures:
         assert not Path(figure).is_absolute() and figure.startswith("figures/")
@@ -422,7 +433,7 @@ def test_a_report_of_hostile_class_names_names_each_class_as_it_is(tmp_path: Pat
     assert "so the figures show them by class index (from 0, the order of the tables): " in text
     assert f"#{cat} is `猫`" in text
     on_disk = {p.relative_to(root / "reports").as_posix() for p in (root / "reports").rglob("*.png")}
-    assert on_disk == set(report.referenced_figures(text))
+    assert on_disk == set(referenced_figures(text))
 
 
 def test_a_report_of_a_thousand_classes_bounds_its_figures(tmp_path: Path):
@@ -430,7 +441,7 @@ def test_a_report_of_a_thousand_classes_bounds_its_figures(tmp_path: Path):
     root = build_inputs(tmp_path / "many", classes=classes, test_per_class=1)
     report_stage.main(argv(root))
     text = markdown(root)
-    assert "heat maps by class index" in text and f"figures/{report.MOST_CONFUSED_FIGURE}" in text
+    assert "heat maps by class index" in text and f"figures/{report_figures.FILES['most_confused']}" in text
     with Image.open(root / "reports" / "figures" / "confusion_matrices.png") as image:
         assert image.width * image.height < 2_000_000
 
@@ -466,7 +477,7 @@ def test_an_audit_switched_off_or_shown_as_counts_only_draws_no_grid(tmp_path: P
     text = markdown(root)
     assert ("| suspected label errors | 2" in text) == enabled
     assert ("The audit is off (`audit.enabled: false`)" in text) != enabled
-    assert not any("audit" in figure for figure in report.referenced_figures(text))
+    assert not any("audit" in figure for figure in referenced_figures(text))
     assert not list((root / "reports" / "figures").glob("audit_*"))
 
 
@@ -577,3 +588,33 @@ def test_the_report_says_how_far_to_trust_the_audit_s_judge(tmp_path: Path):
     write_json(root / "metrics" / "audit.json", metrics | strong_but_below)
     report_stage.main(argv(root))
     assert "It is below the pipeline's best model on validation (finetune, 0.812)" in markdown(root)
+
+
+def test_the_markdown_reads_and_writes_no_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Issue 32: markdown.py drew the audit's grids as a side effect, and read the description of a base pretrained
+    here. Now the stage reads every input, then draws, then renders: rendering with every way to open a file closed
+    gives the stage's own report, base description included."""
+    weights = tmp_path / "pretrained" / "base.weights.h5"
+    weights.parent.mkdir()
+    weights.write_bytes(b"weights")
+    about = ABOUT | {"weights": weights.name, "sha256": "ef" * 32}  # of the bytes build_inputs records
+    (weights.parent / "base.json").write_text(json.dumps(about))
+    root = build_inputs(tmp_path / "project", weights=str(weights))
+    report_stage.main(argv(root))
+    args = argv(root)
+    paths = report_inputs.InputPaths(*(Path(args[args.index(f"--{name}") + 1]) for name in (
+        "metrics", "dvclive", "evaluation", "records", "raw", "params", "audit")))  # fmt: skip
+    inputs = report_inputs.read_inputs(paths)
+    (tmp_path / "figures").mkdir()
+    drawn = report_figures.draw(inputs, tmp_path / "figures", grid_images=6, audit_show=20)
+    prov = provenance(root)
+
+    def closed(*args, **kwargs):
+        raise AssertionError(f"a file opened while rendering: {args[:1]}")
+
+    for module, name in ((builtins, "open"), (io, "open"), (os, "open")):
+        monkeypatch.setattr(module, name, closed)
+    text = report.write_report(inputs, drawn, prov, audit_show=20)
+    monkeypatch.undo()
+    assert "pretrained by `scripts/pretrain_base.py` on a source task of 2 other classes" in text
+    assert text == markdown(root)

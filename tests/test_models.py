@@ -84,9 +84,9 @@ def test_other_bases_round_trip_with_safe_mode(base: str, tmp_path: Path):
 
 
 def test_weights_none_and_missing_file():
-    assert models.resolve_weights("mobilenet_v2", "none", 160) is None
+    assert models.resolve_weights("mobilenet_v2", "none", 160, "transfer") is None
     with pytest.raises(models.ModelError, match="model.weights: nowhere.h5 is not a file"):
-        models.resolve_weights("mobilenet_v2", "nowhere.h5", 160)
+        models.resolve_weights("mobilenet_v2", "nowhere.h5", 160, "transfer")
 
 
 def test_imagenet_offline_names_the_file_and_where_to_put_it(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
@@ -94,7 +94,7 @@ def test_imagenet_offline_names_the_file_and_where_to_put_it(monkeypatch: pytest
     closed = dataclasses.replace(BASES["mobilenet_v2"], weights_url="http://127.0.0.1:9/")  # nothing listens on 9
     monkeypatch.setitem(BASES, "mobilenet_v2", closed)
     with pytest.raises(models.ModelError) as err:
-        models.resolve_weights("mobilenet_v2", "imagenet", 160)
+        models.resolve_weights("mobilenet_v2", "imagenet", 160, "transfer")
     message = str(err.value)
     assert "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_160_no_top.h5" in message
     assert str(tmp_path / "keras" / "models") in message and "model.weights: none" in message
@@ -106,13 +106,13 @@ def test_imagenet_uses_a_cached_file_without_network(monkeypatch: pytest.MonkeyP
     assert cached.name.endswith("_1.0_224_no_top.h5")
     cached.parent.mkdir(parents=True)
     cached.write_bytes(b"placeholder")
-    assert models.resolve_weights("mobilenet_v2", "imagenet", 100) == "imagenet"
+    assert models.resolve_weights("mobilenet_v2", "imagenet", 100, "transfer") == "imagenet"
 
 
 def test_weights_file_path_loads_those_weights(tmp_path: Path):
     source = models.build_base("mobilenet_v2", 96, None)
     source.save_weights(tmp_path / "base.weights.h5")
-    path = models.resolve_weights("mobilenet_v2", str(tmp_path / "base.weights.h5"), 96)
+    path = models.resolve_weights("mobilenet_v2", str(tmp_path / "base.weights.h5"), 96, "transfer")
     loaded = models.build_base("mobilenet_v2", 96, path)
     assert all(np.array_equal(a, b) for a, b in zip(source.get_weights(), loaded.get_weights()))
     (tmp_path / "bad.h5").write_bytes(b"not hdf5")

@@ -113,13 +113,14 @@ def test_load_errors_name_the_file(tmp_path: Path):
         (
             "model.base",
             "inception",
-            "params.yaml: model.base: must be one of mobilenet_v2, resnet50, vgg16, efficientnet_b0 (got 'inception')",
+            "params.yaml: model.base: Input should be 'mobilenet_v2', 'resnet50', 'vgg16' or 'efficientnet_b0' "
+            "(got 'inception')",
         ),
         ("model.image_size", 31, "params.yaml: model.image_size: Input should be greater than or equal to 32"),
         (
             "train.strategy",
             "tpu",
-            "params.yaml: train.strategy: must be one of auto, mirrored, multi_worker, none (got 'tpu')",
+            "params.yaml: train.strategy: Input should be 'auto', 'mirrored', 'multi_worker' or 'none' (got 'tpu')",
         ),
         ("transfer.augment", {"flip": "diagonal"}, "params.yaml: transfer.augment.flip: Input should be 'none'"),
         ("model.fine_tune_at", -1, "params.yaml: model.fine_tune_at: Input should be greater than or equal to 0"),
@@ -168,8 +169,8 @@ def test_fine_tune_at_null_means_the_base_s_own_choice():
 
 
 def test_the_schema_imports_no_registry_of_code():
-    """The config layer points down: params.py checks names against plain-data tables (bases.py), never against
-    modules that build models, draw or download (their stages check those keys)."""
+    """The config layer points down: params.py checks names against plain-data tables (bases.py, architectures.py),
+    never against modules that build models, draw or download (their stages check those keys)."""
     import ast
 
     imported = {
@@ -178,8 +179,28 @@ def test_the_schema_imports_no_registry_of_code():
         if isinstance(node, (ast.Import, ast.ImportFrom))
         for alias in node.names
     }
-    for module in ("architectures", "sources", "sample", "drawing", "models", "fetch"):
+    for module in ("cnns", "sources", "sample", "drawing", "models", "fetch"):
         assert not any(module in (name or "").split(".") for name in imported), module
+
+
+@pytest.mark.parametrize(
+    ("arch", "image_size", "expected"),
+    [
+        ("lenet", 100, "params.yaml: baseline.arch: Input should be 'simple_cnn', 'alexnet', 'vgg16', 'googlenet' or "
+                       "'resnet18' (got 'lenet')"),
+        ("alexnet", 64, "params.yaml: baseline.image_size: alexnet needs images of at least 67x67 px, got 64"),
+    ],
+)  # fmt: skip
+def test_the_baseline_architecture_and_its_size_are_checked_against_the_table_on_load(arch, image_size, expected):
+    """architectures.py is plain data: the schema checks the name and the size as it checks model.base's."""
+    raw = raw_params()
+    raw["encode"]["image_size"] = 0
+    raw["baseline"].update(arch=arch, image_size=image_size)
+    with pytest.raises(params.ParamsError) as err:
+        params.parse(raw, "params.yaml")
+    assert str(err.value) == expected
+    raw["baseline"].update(arch="alexnet", image_size=67)  # its minimum is enough
+    assert params.parse(raw).baseline.arch == "alexnet"
 
 
 def test_a_baseline_may_train_below_32_px_down_to_its_architecture_s_minimum():
@@ -225,7 +246,7 @@ def test_an_alias_bomb_gives_a_short_message_not_its_expansion(tmp_path: Path):
         ),
         (
             {"train": {"keep_best": "accuracy"}},
-            "params.yaml: train.keep_best: must be one of none, val_loss, val_accuracy",
+            "params.yaml: train.keep_best: Input should be 'none', 'val_loss' or 'val_accuracy' (got 'accuracy')",
         ),
         (
             {"baseline": {"lr_schedule": "step"}},

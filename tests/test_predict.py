@@ -15,11 +15,13 @@ import numpy as np
 import pytest
 
 from stages import predict
-from stages.lib import heads, saving
+from stages.lib import heads, prediction, saving
 from stages.lib.images import load_for_model
 from tests.conftest import ROOT, build_trained_project, jpeg_bytes
 
-pytestmark = pytest.mark.slow  # trains the tiny model with the real transfer stage
+# Tests of a model the real transfer stage trained (the module's `project`) are slow; the others, of the command's
+# options, inputs and model files, run in the fast tier.
+trained = pytest.mark.slow
 
 GOOD = ["a.jpg", "b.jpg", "sub/gray.jpg", "sub/photo.png"]  # sorted order of the folder walk
 BAD = {  # name -> how its error line starts after the path, in the order the files are read
@@ -86,7 +88,7 @@ class CountingModel:
 def counting(model: keras.Model, model_path: Path, monkeypatch: pytest.MonkeyPatch) -> CountingModel:
     """Stands in for the model that `--model <model_path>` loads (the file must still exist)."""
     counting = CountingModel(model, model_path)
-    monkeypatch.setattr(predict, "load_model", lambda path, classes, tta="none": counting)
+    monkeypatch.setattr(prediction, "load_model", lambda path, classes, tta="none": counting)
     return counting
 
 
@@ -110,7 +112,7 @@ def direct_probabilities(model: keras.Model, paths: list[Path]) -> np.ndarray:
     """
     size = model.input_shape[1]
     images = np.stack([load_for_model(p.read_bytes(), size) for p in paths])
-    logits = [model(batch, training=False).numpy() for batch in predict.chunks(images, predict.BATCH_SIZE)]
+    logits = [model(batch, training=False).numpy() for batch in prediction.chunks(images, prediction.BATCH_SIZE)]
     return heads.probabilities(np.concatenate(logits))[:, 1]
 
 
@@ -127,19 +129,8 @@ def parse(out: str, fmt: str) -> list[dict]:
     return [{**row, "probability": float(row["probability"]), "p_dogs": float(row["p_dogs"])} for row in rows]
 
 
-def test_a_folder_skips_exactly_the_files_extraction_skips(tmp_path: Path):
-    from stages.lib.archive import ignore_reason
-
-    names = [*HIDDEN, "a.jpg", "sub/b.webp", "THUMBS.DB", "x/.hidden/y.jpg", "Thumbs.db.jpg", "notes.txt"]
-    for name in names:
-        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
-        (tmp_path / name).write_bytes(b"x")
-    kept = {path.relative_to(tmp_path).as_posix() for path in predict.expand([tmp_path], report=None)}
-    assert kept == {name for name in names if ignore_reason(name) is None}  # (control characters: the next test)
-    assert kept == {"a.jpg", "sub/b.webp", "Thumbs.db.jpg", "notes.txt"}
-
-
-@pytest.mark.parametrize("fmt", predict.FORMATS)
+@trained
+@pytest.mark.parametrize("fmt", prediction.FORMATS)
 def test_mixed_folder_gives_rows_for_images_and_one_error_line_per_bad_file(
     fmt, mixed, model, model_path, counting, capsys
 ):
@@ -164,6 +155,7 @@ def test_mixed_folder_gives_rows_for_images_and_one_error_line_per_bad_file(
     assert counting.batches == [len(paths)]  # one model call for the whole (small) input
 
 
+@trained
 def test_all_good_exits_0_batches_by_32_and_reads_classes_from_meta(
     project, model, model_path, counting, capsys, tmp_path
 ):
@@ -182,6 +174,7 @@ def test_all_good_exits_0_batches_by_32_and_reads_classes_from_meta(
     assert expected.std() > 0.05  # different images get different probabilities: the comparison means something
 
 
+@trained
 def test_label_follows_the_threshold(mixed, model, model_path, counting, capsys):
     paths = [mixed / name for name in GOOD]
     probabilities = direct_probabilities(model, paths)
@@ -222,6 +215,7 @@ def test_every_missing_input_is_named_at_once_with_the_demo_s_model(mixed, tmp_p
     )
 
 
+@trained
 def test_the_exported_model_s_labels_come_from_beside_it(mixed, model_path, tmp_path, counting, capsys):
     export = tmp_path / "export"
     export.mkdir()
@@ -238,20 +232,27 @@ def test_a_file_that_is_not_a_model_is_exit_2_and_one_line(mixed, tmp_path, caps
     assert err[0].startswith(f"error: {tmp_path / 'broken.keras'}: not a readable Keras model (")
 
 
-def test_a_damaged_model_file_is_named_as_unreadable_with_what_to_do(mixed, model_path, tmp_path, capsys):
+def test_a_damaged_model_file_is_named_as_unreadable_with_what_to_do(mixed, tmp_path, capsys):
     """Seen by a new user (issue 33): a corrupt model file was reported with Keras' "File not found", though it was
     there."""
+    whole = tmp_path / "whole.keras"
+    inputs = keras.Input((32, 32, 3))
+    keras.Model(inputs, keras.layers.Dense(1)(keras.layers.GlobalAveragePooling2D()(inputs))).save(whole)
     damaged = tmp_path / "model.keras"
-    damaged.write_bytes(model_path.read_bytes()[:5000])  # cut short, as by an interrupted copy
+    damaged.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])  # cut short, as by an interrupted copy
     code, out, err = run(capsys, [str(mixed), "--model", str(damaged), "--classes", "cats,dogs"])
     assert code == 2 and out == ""
     assert err == [
         f"error: {damaged}: not a readable Keras model (a .keras file is a zip archive, and this one is not "
-        f"(truncated, or another kind of file)); {predict.WHAT_TO_DO_WITH_A_BAD_MODEL}"
+        f"(truncated, or another kind of file)); {prediction.WHAT_TO_DO_WITH_A_BAD_MODEL}"
     ]
-    assert "export it again" in predict.WHAT_TO_DO_WITH_A_BAD_MODEL and "--model" in predict.WHAT_TO_DO_WITH_A_BAD_MODEL
+    assert (
+        "export it again" in prediction.WHAT_TO_DO_WITH_A_BAD_MODEL
+        and "--model" in prediction.WHAT_TO_DO_WITH_A_BAD_MODEL
+    )
 
 
+@trained
 def test_dangling_symbolic_links_are_named_and_counted_like_other_skips(model_path, tmp_path, counting, capsys):
     """Seen by a new user (issue 33): a link whose target was gone was skipped without a word."""
     folder = tmp_path / "photos"
@@ -270,6 +271,7 @@ def test_dangling_symbolic_links_are_named_and_counted_like_other_skips(model_pa
     assert [line.split()[0] for line in out.splitlines()[2:]] == [str(folder / "a.jpg")]
 
 
+@trained
 @pytest.mark.parametrize("fmt", ["table", "csv", "json"])
 def test_a_dash_prints_its_error_line_and_no_empty_table(model_path, tmp_path, counting, capsys, monkeypatch, fmt):
     """Seen by a new user (issue 33): `predict -` printed an empty table header after its error. CSV and JSON stay
@@ -318,11 +320,14 @@ def test_a_model_of_any_height_and_width_gets_images_of_its_shape(mixed, tmp_pat
         (["--classes", "cats,dogs", "--threshold", "1.5"], "error: --threshold: must be between 0 and 1"),
     ],
 )
-def test_usage_errors_are_exit_2_and_one_line(mixed, model_path, capsys, options, message):
+def test_usage_errors_are_exit_2_and_one_line(mixed, tmp_path, capsys, options, message):
+    model_path = tmp_path / "model.keras"
+    model_path.write_bytes(b"never loaded: the options are refused first")
     code, out, err = run(capsys, [str(mixed), "--model", str(model_path), *options])
     assert code == 2 and out == "" and len(err) == 1 and err[0].startswith(message)
 
 
+@trained
 @pytest.mark.parametrize("onednn", ["0", "1"])
 def test_as_a_command_stderr_holds_only_the_error_lines(mixed, model_path, tmp_path, onednn):
     """The real entry point in a fresh process: model loading, TensorFlow's start-up lines (printed only with
@@ -337,6 +342,7 @@ def test_as_a_command_stderr_holds_only_the_error_lines(mixed, model_path, tmp_p
     assert [row["path"] for row in json.loads(done.stdout)] == [str(mixed / name) for name in GOOD]
 
 
+@trained
 def test_a_file_name_with_a_newline_stays_on_one_row_and_one_error_line(model_path, tmp_path, counting, capsys):
     folder = tmp_path / "odd"
     folder.mkdir()
@@ -349,6 +355,7 @@ def test_a_file_name_with_a_newline_stays_on_one_row_and_one_error_line(model_pa
     assert err == [f"error: {folder}/bad\\rname.jpg: not an image (no format Pillow can read)"]
 
 
+@trained
 def test_tta_flip_averages_each_image_with_its_mirror(mixed, model, model_path, capsys):
     paths = [mixed / name for name in GOOD]
     argv = [*map(str, paths), "--model", str(model_path), "--classes", "cats,dogs", "--format", "json", "--tta", "flip"]

@@ -11,7 +11,7 @@ from PIL import Image
 from stages import encode as encode_stage
 from stages import split as split_stage
 from stages.lib import records
-from stages.lib.cli import PipelineError
+from stages.lib.errors import PipelineError
 from tests.conftest import dvc_args, jpeg_bytes, make_raw_tree, set_params
 
 

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from stages.lib import report_inputs
-from stages.lib.cli import PipelineError
+from stages.lib.errors import PipelineError
 
 
 def write_logs(live_dir: Path, rows: dict[str, list[tuple[int, float]]]) -> None:

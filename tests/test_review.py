@@ -14,7 +14,7 @@ import pytest
 
 from stages import review
 from stages.lib import audit, corrections
-from stages.lib.cli import PipelineError
+from stages.lib.errors import PipelineError
 from tests.conftest import ROOT
 
 CLASSES = ["None", "macro", "猫"]

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from stages.lib import files, saving
-from stages.lib.cli import MissingInput, PipelineError
+from stages.lib.errors import MissingInput, PipelineError
 
 
 def wrapped_model() -> keras.Model:

@@ -18,7 +18,7 @@ from PIL import Image
 from stages import encode as encode_stage
 from stages import split as split_stage
 from stages.lib import records, sources
-from stages.lib.cli import PipelineError
+from stages.lib.errors import PipelineError
 from tests.conftest import ROOT, dvc_args, set_params
 
 CLOSED = "http://127.0.0.1:9"  # nothing listens there: every request fails at once, online or not

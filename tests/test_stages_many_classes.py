@@ -21,9 +21,10 @@ from PIL import Image
 
 from stages import audit, baseline, download, encode, evaluate, export, finetune, predict, report, split, transfer
 from stages.lib import audit as audit_lists
-from stages.lib import file_lists, heads, markdown, markdown_parts, report_inputs, saving
+from stages.lib import file_lists, heads, markdown_parts, prediction, report_inputs, saving
 from stages.lib.keys import class_key
 from tests.conftest import ROOT, calibrated_base_weights, dvc_args, jpeg_bytes, run_card_snippets, set_params
+from tests.test_markdown import referenced_figures
 
 pytestmark = pytest.mark.slow  # trains three tiny models with the real stages
 
@@ -178,7 +179,7 @@ def test_predict_gives_the_label_and_the_top_k(project: Path, capsys: pytest.Cap
     assert row["probability"] >= row["probability_2"] >= row["probability_3"]
     assert row["probability"] + row["probability_2"] + row["probability_3"] <= 1 + 1e-6
     loaded = saving.load_model(model)
-    probabilities = heads.probabilities(loaded(predict.read_image(path, 32)[None], training=False).numpy())[0]
+    probabilities = heads.probabilities(loaded(prediction.read_image(path, 32)[None], training=False).numpy())[0]
     assert row["label"] == CLASSES[int(probabilities.argmax())]
     assert predict.main([str(path), "--model", str(model), "--classes", "cats,dogs"]) == 2  # 2 names, 5 outputs
     (error,) = capsys.readouterr().err.splitlines()
@@ -193,7 +194,7 @@ def test_report_shows_the_confusion_and_per_class_scores_of_every_class(project:
     assert "figures/confusion_matrices.png" in text
     with Image.open(project / "reports" / "figures" / "confusion_matrices.png") as image:
         assert image.width >= 800
-    assert set(markdown.referenced_figures(text)) == {
+    assert set(referenced_figures(text)) == {
         p.relative_to(project / "reports").as_posix() for p in (project / "reports").rglob("*.png")
     }
 

@@ -13,11 +13,11 @@ front, so a bomb is refused before a byte of it is written; a .tar.gz is one com
 member's packed bytes are counted from the archive file's read position while it is written, and it is stopped
 early.
 
-Hidden files, macOS metadata and system files (Thumbs.db) are not extracted: they are listed by reason so the
-download stage can record what it left out, and their folder is kept (a class folder holding only .DS_Store stays,
-empty, for layouts.py to name, instead of vanishing as a class). Every other file is extracted whatever its name:
-what is an image is decided by its content, in one place (images.py), so the pipeline and `predict` accept the same
-files.
+Hidden files, macOS metadata, system files (Thumbs.db) and names with a control character are not extracted
+(file_names.py decides, for predict too): they are listed by reason so the download stage can record what it left
+out, and their folder is kept (a class folder holding only .DS_Store stays, empty, for layouts.py to name, instead of
+vanishing as a class). Every other file is extracted whatever its name: what is an image is decided by its content,
+in one place (images.py), so the pipeline and `predict` accept the same files.
 
 Names are stored as Unicode NFC (macOS tools write NFD, Linux tools NFC): two members that are one name once
 normalised, such as the folders `café` written both ways, are refused, naming both. A file name longer than the
@@ -50,7 +50,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
-from stages.lib.cli import PipelineError
+from stages.lib.errors import PipelineError
+from stages.lib.file_names import ignore_reason, left_out_folder
 
 
 # A PipelineError so that a stage reports it as one line on stderr, like any other fixable input problem.
@@ -58,9 +59,6 @@ class ArchiveError(PipelineError):
     """Archive refused or unreadable; message names the archive and the offending member."""
 
 
-IGNORED_NAMES = {"Thumbs.db", ".DS_Store", "desktop.ini"}
-
-_IGNORED_NAMES_LOWER = {name.lower() for name in IGNORED_NAMES}
 _COPY_CHUNK_BYTES = 1 << 20
 # Packed bytes credited to every member before its ratio is judged: members under max_compression_ratio MiB are never
 # refused by ratio (a small flat-colour image may pack well beyond it), and the decompressor's read-ahead
@@ -96,39 +94,8 @@ class _Member:
     is_dir: bool
     declared_size: int  # uncompressed size the archive claims; 0 for directories
     packed_size: int | None  # compressed size a zip records; None in a tar (one stream for all members)
-    ignore: str | None  # ignore_reason() for files; None for directories
+    ignore: str | None  # file_names.ignore_reason() for files; None for directories
     handle: Any  # ZipInfo or TarInfo, to open the member for reading
-
-
-def ignore_reason(member_path: str) -> str | None:
-    """Why a member (posix relative path) is not extracted, or None to keep it.
-
-    Reasons (short stable strings, used as keys in a manifest): "control_character" (a carriage return,
-    newline or other control character anywhere in the path: it would split a row of the split lists and of
-    predict's output), "macosx" (any component is __MACOSX), "hidden" (any component starts with '.'),
-    "system_file" (basename in IGNORED_NAMES, case-insensitive). Directories are not passed here. (A file too
-    long a name for the file system is skipped as "name_too_long" when the destination is known.)
-    """
-    parts = PurePosixPath(member_path).parts
-    if not parts:
-        raise ValueError("ignore_reason() needs a non-empty member path")
-    if any(ord(char) < 0x20 or ord(char) == 0x7F for char in member_path):
-        return "control_character"
-    folder_reason = _ignored_folder_reason(parts)
-    if folder_reason is not None:
-        return folder_reason
-    if parts[-1].lower() in _IGNORED_NAMES_LOWER:
-        return "system_file"
-    return None
-
-
-def _ignored_folder_reason(parts: tuple[str, ...]) -> str | None:
-    """The path-component part of ignore_reason, shared with directory entries."""
-    if "__MACOSX" in parts:
-        return "macosx"
-    if any(part.startswith(".") for part in parts):
-        return "hidden"
-    return None
 
 
 def extract_archive(
@@ -193,7 +160,7 @@ def _folder_members(folder: Path, max_members: int) -> list[_Member]:
                     "link may point anywhere, and DVC does not see a linked folder change)",
                 )
             if stat.S_ISDIR(mode):
-                reason = _ignored_folder_reason((*parts, entry.name))
+                reason = left_out_folder((*parts, entry.name))
                 if reason is not None:  # .git/, __MACOSX/: left out whole, not walked
                     members.append(_Member(name, path, False, 0, None, reason, None))
                     continue
@@ -353,7 +320,7 @@ def _refuse_undecodable_folder_names(archive: Path, members: list[_Member]) -> N
     skipped for its own name keeps its folder, so that folder is judged too)."""
     for member in members:
         folders = member.path.split("/") if member.is_dir else member.path.split("/")[:-1]
-        if _ignored_folder_reason(tuple(folders)) is not None:
+        if left_out_folder(tuple(folders)) is not None:
             continue
         for folder in folders:
             if _undecodable(folder):
@@ -461,7 +428,7 @@ def _write_members(
         if member.is_dir:
             # Skipped folders (__MACOSX/, .git/) are not created: an empty __MACOSX/ next to the
             # dataset folder would break find_dataset_root's "single top-level folder" rule.
-            if member.path and _ignored_folder_reason(PurePosixPath(member.path).parts) is None:
+            if member.path and left_out_folder(PurePosixPath(member.path).parts) is None:
                 _make_folder(archive, member, target)
             continue
         if member.ignore is not None:

@@ -40,7 +40,7 @@ import numpy as np
 import pandas as pd
 
 from stages.lib import chance, intervals
-from stages.lib.cli import require, rerun
+from stages.lib.errors import require, rerun
 
 LABEL_ISSUES, NEAR_DUPLICATES, OUTLIERS = "label_issues.csv", "near_duplicates.csv", "outliers.csv"
 LABEL_CONFLICTS = "label_conflicts.csv"  # the split stage's: one image's bytes under two classes, every copy

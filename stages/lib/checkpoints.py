@@ -20,7 +20,7 @@ from pathlib import Path
 
 import keras
 
-from stages.lib import cli, files
+from stages.lib import files, lifecycle
 from stages.lib.saving import save_model, save_weights
 
 STATE = "state.json"  # names the epoch's model and best weights files; they are only ever read through it
@@ -67,12 +67,12 @@ class Checkpoint(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         self.last_logs = {k: float(v) for k, v in (logs or {}).items()}
-        with cli.uninterrupted():  # the best weights, the model and its state: all of this epoch, or none
+        with lifecycle.uninterrupted():  # the best weights, the model and its state: all of this epoch, or none
             self._save(epoch)
             self._if_interrupted(f" after epoch {epoch + 1} of {self.epochs.stop}", epoch + 1)
 
     def on_train_end(self, logs=None):
-        cli.when_interrupted()  # the checkpoint is about to go: the stage's own line again
+        lifecycle.when_interrupted()  # the checkpoint is about to go: the stage's own line again
 
     def _save(self, epoch: int) -> None:
         if self.monitor:
@@ -109,7 +109,7 @@ class Checkpoint(keras.callbacks.Callback):
             then = f"run the stage again to resume from its checkpoint of epoch {checkpointed}"
         else:
             then = f"start every worker again: they resume from the chief's checkpoint of epoch {checkpointed}"
-        cli.when_interrupted(where, then)
+        lifecycle.when_interrupted(where, then)
 
 
 def read_state(work_dir: Path, key: str) -> dict | None:

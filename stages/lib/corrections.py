@@ -32,7 +32,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from stages.lib.cli import PipelineError
+from stages.lib.errors import PipelineError
 
 FILE = Path("corrections.csv")  # at the project's root, beside params.yaml
 COLUMNS = ["path", "sha256", "action", "label", "note"]

@@ -16,26 +16,24 @@ the same weights. What that needs here:
   `weights_from_chief`), so the workers need no shared folder, and none of them can resume from another epoch;
 - workers given other params or inputs are refused (`same_on_every_worker`), and a worker that stops ends the
   others with one line (`worker_failures`);
-- TF_CONFIG is checked before TensorFlow reads it (`cluster_spec`), and the workers wait for each other in Python
-  (`join`) with a timeout (train.join_timeout), not in TensorFlow, whose wait ignores Ctrl-C and SIGTERM.
+- TF_CONFIG is checked before TensorFlow reads it, and the workers wait for each other in Python with a timeout
+  (train.join_timeout), not in TensorFlow, whose wait ignores Ctrl-C and SIGTERM: cluster.py, which needs no
+  TensorFlow.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import os
 import re
 import signal
-import socket
 import threading
-import time
 
 import numpy as np
 import tensorflow as tf
 
-from stages.lib import cli
-from stages.lib.cli import PipelineError, first_line
+from stages.lib import cluster
+from stages.lib.errors import PipelineError, first_line
 
 
 def make_strategy(name: str, join_timeout: float) -> tf.distribute.Strategy:
@@ -47,12 +45,12 @@ def make_strategy(name: str, join_timeout: float) -> tf.distribute.Strategy:
     from stages.lib import internals  # Keras' private names: checked when imported
 
     if name == "multi_worker":
-        config = cluster_spec()  # a missing or broken TF_CONFIG is one line, not a hang or a single-worker run
-        join(config, join_timeout)
+        config = cluster.tf_config()  # a missing or broken TF_CONFIG is one line, not a hang or a single-worker run
+        cluster.join(config, join_timeout)
         internals.multi_worker_fixes()
         internals.seeds_per_replica()
         # Every worker has started: TensorFlow's own wait is short, unless one stops right now.
-        timer = threading.Timer(join_timeout, _never_joined, (config, join_timeout))
+        timer = threading.Timer(join_timeout, cluster.never_joined, (config, join_timeout))
         timer.daemon = True
         timer.start()
         strategy = tf.distribute.MultiWorkerMirroredStrategy()
@@ -75,131 +73,6 @@ def make_strategy(name: str, join_timeout: float) -> tf.distribute.Strategy:
     return strategy
 
 
-TF_CONFIG_EXAMPLE = '{"cluster": {"worker": ["host1:12345", "host2:12345"]}, "task": {"type": "worker", "index": 0}}'
-
-
-def cluster_spec() -> dict:
-    """TF_CONFIG, checked before TensorFlow reads it: {"cluster": {"worker": ["host:port", ...]}, "task": {"type":
-    "worker", "index": i}}. Every process is a worker, worker 0 the chief: TensorFlow's other jobs (chief, ps,
-    evaluator) are refused, as no process here runs them, and the strategy would wait for them forever."""
-    raw = os.environ.get("TF_CONFIG")
-    if not raw:
-        raise PipelineError(
-            f"train.strategy: multi_worker needs TF_CONFIG in each worker's environment, e.g. {TF_CONFIG_EXAMPLE}"
-        )
-    try:
-        config = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise PipelineError(
-            f"TF_CONFIG: not JSON ({exc.msg} at character {exc.pos}); e.g. {TF_CONFIG_EXAMPLE}"
-        ) from None
-    if not (
-        isinstance(config, dict) and isinstance(config.get("cluster"), dict) and isinstance(config.get("task"), dict)
-    ):
-        raise PipelineError(f'TF_CONFIG: needs a "cluster" and a "task" object, e.g. {TF_CONFIG_EXAMPLE}')
-    cluster, task = config["cluster"], config["task"]
-    for job in cluster:
-        if job != "worker":
-            raise PipelineError(
-                f'TF_CONFIG: the cluster has a "{job}" job, which train.strategy: multi_worker does not run: list '
-                'every process under "worker" (worker 0 is the chief)'
-            )
-    workers = cluster.get("worker")
-    if not (isinstance(workers, list) and workers and all(isinstance(address, str) for address in workers)):
-        raise PipelineError(
-            f'TF_CONFIG: the cluster\'s "worker" must be a list of "host:port" addresses, not {json.dumps(workers)}'
-        )
-    for i, address in enumerate(workers):
-        if host_and_port(address) is None:
-            raise PipelineError(f'TF_CONFIG: worker {i}\'s address "{address}" is not "host:port" with a port 1-65535')
-        if address in workers[:i]:
-            raise PipelineError(
-                f'TF_CONFIG: workers {workers.index(address)} and {i} have the same address "{address}"'
-            )
-    if task.get("type") != "worker":
-        raise PipelineError(
-            f'TF_CONFIG: the task\'s "type" is {json.dumps(task.get("type"))}; every process is a "worker" (worker 0 '
-            "is the chief)"
-        )
-    index = task.get("index")
-    if not (isinstance(index, int) and not isinstance(index, bool) and 0 <= index < len(workers)):
-        raise PipelineError(
-            f'TF_CONFIG: the task\'s "index" is {json.dumps(index)}, but the cluster lists {len(workers)} workers '
-            f"(0 to {len(workers) - 1})"
-        )
-    return config
-
-
-def host_and_port(address: str) -> tuple[str, int] | None:
-    """("host", port) of "host:port" ("[::1]:port" for IPv6), or None."""
-    host, _, port = address.rpartition(":")
-    if not host or not port.isascii() or not port.isdigit() or not 1 <= int(port) <= 65535:
-        return None
-    return host.removeprefix("[").removesuffix("]"), int(port)
-
-
-JOIN_POLL_SECONDS = 0.5  # how often a waiting worker looks for the others
-
-
-def join(config: dict, timeout: float) -> None:
-    """Wait until every other worker of TF_CONFIG listens on its address, for `timeout` seconds at most, then end
-    with a line naming those that never came. TensorFlow's own wait (in the strategy's constructor) has no timeout
-    of ours, and ignores Ctrl-C and SIGTERM: it waits in C++, and its coordination service takes SIGTERM. This
-    worker holds its own port meanwhile, so the others see it has come, and a port another program holds is
-    found before TensorFlow fails on it. Once all listen, the workers go on within a poll of each other."""
-    workers, index = config["cluster"]["worker"], config["task"]["index"]
-    _, port = host_and_port(workers[index])
-    with socket.socket() as own:
-        own.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gRPC: a closed connection's port is free
-        try:
-            own.bind(("", port))
-        except OSError as exc:
-            raise PipelineError(
-                f"TF_CONFIG: worker {index}'s port {port} ({workers[index]}) is taken on this host ({exc.strerror}); "
-                f"stop what holds it, or give worker {index} another port in every worker's TF_CONFIG"
-            ) from None
-        own.listen()
-        own.setblocking(False)
-        cli.when_interrupted(" while waiting for the other workers to start", "nothing was written")
-        deadline = time.monotonic() + timeout
-        waiting = [i for i in range(len(workers)) if i != index]
-        while waiting := [i for i in waiting if not _listening(workers[i])]:
-            if time.monotonic() > deadline:
-                raise PipelineError(_not_come(workers, waiting, timeout))
-            with contextlib.suppress(BlockingIOError):
-                while True:  # the others' looks at this worker, which need no answer
-                    own.accept()[0].close()
-            time.sleep(JOIN_POLL_SECONDS)
-        cli.when_interrupted()
-
-
-def _listening(address: str) -> bool:
-    try:
-        with socket.create_connection(host_and_port(address), timeout=JOIN_POLL_SECONDS):
-            return True
-    except OSError:
-        return False
-
-
-def _not_come(workers: list[str], missing: list[int], timeout: float) -> str:
-    named, them = ", ".join(f"worker {i} ({workers[i]})" for i in missing), "it" if len(missing) == 1 else "them"
-    return (
-        f"{named} of TF_CONFIG did not start within train.join_timeout ({timeout:g} s); start {them} with the same "
-        "stage command and its own TF_CONFIG, then this one again"
-    )
-
-
-def _never_joined(config: dict, timeout: float) -> None:
-    """The strategy still waits, in TensorFlow, for a worker that had started: it stopped before joining."""
-    workers, index = config["cluster"]["worker"], config["task"]["index"]
-    gone = [f"worker {i} ({workers[i]})" for i in range(len(workers)) if i != index and not _listening(workers[i])]
-    cli.end_now(
-        f"error: {', '.join(gone) or 'a worker'} of TF_CONFIG stopped before joining the others (waited "
-        f"train.join_timeout, {timeout:g} s); start every worker again",
-        1,
-    )
-
-
 def is_multi_worker(strategy: tf.distribute.Strategy) -> bool:
     return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
 
@@ -220,14 +93,16 @@ def shard_by_batch(dataset: tf.data.Dataset, strategy: tf.distribute.Strategy) -
     return dataset.with_options(options)
 
 
-def even_shares(strategy: tf.distribute.Strategy, batch_key: str, batch_size: int, counts: dict[str, int]) -> None:
+def even_shares(
+    strategy: tf.distribute.Strategy, batch_key: str, batch_size: int, counts: dict[str, int]
+) -> str | None:
     """Each worker averages the loss and metrics over its share of a global batch and the workers' averages are
     averaged: one process's average only when the shares are equal. Refused: a batch size that is no multiple of
     the workers (every step uneven), and a last batch with fewer images than workers (a worker would get none,
-    which fails). A last batch that splits unevenly gets a warning: a split whose size is no multiple of the
+    which fails). A last batch that splits unevenly gets a warning, returned: a split whose size is no multiple of the
     workers has one under every batch size that is (its remainder is the split size's)."""
     if not is_multi_worker(strategy):
-        return
+        return None
     workers = strategy.num_replicas_in_sync  # shares of a batch: one per worker, or per GPU of each
     noun = "workers" if len(strategy.extended.worker_devices) == 1 else "replicas (devices of all workers)"
     if batch_size % workers:
@@ -246,12 +121,13 @@ def even_shares(strategy: tf.distribute.Strategy, batch_key: str, batch_size: in
             f"{batch_key}={batch_size}: {sizes} image(s), fewer than the {workers} {noun}, one of which would get "
             f"none and fail; " + (f"set {batch_key} to {nearest}" if nearest else "change the splits' sizes")
         )
-    if last:
-        print(
-            f"warning: {batch_key}={batch_size}: {sizes} images, which do not split evenly over the {workers} "
-            f"{noun} (under no batch size: {' and '.join(str(counts[split]) for split in last)} images are no "
-            f"multiple of {workers}), so that step of every epoch weighs images a little unlike one process"
-        )
+    if not last:
+        return None
+    return (
+        f"{batch_key}={batch_size}: {sizes} images, which do not split evenly over the {workers} {noun} (under no "
+        f"batch size: {' and '.join(str(counts[split]) for split in last)} images are no multiple of {workers}), so "
+        "that step of every epoch weighs images a little unlike one process"
+    )
 
 
 def _summed(strategy: tf.distribute.Strategy, values: list, first_only: bool = False) -> list[np.ndarray]:
@@ -335,14 +211,3 @@ def worker_failures(strategy: tf.distribute.Strategy):
             f"another worker stopped ({reason}); see its own output for why, then start every worker again: "
             "they resume from the chief's last checkpoint"
         ) from None
-
-
-def local_cluster(workers: int) -> dict:
-    """TF_CONFIG's "cluster" for `workers` processes on this host, each on a free port: multi_worker tried on one
-    machine (the tests, benchmarks/multi_worker.py)."""
-    ports = []
-    for _ in range(workers):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            ports.append(probe.getsockname()[1])
-    return {"worker": [f"127.0.0.1:{port}" for port in ports]}

@@ -20,7 +20,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import http.client
-import logging
 import os
 import re
 import tempfile
@@ -33,10 +32,8 @@ import urllib3.exceptions
 from tqdm import tqdm
 
 from stages.lib import files
-from stages.lib.cli import PipelineError
+from stages.lib.errors import PipelineError, warn
 from stages.lib.redaction import redact
-
-log = logging.getLogger(__name__)
 
 OFFLINE_ADVICE = (
     "This machine seems to be offline. Download the archive elsewhere and set data.source to its local path "
@@ -86,17 +83,18 @@ def download(
     chunk_bytes: int = 1 << 20,
     progress: bool = True,
     session: requests.Session | None = None,
+    stage: str = "download",
 ) -> str:
     """Stream `url` to `dest` atomically and return the file's sha256 hex digest.
 
     `sha256` (hex, any case), when given, must match or DownloadError is raised and `dest` is left
     as it was. `retries` is the number of extra attempts after the first (see the module
-    docstring for what is retried). Raises DownloadError for every download failure, its message naming the URL
-    without credentials (redact).
+    docstring for what is retried), each a warning line of `stage`. Raises DownloadError for every download failure,
+    its message naming the URL without credentials (redact).
     """
     try:
         return _download(url, dest, sha256, retries, backoff_seconds, (connect_timeout, read_timeout), chunk_bytes,
-                         progress, session)  # fmt: skip
+                         progress, session, stage)  # fmt: skip
     except DownloadError as exc:  # every message names the URL: never with its credentials
         raise DownloadError(redact(str(exc))) from exc.__cause__
 
@@ -111,6 +109,7 @@ def _download(
     chunk_bytes: int,
     progress: bool,
     session: requests.Session | None,
+    stage: str,
 ) -> str:
     expected_sha256 = _normalised_sha256(sha256)
     if retries < 0:
@@ -129,7 +128,7 @@ def _download(
             progress=progress,
         )
         with files.naming_a_full_disk(dest):
-            part, digest = _with_retries(attempt, url, retries=retries, backoff_seconds=backoff_seconds)
+            part, digest = _with_retries(attempt, url, retries=retries, backoff_seconds=backoff_seconds, stage=stage)
     finally:
         if session is None:
             http_session.close()
@@ -156,7 +155,7 @@ def _normalised_sha256(sha256: str | None) -> str | None:
 
 
 def _with_retries(
-    attempt: Callable[[], tuple[Path, str]], url: str, *, retries: int, backoff_seconds: float
+    attempt: Callable[[], tuple[Path, str]], url: str, *, retries: int, backoff_seconds: float, stage: str
 ) -> tuple[Path, str]:
     """Run `attempt` until it succeeds, retrying only _TransientError, with exponential backoff."""
     for attempt_index in range(retries + 1):
@@ -166,7 +165,7 @@ def _with_retries(
             failure = exc
             if attempt_index < retries:
                 delay = backoff_seconds * 2**attempt_index
-                log.warning("download of %s failed (%s); retrying in %.2g s", redact(url), redact(str(exc)), delay)
+                warn(stage, f"download of {redact(url)} failed ({redact(str(exc))}); retrying in {delay:.2g} s")
                 time.sleep(delay)
     message = f"could not download {url} after {retries + 1} attempt(s): {failure}"
     if failure.host_unreachable:

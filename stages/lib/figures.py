@@ -25,7 +25,7 @@ from matplotlib.ticker import MaxNLocator
 from PIL import Image
 
 from stages.lib import images
-from stages.lib.cli import require, rerun
+from stages.lib.errors import require, rerun
 
 GRID_THUMBNAIL = 192  # pixels; the grid cells are ~2 inches at 100 dpi
 DPI = 100

@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 
 from stages.lib import corrections
-from stages.lib.cli import PipelineError, require
+from stages.lib.errors import PipelineError, require
 from stages.lib.images import SKIP_REASONS as IMAGE_SKIP_REASONS
 from stages.lib.images import check_image_file
 from stages.lib.keys import class_key
@@ -326,7 +326,8 @@ def warning_counts(warned: pd.DataFrame) -> dict[str, int]:
 
 
 def warning_lines(warned: pd.DataFrame, warn_aspect_ratio: float, warn_min_side: int) -> list[str]:
-    """One `split: warning:` line per kind of distortion found, naming the first images with their sizes."""
+    """One warning per kind of distortion found, naming the first images with their sizes (the split stage says
+    them, errors.warn)."""
     ratio, side = f"split.warn_aspect_ratio={warn_aspect_ratio:g}", f"split.warn_min_side={warn_min_side}"
     what = {
         "aspect_ratio": f"far from square (the longer side over {ratio} times the shorter)",
@@ -343,7 +344,5 @@ def warning_lines(warned: pd.DataFrame, warn_aspect_ratio: float, warn_min_side:
             f" and {len(rows) - _SHOWN_WARNED} more (sizes in data/splits/*.csv)" if len(rows) > _SHOWN_WARNED else ""
         )
         images = "image" if len(rows) == 1 else "images"
-        lines.append(
-            f"split: warning: {len(rows)} {images} {what[name]}: {', '.join(shown)}{more}; every stage {why[name]}"
-        )
+        lines.append(f"{len(rows)} {images} {what[name]}: {', '.join(shown)}{more}; every stage {why[name]}")
     return lines

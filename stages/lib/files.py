@@ -3,7 +3,7 @@
 Files are written to a temporary name beside the target and renamed into place; a directory output is
 built in a temporary sibling directory and swapped in only when the stage has finished it. Both get the
 permissions of a normally created file or folder (the umask applied), not mkstemp's private 0600 / 0700.
-Before anything is renamed into place, the running stage's checks pass (cli.before_replacing: its params are
+Before anything is renamed into place, the running stage's checks pass (lifecycle.before_replacing: its params are
 still those it read).
 
 A temporary carries the id of the process writing it (`.<name>.<pid>-<random>.tmp`; saving.py's
@@ -27,8 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from stages.lib import cli
-from stages.lib.cli import PipelineError, out_of_space, require, rerun
+from stages.lib import lifecycle
+from stages.lib.errors import PipelineError, out_of_space, require, rerun
 
 
 @contextlib.contextmanager
@@ -97,7 +97,7 @@ def write_bytes(path: Path, data: bytes) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_umask())
-        cli.before_replacing()
+        lifecycle.before_replacing()
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -134,13 +134,13 @@ def replace_dir(path: Path) -> Iterator[Path]:
     try:
         with naming_a_full_disk(path):
             yield tmp
-        cli.before_replacing()
+        lifecycle.before_replacing()
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     old = path.with_name(f".{path.name}.old")
     shutil.rmtree(old, ignore_errors=True)
-    with cli.uninterrupted():  # not left absent by a signal between the two renames
+    with lifecycle.uninterrupted():  # not left absent by a signal between the two renames
         if path.exists():
             os.replace(path, old)
         os.replace(tmp, path)

@@ -30,7 +30,7 @@ from dvclive.keras import DVCLiveCallback
 
 from stages.lib import distribution, heads
 from stages.lib.checkpoints import Checkpoint, best_weights_path, drop_logged_steps_from, model_path, read_state
-from stages.lib.cli import PipelineError
+from stages.lib.errors import PipelineError
 
 
 class TrainingError(PipelineError):

@@ -36,7 +36,7 @@ def one_hot_targets(num_classes: int, label_smoothing: float) -> bool:
 
 
 def loss(num_classes: int, label_smoothing: float = 0.0) -> keras.losses.Loss:
-    import keras  # here, not at the top: params.py and architectures.py import this module without Keras
+    import keras  # here, not at the top: params.py imports this module without Keras
 
     if units(num_classes) == 1:
         return keras.losses.BinaryCrossentropy(from_logits=True, label_smoothing=label_smoothing)

@@ -11,6 +11,11 @@ canary per name, which turns red on an upgrade that changes it. What uses them:
   installed only when the stage's strategy has more than one replica (`multi_worker`, `mirrored`, `auto` on several
   GPUs), never in a single-replica process.
 - `onednn_enabled`: whether TensorFlow runs its oneDNN kernels, which the metrics record (runtime.machine).
+- `all_layers`: every layer of a model, nested ones too, which no public Keras API lists (serving.in_float32).
+- `per_tensor_int8`: TFLiteConverter's only switch for one int8 scale per tensor (`export.int8_per_channel: false`),
+  an attribute its constructor sets: checked when it is used, and by a canary that builds a converter.
+- `disable_op_determinism`: op determinism off again, which TensorFlow's public API cannot do (benchmarks/precision.py
+  measures XLA, which Keras compiles only without it).
 
 Importing it imports Keras and TensorFlow: only the code that needs them imports it, after a stage's own checks.
 """
@@ -24,7 +29,7 @@ from dataclasses import dataclass
 import keras
 import tensorflow as tf
 
-from stages.lib.cli import PipelineError
+from stages.lib.errors import PipelineError
 
 REPLICA_SEED_STRIDE = 1_000_003  # replica r draws with seed + r x this: far from the small offsets of the seed
 # that separate the random layers of one model (augment.py), so no replica draws another layer's numbers
@@ -46,6 +51,8 @@ PRIVATE = (
     Private("keras.src.backend.tensorflow.trainer", "_collective_all_reduce_multi_worker", ("strategy",)),
     Private("keras.src.random.seed_generator", "SeedGenerator.next", ("self", "ordered")),
     Private("tensorflow.python.util._pywrap_util_port", "IsMklEnabled", ()),
+    Private("keras.src.layers.layer", "Layer._flatten_layers", ("self", "include_self", "recursive")),
+    Private("tensorflow.python.framework.config", "disable_op_determinism", ()),
 )  # fmt: skip
 
 
@@ -142,3 +149,26 @@ def onednn_enabled() -> bool:
     """Whether TensorFlow runs its oneDNN kernels in this process (TF_ENABLE_ONEDNN_OPTS, else its CPU rule): the
     switch TensorFlow itself reads, which no public API shows."""
     return bool(_FOUND[("tensorflow.python.util._pywrap_util_port", "IsMklEnabled")]())
+
+
+def all_layers(model: keras.Model) -> list[keras.layers.Layer]:
+    """`model` and every layer inside it, at any depth (a model's, and a wrapper layer's own)."""
+    return list(model._flatten_layers(include_self=True, recursive=True))
+
+
+PER_TENSOR_SWITCH = "_experimental_disable_per_channel"  # set by TFLiteConverter's constructor
+
+
+def per_tensor_int8(converter) -> None:
+    """Have `converter` quantize int8 weights with one scale per tensor, not per output channel (TFLite's default)."""
+    if not hasattr(converter, PER_TENSOR_SWITCH):
+        raise PipelineError(
+            f"export.int8_per_channel: false needs TFLiteConverter.{PER_TENSOR_SWITCH}, which TensorFlow "
+            f"{tf.__version__} does not have; set it to true"
+        )
+    setattr(converter, PER_TENSOR_SWITCH, True)
+
+
+def disable_op_determinism() -> None:
+    """The reverse of tf.config.experimental.enable_op_determinism, which has no public one."""
+    _FOUND[("tensorflow.python.framework.config", "disable_op_determinism")]()

@@ -23,7 +23,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from stages.lib.cli import PipelineError
+from stages.lib.errors import PipelineError
 
 TRAIN, VALIDATION, TEST, IMAGES = "train", "validation", "test", "images"
 # A split folder's names, matched without regard to case; two names of one split side by side are refused.

@@ -1,5 +1,6 @@
-"""The report's markdown (`write_report`, which also draws its figures), from the model a user gets and the model
-table to the audit, the dataset counts and the provenance of the run; report_inputs.py reads what it shows.
+"""The report's markdown (`write_report`), from the model a user gets and the model table to the audit, the dataset
+counts and the provenance of the run: text alone, from what report_inputs.py read, linking the figures that
+report_figures.py drew. It reads and writes no file.
 
 Nothing in the markdown depends on the clock or on dict order: identical inputs give an identical report.md.
 Reference figures (reference.py) are quoted beside this run's numbers and labelled as such; when the run used
@@ -8,25 +9,23 @@ other data or other weights, the report says plainly that its numbers are not co
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from stages.lib import audit, figures, heads, intervals, model_origin, redaction, reference
+from stages.lib import audit, figures, intervals, model_origin, redaction, reference
 from stages.lib.files import Metrics
 from stages.lib.keys import class_key
 from stages.lib.markdown_parts import code as _code
 from stages.lib.markdown_parts import count as _count
 from stages.lib.markdown_parts import fmt as _fmt
 from stages.lib.markdown_parts import table as _table
+from stages.lib.markdown_parts import with_interval as _with_interval
 from stages.lib.provenance import Provenance
+from stages.lib.report_figures import Drawn
 from stages.lib.report_inputs import AuditInputs, Inputs
-
-MOST_CONFUSED_FIGURE = "confusion_most_confused.png"
 
 
 @dataclass(frozen=True)
@@ -77,15 +76,6 @@ def comparability(
     )
 
 
-def _with_interval(scores: Metrics | dict[str, Any], key: str) -> str:
-    """A score and, in parentheses, its 95% interval (`<key>.low`, `<key>.high`), as evaluate and the training stages
-    write them; n/a when the score is undefined."""
-    value = scores[key]
-    if value is None:
-        return "n/a"
-    return f"{_fmt(value)} ({_fmt(scores[f'{key}.low'], 3)}-{_fmt(scores[f'{key}.high'], 3)})"
-
-
 def _model_description(model: str, params: dict[str, Any], training: Metrics) -> str:
     if model == "baseline":
         return f"baseline (`{params['baseline']['arch']}`, from scratch)"
@@ -110,9 +100,8 @@ def chosen_model_section(inputs: Inputs) -> list[str]:
 
 def models_section(inputs: Inputs) -> list[str]:
     s, p, names = inputs.scores, inputs.params, inputs.class_names
-    weights_sha256 = str(inputs.training["transfer"].values.get("weights.sha256", "unknown"))
-    pretrained_here = model_origin.pretraining_description(str(p["model"]["weights"])) is not None
-    versus = comparability(inputs.manifest, weights_sha256, p["model"]["base"], p["model"]["image_size"],
+    pretrained_here = inputs.base.description is not None
+    versus = comparability(inputs.manifest, inputs.base.sha256, p["model"]["base"], p["model"]["image_size"],
                            pretrained_here)  # fmt: skip
     binary = len(names) == 2
     header = ["model", "test accuracy", "F1" if binary else "macro F1", "ROC AUC"]
@@ -149,7 +138,7 @@ def models_section(inputs: Inputs) -> list[str]:
         "",
         versus.notice,
         "",
-        *model_origin.base_origin(str(p["model"]["weights"]), weights_sha256, names),
+        *model_origin.base_origin(inputs.base, names),
         *_table(header, rows, align),
         "",
         f"Test scores on {_count(s[f'{reference.MODELS[-1]}.test_images'])} test images {scores_note}. Epochs "
@@ -181,11 +170,14 @@ def _transfer_lost(inputs: Inputs, transfer_over_baseline: intervals.Comparison)
     c = transfer_over_baseline
     if c.difference >= 0 or c.in_noise:
         return []
-    weights = str(inputs.params["model"]["weights"])
-    cause = model_origin.weak_transfer_cause(weights, str(inputs.training["transfer"].values.get("weights.sha256")))
+    cause = model_origin.weak_transfer_cause(inputs.base)
     return [
         f"> **Transfer scores below the CNN trained from scratch** ({c.difference:+.4f}, outside the noise): "
-        + (f"likely cause: {cause}." if cause else f"no known cause (`model.weights: {weights}`); check the data."),
+        + (
+            f"likely cause: {cause}."
+            if cause
+            else f"no known cause (`model.weights: {inputs.base.weights}`); check the data."
+        ),
         "",
     ]
 
@@ -264,22 +256,22 @@ def most_confused(predictions: pd.DataFrame, class_names: list[str], count: int 
     return [(row.true, row.predicted_as, int(row.n)) for row in pairs.head(count).itertuples()]
 
 
-def confusions_section(inputs: Inputs) -> list[str]:
+def confusions_section(inputs: Inputs, drawn: Drawn) -> list[str]:
     final = inputs.export["model"]  # the model a user takes away
     lines = [
         "## Test split",
         "",
         "![Confusion matrices of the three models on the test split, rows the true class, coloured by the share of "
-        "the row](figures/confusion_matrices.png)",
+        f"the row]({drawn.links['confusion']})",
         "",
     ]
-    if len(inputs.class_names) > figures.NAMED_CLASSES:
+    if "most_confused" in drawn.links:  # above figures.NAMED_CLASSES
         lines += [
             f"With {len(inputs.class_names)} classes the matrices above are heat maps by class index (the order of "
             f"the per-class table); the {figures.MOST_CONFUSED} classes the {final} model confuses most, by name:",
             "",
             f"![The {final} model's confusion among the {figures.MOST_CONFUSED} classes with the most mistakes]"
-            f"(figures/{MOST_CONFUSED_FIGURE})",
+            f"({drawn.links['most_confused']})",
             "",
         ]
     if any(len(name) > figures.MAX_LABEL_CHARS for name in inputs.class_names):
@@ -441,7 +433,6 @@ def provenance_section(inputs: Inputs, prov: Provenance) -> list[str]:
 
 # ---- audit section ---------------------------------------------------------------------------------
 
-FIGURES = "figures"  # the report folder's figures, linked by relative path
 AUDIT_FOLDER = "audit"  # the audit stage's lists beside report.md (reports/audit), linked by relative path
 
 
@@ -505,16 +496,11 @@ def best_on_validation(inputs: Inputs) -> tuple[str, float] | None:
 
 
 def audit_section(
-    audit_inputs: AuditInputs,
-    class_names: list[str],
-    raw_dir: Path,
-    out: Path,
-    show: int,
-    best: tuple[str, float] | None = None,
+    audit_inputs: AuditInputs, drawn: Drawn, show: int, best: tuple[str, float] | None = None
 ) -> list[str]:
     """Counts and how far to trust them (the judge beside chance and beside `best`, the best model's name and val
-    accuracy), then the most suspicious of each list (a grid of images for the label issues and the near-duplicate
-    pairs, drawn into `out`): a suggestion of what to look at, never a verdict."""
+    accuracy), then the most suspicious of each list (with the grids of images report_figures drew for the label
+    issues and the near-duplicate pairs): a suggestion of what to look at, never a verdict."""
     m, tables = audit_inputs.metrics, audit_inputs.tables
     lines = ["## Audit: images to look at", ""]
     if not m["audit.enabled"]:
@@ -535,14 +521,13 @@ def audit_section(
         *_audit_counts(m),
         "",
     ]
-    if show and len(issues):
+    if "label_issues" in drawn.links:  # the first `show` of them
         shown = issues.head(show)
-        figures.plot_label_issues(shown, raw_dir, class_names, out / "audit_label_issues.png")
         lines += [
             f"The {len(shown)} most suspicious labels (of {len(issues)}), lowest label quality first (the out-of-fold "
             "probability of the given label):",
             "",
-            f"![Suspected label errors with given and suggested labels]({FIGURES}/audit_label_issues.png)",
+            f"![Suspected label errors with given and suggested labels]({drawn.links['label_issues']})",
             "",
             *_audit_list(
                 issues,
@@ -551,14 +536,13 @@ def audit_section(
             ),  # fmt: skip
             "",
         ]
-    if show and len(pairs):
+    if "near_duplicates" in drawn.links:
         shown = pairs.head(show)
-        figures.plot_near_duplicates(shown, raw_dir, out / "audit_near_duplicates.png")
         lines += [
             f"The {len(shown)} closest near-duplicate pairs (of {len(pairs)}), pairs across splits first (red): a test "
             "image nearly the same as a train image is scored on what the model has seen.",
             "",
-            f"![Near-duplicate pairs side by side, with their similarity]({FIGURES}/audit_near_duplicates.png)",
+            f"![Near-duplicate pairs side by side, with their similarity]({drawn.links['near_duplicates']})",
             "",
         ]
     if show and len(outliers):
@@ -571,32 +555,11 @@ def audit_section(
     return lines
 
 
-def write_report(inputs: Inputs, out: Path, grid_images: int, prov: Provenance, audit_show: int) -> str:
-    """Draw every figure into `out` (the report folder's FIGURES) and return the markdown that links them."""
-    out.mkdir(parents=True, exist_ok=True)
-    curves = (*heads.METRICS, "loss")  # accuracy above loss, as the reference tutorial
-    continued = figures.continue_run(inputs.curves["transfer"], inputs.curves["finetune"], inputs.logs["finetune"])
-    figures.plot_curves(
-        continued.curves,
-        list(curves),
-        "Transfer learning, then fine-tuning (one continued run)",
-        out / "training_transfer_finetune.png",
-        marker=continued.finetune_starts_at,
-    )
-    baseline = inputs.curves["baseline"].assign(epoch=lambda f: f["step"] + 1)
-    arch = inputs.params["baseline"]["arch"]
-    figures.plot_curves(baseline, list(curves), f"Baseline ({arch}, from scratch)", out / "training_baseline.png")
-    matrices = {m: figures.confusion_matrix(inputs.predictions[m], len(inputs.class_names)) for m in reference.MODELS}
-    titles = {m: f"{m}: accuracy {_with_interval(inputs.scores, f'{m}.accuracy')}" for m in reference.MODELS}
-    figures.plot_confusion(matrices, titles, inputs.class_names, out / "confusion_matrices.png")
-    if len(inputs.class_names) > figures.NAMED_CLASSES:
-        final = inputs.export["model"]
-        figures.plot_most_confused(matrices[final], inputs.class_names, titles[final], out / MOST_CONFUSED_FIGURE)
-    grid_model = inputs.export["model"]  # the model a user takes away
+def write_report(inputs: Inputs, drawn: Drawn, prov: Provenance, audit_show: int) -> str:
+    """The report's markdown, linking the figures `drawn` (report_figures.draw) holds."""
+    continued, chosen = drawn.continued, drawn.grid
+    grid_model = inputs.export["model"]  # the model a user takes away, whose predictions the grid shows
     predictions = inputs.predictions[grid_model]
-    chosen = figures.select_grid(predictions, grid_images)
-    figures.plot_grid(chosen, inputs.raw_dir, inputs.class_names, out / "test_predictions.png")
-
     n_mistakes = int(chosen["mistake"].sum())
     all_mistakes = int((predictions["label"] != predictions["predicted"]).sum())
     lines = [
@@ -612,11 +575,11 @@ def write_report(inputs: Inputs, out: Path, grid_images: int, prov: Provenance, 
         "curves of the test split.",
         "",
         "![Accuracy and loss of transfer learning then fine-tuning, training and validation, with a line at the "
-        "start of fine-tuning](figures/training_transfer_finetune.png)",
+        f"start of fine-tuning]({drawn.links['transfer_finetune']})",
         "",
-        "![Accuracy and loss of the baseline, training and validation](figures/training_baseline.png)",
+        f"![Accuracy and loss of the baseline, training and validation]({drawn.links['baseline']})",
         "",
-        *confusions_section(inputs),
+        *confusions_section(inputs, drawn),
         f"## Predictions of the {grid_model} model",
         "",
         f"{len(chosen)} of {len(predictions)} test images, {n_mistakes} of them mistakes "
@@ -625,16 +588,11 @@ def write_report(inputs: Inputs, out: Path, grid_images: int, prov: Provenance, 
         "Each title is the predicted class and the model's probability for it; mistakes are red, framed, "
         "and name the true class.",
         "",
-        "![Test images with predicted class and probability, mistakes in red](figures/test_predictions.png)",
+        f"![Test images with predicted class and probability, mistakes in red]({drawn.links['predictions']})",
         "",
         *export_section(inputs),
-        *audit_section(inputs.audit, inputs.class_names, inputs.raw_dir, out, audit_show, best_on_validation(inputs)),
+        *audit_section(inputs.audit, drawn, audit_show, best_on_validation(inputs)),
         *dataset_section(inputs),
         *provenance_section(inputs, prov),
     ]
     return "\n".join(lines)
-
-
-def referenced_figures(markdown: str) -> list[str]:
-    """Relative paths of the images a markdown text shows."""
-    return re.findall(r"!\[[^\]]*\]\(([^)\s]+)\)", markdown)

@@ -26,6 +26,15 @@ def count(value: Any) -> str:
     return "n/a" if value is None else f"{int(value):,}"
 
 
+def with_interval(scores: Any, key: str) -> str:
+    """A score of `scores` (a dict, or files.Metrics) and, in parentheses, its 95% interval (`<key>.low`, `<key>.high`),
+    as evaluate and the training stages write them; n/a when the score is undefined."""
+    value = scores[key]
+    if value is None:
+        return "n/a"
+    return f"{fmt(value)} ({fmt(scores[f'{key}.low'], 3)}-{fmt(scores[f'{key}.high'], 3)})"
+
+
 def table(header: list[str], rows: list[list[str]], align: str = "") -> list[str]:
     """A markdown table; `align` holds one character per column, l or r (default: first l, rest r)."""
     align = align or "l" + "r" * (len(header) - 1)

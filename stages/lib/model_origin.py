@@ -1,11 +1,14 @@
-"""Where a model's pretrained base came from, said once for the report (markdown.py) and the model card
-(model_card.py): the weights `model.weights` names, and, for a base this project pretrained, the description
-scripts/pretrain_base.py wrote beside its weights file (pretrained/*.json), quoted only when it describes these
-very bytes (its sha256)."""
+"""Where a model's pretrained base came from, said once for the report (markdown.py), the model card (model_card.py),
+export's flags and the transfer stage's note: the weights `model.weights` names, and, for a base this project
+pretrained, the description scripts/pretrain_base.py wrote beside its weights file (pretrained/*.json), quoted only
+when it describes these very bytes (its sha256). `read` is the one place that file is read: a stage reads it with its
+other inputs (report_inputs.py, export), and everything else here is said from what it read.
+"""
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +18,28 @@ IMAGENET = "imagenet"
 RANDOM = "none"
 
 
-def pretraining_description(weights: str) -> dict[str, Any] | None:
-    """What scripts/pretrain_base.py wrote beside the weights file `weights` (model.weights), if it wrote one."""
+@dataclass(frozen=True)
+class BaseWeights:
+    """The weights a transfer base started from: `model.weights` as given, the sha256 the transfer stage recorded of
+    them, and what scripts/pretrain_base.py wrote beside the file (None for imagenet, none, or a file without it)."""
+
+    weights: str
+    sha256: str
+    description: dict[str, Any] | None
+
+    @property
+    def described(self) -> dict[str, Any] | None:
+        """The description when it is of these very bytes, else None."""
+        about = self.description
+        return about if about is not None and about.get("sha256") == self.sha256 else None
+
+
+def read(weights: str, sha256: str) -> BaseWeights:
+    """`weights` (model.weights) with the description beside its file, if scripts/pretrain_base.py wrote one."""
+    return BaseWeights(weights, sha256, _description(weights))
+
+
+def _description(weights: str) -> dict[str, Any] | None:
     if weights in (IMAGENET, RANDOM):
         return None
     try:
@@ -27,12 +50,12 @@ def pretraining_description(weights: str) -> dict[str, Any] | None:
     return about if is_ours else None
 
 
-def base_origin(weights: str, weights_sha256: str, class_names: list[str]) -> list[str]:
+def base_origin(base: BaseWeights, class_names: list[str]) -> list[str]:
     """Where the transfer base's weights came from, from the description scripts/pretrain_base.py wrote beside
     them, if there is one and it describes these very bytes; nothing for ImageNet's or random weights."""
+    weights, weights_sha256, about = base.weights, base.sha256, base.description
     if weights in (IMAGENET, RANDOM):
         return []
-    about = pretraining_description(weights)
     if about is None:
         return [
             f"The base starts from the weights file `{weights}` (sha256 `{weights_sha256}`), described nowhere.",
@@ -61,17 +84,17 @@ def base_origin(weights: str, weights_sha256: str, class_names: list[str]) -> li
     ]
 
 
-def base_limits(weights: str, weights_sha256: str) -> str:
+def base_limits(base: BaseWeights) -> str:
     """What the base's pretraining did not cover, in one line, from what is known of its weights."""
-    if weights == IMAGENET:
+    if base.weights == IMAGENET:
         return (
             "ImageNet's weights (Keras Applications) were learnt on photos of ImageNet's 1,000 classes: images far "
             "from those (drawings, medical or satellite images, text) get less from them."
         )
-    if weights == RANDOM:
+    if base.weights == RANDOM:
         return "No pretraining: the base's weights are random, and a frozen random base transfers nothing."
-    about = pretraining_description(weights)
-    if about is None or about.get("sha256") != weights_sha256:
+    about = base.described
+    if about is None:
         return "What the base was pretrained on is not recorded: its limits are unknown."
     task = about["source_task"]
     return (
@@ -85,14 +108,14 @@ def base_limits(weights: str, weights_sha256: str) -> str:
 IMAGENET_OFFLINE_DOCS = "docs/datasets.md#imagenet-weights-on-an-offline-machine"
 
 
-def weak_transfer_cause(weights: str, weights_sha256: str) -> str | None:
+def weak_transfer_cause(base: BaseWeights) -> str | None:
     """The known cause of transfer (and fine-tuning from it) scoring below the CNN trained from scratch, with what to
     try, or None when none is known: random weights, or a base this project pretrained on generated drawings meeting
     other images."""
-    if weights == RANDOM:
+    if base.weights == RANDOM:
         return chance.RANDOM_WEIGHTS
-    about = pretraining_description(weights)
-    if about is None or about.get("sha256") != weights_sha256:
+    about = base.described
+    if about is None:
         return None
     return (
         f"the base was pretrained by this project on {len(about['source_task']['classes'])} kinds of generated "

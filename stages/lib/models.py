@@ -20,7 +20,7 @@ import numpy as np
 
 from stages.lib import heads, records
 from stages.lib.bases import BASES, Base
-from stages.lib.cli import PipelineError, first_line
+from stages.lib.errors import PipelineError, first_line
 from stages.lib.saving import InferenceMode
 
 BASE_LAYER_NAME = "base"
@@ -55,11 +55,12 @@ def caffe_preprocessing() -> keras.layers.Layer:
     )  # fmt: skip
 
 
-def resolve_weights(base_name: str, weights: str, image_size: int) -> str | None:
+def resolve_weights(base_name: str, weights: str, image_size: int, stage: str) -> str | None:
     """What to pass as `weights=` to keras.applications: "imagenet" (file present), None, or a file path.
 
     For "imagenet" the file is fetched into Keras' cache with the project's downloader first (short
-    timeouts), so an offline machine fails in seconds with instructions instead of hanging in Keras.
+    timeouts), so an offline machine fails in seconds with instructions instead of hanging in Keras; `stage` says
+    its retries.
     """
     if weights == "none":
         return None
@@ -75,7 +76,7 @@ def resolve_weights(base_name: str, weights: str, image_size: int) -> str | None
     if not target.is_file():
         url = base.weights_url + name
         try:
-            download(url, target, retries=1)
+            download(url, target, retries=1, stage=stage)
         except DownloadError:
             raise ModelError(
                 f"model.weights: imagenet needs {name} in {target.parent}, and it could not be downloaded from "

@@ -4,10 +4,10 @@ Every section of params.yaml is one dataclass below, and every key is required: 
 code would be a number DVC does not track. Unknown keys, wrong types (no silent "5" -> 5) and
 out-of-range values fail with a `ParamsError` that names the file, the key and what is allowed.
 
-The schema knows the plain-data tables below it (bases.py, reference.py, heads.METRICS) and nothing that builds,
-draws or downloads: a key that only a registry of code can check is checked by the stage that reads it, as its first
-step (`baseline.arch` by architectures.check_params; a named `data.source` and `data.sample_classes` by the download
-stage). A stage reads its params through stage_params.for_stage; params_file.py reads the YAML.
+The schema knows the plain-data tables below it (bases.py, architectures.py, reference.py, heads.METRICS) and nothing
+that builds, draws or downloads: a key that only a registry of code can check is checked by the stage that reads it,
+as its first step (a named `data.source` and `data.sample_classes` by the download stage). A stage reads its params
+through stage_params.for_stage; params_file.py reads the YAML.
 """
 
 from __future__ import annotations
@@ -31,9 +31,9 @@ from pydantic import (
 from pydantic.dataclasses import dataclass
 
 from stages.lib import heads, params_file, reference
+from stages.lib.architectures import ARCHITECTURES
 from stages.lib.bases import BASES
-from stages.lib.cli import PARAMS_FILE
-from stages.lib.params_file import ParamsError
+from stages.lib.params_file import PARAMS_FILE, ParamsError
 
 SAMPLE_DATASET = "sample"  # data.source: the generated sample (stages/lib/sample), besides named datasets
 ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz")
@@ -64,12 +64,6 @@ def _check_sha256(value: str | None) -> str | None:
 def _check_stored_size(value: int) -> int:
     if value != 0 and not 32 <= value <= 1024:
         raise ValueError(f"must be 0 (keep original sizes) or between 32 and 1024 pixels (got {value})")
-    return value
-
-
-def _check_base(value: str) -> str:
-    if value not in BASES:
-        raise ValueError(f"must be one of {', '.join(BASES)} (got {value!r})")
     return value
 
 
@@ -135,29 +129,15 @@ class AugmentParams:
 
 # What train.keep_best may watch: nothing, or the val loss or a val metric of heads.METRICS.
 MONITORS = ("none", "val_loss", *(f"val_{name}" for name in heads.METRICS))
-
-
-def _check_monitor(value: str) -> str:
-    if value not in MONITORS:
-        raise ValueError(f"must be one of {', '.join(MONITORS)} (got {value!r})")
-    return value
-
-
-def _check_strategy(value: str) -> str:
-    if value not in STRATEGIES:
-        raise ValueError(f"must be one of {', '.join(STRATEGIES)} (got {value!r})")
-    return value
-
-
 STRATEGIES = ("auto", "mirrored", "multi_worker", "none")  # distribution.make_strategy
 
 
 @dataclass(frozen=True, config=_CONFIG)
 class TrainParams:
-    strategy: Annotated[Str, AfterValidator(_check_strategy)]
+    strategy: Literal[STRATEGIES]
     cache_images: StrictBool  # keep decoded train/val images in memory after the first epoch
     class_weight: Literal["none", "balanced"]  # balanced: n / (classes x count of the image's class)
-    keep_best: Annotated[Str, AfterValidator(_check_monitor)]  # none: the last epoch's model (the reference)
+    keep_best: Literal[MONITORS]  # none: the last epoch's model (the reference)
     patience: Annotated[Int, Field(ge=0)]  # early stopping after this many epochs without a better keep_best
     label_smoothing: Annotated[Float, Field(ge=0, lt=1)]
     precision: Literal["float32", "mixed_bfloat16", "mixed_float16"]  # Keras' dtype policy of the models built
@@ -169,8 +149,8 @@ Schedule = Literal["constant", "cosine"]  # after warmup_epochs of linear warmup
 
 @dataclass(frozen=True, config=_CONFIG)
 class BaselineParams:
-    arch: Str  # architectures.ARCHITECTURES: checked with the image size by the baseline stage
-    image_size: Annotated[Int, Field(ge=1, le=1024)]  # at least the arch's minimum (architectures.check_params)
+    arch: Literal[tuple(ARCHITECTURES)]
+    image_size: Annotated[Int, Field(ge=1, le=1024)]  # at least the arch's minimum (architectures.ARCHITECTURES)
     epochs: Epochs
     batch_size: BatchSize
     learning_rate: LearningRate
@@ -181,7 +161,7 @@ class BaselineParams:
 
 @dataclass(frozen=True, config=_CONFIG)
 class ModelParams:
-    base: Annotated[Str, AfterValidator(_check_base)]  # bases.BASES
+    base: Literal[tuple(BASES)]
     weights: Annotated[Str, Field(min_length=1)]  # imagenet, none, or a path to a weights file
     image_size: ImageSize
     dropout: Factor
@@ -302,6 +282,16 @@ class Params:
             raise ValueError(
                 f"train.patience: {self.train.patience} needs train.keep_best to name the val metric it watches "
                 f"({', '.join(MONITORS[1:])})"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _arch_takes_its_image_size(self) -> Params:
+        minimum = ARCHITECTURES[self.baseline.arch].min_size
+        if self.baseline.image_size < minimum:
+            raise ValueError(
+                f"baseline.image_size: {self.baseline.arch} needs images of at least {minimum}x{minimum} px, got "
+                f"{self.baseline.image_size}"
             )
         return self
 

@@ -11,7 +11,9 @@ from typing import Any
 
 import yaml
 
-from stages.lib.cli import PARAMS_FILE, PipelineError, first_line
+from stages.lib.errors import PipelineError, first_line
+
+PARAMS_FILE = Path("params.yaml")  # where a stage reads its params unless --params names another file
 
 
 class ParamsError(PipelineError, ValueError):

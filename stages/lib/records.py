@@ -21,7 +21,7 @@ from pathlib import Path
 import tensorflow as tf
 
 from stages.lib import files
-from stages.lib.cli import first_line, require, rerun
+from stages.lib.errors import first_line, require, rerun
 from stages.lib.images import encode_rgb_jpeg, read_image_file
 
 META_FILE = "meta.json"

@@ -1,6 +1,7 @@
 """What the report stage reads, all of it before it draws anything, so a missing input fails fast and names the stage
-that writes it: the metrics files, the training logs, the predictions, the audit's lists, the manifest and
-params.yaml (credentials redacted)."""
+that writes it: the metrics files, the training logs, the predictions, the audit's lists, the manifest,
+params.yaml (credentials redacted) and the description of the transfer base's weights (model_origin.read). Nothing
+after it reads a file but the images the figures show."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ from typing import Any
 
 import pandas as pd
 
-from stages.lib import audit, heads, params_file, redaction, reference
-from stages.lib.cli import require, rerun
+from stages.lib import audit, heads, model_origin, params_file, redaction, reference
+from stages.lib.errors import require, rerun
 from stages.lib.files import Metrics, read_metrics
 
 
@@ -85,6 +86,7 @@ class Inputs:
     params: dict[str, Any]
     raw_dir: Path
     audit: AuditInputs
+    base: model_origin.BaseWeights  # what the transfer base started from (model.weights), described
 
 
 def read_inputs(paths: InputPaths) -> Inputs:
@@ -100,6 +102,9 @@ def read_inputs(paths: InputPaths) -> Inputs:
     predictions = {m: read_predictions(paths.evaluation / m / "predictions.csv") for m in models}
     check_same_images(predictions, paths.evaluation)
     params_text = redaction.redact(Path(paths.params).read_text(encoding="utf-8"))  # data.source may hold a password
+    params = params_file.read(paths.params)
+    sha256 = str(training["transfer"].values.get("weights.sha256", "unknown"))  # as the transfer stage recorded it
+    base = model_origin.read(str(params["model"]["weights"]), sha256)
     return Inputs(
         data=data,
         training=training,
@@ -111,7 +116,8 @@ def read_inputs(paths: InputPaths) -> Inputs:
         class_names=list(class_names),
         manifest=manifest,
         params_text=params_text,
-        params=params_file.read(paths.params),
+        params=params,
         raw_dir=Path(paths.raw),
         audit=read_audit(paths.metrics / "audit.json", paths.audit),
+        base=base,
     )

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import keras
 
-from stages.lib import cli, files
-from stages.lib.cli import PipelineError, first_line, require, rerun
+from stages.lib import files, lifecycle
+from stages.lib.errors import PipelineError, first_line, require, rerun
 
 PACKAGE = "imagefolder"  # the package of this project's layers, part of the name a saved file records for each
 FORMER_PACKAGES = ("catsdogs",)  # its earlier names: models saved under them still load (registered_aliases)
@@ -111,7 +111,7 @@ def _save_atomically(path: Path, suffix: str, save) -> None:
     try:
         with files.naming_a_full_disk(path):
             save(tmp)
-        cli.before_replacing()
+        lifecycle.before_replacing()
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

@@ -34,8 +34,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from stages.lib import heads, runtime
-from stages.lib.cli import PipelineError, first_line
+from stages.lib import heads, internals, runtime
+from stages.lib.errors import PipelineError, first_line
 
 SIGNATURE = "serving_default"
 INPUT = "image"
@@ -48,7 +48,6 @@ TFLITE_FILES = {
     "tflite_int8": "model_int8.tflite",  # full integer: int8 weights and activations, float32 input and output
 }
 QUANTIZATION = {"tflite_float32": "none", "tflite_dynamic_range": "dynamic_range", "tflite_int8": "int8"}
-PER_TENSOR_SWITCH = "_experimental_disable_per_channel"  # TFLiteConverter's (private) per-tensor int8 weights
 FORMATS = ("saved_model", *TFLITE_FILES)
 # Formats that compute in float32 like the Keras model: anything past this on a probability is a broken
 # export (a different graph or preprocessing), not rounding. Measured on the tiny test model: 2e-7
@@ -124,11 +123,8 @@ def convert_tflite(
         images = [np.asarray(image, np.float32) for image in representative]
         converter.representative_dataset = lambda: ({INPUT: image[None]} for image in images)
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        if not per_channel:  # TFLite's only switch for it is private: checked here, and by tests/test_serving.py
-            if not hasattr(converter, PER_TENSOR_SWITCH):
-                raise ExportError(f"export.int8_per_channel: false needs TFLiteConverter.{PER_TENSOR_SWITCH}, which "
-                                  f"TensorFlow {tf.__version__} does not have; set it to true")  # fmt: skip
-            setattr(converter, PER_TENSOR_SWITCH, True)
+        if not per_channel:  # TFLite's only switch for it is private
+            internals.per_tensor_int8(converter)
     try:
         with runtime.stderr_filtered(), interpreter_warning_muted():  # the quantizer's settings line; see there
             return converter.convert()
@@ -234,7 +230,7 @@ def in_float32(model: keras.Model) -> keras.Model:
     """`model` itself, or for one trained under a mixed precision policy (train.precision) the same layers and
     weights computing in float32: TFLite has no bfloat16 or float16 kernels for its ops, and float32 is what
     the formats are compared with."""
-    if all(layer.dtype_policy.name == "float32" for layer in model._flatten_layers()):
+    if all(layer.dtype_policy.name == "float32" for layer in internals.all_layers(model)):
         return model
 
     def float32_policies(node):

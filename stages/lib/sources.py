@@ -21,7 +21,7 @@ import numpy as np
 from PIL import Image
 
 from stages.lib import files
-from stages.lib.cli import PipelineError
+from stages.lib.errors import PipelineError
 from stages.lib.fetch import DownloadError, download, keras_home
 
 KERAS_DATASETS_URL = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/"

@@ -16,9 +16,9 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, cast
 
-from stages.lib import cli, params, params_file
-from stages.lib.cli import PARAMS_FILE
+from stages.lib import lifecycle, params, params_file
 from stages.lib.params import Params
+from stages.lib.params_file import PARAMS_FILE
 
 READ_PREFIX = "params_read."
 
@@ -84,7 +84,7 @@ def for_stage(declared: Iterable[str], path: Path | str = PARAMS_FILE) -> Params
     if unknown:
         raise params.ParamsError(f"{path}: stage declares keys that do not exist: {', '.join(sorted(unknown))}")
     view = StageParams(loaded, keys, set())
-    cli.check_before_replacing(unchanged_since_read(view, path, read_at))
+    lifecycle.check_before_replacing(unchanged_since_read(view, path, read_at))
     return cast(Params, view)
 
 

@@ -20,6 +20,7 @@ from keras.optimizers.schedules import LearningRateSchedule
 
 from stages.lib import chance, distribution, files, heads, intervals, records, runtime, stage_params
 from stages.lib.checkpoints import fingerprint
+from stages.lib.errors import warn
 from stages.lib.fitting import FitResult, fit
 from stages.lib.params import BaselineParams, FinetuneParams, Params, TransferParams
 from stages.lib.saving import save_model, without_inference_mode
@@ -166,7 +167,7 @@ class TrainingStage:
         return learning_rate(peak, recipe.lr_schedule, recipe.warmup_epochs, recipe.epochs, steps_per_epoch)
 
     def compile(self, model, optimizer: keras.optimizers.Optimizer):
-        """`model` (a keras.Model or architectures.TrainingModels) compiled with heads' loss and metrics."""
+        """`model` (a keras.Model or cnns.TrainingModels) compiled with heads' loss and metrics."""
         smoothing = self.params.train.label_smoothing
         loss, metrics = heads.loss(self.num_classes, smoothing), heads.metrics(self.num_classes, smoothing)
         model.compile(optimizer=optimizer, loss=loss, metrics=metrics, jit_compile=False)  # no XLA: set_seeds
@@ -207,7 +208,7 @@ class TrainingStage:
             headline[intervals.HALF_WIDTH] = intervals.half_width(low, high)
         warning = chance.chance_warning(self.name, val_accuracy, self.meta["splits"]["val"]["per_class"], cause)
         if warning:
-            print(f"{self.name}: warning: {warning.removeprefix(self.name + ': ')}")
+            warn(self.name, warning.removeprefix(self.name + ": "))
         if not distribution.writes_outputs(self.strategy):
             worker = self.strategy.cluster_resolver.task_id
             print(f"{self.name}: val accuracy {val_accuracy:.4f} (worker {worker}: the chief writes the outputs)")
@@ -232,5 +233,7 @@ def start(name: str, args: argparse.Namespace, params: Params) -> TrainingStage:
     keras.mixed_precision.set_global_policy(params.train.precision)  # models built from here on compute in it
     meta = records.read_meta(args.records)
     counts = {split: meta["splits"][split]["count"] for split in ("train", "val")}
-    distribution.even_shares(strategy, f"{name}.batch_size", getattr(params, name).batch_size, counts)
+    uneven = distribution.even_shares(strategy, f"{name}.batch_size", getattr(params, name).batch_size, counts)
+    if uneven:
+        warn(name, uneven)
     return TrainingStage(name, args, params, strategy, meta)
