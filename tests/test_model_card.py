@@ -9,7 +9,7 @@ import re
 import numpy as np
 import pytest
 
-from stages.lib import intervals, markdown_parts, model_card
+from stages.lib import intervals, markdown_parts, model_card, model_origin
 
 HOSTILE = ["None", "a|b", "café", "x`y"]
 
@@ -29,7 +29,7 @@ def inputs(classes: list[str], **changes) -> model_card.CardInputs:
     values = dict(
         model="finetune", reason="export.model: best, the highest val accuracy (...)",
         record={"params_read.model.base": "mobilenet_v2", "fine_tune_at": 100, "params.total": 2_259_265},
-        weights="imagenet", weights_sha256="ef" * 32, class_names=classes, size=(96, 96), tta="none",
+        base=model_origin.read("imagenet", "ef" * 32), class_names=classes, size=(96, 96), tta="none",
         manifest={"source": "archives/mine.zip", "archive": "mine.zip", "sha256": "ab" * 32},
         split=split, audit={"audit.enabled": False}, export=export, confusion=confusion, files=files,
     )  # fmt: skip
@@ -57,7 +57,8 @@ def test_the_data_section_shows_corrections_only_when_split_applied_them():
     card = model_card.write(inputs(["cats", "dogs"]))
     assert "| `cats` | 10 | 10 | 10 |" in card and "| **total** | 100 | 50 | 20 |" in card
     assert "`archives/mine.zip`" in card and "ab" * 32 in card and "Corrections" not in card
-    none = inputs(["cats", "dogs"]).split | {"corrections.rows": 0, "corrections.relabelled": 0}  # the file empty
+    # The split stage writes corrections.* for an empty corrections.csv too: all zero, nothing was applied.
+    none = inputs(["cats", "dogs"]).split | {f"corrections.{key}": 0 for key in ("rows", *model_card.CORRECTIONS)}
     assert "Corrections" not in model_card.write(inputs(["cats", "dogs"], split=none))
     corrected = none | {"corrections.rows": 6, "corrections.relabelled": 4, "corrections.dropped": 2}
     card = model_card.write(inputs(["cats", "dogs"], split=corrected))

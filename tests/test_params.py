@@ -113,8 +113,7 @@ def test_load_errors_name_the_file(tmp_path: Path):
         (
             "model.base",
             "inception",
-            "params.yaml: model.base: Input should be 'mobilenet_v2', 'resnet50', 'vgg16' or 'efficientnet_b0' "
-            "(got 'inception')",
+            "params.yaml: model.base: must be one of mobilenet_v2, resnet50, vgg16, efficientnet_b0 (got 'inception')",
         ),
         ("model.image_size", 31, "params.yaml: model.image_size: Input should be greater than or equal to 32"),
         (

@@ -32,8 +32,7 @@ class CardInputs:
     model: str  # baseline, transfer or finetune
     reason: str  # why export chose it (selection.Choice.reason)
     record: Mapping[str, Any]  # its training stage's metrics/<model>.json
-    weights: str  # model.weights of its base ("" for the baseline, which has none)
-    weights_sha256: str
+    base: model_origin.BaseWeights | None  # what its pretrained base started from (None: the baseline has none)
     class_names: list[str]
     size: tuple[int, int]  # (height, width)
     tta: str  # evaluate.tta, carried by every format
@@ -216,19 +215,19 @@ def _audit_section(c: CardInputs) -> list[str]:
 
 
 def _base_section(c: CardInputs) -> list[str]:
-    if c.model == "baseline":
+    if c.model == "baseline" or c.base is None:
         return ["## Pretrained base", "", "None: this model was trained from scratch on the training data alone.", ""]
-    if c.weights == model_origin.IMAGENET:
-        origin = [f"The base starts from ImageNet's weights (sha256 `{c.weights_sha256}`).", ""]
-    elif c.weights == model_origin.RANDOM:
+    if c.base.weights == model_origin.IMAGENET:
+        origin = [f"The base starts from ImageNet's weights (sha256 `{c.base.sha256}`).", ""]
+    elif c.base.weights == model_origin.RANDOM:
         origin = ["The base starts from random weights (`model.weights: none`).", ""]
     else:
-        origin = model_origin.base_origin(c.weights, c.weights_sha256, c.class_names)
+        origin = model_origin.base_origin(c.base, c.class_names)
     return [
         "## Pretrained base",
         "",
         *origin,
-        f"**Limits.** {model_origin.base_limits(c.weights, c.weights_sha256)}",
+        f"**Limits.** {model_origin.base_limits(c.base)}",
         "",
     ]
 

@@ -67,6 +67,12 @@ def _check_stored_size(value: int) -> int:
     return value
 
 
+def _check_base(value: str) -> str:
+    if value not in BASES:  # not a Literal: the registry is read when a file is checked, not frozen at import
+        raise ValueError(f"must be one of {', '.join(BASES)} (got {value!r})")
+    return value
+
+
 def _check_calibration_images(value: int) -> int:
     if value != 0 and value < 2:  # one image has no spread across the batch to take variances from
         raise ValueError(f"must be 0 (keep Keras' default BatchNorm statistics) or at least 2 (got {value})")
@@ -161,7 +167,7 @@ class BaselineParams:
 
 @dataclass(frozen=True, config=_CONFIG)
 class ModelParams:
-    base: Literal[tuple(BASES)]
+    base: Annotated[Str, AfterValidator(_check_base)]  # bases.BASES, read when checked: an entry added is a base
     weights: Annotated[Str, Field(min_length=1)]  # imagenet, none, or a path to a weights file
     image_size: ImageSize
     dropout: Factor
