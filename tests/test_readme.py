@@ -264,3 +264,72 @@ def test_what_the_docs_say_of_the_recorded_int8_files_holds():
             assert 8 < formats[name]["latency_ms"] - float32["latency_ms"] < 12
         ratio = int8["bytes"] / float32["bytes"]
         assert 0.29 < ratio < 0.32 if run["export_params"]["export.int8_per_channel"] else 0.24 < ratio < 0.27
+
+
+AUDIT_RESULTS = ROOT / "benchmarks" / "results"
+FLIP_DATA = {2: "cats and dogs (1,400 images)", 10: "ten animals (1,200 images)"}
+FLIP_BASES = {"bundled": "the bundled base", "none": "random weights"}
+FLIP_JUDGES = {"lda": "the audit's", "logistic": "logistic regression (before)"}
+
+
+def recorded_lines(part: str) -> list[dict]:
+    """The measurements benchmarks/audit.py printed for one part, as benchmarks/results/audit_<part>.json holds them."""
+    return [json.loads(line) for line in json.loads((AUDIT_RESULTS / f"audit_{part}.json").read_text())["printed"]]
+
+
+def span(values: list[float], form: str) -> str:
+    low, high = form.format(min(values)), form.format(max(values))
+    return low if low == high else f"{low}-{high}"
+
+
+def audit_flips_table() -> str:
+    """benchmarks/results/audit_flips.json as docs/stages-and-parameters.md shows it: per data, base and judge, the
+    precision of the list at its own size with the recall in parentheses, at 1%, 3% and 10% of the labels flipped."""
+    lines = [
+        "| data | base | judge | 1% flipped | 3% | 10% | judge's accuracy | seconds |",
+        "|---|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for run in recorded_lines("flips"):
+        shares = run["by_share"].values()
+        cells = [f"{share['precision']:.2f} ({share['recall']:.2f})" for share in shares]
+        accuracy = span([share["judge_accuracy"] for share in shares], "{:.2f}")
+        seconds = span([share["seconds"] for share in shares], "{:.1f}")
+        lines.append(
+            f"| {FLIP_DATA[run['classes']]} | {FLIP_BASES[run['weights']]} | {FLIP_JUDGES[run['judge']]} | "
+            f"{' | '.join(cells)} | {accuracy} | {seconds} |"
+        )
+    return "\n".join(lines)
+
+
+def audit_scale_sentence() -> str:
+    """benchmarks/results/audit_scale.json in the words of docs/stages-and-parameters.md."""
+    runs = recorded_lines("scale")
+    each = ", ".join(f"{run['classes']:,} classes of {run['images'] // run['classes']:,}: {run['seconds']:.1f} s"
+                     for run in runs)  # fmt: skip
+    peaks = [run["peak_mb"] for run in runs]
+    return f"{each} (peak {min(peaks):,}-{max(peaks):,} MB)"
+
+
+def audit_analysis_sentence() -> str:
+    """benchmarks/results/audit_analysis.json in the words of docs/stages-and-parameters.md."""
+    parts = []
+    for run in recorded_lines("analysis"):
+        seconds = ", ".join(f"{part.replace('_', '-')} {value:.1f} s" for part, value in run["seconds"].items())
+        parts.append(f"{run['classes']} classes: {seconds}, peak {run['peak_mb']:,} MB")
+    return "; ".join(parts)
+
+
+def test_the_audit_s_numbers_are_the_recorded_runs():
+    """The audit's cost and its precision on planted flips in docs/stages-and-parameters.md are
+    benchmarks/results/audit_{scale,flips,analysis}.json, and the claims beside them hold on those records."""
+    page = " ".join(STAGES_PAGE.split())  # the prose wraps anywhere
+    assert audit_scale_sentence() in page and audit_analysis_sentence() in page
+    assert audit_flips_table() in STAGES_PAGE
+    flips = {(run["classes"], run["weights"], run["judge"]): run["by_share"] for run in recorded_lines("flips")}
+    for classes in FLIP_DATA:  # "fewer false suspects than the logistic regression at every share, with the base"
+        ours, before = flips[(classes, "bundled", "lda")], flips[(classes, "bundled", "logistic")]
+        assert all(ours[share]["precision"] > before[share]["precision"] for share in ours)
+        assert all(ours[share]["seconds"] * 5 < before[share]["seconds"] for share in ours)  # "a tenth of the time"
+        for judge in FLIP_JUDGES:  # "with random weights, at chance: the stage calls its judge weak"
+            for share in flips[(classes, "none", judge)].values():
+                assert abs(share["judge_accuracy"] - 1 / classes) < 0.05
