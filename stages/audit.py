@@ -96,9 +96,10 @@ def review_html(
     labels = dict(zip(images["path"], names[images["label"].to_numpy()]))
     summary = None
     if judge is not None:
+        listed = len(tables[audit.LABEL_ISSUES])
         summary = {"accuracy": judge.accuracy, "low": judge.interval[0], "high": judge.interval[1],
-                   "chance": judge.chance, "weak": judge.weak, "listed": len(tables[audit.LABEL_ISSUES]),
-                   "found": found}  # fmt: skip
+                   "chance": judge.chance, "weak": judge.weak, "listed": listed, "found": found,
+                   "weak_words": audit.weak_judge_words(found, listed)}  # fmt: skip
     lists = (audit.LABEL_ISSUES, audit.NEAR_DUPLICATES, audit.OUTLIERS, audit.LABEL_CONFLICTS)
     return review_page.render(review_page.page_data(tables, labels, class_names, summary, uris, lists))
 
@@ -186,8 +187,8 @@ def main(argv: list[str] | None = None) -> Params:
         warn(
             "audit",
             f"the judge is weak (at chance, or wrong on more than audit.weak_judge_error {a.weak_judge_error} of the "
-            f"images), so most of its {len(suspects)} suspects are its own mistakes: only the {len(issues)} most "
-            "suspicious are listed; a base pretrained on images like yours judges better",
+            f"images), so {audit.weak_judge_words(len(suspects), len(issues))}; a base pretrained on images like "
+            "yours judges better",
         )
     if not near_duplicates_judged:
         print(

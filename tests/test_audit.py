@@ -417,3 +417,12 @@ def test_the_stage_reads_exactly_its_params_and_audits_every_image(audited: dict
     assert metrics["audit.folds"] == 5 and metrics["audit.whitened_dimensions"] == images // 4
     outliers = audited["tables"][audit.OUTLIERS]
     assert set(outliers["label"]) <= set(ANIMAL_OF) and metrics["audit.outliers"] == len(outliers)
+
+
+def test_a_weak_judge_s_list_is_said_as_it_is():
+    """Seen in issue 33's last pass: 12 images, 6 suspects, all listed, and the stage said "only the 6 most
+    suspicious are listed"."""
+    assert audit.weak_judge_words(653, 20) == (
+        "most of its 653 suspects are its own mistakes: only its 20 most suspicious are listed"
+    )
+    assert audit.weak_judge_words(6, 6) == "most of its 6 suspects are likely its own mistakes (all of them are listed)"

@@ -177,14 +177,22 @@ def test_an_image_over_the_pixel_limit_is_refused_before_decoding(tmp_path, monk
         images.load_for_model(path.read_bytes(), 16)
 
 
-def test_an_image_pillow_warns_about_is_refused_in_the_project_s_words_alone(tmp_path):
+@pytest.mark.parametrize(
+    ("size", "words"),
+    [
+        ((10_000, 9_000), "10000x9000 pixels"),  # 90 MP: over Pillow's warning level, under its error
+        ((14_000, 14_000), "196,000,000 pixels"),  # over twice the limit: Pillow refuses to open it at all
+    ],
+)
+def test_an_image_pillow_warns_about_is_refused_in_the_project_s_words_alone(tmp_path, size, words):
     """Seen in issue 33: Pillow's raw `DecompressionBombWarning: Image size (90000000 pixels) exceeds limit ...` was
-    printed beside the split stage's own skip line. In a process of its own, as a stage runs, so that its stderr is
-    what a user sees."""
+    printed beside the split stage's own skip line; over twice the limit, Pillow's own error (another limit, "DOS
+    attack") was the skip's detail and predict's line. In a process of its own, as a stage runs, so that its stderr
+    is what a user sees."""
     import subprocess
     import sys
 
-    Image.new("1", (10_000, 9_000)).save(tmp_path / "big.png")  # 90 MP: over Pillow's warning level, under its error
+    Image.new("1", size).save(tmp_path / "big.png")
     code = """if True:
         import sys
         from pathlib import Path
@@ -197,9 +205,8 @@ def test_an_image_pillow_warns_about_is_refused_in_the_project_s_words_alone(tmp
             print(refused)
     """
     done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "big.png")], capture_output=True, text=True)
-    assert done.stdout.splitlines() == ["too_large|10000x9000 pixels, over the 89,478,485 an image may have"] + [
-        "10000x9000 pixels, over the 89,478,485 an image may have"
-    ]
+    line = f"{words}, over the 89,478,485 an image may have"
+    assert done.stdout.splitlines() == [f"too_large|{line}", line]
     assert done.stderr == ""
 
 

@@ -115,10 +115,11 @@ def test_the_page_in_a_browser_gives_the_rows_for_corrections_csv(tmp_path: Path
 
 
 def test_a_weak_judge_is_said_plainly_on_the_page(tmp_path: Path, browser_page):
-    judge = {"accuracy": 0.41, "low": 0.39, "high": 0.43, "chance": 0.36, "weak": True, "listed": 2, "found": 653}
+    judge = {"accuracy": 0.41, "low": 0.39, "high": 0.43, "chance": 0.36, "weak": True, "listed": 2, "found": 653,
+             "weak_words": audit.weak_judge_words(653, 2)}  # fmt: skip
     browser_page.goto(write_page(tmp_path, judge).as_uri())
     text = browser_page.locator("#judge").inner_text()
-    assert "It is weak: most of its 653 suspects are its own mistakes, so only its 2 most suspicious are listed" in text
+    assert "It is weak: most of its 653 suspects are its own mistakes: only its 2 most suspicious are listed" in text
     browser_page.locator("#split-filter").select_option("test")
     visible = [card.get_attribute("data-split") for card in browser_page.locator("#suspects .card:visible").all()]
     assert visible == ["test"]

@@ -5,6 +5,7 @@ TIFF among the images. The two-class runs are in each stage's own tests."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -83,7 +84,12 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     os.chdir(root)
     try:
         for stage in (download, split, encode, baseline, transfer, finetune, evaluate, audit, export, report):
-            stage.main(dvc_args(stage.__name__.rsplit(".", 1)[1]))
+            name = stage.__name__.rsplit(".", 1)[1]
+            out, err = io.StringIO(), io.StringIO()
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):  # what a user sees, kept
+                stage.main(dvc_args(name))
+            (root / f"{name}.stdout").write_text(out.getvalue())
+            (root / f"{name}.stderr").write_text(err.getvalue())
         yield root
     finally:
         os.chdir(before)
@@ -197,6 +203,23 @@ def test_report_shows_the_confusion_and_per_class_scores_of_every_class(project:
     assert set(referenced_figures(text)) == {
         p.relative_to(project / "reports").as_posix() for p in (project / "reports").rglob("*.png")
     }
+
+
+def test_the_audit_says_what_it_could_not_judge(project: Path):
+    """Issue 33's edges, in the stage's own words: too few images to whiten, and a weak judge's list as it is."""
+    metrics = read(project, "metrics/audit.json")
+    printed, warned = (project / "audit.stdout").read_text(), (project / "audit.stderr").read_text()
+    assert (
+        f"audit: {metrics['audit.images']} images are too few to judge near-duplicates by their features (whitening "
+        "needs 128); identical files are found by the split stage\n"
+    ) in printed
+    assert metrics["audit.near_duplicates_judged"] is False
+    words = audit_lists.weak_judge_words(metrics["audit.suspects_found"], metrics["audit.suspected_label_errors"])
+    weak = (
+        "audit: warning: the judge is weak (at chance, or wrong on more than audit.weak_judge_error 0.25 of the "
+        f"images), so {words}; a base pretrained on images like yours judges better\n"
+    )
+    assert (weak in warned) == metrics["audit.judge_weak"]
 
 
 def test_audit_lists_every_class_by_its_name(project: Path):

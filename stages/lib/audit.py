@@ -329,6 +329,13 @@ def judge_of(probabilities: np.ndarray, labels: np.ndarray, weak_error: float) -
     return Judge(accuracy, intervals.wilson(right, count), chance.majority_share(per_class), weak)
 
 
+def weak_judge_words(found: int, listed: int) -> str:
+    """What a weak judge's list is, in the words of the stage, the report and the review page alike."""
+    if listed < found:
+        return f"most of its {found:,} suspects are its own mistakes: only its {listed:,} most suspicious are listed"
+    return f"most of its {found:,} suspects are likely its own mistakes (all of them are listed)"
+
+
 def metrics(
     images: pd.DataFrame,
     tables: dict[str, pd.DataFrame],

@@ -24,6 +24,7 @@ import contextlib
 import hashlib
 import io
 import os
+import re
 import threading
 import warnings
 from collections.abc import Iterator
@@ -131,9 +132,18 @@ def _open(data: bytes) -> Image.Image:
     except UnidentifiedImageError:
         raise _unidentified(data[:_SNIFF_BYTES]) from None
     except Image.DecompressionBombError as exc:
-        raise ImageRefused("too_large", str(exc)) from None
+        raise _too_large(exc) from None
     except (OSError, SyntaxError, ValueError) as exc:  # a header cut short or malformed
         raise _damaged(exc) from None
+
+
+def _too_large(exc: Image.DecompressionBombError) -> ImageRefused:
+    """Pillow refuses to open an image of over twice its limit (ours too) before its size reaches us; its message
+    names its own limit and a "DOS attack", so the refusal says what _refuse_over_limit says, with the count Pillow
+    gives where it gives one."""
+    pixels = re.search(r"\((\d+) pixels\)", str(exc))
+    count = f"{int(pixels.group(1)):,} pixels" if pixels else f"more than {2 * MAX_IMAGE_PIXELS:,} pixels"
+    return ImageRefused("too_large", f"{count}, over the {MAX_IMAGE_PIXELS:,} an image may have")
 
 
 def _refuse_over_limit(width: int, height: int) -> None:
@@ -158,7 +168,7 @@ def read_image_file(path: Path) -> bytes:
         except UnidentifiedImageError:
             raise _unidentified(head) from None
         except Image.DecompressionBombError as exc:
-            raise ImageRefused("too_large", str(exc)) from None
+            raise _too_large(exc) from None
         except (OSError, SyntaxError, ValueError) as exc:
             raise _damaged(exc) from None
         _refuse_over_limit(width, height)
@@ -202,7 +212,7 @@ def _rgb_upright(original: Image.Image) -> Image.Image:
     except ImageRefused:
         raise
     except Image.DecompressionBombError as exc:
-        raise ImageRefused("too_large", str(exc)) from None
+        raise _too_large(exc) from None
     except (OSError, SyntaxError, ValueError) as exc:
         if "ghostscript" in str(exc).lower():  # EPS
             raise ImageRefused("unsupported_format", f"a {original.format} file, which needs Ghostscript") from None

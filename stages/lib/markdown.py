@@ -467,9 +467,8 @@ def _judge_lines(m: Metrics, best: tuple[str, float] | None) -> list[str]:
     )
     if m["audit.judge_weak"]:
         line += (
-            f" **It is weak**: most of its {_count(m['audit.suspects_found'])} suspects are its own mistakes, so only "
-            f"its {_count(m['audit.suspected_label_errors'])} most suspicious are listed; a base pretrained on images "
-            "like these judges better."
+            f" **It is weak**: {audit.weak_judge_words(m['audit.suspects_found'], m['audit.suspected_label_errors'])}; "
+            "a base pretrained on images like these judges better."
         )
     elif best is not None and m["audit.judge_accuracy_high"] < best[1]:
         line += (

@@ -237,8 +237,7 @@ if (DATA.judge) {
   const j = DATA.judge;
   judge.textContent = "The judge (out of fold) is right on " + j.accuracy.toFixed(3) + " [" + j.low.toFixed(3) + ", " +
     j.high.toFixed(3) + "] of the images; always answering the most frequent class: " + j.chance.toFixed(3) + ". " +
-    (j.weak ? "It is weak: most of its " + j.found + " suspects are its own mistakes, so only its " + j.listed +
-      " most suspicious are listed." : "Its " + j.listed + " suspects are listed, most suspicious first.");
+    (j.weak ? "It is weak: " + j.weak_words + "." : "Its " + j.listed + " suspects are listed, most suspicious first.");
   if (j.weak) judge.classList.add("weak");
 }
 section("suspects", "Suspected label errors", DATA.suspects, (s) => card(
