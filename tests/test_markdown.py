@@ -576,8 +576,7 @@ def test_the_report_says_how_far_to_trust_the_audit_s_judge(tmp_path: Path):
         "is right on 0.410 (0.390-0.430) of the images; always answering the most frequent class would be 0.360" in text
     )
     assert (
-        "**It is weak**: most of its 653 suspects are its own mistakes: only its 2 most suspicious are listed"
-        in text
+        "**It is weak**: most of its 653 suspects are its own mistakes: only its 2 most suspicious are listed" in text
     )
     assert f"[`review.html`](audit/{audit.REVIEW_PAGE})" in text
     strong_but_below = judge | {

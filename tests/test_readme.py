@@ -333,3 +333,29 @@ def test_the_audit_s_numbers_are_the_recorded_runs():
         for judge in FLIP_JUDGES:  # "with random weights, at chance: the stage calls its judge weak"
             for share in flips[(classes, "none", judge)].values():
                 assert abs(share["judge_accuracy"] - 1 / classes) < 0.05
+
+
+def test_what_docs_datasets_says_of_the_data_loop_is_the_recorded_run():
+    """docs/datasets.md quotes benchmarks/results/data_loop.json: the audit's numbers of both runs, and the bundled
+    base's second run, corrections, accuracies before -> after (as reported and against the truth) and McNemar's p."""
+    page = " ".join(DOCS["datasets.md"].split())
+    printed = json.loads((ROOT / "benchmarks" / "results" / "data_loop.json").read_text())["printed"]
+    interval = r"\d\.\d{3} \(\d\.\d{3}-\d\.\d{3}\)"
+    quoted, base = [], ""
+    for line in printed:
+        if line.startswith("first run"):
+            base = re.search(r"\((\w+) base\)", line).group(1)
+        elif line.startswith("audit:"):
+            quoted += re.findall(interval, line) + re.findall(r"precision \d\.\d+, recall \d\.\d+", line)
+            quoted += [re.search(r"(\d+) listed of", line).group(1), re.search(r"\((\d+) found\)", line).group(1)]
+        elif base == "bundled" and re.match(r"\w+: test accuracy", line):
+            before, after = re.findall(interval, line)
+            truth = re.findall(r"against the truth (\d\.\d{3})", line)
+            quoted += [f"{before} -> {after}", f"{truth[0]} -> {truth[1]}"]
+        elif base == "bundled" and "McNemar" in line:
+            quoted.append("p " + re.search(r"p = ([\d.]+)", line).group(1))
+        elif base == "bundled" and line.startswith("second run"):
+            quoted += [re.search(r"re-ran (.*)", line).group(1), "(" + re.search(r"second run: (\d+ s)", line).group(1)]
+    assert len(quoted) == 2 * 4 + 6 + 3 + 2
+    for fragment in quoted:
+        assert fragment in page, fragment
