@@ -38,4 +38,18 @@ def test_the_baseline_stage_refuses_an_unknown_arch_before_anything_else(project
     set_params(project, baseline={"arch": "lenet"})
     with pytest.raises(SystemExit) as exit_:  # no records in the project: the check comes first
         cli.run(lambda: baseline.main(stage_args(project, "baseline")))
-    assert str(exit_.value.code).startswith(f"error: {project / 'params.yaml'}: baseline.arch: Input should be")
+    assert str(exit_.value.code).startswith(f"error: {project / 'params.yaml'}: baseline.arch: must be one of")
+
+
+def test_an_architecture_added_to_the_table_is_accepted_at_once(monkeypatch: pytest.MonkeyPatch):
+    """docs/extending.md: one ARCHITECTURES entry and baseline.arch takes it (found in review: a Literal frozen at
+    import refused it)."""
+    import yaml
+
+    from stages.lib import params
+    from tests.conftest import ROOT
+
+    monkeypatch.setitem(ARCHITECTURES, "tiny_cnn", ARCHITECTURES["simple_cnn"])
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw["baseline"] |= {"arch": "tiny_cnn"}
+    assert params.parse(raw).baseline.arch == "tiny_cnn"

@@ -185,8 +185,8 @@ def test_the_schema_imports_no_registry_of_code():
 @pytest.mark.parametrize(
     ("arch", "image_size", "expected"),
     [
-        ("lenet", 100, "params.yaml: baseline.arch: Input should be 'simple_cnn', 'alexnet', 'vgg16', 'googlenet' or "
-                       "'resnet18' (got 'lenet')"),
+        ("lenet", 100, "params.yaml: baseline.arch: must be one of simple_cnn, alexnet, vgg16, googlenet, resnet18 "
+                       "(got 'lenet')"),
         ("alexnet", 64, "params.yaml: baseline.image_size: alexnet needs images of at least 67x67 px, got 64"),
     ],
 )  # fmt: skip

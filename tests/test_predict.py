@@ -30,7 +30,7 @@ BAD = {  # name -> how its error line starts after the path, in the order the fi
     "truncated.jpg": "cannot decode the image: ",
     "zero.jpg": "zero-byte file",
 }
-# Skipped in a folder, as extraction skips them in an archive (archive.ignore_reason): one rule for both.
+# Skipped in a folder, as extraction skips them in an archive (file_names.left_out): one rule for both.
 HIDDEN = [".DS_Store", ".cache/c.jpg", "Thumbs.db", "sub/desktop.ini", "__MACOSX/._a.jpg"]
 
 

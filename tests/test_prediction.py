@@ -72,3 +72,26 @@ def test_a_name_with_a_newline_stays_on_one_row_in_every_format(fmt: str):
 def test_escaped_keeps_text_without_control_characters_as_it_is():
     assert prediction.escaped("café 猫.jpg") == "café 猫.jpg"
     assert prediction.escaped("a\tb\rc") == "a\\tb\\rc" and prediction.escaped("猫\n") == "猫\\n"
+
+
+def test_a_framework_without_a_private_name_relied_on_is_one_error_line(tmp_path: Path):
+    """Found in review: serving.py's import checks internals.py's private names, and predict imported it outside its
+    error handling, so a Keras without one of them ended predict in a traceback. In a process of its own, with one
+    such name taken away before predict imports serving."""
+    import subprocess
+    import sys
+
+    (tmp_path / "model.keras").write_bytes(b"not read")
+    (tmp_path / "a.jpg").write_bytes(b"not read either")
+    code = """if True:
+        import sys
+        from stages import predict  # first, as the command does: it quiets TensorFlow's start-up log
+        from keras.src.layers import layer
+        del layer.Layer._flatten_layers
+        sys.exit(predict.main(sys.argv[1:]))
+    """
+    args = [str(tmp_path / "a.jpg"), "--model", str(tmp_path / "model.keras"), "--classes", "a,b"]
+    done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, cwd=Path.cwd())
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert done.stderr.startswith("error: keras.src.layers.layer.Layer._flatten_layers is gone in Keras ")
+    assert done.stderr.count("\n") == 1 and "install the versions of requirements.lock (make venv)" in done.stderr

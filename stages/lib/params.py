@@ -73,6 +73,12 @@ def _check_base(value: str) -> str:
     return value
 
 
+def _check_arch(value: str) -> str:
+    if value not in ARCHITECTURES:  # as _check_base: an entry added to the table is an architecture at once
+        raise ValueError(f"must be one of {', '.join(ARCHITECTURES)} (got {value!r})")
+    return value
+
+
 def _check_calibration_images(value: int) -> int:
     if value != 0 and value < 2:  # one image has no spread across the batch to take variances from
         raise ValueError(f"must be 0 (keep Keras' default BatchNorm statistics) or at least 2 (got {value})")
@@ -155,7 +161,7 @@ Schedule = Literal["constant", "cosine"]  # after warmup_epochs of linear warmup
 
 @dataclass(frozen=True, config=_CONFIG)
 class BaselineParams:
-    arch: Literal[tuple(ARCHITECTURES)]
+    arch: Annotated[Str, AfterValidator(_check_arch)]  # architectures.ARCHITECTURES, read when checked, as model.base
     image_size: Annotated[Int, Field(ge=1, le=1024)]  # at least the arch's minimum (architectures.ARCHITECTURES)
     epochs: Epochs
     batch_size: BatchSize

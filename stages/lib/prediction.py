@@ -86,8 +86,10 @@ def load_model(path: Path, classes: list[str], tta: str = "none"):
     """The model in `path`, of any format export writes (serving.load_served), for inference with test-time
     augmentation `tta`; a file that does not load, or one with outputs for another number of classes, is a usage
     error."""
-    from stages.lib import serving  # here, not at the top: usage errors answer without loading TensorFlow
-
+    try:  # here, not at the top: usage errors answer without loading TensorFlow
+        from stages.lib import serving
+    except PipelineError as exc:  # its import checks the framework's private names it relies on (internals.py)
+        raise UsageError(str(exc)) from None
     try:
         served = serving.load_served(path)
     except serving.UnreadableModel as exc:
