@@ -244,7 +244,7 @@ def test_on_the_demo_predict_with_the_int8_file_agrees_with_the_keras_file():
     demo = json.loads(EXPORT_RESULTS.read_text())["runs"][0]
     formats = {row["format"]: row for row in demo["formats"]}
     int8 = formats["tflite_int8"]
-    assert demo["predict_images"] == demo["test_images"] == 200
+    assert demo["predict_images"] == demo["test_images"] == 199  # the demo's test split (seed 42)
     assert int8["predict_agreement"] >= 0.98
     assert formats["keras"]["test_accuracy"] - int8["test_accuracy"] <= 0.01 or int8["flagged"]
     assert formats["keras"]["predict_agreement"] == 1.0
@@ -253,15 +253,19 @@ def test_on_the_demo_predict_with_the_int8_file_agrees_with_the_keras_file():
 def test_what_the_docs_say_of_the_recorded_int8_files_holds():
     """The prose under the tables: int8 within 0.01 of Keras' test accuracy and the fastest file in every run; about
     a third of the float32 file per channel, a quarter per tensor; dynamic range slower than float32; Keras and the
-    SavedModel about 10 ms slower than TFLite on one image."""
+    SavedModel about 6 ms slower than TFLite on one image, on the idle CPU these runs had."""
     for run in json.loads(EXPORT_RESULTS.read_text())["runs"]:
         formats = {row["format"]: row for row in run["formats"]}
         int8, float32 = formats["tflite_int8"], formats["tflite_float32"]
         assert formats["keras"]["test_accuracy"] - int8["test_accuracy"] <= 0.01
         assert int8["latency_ms"] == min(row["latency_ms"] for row in run["formats"])
         assert formats["tflite_dynamic_range"]["latency_ms"] > float32["latency_ms"]  # "slower than the float32 file"
-        for name in ("keras", "saved_model"):  # "about 10 ms slower than TFLite"
-            assert 8 < formats[name]["latency_ms"] - float32["latency_ms"] < 12
+        assert run["latency_cpu_taken_by_others"] < 0.1  # "idle"
+        for name in ("keras", "saved_model"):  # "about 6 ms slower than TFLite"
+            assert 5 < formats[name]["latency_ms"] - float32["latency_ms"] < 7
+        lost = round((formats["keras"]["test_accuracy"] - int8["test_accuracy"]) * run["test_images"])
+        if not run["export_params"]["export.int8_per_channel"]:  # "one of the demo's test images, none of 10 classes'"
+            assert lost == (1 if run["classes"] == 2 else 0)
         ratio = int8["bytes"] / float32["bytes"]
         assert 0.29 < ratio < 0.32 if run["export_params"]["export.int8_per_channel"] else 0.24 < ratio < 0.27
 
