@@ -168,8 +168,7 @@ def _folder_members(folder: Path, max_members: int) -> list[_Member]:
                 walk(Path(entry.path), (*parts, entry.name))
             elif stat.S_ISREG(mode):
                 size = entry.stat(follow_symlinks=False).st_size
-                ignore = ignore_reason(path) or ("not_utf8" if _undecodable(entry.name) else None)
-                members.append(_Member(name, path, False, size, None, ignore, Path(entry.path)))
+                members.append(_Member(name, path, False, size, None, _file_ignore_reason(path), Path(entry.path)))
             else:
                 raise _refused(folder, name, "it is not a regular file or directory")
 
@@ -262,8 +261,12 @@ def _checked_member(
         return _Member(name, path, True, 0, 0, None, handle)
     if not path:
         raise _refused(archive, name, "a file member needs a non-empty path")
-    ignore = ignore_reason(path) or ("not_utf8" if _undecodable(path.split("/")[-1]) else None)
-    return _Member(name, path, False, declared_size, packed, ignore, handle)
+    return _Member(name, path, False, declared_size, packed, _file_ignore_reason(path), handle)
+
+
+def _file_ignore_reason(path: str) -> str | None:
+    """Why a file member (its NFC posix path) is left out: file_names.ignore_reason, or a name that is not UTF-8."""
+    return ignore_reason(path) or ("not_utf8" if _undecodable(path.split("/")[-1]) else None)
 
 
 def _undecodable(name: str) -> bool:

@@ -142,13 +142,16 @@ def _too_large(exc: Image.DecompressionBombError) -> ImageRefused:
     names its own limit and a "DOS attack", so the refusal says what _refuse_over_limit says, with the count Pillow
     gives where it gives one."""
     pixels = re.search(r"\((\d+) pixels\)", str(exc))
-    count = f"{int(pixels.group(1)):,} pixels" if pixels else f"more than {2 * MAX_IMAGE_PIXELS:,} pixels"
-    return ImageRefused("too_large", f"{count}, over the {MAX_IMAGE_PIXELS:,} an image may have")
+    return _over_limit(f"{int(pixels.group(1)):,} pixels" if pixels else f"more than {2 * MAX_IMAGE_PIXELS:,} pixels")
+
+
+def _over_limit(size: str) -> ImageRefused:
+    return ImageRefused("too_large", f"{size}, over the {MAX_IMAGE_PIXELS:,} an image may have")
 
 
 def _refuse_over_limit(width: int, height: int) -> None:
     if width * height > MAX_IMAGE_PIXELS:
-        raise ImageRefused("too_large", f"{width}x{height} pixels, over the {MAX_IMAGE_PIXELS:,} an image may have")
+        raise _over_limit(f"{width}x{height} pixels")
 
 
 def read_image_file(path: Path) -> bytes:
