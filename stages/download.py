@@ -96,9 +96,13 @@ def summary(counts: dict[str, int], ignored: dict[str, int]) -> str:
     )
 
 
+def is_local_source(source: str) -> bool:
+    """A path on this machine (relative to the project root): neither a named dataset nor a URL."""
+    return source not in (*sources.NAMES, params.SAMPLE_DATASET) and not params.is_url(source)
+
+
 def is_folder_source(source: str) -> bool:
-    """A local folder (relative to the project root), unless the name is a named dataset or a URL."""
-    return source not in (*sources.NAMES, params.SAMPLE_DATASET) and not params.is_url(source) and Path(source).is_dir()
+    return is_local_source(source) and Path(source).is_dir()
 
 
 def check_params(source: str, sample_classes: int, params_file: str, sha256: str | None = None) -> None:
@@ -195,7 +199,7 @@ def main(argv: list[str] | None = None) -> Params:
     caps = {"max_members": data.max_archive_members, "max_total_bytes": data.max_archive_bytes}
     check_params(source, data.sample_classes, str(args.params), data.sha256)
     from_folder = is_folder_source(source)
-    local = source not in (*sources.NAMES, params.SAMPLE_DATASET) and not params.is_url(source)  # a folder or a file
+    local = is_local_source(source)  # a folder or a file
     if from_folder:
         refuse_overlap(Path(source), args.out)
     if local and Path(source).exists() and not seen_by_dvc(Path(source), args.archives):
