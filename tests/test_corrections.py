@@ -14,7 +14,7 @@ import pytest
 from stages import split as split_stage
 from stages.lib import corrections
 from stages.lib.corrections import Correction, CorrectionsError
-from stages.lib.file_lists import make_splits, read_skipped, read_split
+from stages.lib.file_lists import SplitError, make_splits, read_skipped, read_split
 from stages.lib.files import sha256_file
 from tests.conftest import dvc_args, make_raw_tree
 
@@ -197,3 +197,23 @@ def test_a_bad_row_stops_the_split_stage_and_keeps_its_lists(project: Path):
     with pytest.raises(CorrectionsError, match="corrections.csv: line 2: relabel to 'chien', which is not a class"):
         split_stage.main(dvc_args("split"))
     assert {p.name: p.read_bytes() for p in (project / "data" / "splits").iterdir()} == lists
+
+
+def test_relabelling_a_class_s_only_test_image_is_refused_naming_the_row_not_a_lone_image(tmp_path: Path):
+    """Found by a new user's pass: the audit's top suspect was the only test image of class None, accepted on the
+    review page; split then said None "has one validation image", which it did not. A correction moves no image
+    between splits, so the test split is left without the class: the line says so, naming the image."""
+    raw = make_raw_tree(tmp_path / "raw", classes=("None", "macro"))
+    before = make_splits(raw, test_fraction=0.2, holdout_fraction=0.33, seed=1)
+    test = before.frames["test"]
+    relabelled = test[test["label"] == "None"]  # every test image of None, as the review page may have had them
+    assert (before.frames["val"]["label"] == "None").sum() >= 2  # more than one validation image: not a lone one
+    rows = [Correction(r.path, r.sha256, "relabel", "macro", line=2 + i) for i, r in enumerate(relabelled.itertuples())]
+    with pytest.raises(SplitError) as refused:
+        make_splits(raw, test_fraction=0.2, holdout_fraction=0.33, seed=1, corrected=rows)
+    images, those = ("image", "that row") if len(rows) == 1 else ("images", "those rows")
+    assert str(refused.value) == (
+        f"{raw / 'validation'}: no usable image of class 'None' in the test split: corrections.csv relabels its test "
+        f"{images} {', '.join(relabelled['path'])} to 'macro', and a correction moves no image between splits; add "
+        f"an image of the class to validation/, or take {those} out of corrections.csv"
+    )

@@ -239,6 +239,23 @@ def _require_every_class(frame: pd.DataFrame, class_names: list[str], where: Pat
         raise SplitError(f"{where}: no usable image of class {missing[0]!r}{why}")
 
 
+def _require_every_class_in_test(test: pd.DataFrame, class_names: list[str], where: Path) -> None:
+    """Each class folder of two or more images lends the test split one (split_validation); a class missing from it
+    had a lone validation image, or corrections.csv relabelled its test images away (they stay in test)."""
+    for name in sorted(set(class_names) - set(test["label"]), key=class_names.index)[:1]:
+        away = test[(test["given"] == name) & (test["label"] != name)]
+        if away.empty:
+            raise SplitError(f"{where}: no usable image of class {name!r} in the test split: it has one validation "
+                             "image, and val and test need one each")  # fmt: skip
+        images, those = ("image", "that row") if len(away) == 1 else ("images", "those rows")
+        raise SplitError(
+            f"{where}: no usable image of class {name!r} in the test split: corrections.csv relabels its test {images} "
+            f"{', '.join(away['path'])} to {', '.join(repr(label) for label in sorted(set(away['label'])))}, and a "
+            f"correction moves no image between splits; add an image of the class to validation/, or take {those} out "
+            "of corrections.csv"
+        )
+
+
 def make_splits(
     raw_dir: Path,
     *,
@@ -273,8 +290,7 @@ def make_splits(
         val, test = scanned[VALIDATION], scanned[TEST]
     else:
         val, test = split_validation(scanned[VALIDATION], test_fraction, seed)
-        why = " in the test split: it has one validation image, and val and test need one each"
-        _require_every_class(test, class_names, raw_dir / VALIDATION, why)
+        _require_every_class_in_test(test, class_names, raw_dir / VALIDATION)
     frames, removed, within = remove_cross_split_duplicates({"train": scanned[TRAIN], "val": val, "test": test})
     for split, frame in frames.items():
         _require_every_class(
