@@ -193,7 +193,7 @@ def main(argv: list[str] | None = None) -> Params:
     if not near_duplicates_judged:
         print(
             f"audit: {len(images)} images are too few to judge near-duplicates by their features (whitening needs "
-            f"{audit.IMAGES_PER_WHITENED_DIMENSION * min(a.whiten_components, audit.MIN_WHITENED_DIMENSIONS)}); "
+            f"{audit.IMAGES_PER_WHITENED_DIMENSION * min(a.whiten_components, audit.MIN_WHITENED_DIMENSIONS)} images); "
             "identical files are found by the split stage"
         )
     print(

@@ -211,7 +211,7 @@ def test_the_audit_says_what_it_could_not_judge(project: Path):
     printed, warned = (project / "audit.stdout").read_text(), (project / "audit.stderr").read_text()
     assert (
         f"audit: {metrics['audit.images']} images are too few to judge near-duplicates by their features (whitening "
-        "needs 128); identical files are found by the split stage\n"
+        "needs 128 images); identical files are found by the split stage\n"
     ) in printed
     assert metrics["audit.near_duplicates_judged"] is False
     words = audit_lists.weak_judge_words(metrics["audit.suspects_found"], metrics["audit.suspected_label_errors"])
